@@ -1,0 +1,225 @@
+"""The embedded store: one SQLite file, safe across threads and processes.
+
+Each thread (and each process, after a fork) gets its own connection; the file is in WAL mode
+so readers never block the writer. A commit runs in ``BEGIN IMMEDIATE``, which takes the
+file's write lock before it checks the version and the event record, so the check and the
+write are one atomic step across every process using the file: the same guarantee DynamoDB's
+conditional transaction gives.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+from sessions.errors import ConflictError, DuplicateEventError, StoreError, StoreUnavailableError
+from sessions.keys import TOMBSTONE_SK, ConversationKey, UserKey
+from sessions.store import EventRecord, Snapshot, StoredItem, StoredState, Tombstone
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    pk TEXT NOT NULL,
+    sk TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('state', 'event', 'tombstone')),
+    version INTEGER NOT NULL DEFAULT 0,
+    expires_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    data BLOB,
+    response BLOB,
+    response_expires_at INTEGER NOT NULL DEFAULT 0,
+    outbox BLOB,
+    sent_at INTEGER,
+    enterprise TEXT,
+    PRIMARY KEY (pk, sk)
+) WITHOUT ROWID
+"""
+_COLUMNS = (
+    "sk, kind, version, expires_at, updated_at, data, response, response_expires_at, "
+    "outbox, sent_at, enterprise"
+)
+_Row = tuple[
+    str, str, int, int, int, bytes | None, bytes | None, int, bytes | None, int | None, str | None
+]
+
+
+def _item(row: _Row) -> StoredItem:
+    _sk, kind, version, expires_at, updated_at, data, response, resp_exp, outbox, sent_at, ent = row
+    if kind == "state":
+        return StoredState(
+            version=version,
+            blob=bytes(data or b""),
+            expires_at=expires_at,
+            updated_at=updated_at,
+            enterprise=ent,
+        )
+    if kind == "event":
+        return EventRecord(
+            version=version,
+            committed_at=updated_at,
+            expires_at=expires_at,
+            response=None if response is None else bytes(response),
+            response_expires_at=resp_exp,
+            outbox=None if outbox is None else bytes(outbox),
+            sent_at=sent_at,
+        )
+    return Tombstone(deleted_at=updated_at, expires_at=expires_at)
+
+
+class SQLiteStore:
+    """SQLite implementation of :class:`sessions.store.Store`.
+
+    Args:
+        path: the database file; its folder is created when missing.
+        timeout: seconds to wait for another writer before giving up (StoreUnavailableError).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self.timeout = timeout
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._conn().execute(_SCHEMA)
+
+    # One connection per thread and process: sqlite3 connections must not cross a fork, and
+    # sharing one between threads would serialise them on Python's side for nothing.
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+            return conn
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open {self.path}: {exc}") from exc
+        self._local.conn = conn
+        self._local.pid = os.getpid()
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    @staticmethod
+    def _convert(exc: sqlite3.Error) -> StoreError:
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            return StoreUnavailableError(f"SQLite stayed locked: {exc}")
+        return StoreError(f"SQLite failed: {exc}")
+
+    def _rows(self, pk: str, sks: list[str]) -> dict[str, StoredItem]:
+        marks = ",".join("?" * len(sks))
+        sql = f"SELECT {_COLUMNS} FROM items WHERE pk = ? AND sk IN ({marks})"
+        return {row[0]: _item(row) for row in self._conn().execute(sql, (pk, *sks))}
+
+    def load(self, key: ConversationKey, event_sk: str | None) -> Snapshot:
+        sks = [key.sk, TOMBSTONE_SK] + ([event_sk] if event_sk else [])
+        try:
+            # One statement reads one consistent snapshot of all three rows.
+            found = self._rows(key.pk, sks)
+        except sqlite3.Error as exc:
+            raise self._convert(exc) from exc
+        state = found.get(key.sk)
+        event = found.get(event_sk) if event_sk else None
+        stone = found.get(TOMBSTONE_SK)
+        return Snapshot(
+            state=state if isinstance(state, StoredState) else None,
+            event=event if isinstance(event, EventRecord) else None,
+            tombstone=stone if isinstance(stone, Tombstone) else None,
+        )
+
+    def commit(
+        self,
+        key: ConversationKey,
+        *,
+        expected_version: int | None,
+        state: StoredState,
+        event_sk: str,
+        event: EventRecord,
+        now: int,
+    ) -> None:
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._convert(exc) from exc
+        try:
+            found = self._rows(key.pk, [key.sk, event_sk])
+            seen = found.get(event_sk)
+            if isinstance(seen, EventRecord) and seen.expires_at > now:
+                raise DuplicateEventError("event already committed", record=seen)
+            current = found.get(key.sk)
+            stored_version = current.version if isinstance(current, StoredState) else None
+            if stored_version != expected_version:
+                raise ConflictError(
+                    f"version is {stored_version}, expected {expected_version}",
+                    current=current if isinstance(current, StoredState) else None,
+                )
+            sql = (
+                "INSERT OR REPLACE INTO items (pk, " + _COLUMNS + ") "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            )
+            conn.execute(
+                sql,
+                (key.pk, key.sk, "state", state.version, state.expires_at, state.updated_at,
+                 state.blob, None, 0, None, None, state.enterprise),
+            )  # fmt: skip
+            conn.execute(
+                sql,
+                (key.pk, event_sk, "event", event.version, event.expires_at, event.committed_at,
+                 None, event.response, event.response_expires_at, event.outbox, event.sent_at,
+                 None),
+            )  # fmt: skip
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self._convert(exc) from exc
+            raise
+
+    def mark_sent(self, key: ConversationKey, event_sk: str, *, sent_at: int) -> None:
+        try:
+            self._conn().execute(
+                "UPDATE items SET sent_at = ?, outbox = NULL WHERE pk = ? AND sk = ?",
+                (sent_at, key.pk, event_sk),
+            )
+        except sqlite3.Error as exc:
+            raise self._convert(exc) from exc
+
+    def user_items(self, user: UserKey) -> list[tuple[str, StoredItem]]:
+        sql = f"SELECT {_COLUMNS} FROM items WHERE pk = ? ORDER BY sk"
+        try:
+            return [(row[0], _item(row)) for row in self._conn().execute(sql, (user.pk,))]
+        except sqlite3.Error as exc:
+            raise self._convert(exc) from exc
+
+    def delete_user(self, user: UserKey, *, tombstone: Tombstone) -> int:
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    "INSERT OR REPLACE INTO items (pk, sk, kind, expires_at, updated_at) "
+                    "VALUES (?, ?, 'tombstone', ?, ?)",
+                    (user.pk, TOMBSTONE_SK, tombstone.expires_at, tombstone.deleted_at),
+                )
+                cur = conn.execute(
+                    "DELETE FROM items WHERE pk = ? AND sk != ?", (user.pk, TOMBSTONE_SK)
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._convert(exc) from exc
+        return cur.rowcount
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
