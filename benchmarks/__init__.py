@@ -1,0 +1,1 @@
+"""Reproducible measurements against AWS's DynamoDB Local: ``make bench``."""

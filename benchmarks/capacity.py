@@ -1,0 +1,46 @@
+"""Count requests and consumed capacity units through botocore's event hooks."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+
+class Meter:
+    """Attach to a client: counts requests per operation and sums read/write units.
+
+    It asks DynamoDB for ``ReturnConsumedCapacity=TOTAL`` on every call through the
+    ``provide-client-params`` hook, so the code under measurement is not changed.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.requests: Counter[str] = Counter()
+        self.read_units = 0.0
+        self.write_units = 0.0
+        events = client.meta.events
+        events.register("provide-client-params.dynamodb.*", self._ask)
+        events.register("before-send.dynamodb", self._sent)
+        events.register("after-call.dynamodb.*", self._consumed)
+
+    @staticmethod
+    def _ask(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if "ReturnConsumedCapacity" in model.input_shape.members:
+            params.setdefault("ReturnConsumedCapacity", "TOTAL")
+
+    def _sent(self, request: Any, **_: Any) -> None:
+        self.requests[request.headers["X-Amz-Target"].decode().split(".")[-1]] += 1
+
+    def _consumed(self, parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        consumed = parsed.get("ConsumedCapacity") or []
+        if isinstance(consumed, dict):
+            consumed = [consumed]
+        for entry in consumed:
+            units = float(entry.get("CapacityUnits", 0.0))
+            if model.name in {"GetItem", "BatchGetItem", "Query", "Scan"}:
+                self.read_units += float(entry.get("ReadCapacityUnits", units))
+            else:
+                self.write_units += float(entry.get("WriteCapacityUnits", units))
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.read_units = self.write_units = 0.0
