@@ -1,0 +1,138 @@
+"""A todo list per user per conversation, with a multi-turn prompt.
+
+Commands (a leading ``todo`` is accepted): ``add <text>``, ``add`` (asks what to add; the next
+message becomes the item, ``cancel`` drops the prompt), ``list``, ``done <n>``, ``clear``,
+``help``. The Done button (action ``todo_done``, value = the item's id) removes an item.
+
+State (JSON)::
+
+    {"items": [{"id": "3", "text": "buy milk"}], "next_id": 4, "pending": null | "add"}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.messages import Button, Message, Reply
+
+DONE_ACTION = "todo_done"
+MAX_ITEMS = 100
+MAX_TEXT = 500
+
+HELP = (
+    "I keep a todo list for you in this conversation.\n"
+    "• `add <text>`: add an item (or just `add`, and I'll ask)\n"
+    "• `list`: show your items\n"
+    "• `done <n>`: tick off item n\n"
+    "• `clear`: remove every item\n"
+    "• `cancel`: drop a question I asked\n"
+    "• `help`: this text"
+)
+
+State = dict[str, Any]
+
+
+def turn(state: State, message: Message) -> tuple[State, list[Reply], None]:
+    """One conversational turn. Pure: the same inputs always give the same outputs."""
+    items: list[dict[str, str]] = [dict(i) for i in state.get("items", [])]
+    next_id = int(state.get("next_id", 1))
+    pending = state.get("pending")
+
+    if message.action == DONE_ACTION:
+        return _done_by_id(items, next_id, pending, message.value or "")
+
+    text = " ".join(message.text.split())
+    words = text.split(" ", 1)
+    if words[0].lower() in {"todo", "/todo"}:
+        text = words[1] if len(words) > 1 else ""
+        words = text.split(" ", 1)
+    command = words[0].lower()
+    rest = words[1].strip() if len(words) > 1 else ""
+
+    if pending == "add":
+        if command == "cancel" and not rest:
+            return _state(items, next_id, None), [Reply("OK, I won't add anything.")], None
+        if text:
+            return _add(items, next_id, text)
+
+    if command == "add":
+        if not rest:
+            return _state(items, next_id, "add"), [Reply("What should I add?")], None
+        return _add(items, next_id, rest)
+    if command == "list" and not rest:
+        return _state(items, next_id, pending), [_list(items)], None
+    if command == "done":
+        return _done_by_number(items, next_id, pending, rest)
+    if command == "clear" and not rest:
+        n = len(items)
+        label = "item" if n == 1 else "items"
+        return _state([], next_id, None), [Reply(f"Cleared {n} {label}.")], None
+    if command == "cancel" and not rest:
+        return _state(items, next_id, None), [Reply("There was nothing to cancel.")], None
+    return _state(items, next_id, pending), [Reply(HELP)], None
+
+
+def _state(items: list[dict[str, str]], next_id: int, pending: str | None) -> State:
+    return {"items": items, "next_id": next_id, "pending": pending}
+
+
+def _add(items: list[dict[str, str]], next_id: int, text: str) -> tuple[State, list[Reply], None]:
+    if len(items) >= MAX_ITEMS:
+        return (
+            _state(items, next_id, None),
+            [Reply(f"Your list is full ({MAX_ITEMS} items): tick some off first.")],
+            None,
+        )
+    if len(text) > MAX_TEXT:
+        text = text[: MAX_TEXT - 1] + "…"
+    items = [*items, {"id": str(next_id), "text": text}]
+    n = len(items)
+    reply = Reply(f"Added “{text}”. You have {n} {'item' if n == 1 else 'items'}.")
+    return _state(items, next_id + 1, None), [reply], None
+
+
+def _list(items: list[dict[str, str]]) -> Reply:
+    if not items:
+        return Reply("Your list is empty. Add something with `add <text>`.")
+    lines = [f"{n}. {item['text']}" for n, item in enumerate(items, 1)]
+    buttons = tuple(
+        Button("Done", DONE_ACTION, item["id"], line)
+        for item, line in zip(items, lines, strict=True)
+    )
+    return Reply("Your list:\n" + "\n".join(lines), buttons)
+
+
+def _done_by_number(
+    items: list[dict[str, str]], next_id: int, pending: str | None, arg: str
+) -> tuple[State, list[Reply], None]:
+    if not arg.isdecimal() or not 1 <= int(arg) <= len(items):
+        have = f"you have {len(items)}" if items else "your list is empty"
+        hint = f"There is no item {arg!r}: {have}." if arg else "Which one? Say `done <n>`."
+        return _state(items, next_id, pending), [Reply(hint)], None
+    removed = items.pop(int(arg) - 1)
+    return _state(items, next_id, pending), [_done_reply(removed, items)], None
+
+
+def _done_by_id(
+    items: list[dict[str, str]], next_id: int, pending: Any, item_id: str
+) -> tuple[State, list[Reply], None]:
+    for i, item in enumerate(items):
+        if item["id"] == item_id:
+            removed = items.pop(i)
+            return _state(items, next_id, pending), [_done_reply(removed, items)], None
+    return _state(items, next_id, pending), [Reply("That item is already done.")], None
+
+
+def _done_reply(removed: dict[str, str], left: list[dict[str, str]]) -> Reply:
+    return Reply(f"Done: “{removed['text']}”. {len(left)} left.")
+
+
+class TodoBot:
+    """The todo bot as the edge uses it: a pure turn and which intents are slow."""
+
+    def turn(self, state: State, message: Message) -> tuple[State, list[Reply], None]:
+        return turn(state, message)
+
+    def is_slow(self, message: Message) -> bool:
+        """Decided from the message alone, before the ack: every todo intent is fast."""
+        return False

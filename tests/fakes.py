@@ -1,0 +1,108 @@
+"""A local fake of the Slack Web API and of ``response_url`` endpoints, recording every call.
+
+It is a real HTTP server on a free loopback port; ``SLACK_API_URL`` points at ``/api/`` and
+response URLs at ``/response/<id>``. Nothing patches module globals.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+
+@dataclass
+class Call:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class FakeSlack:
+    url: str
+    calls: list[Call] = field(default_factory=list)
+    #: path prefix -> list of HTTP statuses to answer before answering normally
+    failures: dict[str, list[int]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api/"
+
+    def response_url(self, name: str = "r1") -> str:
+        return f"{self.url}/response/{name}"
+
+    def posts(self) -> list[Call]:
+        with self.lock:
+            return [c for c in self.calls if c.path == "/api/chat.postMessage"]
+
+    def responses(self) -> list[Call]:
+        with self.lock:
+            return [c for c in self.calls if c.path.startswith("/response/")]
+
+    def wait_for(
+        self, what: Callable[[], list[Call]], count: int = 1, timeout: float = 20
+    ) -> list[Call]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = what()
+            if len(found) >= count:
+                return found
+            time.sleep(0.02)
+        return what()
+
+
+def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+            ctype = self.headers.get("content-type", "")
+            if "json" in ctype:
+                body = json.loads(raw or b"{}")
+            else:
+                body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+            for prefix, statuses in fake.failures.items():
+                if self.path.startswith(prefix) and statuses:
+                    status = statuses.pop(0)
+                    self.send_response(status)
+                    self.end_headers()
+                    return
+            with fake.lock:
+                fake.calls.append(Call(self.path, dict(self.headers), body))
+            if self.path.startswith("/api/"):
+                payload = json.dumps({"ok": True, "channel": body.get("channel"), "ts": "1.0"})
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.end_headers()
+                self.wfile.write(payload.encode())
+            else:
+                self.send_response(200)
+                self.send_header("content-type", "text/plain")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+    return Handler
+
+
+@contextmanager
+def fake_slack() -> Iterator[FakeSlack]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(FakeSlack("")))
+    fake = FakeSlack(f"http://127.0.0.1:{server.server_address[1]}")
+    server.RequestHandlerClass = _handler(fake)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()

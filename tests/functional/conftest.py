@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import handlers.slack
+from handlers.settings import from_env
+from handlers.store import store_from_settings
+from sessions import ConversationKey, Sessions
+from sessions.store import Store
+from tests.fakes import FakeSlack, fake_slack
+from tests.slack_requests import SECRET
+
+
+@dataclass
+class SlackWorld:
+    fake: FakeSlack
+    store: Store
+    sessions: Sessions
+
+    def call(self, event: dict[str, Any]) -> dict[str, Any]:
+        return handlers.slack.handler(event, None)
+
+    def items(self, *, channel: str = "C0001", user: str = "U0001") -> list[str]:
+        key = ConversationKey.slack(team="T0001", channel=channel, user=user)
+        conversation = self.sessions.get(key)
+        return [] if conversation is None else [i["text"] for i in conversation.state["items"]]
+
+    def stored(self, user: str = "U0001") -> list[tuple[str, Any]]:
+        key = ConversationKey.slack(team="T0001", channel="C0001", user=user)
+        return self.store.user_items(key.user_key)
+
+
+@pytest.fixture(params=["sqlite", "dynamodb_local"])
+def slack(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[SlackWorld]:
+    with fake_slack() as fake:
+        monkeypatch.setenv("SLACK_SIGNING_SECRET", SECRET)
+        monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test-token")
+        monkeypatch.setenv("SLACK_API_URL", fake.api_url)
+        monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+        if request.param == "sqlite":
+            monkeypatch.setenv("SESSIONS_DB", str(tmp_path / "sessions.sqlite3"))
+            monkeypatch.delenv("SESSIONS_TABLE", raising=False)
+        else:
+            monkeypatch.setenv("SESSIONS_TABLE", request.getfixturevalue("local_table"))
+            monkeypatch.setenv(
+                "AWS_ENDPOINT_URL_DYNAMODB", request.getfixturevalue("dynamodb_endpoint")
+            )
+        handlers.slack.reset()
+        store = store_from_settings(from_env())
+        yield SlackWorld(fake=fake, store=store, sessions=Sessions(store))
+        handlers.slack.reset()
+        store.close()
