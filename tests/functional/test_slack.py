@@ -32,9 +32,10 @@ def ack_text(result: dict[str, Any]) -> str:
 
 
 def test_url_verification_and_ssl_check(slack: SlackWorld) -> None:
-    result = slack.call(json_event({"type": "url_verification", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", "token": "x"}))  # fmt: skip
+    challenge = "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+    result = slack.call(json_event({"type": "url_verification", "challenge": challenge}))
     assert result["statusCode"] == 200
-    assert "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P" in result["body"]
+    assert challenge in result["body"]
     body, headers = form({"ssl_check": "1", "token": "x"})
     assert slack.call(http_v2(body, headers))["statusCode"] == 200
     assert slack.stored() == []
@@ -78,7 +79,7 @@ def test_done_button_removes_the_item(slack: SlackWorld) -> None:
     slack.call(slash("add milk"))
     slack.call(slash("add eggs"))
     listed = json.loads(slack.call(slash("list"))["body"])
-    eggs = [b["accessory"]["value"] for b in listed["blocks"] if "eggs" in b["text"]["text"]][0]
+    eggs = next(b["accessory"]["value"] for b in listed["blocks"] if "eggs" in b["text"]["text"])
     result = slack.call(block_action(eggs, response_url=slack.fake.response_url("done")))
     assert result["statusCode"] == 200
     [answer] = slack.fake.responses()
@@ -99,9 +100,17 @@ def test_isolation_between_users_and_channels(slack: SlackWorld) -> None:
     assert "1. theirs" in ack_text(slack.call(slash("list", user="U0002")))
 
 
-@pytest.mark.parametrize(
-    "reason", ["http_timeout", "too_many_redirects", "connection_failed", "ssl_error", "http_error", "unknown_error"]
-)  # fmt: skip
+RETRY_REASONS = [
+    "http_timeout",
+    "too_many_redirects",
+    "connection_failed",
+    "ssl_error",
+    "http_error",
+    "unknown_error",
+]
+
+
+@pytest.mark.parametrize("reason", RETRY_REASONS)
 def test_retried_deliveries_change_nothing_and_send_nothing(slack: SlackWorld, reason: str) -> None:
     body = dm_body("add once")
     assert slack.call(json_event(body))["statusCode"] == 200
@@ -130,82 +139,41 @@ def test_burst_of_twenty_adds_ends_with_twenty_items(slack: SlackWorld) -> None:
     assert len(slack.fake.posts()) == 20
 
 
+COMMAND = {
+    "command": "/todo",
+    "text": "add x",
+    "team_id": "T0001",
+    "channel_id": "C0001",
+    "user_id": "U0001",
+    "trigger_id": "1.2",
+}
+BROKEN_JSON = b'{"type": "event_callback", '
+
+
 def _signed_form(fields: dict[str, str], **sign_kw: Any) -> dict[str, Any]:
     body, headers = form(fields, **sign_kw)
     return http_v2(body, headers)
 
 
-@pytest.mark.parametrize(
-    "build",
-    [
-        pytest.param(
-            lambda: _signed_form(
-                {
-                    "command": "/todo",
-                    "text": "add x",
-                    "team_id": "T0001",
-                    "channel_id": "C0001",
-                    "user_id": "U0001",
-                    "trigger_id": "1.2",
-                },
-                secret="wrong",
-            ),
-            id="bad-signature",
-        ),  # fmt: skip
-        pytest.param(
-            lambda: _signed_form(
-                {
-                    "command": "/todo",
-                    "text": "add x",
-                    "team_id": "T0001",
-                    "channel_id": "C0001",
-                    "user_id": "U0001",
-                    "trigger_id": "1.2",
-                },
-                timestamp=int(time.time()) - 301,
-            ),
-            id="stale-timestamp",
-        ),  # fmt: skip
-        pytest.param(
-            lambda: http_v2(
-                b"command=%2Ftodo&text=add+x", {"content-type": "application/x-www-form-urlencoded"}
-            ),
-            id="missing-headers",
-        ),  # fmt: skip
-        pytest.param(
-            lambda: http_v2(
-                b'{"type": "event_callback", ',
-                {"content-type": "application/json", **sign(b'{"type": "event_callback", ')},
-                base64_body=False,
-            ),
-            id="malformed-json",
-        ),  # fmt: skip
-        pytest.param(
-            lambda: http_v2(b"\xff\xfe", {"content-type": "application/json", **sign(b"\xff\xfe")}),
-            id="not-utf8",
-        ),  # fmt: skip
-        pytest.param(
-            lambda: {**http_v2(b"x", {}), "body": "%%%", "isBase64Encoded": True}, id="bad-base64"
-        ),  # fmt: skip
-        pytest.param(lambda: {"hello": "world"}, id="not-http"),
-        pytest.param(
-            lambda: json_event({**dm_body("add x"), "team_id": "T1#U2"}), id="crafted-team-id"
-        ),  # fmt: skip
-        pytest.param(
-            lambda: _signed_form(
-                {
-                    "command": "/todo",
-                    "text": "add x",
-                    "team_id": "T0001",
-                    "channel_id": "C0001",
-                    "user_id": "U" * 500,
-                    "trigger_id": "1.2",
-                }
-            ),
-            id="long-user-id",
-        ),  # fmt: skip
-    ],
-)
+def _json(raw: bytes) -> dict[str, Any]:
+    return http_v2(raw, {"content-type": "application/json", **sign(raw)}, base64_body=False)
+
+
+BAD_REQUESTS = {
+    "bad-signature": lambda: _signed_form(COMMAND, secret="wrong"),
+    "stale-timestamp": lambda: _signed_form(COMMAND, timestamp=int(time.time()) - 301),
+    "missing-headers": lambda: http_v2(b"command=%2Ftodo&text=add+x", {}),
+    "malformed-json": lambda: _json(BROKEN_JSON),
+    "not-utf8": lambda: http_v2(b"\xff\xfe", {"content-type": "text/plain", **sign(b"\xff\xfe")}),
+    "bad-base64": lambda: {**http_v2(b"x", {}), "body": "%%%", "isBase64Encoded": True},
+    "not-http": lambda: {"hello": "world"},
+    "crafted-team-id": lambda: json_event({**dm_body("add x"), "team_id": "T1#U2"}),
+    "long-user-id": lambda: _signed_form({**COMMAND, "user_id": "U" * 500}),
+    "no-trigger-id": lambda: _signed_form({**COMMAND, "trigger_id": ""}),
+}
+
+
+@pytest.mark.parametrize("build", BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
 def test_bad_requests_are_rejected_and_store_nothing(slack: SlackWorld, build: Any) -> None:
     result = slack.call(build())
     assert result["statusCode"] in {400, 401}, result
@@ -242,9 +210,9 @@ def test_unhandled_event_types_get_200(slack: SlackWorld) -> None:
 
 
 def test_rest_v1_and_function_url_events(slack: SlackWorld) -> None:
-    body, headers = form({"team_id": "T0001", "channel_id": "C0001", "user_id": "U0001", "command": "/todo", "text": "add via rest", "trigger_id": uuid.uuid4().hex, "response_url": "http://127.0.0.1:9/r"})  # fmt: skip
+    body, headers = form({**COMMAND, "text": "add via rest", "trigger_id": uuid.uuid4().hex})
     assert "Added “via rest”" in ack_text(slack.call(rest_v1(body, headers)))
-    body, headers = form({"team_id": "T0001", "channel_id": "C0001", "user_id": "U0001", "command": "/todo", "text": "add via url", "trigger_id": uuid.uuid4().hex, "response_url": "http://127.0.0.1:9/r"})  # fmt: skip
+    body, headers = form({**COMMAND, "text": "add via url", "trigger_id": uuid.uuid4().hex})
     assert "Added “via url”" in ack_text(slack.call(function_url(body, headers)))
     assert slack.items() == ["via rest", "via url"]
 
