@@ -77,7 +77,7 @@ def test_session_is_committed_and_say_held_until_then(bolt: Any) -> None:
 
 
 def test_a_raced_listener_runs_again_but_speaks_once(bolt: Any) -> None:
-    app, sessions, fake, runs = bolt
+    app, _, fake, runs = bolt
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda b: dispatch(app, b), [dm_body("race"), dm_body("race")]))
     assert [r.status for r in results] == [200, 200]
@@ -87,8 +87,8 @@ def test_a_raced_listener_runs_again_but_speaks_once(bolt: Any) -> None:
 
 def test_slash_command_ack_carries_the_session_result(bolt: Any) -> None:
     app, _, _, _ = bolt
-    fields = {"command": "/count", "text": "", "team_id": "T0001", "channel_id": "C0001",
-              "user_id": "U0001", "trigger_id": "1.2.3", "response_url": "http://127.0.0.1:9/"}  # fmt: skip
+    fields = {"command": "/count", "text": "", "team_id": "T0001", "channel_id": "C0001"}
+    fields |= {"user_id": "U0001", "trigger_id": "1.2.3", "response_url": "http://127.0.0.1:9/"}
     body, headers = form(fields)
     response = app.dispatch(BoltRequest(body=body.decode(), headers=headers))
     assert response.status == 200 and "count is 1" in response.body
