@@ -24,7 +24,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, Protocol
 
 log = logging.getLogger("handlers.deferral")
@@ -83,7 +83,12 @@ class LambdaDeferrer:
 
 
 class ThreadDeferrer:
-    """Runs jobs on a small thread pool, each retried with backoff (outside Lambda)."""
+    """Runs jobs on a small thread pool, each retried with backoff (outside Lambda).
+
+    Jobs live in this process only: a job still pending when the process exits is lost (its
+    event was acked). That is the local server's trade-off; inside Lambda use
+    :class:`LambdaDeferrer`, whose jobs Lambda keeps.
+    """
 
     def __init__(
         self,
@@ -127,7 +132,7 @@ class ThreadDeferrer:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return False
-            pending[0].exception(timeout=left)
+            wait(pending, timeout=left)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True)

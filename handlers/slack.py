@@ -43,8 +43,6 @@ from sessions import (
     InvalidKeyError,
     SessionError,
     Sessions,
-    StoreError,
-    TurnError,
 )
 
 log = logging.getLogger("handlers.slack")
@@ -284,7 +282,7 @@ class SlackEdge:
                 event_time=event_time,
                 sender=self._post_sender(channel),
             )
-        except (SessionError, StoreError, TurnError):
+        except SessionError:
             # Nothing was committed: answer 5xx and let Slack redeliver (event_id dedups).
             log.exception("event turn failed before the commit", extra={"pk": key.pk})
             return BoltResponse(status=503, body="retry later")
