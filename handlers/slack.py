@@ -24,20 +24,21 @@ import logging
 import re
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
 from slack_sdk.webhook import WebhookClient
 
-from bot.messages import Message, Reply
+from bot.messages import Message
 from bot.todo import DONE_ACTION, TodoBot
 from handlers import slack_payloads as payloads
 from handlers.deferral import DEFERRED_KEY, Deferrer, Job, LambdaDeferrer, ThreadDeferrer
 from handlers.http import BadRequest, from_lambda, response
 from handlers.settings import Settings, from_env
 from handlers.store import store_from_settings
+from handlers.turns import Bot, bot_turn, replies_from
 from sessions import (
     ConversationKey,
     InvalidKeyError,
@@ -49,12 +50,6 @@ log = logging.getLogger("handlers.slack")
 
 APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment."
 SLASH_COMMAND = "/todo"
-
-
-class Bot(Protocol):
-    def turn(self, state: dict[str, Any], message: Message) -> tuple[Any, Sequence[Reply], Any]: ...
-
-    def is_slow(self, message: Message) -> bool: ...
 
 
 class SlackEdge:
@@ -162,19 +157,9 @@ class SlackEdge:
 
     # -- the turn -----------------------------------------------------------------------------
 
-    def _turn(self, *, with_response: bool) -> Any:
-        bot = self.bot
-
-        def turn(state: dict[str, Any], message: Message) -> tuple[Any, list[Any], Any]:
-            new_state, replies, _ = bot.turn(state, message)
-            rendered = [r.to_dict() for r in replies]
-            return new_state, rendered, rendered if with_response else None
-
-        return turn
-
     def _post_sender(self, channel: str) -> Any:
         def send(key: ConversationKey, replies: Sequence[dict[str, Any]]) -> None:
-            message = payloads.render([Reply.from_dict(r) for r in replies])
+            message = payloads.render(replies_from(replies))
             self.web.chat_postMessage(channel=channel, **message)
 
         return send
@@ -182,7 +167,7 @@ class SlackEdge:
     @staticmethod
     def _respond_sender(response_url: str) -> Any:
         def send(key: ConversationKey, replies: Sequence[dict[str, Any]]) -> None:
-            message = payloads.render([Reply.from_dict(r) for r in replies])
+            message = payloads.render(replies_from(replies))
             result = WebhookClient(response_url, timeout=5).send(
                 response_type="ephemeral", replace_original=False, **message
             )
@@ -209,14 +194,13 @@ class SlackEdge:
             return None
         try:
             result = self.sessions.run(
-                key, f"trigger:{trigger_id}", self._turn(with_response=True), message
+                key, f"trigger:{trigger_id}", bot_turn(self.bot, with_response=True), message
             )
         except SessionError:
             log.exception("slash command turn failed", extra={"pk": key.pk})
             ack(text=APOLOGY, response_type="ephemeral")
             return None
-        replies = [Reply.from_dict(r) for r in (result.response or [])]
-        ack(response_type="ephemeral", **payloads.render(replies))
+        ack(response_type="ephemeral", **payloads.render(replies_from(result.response or [])))
         return None
 
     def _on_action(
@@ -235,9 +219,7 @@ class SlackEdge:
         response_url = str(body.get("response_url") or "")
         sender = self._respond_sender(response_url) if response_url else None
         try:
-            self.sessions.run(
-                key, idempotency_key, self._turn(with_response=False), message, sender=sender
-            )
+            self.sessions.run(key, idempotency_key, bot_turn(self.bot), message, sender=sender)
         except SessionError:
             log.exception("action turn failed", extra={"pk": key.pk})
             if sender is not None:
@@ -277,7 +259,7 @@ class SlackEdge:
             self.sessions.run(
                 key,
                 f"event:{event_id}",
-                self._turn(with_response=False),
+                bot_turn(self.bot),
                 message,
                 event_time=event_time,
                 sender=self._post_sender(channel),
@@ -338,7 +320,7 @@ class SlackEdge:
         self.sessions.run(
             key,
             job["idempotency_key"],
-            self._turn(with_response=False),
+            bot_turn(self.bot),
             message,
             event_time=job.get("event_time"),
             sender=sender,

@@ -1,7 +1,9 @@
-"""A local fake of the Slack Web API and of ``response_url`` endpoints, recording every call.
+"""A local fake of the Slack Web API, Slack ``response_url`` endpoints and Meta's Graph Send
+API, recording every call.
 
-It is a real HTTP server on a free loopback port; ``SLACK_API_URL`` points at ``/api/`` and
-response URLs at ``/response/<id>``. Nothing patches module globals.
+It is a real HTTP server on a free loopback port: ``SLACK_API_URL`` points at ``/api/``,
+response URLs at ``/response/<id>``, ``MESSENGER_API_URL`` at ``/v25.0``. Nothing patches
+module globals.
 """
 
 from __future__ import annotations
@@ -42,6 +44,14 @@ class FakeSlack:
     def posts(self) -> list[Call]:
         with self.lock:
             return [c for c in self.calls if c.path == "/api/chat.postMessage"]
+
+    @property
+    def graph_url(self) -> str:
+        return f"{self.url}/v25.0"
+
+    def sends(self) -> list[Call]:
+        with self.lock:
+            return [c for c in self.calls if c.path.startswith("/v25.0/me/messages")]
 
     def responses(self) -> list[Call]:
         with self.lock:

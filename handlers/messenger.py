@@ -1,0 +1,266 @@
+"""Messenger on Lambda: the webhook (``GET``/``POST /messenger/webhook``) through the session
+core, replies through the Send API with ``requests``. This path never imports slack_bolt.
+
+Who retries what (DESIGN.md): Meta wants 200 within 5 s and disables a webhook that keeps
+failing for an hour. Fast turns run inline, and the batch is answered 200 once every message
+in it is committed; an error of ours before a commit answers 5xx, Meta redelivers the whole
+batch, and the mids already committed are skipped (each costs one read). A turn the bot
+declares slow is handed off (``handlers.deferral``) and answered through the Send API.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import requests
+
+from bot.messages import Message
+from bot.todo import TodoBot
+from handlers import messenger_payloads as payloads
+from handlers.deferral import DEFERRED_KEY, Deferrer, Job, LambdaDeferrer, ThreadDeferrer
+from handlers.http import BadRequest, HttpRequest, from_lambda, response
+from handlers.settings import Settings, from_env
+from handlers.store import store_from_settings
+from handlers.turns import Bot, bot_turn, replies_from
+from sessions import ConversationKey, InvalidKeyError, SessionError, Sessions
+
+log = logging.getLogger("handlers.messenger")
+
+
+class SendError(RuntimeError):
+    """The Send API refused a message, or kept failing through every retry."""
+
+
+class SendAPI:
+    """``POST {MESSENGER_API_URL}/me/messages`` with timeouts, and retries on 5xx/429 and
+    connection errors (jittered backoff). Other 4xx answers are final."""
+
+    def __init__(
+        self,
+        base_url: str,
+        page_token: str | None,
+        *,
+        session: requests.Session | None = None,
+        attempts: int = 3,
+        backoff: float = 0.3,
+        timeout: tuple[float, float] = (3.05, 5.0),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.url = base_url.rstrip("/") + "/me/messages"
+        self.page_token = page_token
+        self.http = session or requests.Session()
+        self.attempts = attempts
+        self.backoff = backoff
+        self.timeout = timeout
+        self.sleep = sleep
+
+    def send(self, psid: str, message: Mapping[str, Any]) -> None:
+        body = {"recipient": {"id": psid}, "messaging_type": "RESPONSE", "message": message}
+        for attempt in range(1, self.attempts + 1):
+            try:
+                answer = self.http.post(
+                    self.url,
+                    params={"access_token": self.page_token or ""},
+                    json=body,
+                    timeout=self.timeout,
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                problem = f"{type(exc).__name__}"
+            else:
+                if answer.status_code < 300:
+                    return
+                problem = f"HTTP {answer.status_code}: {answer.text[:200]}"
+                if answer.status_code != 429 and answer.status_code < 500:
+                    raise SendError(f"Send API refused the message: {problem}")
+            if attempt < self.attempts:
+                self.sleep(random.uniform(0.5, 1.0) * self.backoff * 2 ** (attempt - 1))
+        raise SendError(f"Send API failed {self.attempts} times, last: {problem}")
+
+
+class MessengerEdge:
+    """The Messenger adapter.
+
+    Args:
+        settings: ``MESSENGER_APP_SECRET`` and ``MESSENGER_VERIFY_TOKEN`` are required.
+        sessions: the session core over the configured store.
+        bot: the pure bot.
+        deferrer: where slow turns go (default: async self-invoke in Lambda, else threads).
+        send_api: the Send API client (default: ``MESSENGER_API_URL`` with the page token).
+        workers: senders handled in parallel within one batch (one sender's messages always
+            run in timestamp order).
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessions: Sessions,
+        bot: Bot,
+        deferrer: Deferrer | None = None,
+        send_api: SendAPI | None = None,
+        workers: int = 4,
+    ) -> None:
+        settings.require("messenger_app_secret", "messenger_verify_token")
+        self.settings = settings
+        self.sessions = sessions
+        self.bot = bot
+        self.send_api = send_api or SendAPI(
+            settings.messenger_api_url, settings.messenger_page_token
+        )
+        if deferrer is None:
+            if settings.lambda_function_name:
+                deferrer = LambdaDeferrer(settings.lambda_function_name)
+            else:
+                deferrer = ThreadDeferrer(self.run_deferred)
+        self.deferrer = deferrer
+        self.workers = workers
+
+    def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        if isinstance(event, Mapping) and DEFERRED_KEY in event:
+            self.run_deferred(event[DEFERRED_KEY])  # raises so that Lambda retries
+            return {"ok": True}
+        try:
+            request = from_lambda(event)
+        except BadRequest as exc:
+            log.warning("unreadable Lambda event: %s", exc)
+            return response(400, "bad request")
+        if request.method == "GET":
+            return self._verify(request)
+        if request.method == "POST":
+            return self._webhook(request)
+        return response(405, "method not allowed", headers={"allow": "GET, POST"})
+
+    def _verify(self, request: HttpRequest) -> dict[str, Any]:
+        mode = request.first("hub.mode")
+        token = request.first("hub.verify_token") or ""
+        challenge = request.first("hub.challenge")
+        expected = str(self.settings.messenger_verify_token)
+        if mode == "subscribe" and challenge is not None and hmac.compare_digest(token, expected):
+            return response(200, challenge)
+        log.warning("webhook verification refused (mode=%r)", mode)
+        return response(403, "forbidden")
+
+    def _webhook(self, request: HttpRequest) -> dict[str, Any]:
+        header = request.header("x-hub-signature-256")
+        if header is None:
+            log.warning("webhook POST without X-Hub-Signature-256 (sha1-only or unsigned)")
+            return response(401, "missing X-Hub-Signature-256")
+        if not payloads.signature_ok(request.body, header, str(self.settings.messenger_app_secret)):
+            log.warning("webhook POST with a bad signature")
+            return response(403, "invalid signature")
+        try:
+            batch = payloads.parse_batch(json.loads(request.body))
+        except (ValueError, InvalidKeyError) as exc:  # JSON, MalformedBatch, bad ids
+            log.warning("rejected webhook batch: %s", exc)
+            return response(400, "malformed batch")
+
+        by_sender: dict[ConversationKey, list[payloads.Incoming]] = defaultdict(list)
+        for incoming in batch:
+            by_sender[incoming.key].append(incoming)
+        groups = list(by_sender.values())
+        if len(groups) <= 1 or self.workers <= 1:
+            failures = sum(self._run_sender(group) for group in groups)
+        else:
+            with ThreadPoolExecutor(min(self.workers, len(groups))) as pool:
+                failures = sum(pool.map(self._run_sender, groups))
+        if failures:
+            # Nothing of the failed messages was written; Meta redelivers the batch and the
+            # committed mids are skipped.
+            return response(500, "retry later")
+        return response(200, "EVENT_RECEIVED")
+
+    def _run_sender(self, messages: Sequence[payloads.Incoming]) -> int:
+        """One sender's messages, in timestamp order; stop at the first failure (the rest
+        would run on a state that misses it). Returns 1 on failure."""
+        for incoming in messages:
+            if self.bot.is_slow(incoming.message):
+                try:
+                    self.deferrer.submit(_job(incoming))
+                except Exception:
+                    log.exception("could not hand off a slow message", extra={"mid": incoming.mid})
+                    return 1
+                continue
+            try:
+                self.sessions.run(
+                    incoming.key,
+                    incoming.idempotency_key,
+                    bot_turn(self.bot),
+                    incoming.message,
+                    event_time=incoming.timestamp / 1000,
+                    sender=self._sender(incoming.mid),
+                )
+            except SessionError:
+                log.exception("message turn failed before the commit", extra={"mid": incoming.mid})
+                return 1
+        return 0
+
+    def _sender(self, mid: str) -> Callable[[ConversationKey, Sequence[Any]], None]:
+        def send(key: ConversationKey, replies: Sequence[dict[str, Any]]) -> None:
+            for message in payloads.render(replies_from(replies)):
+                try:
+                    self.send_api.send(key.user, message)
+                except SendError:
+                    log.error("reply to %s not sent", mid, exc_info=True)
+                    raise
+
+        return send
+
+    def run_deferred(self, job: Job) -> None:
+        """Run a handed-off turn. Raises on failure, so whoever runs it retries."""
+        key = ConversationKey.messenger(**job["key"])
+        self.sessions.run(
+            key,
+            job["idempotency_key"],
+            bot_turn(self.bot),
+            Message.from_dict(job["message"]),
+            event_time=job.get("event_time"),
+            sender=self._sender(job["mid"]),
+        )
+
+
+def _job(incoming: payloads.Incoming) -> Job:
+    return {
+        "platform": "messenger",
+        "key": {"page": incoming.key.workspace, "psid": incoming.key.user},
+        "idempotency_key": incoming.idempotency_key,
+        "mid": incoming.mid,
+        "message": incoming.message.to_dict(),
+        "event_time": incoming.timestamp / 1000,
+    }
+
+
+def build(settings: Settings | None = None, **overrides: Any) -> MessengerEdge:
+    """The edge as the environment configures it (``overrides`` for tests and the server)."""
+    settings = settings or from_env()
+    sessions = overrides.pop("sessions", None) or Sessions(store_from_settings(settings))
+    bot = overrides.pop("bot", None) or TodoBot()
+    return MessengerEdge(settings=settings, sessions=sessions, bot=bot, **overrides)
+
+
+_edge: MessengerEdge | None = None
+
+
+def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+    """Lambda entry point: ``handlers/messenger.handler``."""
+    global _edge
+    if _edge is None:
+        _edge = build()
+    return _edge.handle(event, context)
+
+
+def reset() -> None:
+    """Forget the cached edge, so the next call reads the environment again (tests)."""
+    global _edge
+    _edge = None
+
+
+if from_env().in_lambda:  # pragma: no cover - fail the cold start, naming what is missing
+    _edge = build()
