@@ -25,8 +25,15 @@ def _now_ms() -> int:
     return _clock[0]
 
 
-def text(body: str, *, psid: str = USER, page: str = PAGE, mid: str | None = None,
-         timestamp: int | None = None, quick_reply: str | None = None) -> dict[str, Any]:  # fmt: skip
+def text(
+    body: str,
+    *,
+    psid: str = USER,
+    page: str = PAGE,
+    mid: str | None = None,
+    timestamp: int | None = None,
+    quick_reply: str | None = None,
+) -> dict[str, Any]:
     message: dict[str, Any] = {"mid": mid or f"m_{uuid.uuid4().hex}", "text": body}
     if quick_reply is not None:
         message["quick_reply"] = {"payload": quick_reply}
@@ -38,7 +45,9 @@ def text(body: str, *, psid: str = USER, page: str = PAGE, mid: str | None = Non
     }
 
 
-def postback(payload: str, *, psid: str = USER, page: str = PAGE, title: str = "Go") -> dict[str, Any]:  # fmt: skip
+def postback(
+    payload: str, *, psid: str = USER, page: str = PAGE, title: str = "Go"
+) -> dict[str, Any]:
     return {
         "sender": {"id": psid},
         "recipient": {"id": page},
@@ -65,8 +74,12 @@ def signed(raw: bytes, *, secret: str = APP_SECRET) -> dict[str, str]:
     return {"content-type": "application/json", "x-hub-signature-256": f"sha256={digest}"}
 
 
-def post(data: dict[str, Any] | bytes, *, secret: str = APP_SECRET,
-         headers: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+def post(
+    data: dict[str, Any] | bytes,
+    *,
+    secret: str = APP_SECRET,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     # Meta escapes non-ASCII and slashes; the signature is over these exact bytes.
     raw = data if isinstance(data, bytes) else json.dumps(data).replace("/", "\\/").encode()
     hdrs = signed(raw, secret=secret) if headers is None else headers
