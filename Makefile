@@ -7,10 +7,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 3000
 
-.PHONY: help venv java run test lint typecheck dynamodb-local bench package clean
+.PHONY: help venv java run chat admin test lint typecheck dynamodb-local bench package clean
 
 help:
 	@echo "make run      serve the bot locally on 127.0.0.1:$(PORT) (embedded SQLite store)"
+	@echo "make chat     talk to the running local bot (ARGS=\"--platform messenger\")"
+	@echo "make admin    sessions admin CLI (ARGS=\"list slack#T0LOCAL#U0LOCAL\")"
 	@echo "make test     lint, type-check and the whole test suite (what CI runs)"
 	@echo "make bench    benchmarks against DynamoDB Local"
 	@echo "make package  serverless package offline + cfn-lint"
@@ -48,8 +50,17 @@ test: lint typecheck dynamodb-local
 bench: $(STAMP) dynamodb-local
 	$(BIN)/python -m benchmarks
 
+# The local bot on the embedded SQLite store (SESSIONS_TABLE selects DynamoDB instead).
 run: $(STAMP)
-	@echo "The local server is coming (issue 5): 'make test' runs everything that exists today."
+	@PORT=$(PORT) $(BIN)/python -m handlers.local
+
+# The chat simulator, against a running `make run`: make chat ARGS="--platform messenger"
+chat: $(STAMP)
+	@PORT=$(PORT) $(BIN)/python -m handlers.chat $(ARGS)
+
+# The sessions admin CLI: make admin ARGS="list slack#T0LOCAL#U0LOCAL"
+admin: $(STAMP)
+	@$(BIN)/python -m handlers.admin $(ARGS)
 
 package:
 	@echo "Packaging is coming (issue 6)."

@@ -1,0 +1,129 @@
+"""Sessions admin: list, show, export and delete a user's records, and create the table.
+
+    python -m handlers.admin list slack#T0001#U0001
+    python -m handlers.admin show slack#T0001#U0001 D0001
+    python -m handlers.admin export messenger#100200300#5550001 -o user.json
+    python -m handlers.admin delete slack#T0001#U0001 [--yes]
+    python -m handlers.admin create-table [--table sessions]
+
+The store is the one the environment selects (``SESSIONS_TABLE`` + ``AWS_ENDPOINT_URL_DYNAMODB``
+for DynamoDB, else ``SESSIONS_DB``); ``--table``/``--db`` override it. A user is named by their
+partition key, ``<platform>#<workspace or page>#<user>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, NoReturn, TextIO
+
+from handlers.settings import from_env
+from handlers.store import store_from_settings
+from sessions import ConversationKey, SessionError, Sessions, UserKey
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not usage plus a message
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m handlers.admin", description=__doc__.split("\n")[0])
+    parser.add_argument("--table", help="DynamoDB table (default: SESSIONS_TABLE)")
+    parser.add_argument("--db", help="SQLite file (default: SESSIONS_DB)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("list", help="a user's conversations").add_argument("user")
+    show = sub.add_parser("show", help="one conversation's state")
+    show.add_argument("user")
+    show.add_argument("channel", help="Slack channel id, or the page id for Messenger")
+    export = sub.add_parser("export", help="everything stored for a user, as JSON")
+    export.add_argument("user")
+    export.add_argument("-o", "--output", help="file to write (default: standard output)")
+    delete = sub.add_parser("delete", help="delete everything stored for a user")
+    delete.add_argument("user")
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    sub.add_parser("create-table", help="create the DynamoDB table (schema of serverless.yml)")
+    return parser
+
+
+def main(argv: list[str] | None = None, *, stdin: TextIO | None = None) -> int:
+    args = _parser().parse_args(argv)
+    env = dict(os.environ)
+    if args.table:
+        env["SESSIONS_TABLE"] = args.table
+    if args.db:
+        env["SESSIONS_DB"] = args.db
+        env.pop("SESSIONS_TABLE", None)
+    settings = from_env(env)
+    try:
+        if args.command == "create-table":
+            if not settings.sessions_table:
+                raise SessionError("create-table needs --table or SESSIONS_TABLE")
+            from sessions.dynamodb import create_table, make_client
+
+            create_table(make_client(), settings.sessions_table)
+            print(f"table {settings.sessions_table} is ready (pk/sk, TTL on expires_at)")
+            return 0
+        sessions = Sessions(store_from_settings(settings))
+        user = UserKey.from_pk(args.user)
+        return _run(args, sessions, user, stdin or sys.stdin)
+    except (SessionError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # botocore's credential/endpoint errors, among others
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: Any, sessions: Sessions, user: UserKey, stdin: TextIO) -> int:
+    if args.command == "list":
+        conversations = sessions.conversations(user)
+        for c in conversations:
+            times = f"updated {c.updated_at}\texpires {c.expires_at}"
+            print(f"{c.key.channel}\tversion {c.version}\t{times}")
+        if not conversations:
+            print(f"no conversations stored for {user.pk}")
+        return 0
+    if args.command == "show":
+        key = ConversationKey(user.platform, user.workspace, args.channel, user.user)
+        conversation = sessions.get(key)
+        if conversation is None:
+            print(f"error: no conversation {user.pk} / {args.channel}", file=sys.stderr)
+            return 1
+        print(
+            json.dumps(
+                {
+                    "key": f"{key.pk} / {key.sk}",
+                    "version": conversation.version,
+                    "state": conversation.state,
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+        return 0
+    if args.command == "export":
+        text = json.dumps(sessions.export(user), indent=2, ensure_ascii=False)
+        if args.output:
+            with open(args.output, "w", encoding="utf-8") as out:
+                out.write(text + "\n")
+            print(f"exported {user.pk} to {args.output}")
+        else:
+            print(text)
+        return 0
+    # delete
+    if not args.yes:
+        print(f"Delete everything stored for {user.pk}? Type the user key to confirm: ", end="")
+        sys.stdout.flush()
+        if stdin.readline().strip() != user.pk:
+            print("error: not confirmed; nothing deleted", file=sys.stderr)
+            return 1
+    deleted = sessions.delete_user(user)
+    print(f"deleted {deleted} items for {user.pk} (a tombstone blocks late redeliveries)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
