@@ -254,14 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     how = prepare_environment(args.port)
     try:
-        app = LocalApp(port=args.port)
-    except Exception as exc:  # a config error names what is missing
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    try:
-        server = ThreadingHTTPServer((args.host, args.port), make_handler(app))
+        # Bind first: a busy port is one line, before anything else is built.
+        server = ThreadingHTTPServer((args.host, args.port), BaseHTTPRequestHandler)
     except OSError as exc:
-        app.close()
         if exc.errno == errno.EADDRINUSE:
             hint = f"try PORT={args.port + 1} make run"
             print(f"error: port {args.port} is already in use; {hint}", file=sys.stderr)
@@ -270,6 +265,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"error: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr
             )
         return 1
+    try:
+        app = LocalApp(port=args.port)
+    except Exception as exc:  # a config error names what is missing
+        server.server_close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    server.RequestHandlerClass = make_handler(app)
     table, db = app.settings.sessions_table, app.settings.sessions_db
     store = f"DynamoDB table {table}" if table else f"SQLite {db}"
     print(f"Serving the bot on http://{args.host}:{args.port}  (store: {store}; {how})", flush=True)

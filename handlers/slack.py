@@ -86,13 +86,20 @@ class SlackEdge:
             else:
                 deferrer = ThreadDeferrer(self.run_deferred)
         self.deferrer = deferrer
-        self.app = App(
-            signing_secret=settings.slack_signing_secret,
-            authorize=self._authorizer(),
-            client=self.web,
-            process_before_response=True,  # Lambda stops when we return: work before it
-            logger=log,
-        )
+        # Bolt warns at construction that SLACK_BOT_TOKEN (which it reads itself) is unused:
+        # we pass our own authorize and client on purpose, so those two lines are muted.
+        level = log.level
+        log.setLevel(logging.ERROR)
+        try:
+            self.app = App(
+                signing_secret=settings.slack_signing_secret,
+                authorize=self._authorizer(),
+                client=self.web,
+                process_before_response=True,  # Lambda stops when we return: work before it
+                logger=log,
+            )
+        finally:
+            log.setLevel(level)
         self.app.command(SLASH_COMMAND)(self._on_command)
         self.app.event("message")(self._on_message)
         self.app.event(re.compile(".*"))(self._on_other_event)

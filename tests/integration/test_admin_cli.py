@@ -1,0 +1,121 @@
+"""The sessions admin CLI over SQLite and DynamoDB Local."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from handlers import admin
+from sessions import ConversationKey, Sessions
+from sessions.dynamodb import DynamoDBStore
+from sessions.sqlite import SQLiteStore
+from sessions.store import Store
+
+ADA = ConversationKey.slack(team="T0001", channel="D0001", user="U0001")
+ADA_2 = ConversationKey.slack(team="T0001", channel="C0002", user="U0001")
+BOB = ConversationKey.slack(team="T0001", channel="D0002", user="U0002")
+EVE = ConversationKey.messenger(page="100", psid="200")
+
+
+def add(state: dict[str, Any], text: str) -> tuple[dict[str, Any], list[str], None]:
+    return {"items": [*state.get("items", []), text]}, [], None
+
+
+@pytest.fixture(params=["sqlite", "dynamodb_local"])
+def cli(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Store, list[str]]:
+    monkeypatch.delenv("SESSIONS_TABLE", raising=False)
+    store: Store
+    if request.param == "sqlite":
+        path = tmp_path / "admin.sqlite3"
+        store, flags = SQLiteStore(path), ["--db", str(path)]
+    else:
+        table = request.getfixturevalue("local_table")
+        monkeypatch.setenv(
+            "AWS_ENDPOINT_URL_DYNAMODB", request.getfixturevalue("dynamodb_endpoint")
+        )
+        store = DynamoDBStore(table, client=request.getfixturevalue("local_client"))
+        flags = ["--table", table]
+    sessions = Sessions(store)
+    for n, key in enumerate([ADA, ADA, ADA_2, BOB, EVE]):
+        sessions.run(key, f"ev{n}", add, f"item {n}")
+    return store, flags
+
+
+def test_list_show_export(cli: tuple[Store, list[str]], capsys: pytest.CaptureFixture[str]) -> None:
+    _, flags = cli
+    assert admin.main([*flags, "list", ADA.pk]) == 0
+    out = capsys.readouterr().out
+    assert sorted(line.split("\t")[0] for line in out.splitlines()) == ["C0002", "D0001"]
+    assert admin.main([*flags, "show", ADA.pk, "D0001"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["state"] == {"items": ["item 0", "item 1"]} and shown["version"] == 2
+    assert admin.main([*flags, "export", EVE.pk]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    assert exported["user"] == EVE.pk and len(exported["conversations"]) == 1
+    assert len(exported["events"]) == 1
+
+
+def test_delete_leaves_exactly_the_other_users(
+    cli: tuple[Store, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, flags = cli
+    before_bob = store.user_items(BOB.user_key)
+    before_eve = store.user_items(EVE.user_key)
+    # Without --yes it asks, and a wrong answer deletes nothing.
+    assert admin.main([*flags, "delete", ADA.pk], stdin=io.StringIO("no\n")) == 1
+    assert len(store.user_items(ADA.user_key)) == 5
+    assert admin.main([*flags, "delete", ADA.pk], stdin=io.StringIO(ADA.pk + "\n")) == 0
+    assert "deleted 5 items" in capsys.readouterr().out
+    assert [sk for sk, _ in store.user_items(ADA.user_key)] == ["#tombstone"]
+    assert store.user_items(BOB.user_key) == before_bob
+    assert store.user_items(EVE.user_key) == before_eve
+    assert admin.main([*flags, "delete", "--yes", BOB.pk]) == 0
+    assert store.user_items(EVE.user_key) == before_eve
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["list", "slack#t1#u1"], ["list", "nope"], ["show", "slack#T1#U1", "#x"], ["frobnicate"], []],
+)
+def test_malformed_input_is_one_line(
+    cli: tuple[Store, list[str]], capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    _, flags = cli
+    with pytest.raises(SystemExit) if argv in (["frobnicate"], []) else _no_exit():
+        code = admin.main([*flags, *argv])
+        assert code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+
+
+class _no_exit:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return False
+
+
+def test_create_table_on_dynamodb_local(
+    dynamodb_endpoint: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint)
+    assert admin.main(["--table", "created-by-cli", "create-table"]) == 0
+    assert admin.main(["--table", "created-by-cli", "create-table"]) == 0  # idempotent
+    from sessions.dynamodb import make_client
+
+    client = make_client()
+    table = client.describe_table(TableName="created-by-cli")["Table"]
+    assert {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]} == {
+        "pk": "HASH",
+        "sk": "RANGE",
+    }
+    ttl = client.describe_time_to_live(TableName="created-by-cli")["TimeToLiveDescription"]
+    assert ttl["AttributeName"] == "expires_at" and ttl["TimeToLiveStatus"] == "ENABLED"
+    assert "is ready" in capsys.readouterr().out
