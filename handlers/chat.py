@@ -265,7 +265,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         try:
             if line == "/state":
-                print(json.dumps(client.state(), indent=2, ensure_ascii=False))
+                stored = client.state()
+                if stored is None:
+                    print("nothing stored for this conversation yet")
+                else:
+                    print(f"key: {stored['key']} (version {stored['version']})")
+                    print("state: " + json.dumps(stored["state"], ensure_ascii=False))
                 continue
             for reply in client.send(line):
                 print("bot> " + reply.replace("\n", "\n     "))
