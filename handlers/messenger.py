@@ -23,13 +23,11 @@ from typing import Any
 import requests
 
 from bot.messages import Message
-from bot.todo import TodoBot
 from handlers import messenger_payloads as payloads
 from handlers.deferral import DEFERRED_KEY, Deferrer, Job, LambdaDeferrer, ThreadDeferrer
 from handlers.http import BadRequest, HttpRequest, from_lambda, response
-from handlers.settings import Settings, from_env
-from handlers.store import store_from_settings
-from handlers.turns import Bot, bot_turn, replies_from
+from handlers.settings import Settings
+from handlers.turns import Bot, Entry, bot_turn, build_edge, replies_from
 from sessions import ConversationKey, InvalidKeyError, SessionError, Sessions
 
 log = logging.getLogger("handlers.messenger")
@@ -239,28 +237,9 @@ def _job(incoming: payloads.Incoming) -> Job:
 
 def build(settings: Settings | None = None, **overrides: Any) -> MessengerEdge:
     """The edge as the environment configures it (``overrides`` for tests and the server)."""
-    settings = settings or from_env()
-    sessions = overrides.pop("sessions", None) or Sessions(store_from_settings(settings))
-    bot = overrides.pop("bot", None) or TodoBot()
-    return MessengerEdge(settings=settings, sessions=sessions, bot=bot, **overrides)
+    return build_edge(MessengerEdge, settings, **overrides)
 
 
-_edge: MessengerEdge | None = None
-
-
-def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
-    """Lambda entry point: ``handlers/messenger.handler``."""
-    global _edge
-    if _edge is None:
-        _edge = build()
-    return _edge.handle(event, context)
-
-
-def reset() -> None:
-    """Forget the cached edge, so the next call reads the environment again (tests)."""
-    global _edge
-    _edge = None
-
-
-if from_env().in_lambda:  # pragma: no cover - fail the cold start, naming what is missing
-    _edge = build()
+#: Lambda entry point: ``handlers/messenger.handler``.
+handler = Entry(build)
+reset = handler.reset

@@ -32,13 +32,12 @@ from slack_sdk import WebClient
 from slack_sdk.webhook import WebhookClient
 
 from bot.messages import Message
-from bot.todo import DONE_ACTION, TodoBot
+from bot.todo import DONE_ACTION
 from handlers import slack_payloads as payloads
 from handlers.deferral import DEFERRED_KEY, Deferrer, Job, LambdaDeferrer, ThreadDeferrer
 from handlers.http import BadRequest, from_lambda, response
-from handlers.settings import Settings, from_env
-from handlers.store import store_from_settings
-from handlers.turns import Bot, bot_turn, replies_from
+from handlers.settings import Settings
+from handlers.turns import Bot, Entry, bot_turn, build_edge, replies_from
 from sessions import (
     ConversationKey,
     InvalidKeyError,
@@ -368,28 +367,9 @@ def _job(
 
 def build(settings: Settings | None = None, **overrides: Any) -> SlackEdge:
     """The edge as the environment configures it (``overrides`` for tests and the server)."""
-    settings = settings or from_env()
-    sessions = overrides.pop("sessions", None) or Sessions(store_from_settings(settings))
-    bot = overrides.pop("bot", None) or TodoBot()
-    return SlackEdge(settings=settings, sessions=sessions, bot=bot, **overrides)
+    return build_edge(SlackEdge, settings, **overrides)
 
 
-_edge: SlackEdge | None = None
-
-
-def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
-    """Lambda entry point: ``handlers/slack.handler``."""
-    global _edge
-    if _edge is None:
-        _edge = build()
-    return _edge.handle(event, context)
-
-
-def reset() -> None:
-    """Forget the cached edge, so the next call reads the environment again (tests)."""
-    global _edge
-    _edge = None
-
-
-if from_env().in_lambda:  # pragma: no cover - fail the cold start, naming what is missing
-    _edge = build()
+#: Lambda entry point: ``handlers/slack.handler``.
+handler = Entry(build)
+reset = handler.reset

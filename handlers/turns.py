@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from bot.messages import Message, Reply
 from sessions import Turn
+
+if TYPE_CHECKING:
+    from handlers.settings import Settings
 
 
 class Bot(Protocol):
@@ -32,3 +35,48 @@ def bot_turn(bot: Bot, *, with_response: bool = False) -> Turn:
 
 def replies_from(data: Sequence[dict[str, Any]]) -> list[Reply]:
     return [Reply.from_dict(r) for r in data]
+
+
+class Edge(Protocol):
+    def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]: ...
+
+
+E = TypeVar("E", bound=Edge)
+
+
+def build_edge(edge: Callable[..., E], settings: Settings | None, **overrides: Any) -> E:
+    """An edge as the environment configures it: the store ``SESSIONS_TABLE``/``SESSIONS_DB``
+    select and the todo bot, unless ``overrides`` (tests, the local server) say otherwise."""
+    from bot.todo import TodoBot
+    from handlers.settings import from_env
+    from handlers.store import store_from_settings
+    from sessions import Sessions
+
+    settings = settings or from_env()
+    sessions = overrides.pop("sessions", None) or Sessions(store_from_settings(settings))
+    bot = overrides.pop("bot", None) or TodoBot()
+    return edge(settings=settings, sessions=sessions, bot=bot, **overrides)
+
+
+class Entry(Generic[E]):
+    """A Lambda entry point: the edge is built once per container and kept for warm calls.
+
+    Inside Lambda it is built at import (cold start), so a missing secret fails loudly with
+    the variable's name; elsewhere on first call. ``reset()`` forgets it (tests).
+    """
+
+    def __init__(self, build: Callable[[], E]) -> None:
+        self._build = build
+        self._edge: E | None = None
+        from handlers.settings import from_env
+
+        if from_env().in_lambda:
+            self._edge = build()
+
+    def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        if self._edge is None:
+            self._edge = self._build()
+        return self._edge.handle(event, context)
+
+    def reset(self) -> None:
+        self._edge = None
