@@ -25,7 +25,10 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from handlers.settings import Settings
 
 log = logging.getLogger("handlers.deferral")
 
@@ -136,3 +139,10 @@ class ThreadDeferrer:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+def default_deferrer(settings: Settings, run: Callable[[Job], None]) -> Deferrer:
+    """Inside Lambda, an async invoke of our own function; outside it, a thread pool."""
+    if settings.lambda_function_name:
+        return LambdaDeferrer(settings.lambda_function_name)
+    return ThreadDeferrer(run)

@@ -24,7 +24,7 @@ import requests
 
 from bot.messages import Message
 from handlers import messenger_payloads as payloads
-from handlers.deferral import DEFERRED_KEY, Deferrer, Job, LambdaDeferrer, ThreadDeferrer
+from handlers.deferral import DEFERRED_KEY, Deferrer, Job, default_deferrer
 from handlers.http import BadRequest, HttpRequest, from_lambda, response
 from handlers.settings import Settings
 from handlers.turns import Bot, Entry, bot_turn, build_edge, replies_from
@@ -113,12 +113,7 @@ class MessengerEdge:
         self.send_api = send_api or SendAPI(
             settings.messenger_api_url, settings.messenger_page_token
         )
-        if deferrer is None:
-            if settings.lambda_function_name:
-                deferrer = LambdaDeferrer(settings.lambda_function_name)
-            else:
-                deferrer = ThreadDeferrer(self.run_deferred)
-        self.deferrer = deferrer
+        self.deferrer = deferrer or default_deferrer(settings, self.run_deferred)
         self.workers = workers
 
     def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from slack_sdk.webhook import WebhookClient
 from bot.messages import Message
 from bot.todo import DONE_ACTION
 from handlers import slack_payloads as payloads
-from handlers.deferral import DEFERRED_KEY, Deferrer, Job, LambdaDeferrer, ThreadDeferrer
+from handlers.deferral import DEFERRED_KEY, Deferrer, Job, default_deferrer
 from handlers.http import BadRequest, from_lambda, response
 from handlers.settings import Settings
 from handlers.turns import Bot, Entry, bot_turn, build_edge, replies_from
@@ -79,12 +79,7 @@ class SlackEdge:
         self.web = web or WebClient(
             token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=5
         )
-        if deferrer is None:
-            if settings.lambda_function_name:
-                deferrer = LambdaDeferrer(settings.lambda_function_name)
-            else:
-                deferrer = ThreadDeferrer(self.run_deferred)
-        self.deferrer = deferrer
+        self.deferrer = deferrer or default_deferrer(settings, self.run_deferred)
         # Bolt warns at construction that SLACK_BOT_TOKEN (which it reads itself) is unused:
         # we pass our own authorize and client on purpose, so those two lines are muted.
         level = log.level

@@ -36,6 +36,22 @@ class SlackWorld:
         return self.store.user_items(key.user_key)
 
 
+def select_store(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Store:
+    """Point the environment at this test's store (outside Lambda) and open it too."""
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    if request.param == "sqlite":
+        monkeypatch.setenv("SESSIONS_DB", str(tmp_path / "sessions.sqlite3"))
+        monkeypatch.delenv("SESSIONS_TABLE", raising=False)
+    else:
+        monkeypatch.setenv("SESSIONS_TABLE", request.getfixturevalue("local_table"))
+        monkeypatch.setenv(
+            "AWS_ENDPOINT_URL_DYNAMODB", request.getfixturevalue("dynamodb_endpoint")
+        )
+    return store_from_settings(from_env())
+
+
 @pytest.fixture(params=["sqlite", "dynamodb_local"])
 def slack(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -44,17 +60,8 @@ def slack(
         monkeypatch.setenv("SLACK_SIGNING_SECRET", SECRET)
         monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test-token")
         monkeypatch.setenv("SLACK_API_URL", fake.api_url)
-        monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
-        if request.param == "sqlite":
-            monkeypatch.setenv("SESSIONS_DB", str(tmp_path / "sessions.sqlite3"))
-            monkeypatch.delenv("SESSIONS_TABLE", raising=False)
-        else:
-            monkeypatch.setenv("SESSIONS_TABLE", request.getfixturevalue("local_table"))
-            monkeypatch.setenv(
-                "AWS_ENDPOINT_URL_DYNAMODB", request.getfixturevalue("dynamodb_endpoint")
-            )
+        store = select_store(request, monkeypatch, tmp_path)
         handlers.slack.reset()
-        store = store_from_settings(from_env())
         yield SlackWorld(fake=fake, store=store, sessions=Sessions(store))
         handlers.slack.reset()
         store.close()
@@ -95,17 +102,8 @@ def messenger(
         monkeypatch.setenv("MESSENGER_VERIFY_TOKEN", VERIFY_TOKEN)
         monkeypatch.setenv("MESSENGER_PAGE_TOKEN", "page-token-test")
         monkeypatch.setenv("MESSENGER_API_URL", fake.graph_url)
-        monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
-        if request.param == "sqlite":
-            monkeypatch.setenv("SESSIONS_DB", str(tmp_path / "sessions.sqlite3"))
-            monkeypatch.delenv("SESSIONS_TABLE", raising=False)
-        else:
-            monkeypatch.setenv("SESSIONS_TABLE", request.getfixturevalue("local_table"))
-            monkeypatch.setenv(
-                "AWS_ENDPOINT_URL_DYNAMODB", request.getfixturevalue("dynamodb_endpoint")
-            )
+        store = select_store(request, monkeypatch, tmp_path)
         handlers.messenger.reset()
-        store = store_from_settings(from_env())
         yield MessengerWorld(fake=fake, store=store, sessions=Sessions(store))
         handlers.messenger.reset()
         store.close()
