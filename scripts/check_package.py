@@ -1,0 +1,116 @@
+"""Check the Lambda zip that `serverless package` built (make package runs this).
+
+    python scripts/check_package.py .serverless/chat-sessions.zip
+
+Fails (exit 1, one line per problem) unless the zip holds our three packages and their
+runtime dependencies, built for the Lambda runtime (CPython 3.12, arm64), and nothing that
+must not ship: tests, benchmarks, node_modules, boto3/botocore (the runtime has them), local
+tooling. Then it imports both handlers from the unpacked zip alone, in a fresh interpreter
+with no site-packages, so a dependency missing from requirements.txt fails here and not at
+the first cold start. Prints the size and the file count.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OURS = ("sessions", "handlers", "bot")
+RUNTIME_DEPS = ("slack_bolt", "slack_sdk", "requests", "urllib3", "certifi", "idna")
+MUST_NOT_SHIP = (
+    "tests/",
+    "benchmarks/",
+    "node_modules/",
+    "boto3/",
+    "botocore/",
+    "s3transfer/",
+    ".venv/",
+    ".cache/",
+    ".data/",
+    ".serverless/",
+    "handlers/local.py",
+    "handlers/chat.py",
+    "handlers/admin.py",
+)
+LOCAL_ONLY = {"handlers/local.py", "handlers/chat.py", "handlers/admin.py"}
+#: A sanity bound, far above what we ship (about 1.2 MB); catches boto3 or a venv sneaking in.
+MAX_BYTES = 5 * 1024 * 1024
+
+IMPORT_CHECK = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import handlers.slack, handlers.messenger
+bad = [m.__name__ for m in list(sys.modules.values())
+       if getattr(m, "__file__", None) and "site-packages" in m.__file__]
+assert not bad, bad
+"""
+
+
+def problems(zip_path: Path) -> list[str]:
+    found: list[str] = []
+    with zipfile.ZipFile(zip_path) as archive:
+        names = set(archive.namelist())
+    for package in OURS:
+        for source in sorted((ROOT / package).rglob("*.py")):
+            name = source.relative_to(ROOT).as_posix()
+            if "__pycache__" in name or name in LOCAL_ONLY:
+                continue
+            if name not in names:
+                found.append(f"missing {name}")
+    for dep in RUNTIME_DEPS:
+        if f"{dep}/__init__.py" not in names:
+            found.append(f"missing runtime dependency {dep}")
+    for name in sorted(names):
+        if name.startswith(MUST_NOT_SHIP) or "/__pycache__/" in name or name.endswith(".pyc"):
+            found.append(f"must not ship {name}")
+        if name.endswith(".so") and "aarch64" not in name:
+            found.append(f"native module not built for arm64: {name}")
+    return found
+
+
+def import_check(zip_path: Path) -> list[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        with zipfile.ZipFile(zip_path) as archive:
+            archive.extractall(tmp)
+        # -S: no site-packages, -E: no PYTHON* variables; only the stdlib and the zip.
+        proc = subprocess.run(
+            [sys.executable, "-S", "-E", "-B", "-c", IMPORT_CHECK, tmp],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if proc.returncode:
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return [f"handlers do not import from the zip alone: {last}"]
+    return []
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: check_package.py PATH/TO/chat-sessions.zip", file=sys.stderr)
+        return 2
+    zip_path = Path(argv[0])
+    if not zip_path.is_file():
+        print(f"check_package: no zip at {zip_path} (run make package)", file=sys.stderr)
+        return 1
+    size = zip_path.stat().st_size
+    found = problems(zip_path)
+    if size > MAX_BYTES:
+        found.append(f"zip is {size:,} bytes, over the {MAX_BYTES:,} bound")
+    if not found:
+        found = import_check(zip_path)
+    with zipfile.ZipFile(zip_path) as archive:
+        count = len(archive.namelist())
+    for line in found:
+        print(f"check_package: {line}", file=sys.stderr)
+    status = "FAILED" if found else "ok"
+    print(f"check_package: {status}: {zip_path} {size / 1e6:.2f} MB, {count} files")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

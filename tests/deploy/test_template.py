@@ -1,0 +1,299 @@
+"""The deploy, as CloudFormation will see it: `serverless package` run offline for the dev and
+the prod stage (no AWS credentials), and the generated template loaded and checked.
+
+Needs node_modules (osls, serverless-python-requirements): `make package` installs them, and
+`make test` runs it before pytest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from sessions import ConversationKey, Sessions
+from sessions.dynamodb import DynamoDBStore
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVERLESS = ROOT / "node_modules" / ".bin" / "serverless"
+
+SECRETS = {
+    "slack": {"SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN"},
+    "messenger": {"MESSENGER_APP_SECRET", "MESSENGER_VERIFY_TOKEN", "MESSENGER_PAGE_TOKEN"},
+}
+ROUTES = {
+    "POST /slack/events": "slack",
+    "GET /messenger/webhook": "messenger",
+    "POST /messenger/webhook": "messenger",
+}
+#: The item actions the Lambda code performs on the table (checked against a real run below).
+TABLE_ACTIONS = {"dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
+
+
+def package(stage: str, out: Path) -> Path:
+    if not SERVERLESS.exists():
+        pytest.fail("node_modules is missing: run `make package` (make test does) first")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+        "SLS_PYTHON_BIN": sys.executable,
+        "SLS_TELEMETRY_DISABLED": "1",
+        "SLS_NOTIFICATIONS_MODE": "off",
+    }
+    proc = subprocess.run(
+        [str(SERVERLESS), "package", "--stage", stage, "--region", "us-east-1", "--package", out],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    out = {stage: package(stage, tmp_path_factory.mktemp(stage)) for stage in ("dev", "prod")}
+    yield out
+    # serverless clears .serverless/ when it packages elsewhere; put make package's back.
+    target = ROOT / ".serverless"
+    if not target.exists():
+        shutil.copytree(out["dev"], target, symlinks=True)
+
+
+def template(packaged: dict[str, Path], stage: str) -> dict[str, Any]:
+    path = packaged[stage] / "cloudformation-template-update-stack.json"
+    return json.loads(path.read_text())  # type: ignore[no-any-return]
+
+
+def resources(t: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in t["Resources"].items() if r["Type"] == kind}
+
+
+def functions(t: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Logical id by our function name (slack, messenger)."""
+    out = {}
+    for name, r in resources(t, "AWS::Lambda::Function").items():
+        short = r["Properties"]["FunctionName"].rsplit("-", 1)[-1]
+        out[short] = {"id": name, **r}
+    return out
+
+
+def statements(t: dict[str, Any]) -> list[dict[str, Any]]:
+    roles = resources(t, "AWS::IAM::Role")
+    assert list(roles) == ["IamRoleLambdaExecution"]
+    policies = roles["IamRoleLambdaExecution"]["Properties"]["Policies"]
+    return [s for p in policies for s in p["PolicyDocument"]["Statement"]]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_table_keys_ttl_pitr_and_encryption(packaged: dict[str, Path], stage: str) -> None:
+    tables = resources(template(packaged, stage), "AWS::DynamoDB::Table")
+    assert list(tables) == ["SessionsTable"]
+    props = tables["SessionsTable"]["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert sorted((k["AttributeName"], k["KeyType"]) for k in props["KeySchema"]) == [
+        ("pk", "HASH"),
+        ("sk", "RANGE"),
+    ]
+    assert {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]} == {
+        "pk": "S",
+        "sk": "S",
+    }
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_production_keeps_the_table(packaged: dict[str, Path]) -> None:
+    prod = resources(template(packaged, "prod"), "AWS::DynamoDB::Table")["SessionsTable"]
+    assert prod["DeletionPolicy"] == "Retain"
+    assert prod["UpdateReplacePolicy"] == "Retain"
+    assert prod["Properties"]["DeletionProtectionEnabled"] is True
+    dev = resources(template(packaged, "dev"), "AWS::DynamoDB::Table")["SessionsTable"]
+    assert dev["DeletionPolicy"] == "Delete"
+    assert dev["Properties"]["DeletionProtectionEnabled"] is False
+
+
+def test_http_routes_reach_the_right_function(packaged: dict[str, Path]) -> None:
+    t = template(packaged, "dev")
+    fns = functions(t)
+    assert set(fns) == {"slack", "messenger"}
+    assert fns["slack"]["Properties"]["Handler"] == "handlers/slack.handler"
+    assert fns["messenger"]["Properties"]["Handler"] == "handlers/messenger.handler"
+    for fn in fns.values():
+        assert fn["Properties"]["Runtime"] == "python3.12"
+        assert fn["Properties"]["Architectures"] == ["arm64"]
+    integrations = resources(t, "AWS::ApiGatewayV2::Integration")
+    routes = resources(t, "AWS::ApiGatewayV2::Route")
+    seen = {}
+    for route in routes.values():
+        props = route["Properties"]
+        integration_id = props["Target"]["Fn::Join"][1][1]["Ref"]
+        uri = integrations[integration_id]["Properties"]["IntegrationUri"]
+        target = uri["Fn::GetAtt"][0]
+        seen[props["RouteKey"]] = next(n for n, f in fns.items() if f["id"] == target)
+        assert integrations[integration_id]["Properties"]["PayloadFormatVersion"] == "2.0"
+    assert seen == ROUTES
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_secrets_are_ssm_references_never_values(packaged: dict[str, Path], stage: str) -> None:
+    t = template(packaged, stage)
+    for name, fn in functions(t).items():
+        env = fn["Properties"]["Environment"]["Variables"]
+        assert env["SESSIONS_TABLE"] == {"Ref": "SessionsTable"}
+        secret_vars = {k for k in env if k != "SESSIONS_TABLE"}
+        # Each function gets its own platform's secrets and no other.
+        assert secret_vars == SECRETS[name]
+        for var in secret_vars:
+            parameter = var.lower().replace("_", "-")
+            assert env[var] == f"{{{{resolve:ssm:/chat-sessions/{stage}/{parameter}}}}}"
+
+
+def test_every_statement_we_add_names_its_resources(packaged: dict[str, Path]) -> None:
+    t = template(packaged, "prod")
+    fns = functions(t)
+    own_arns = []
+    for name, stmt in ((n, s) for n, s in enumerate(statements(t))):
+        actions = as_list(stmt["Action"])
+        resources_ = as_list(stmt["Resource"])
+        assert stmt["Effect"] == "Allow", name
+        assert all("*" not in a for a in actions), stmt
+        assert "*" not in resources_, stmt
+        services = {a.split(":")[0] for a in actions}
+        if services == {"logs"}:
+            # The framework's own log statements: scoped to this stage's log groups.
+            assert all(
+                "log-group:/aws/lambda/chat-sessions-prod" in r["Fn::Sub"] for r in resources_
+            )
+        elif services == {"dynamodb"}:
+            assert set(actions) == TABLE_ACTIONS
+            assert resources_ == [{"Fn::GetAtt": ["SessionsTable", "Arn"]}]
+        elif services == {"lambda"}:
+            assert actions == ["lambda:InvokeFunction"]
+            own_arns = [r["Fn::Join"][1][-1] for r in resources_]
+        elif services == {"sqs"}:
+            assert actions == ["sqs:SendMessage"]
+            assert resources_ == [{"Fn::GetAtt": ["DeferredFailures", "Arn"]}]
+        else:
+            pytest.fail(f"unexpected statement {stmt}")
+    # The async hand-off may invoke exactly our two functions, nothing else.
+    assert sorted(own_arns) == sorted(f["Properties"]["FunctionName"] for f in fns.values())
+
+
+def test_deferred_turns_that_keep_failing_are_kept(packaged: dict[str, Path]) -> None:
+    t = template(packaged, "prod")
+    fns = functions(t)
+    configs = resources(t, "AWS::Lambda::EventInvokeConfig")
+    by_function = {
+        c["Properties"]["FunctionName"]["Ref"]: c["Properties"] for c in configs.values()
+    }
+    assert set(by_function) == {f["id"] for f in fns.values()}
+    for config in by_function.values():
+        assert config["DestinationConfig"]["OnFailure"]["Destination"] == {
+            "Fn::GetAtt": ["DeferredFailures", "Arn"]
+        }
+        assert config["MaximumRetryAttempts"] >= 1
+    queue = resources(t, "AWS::SQS::Queue")["DeferredFailures"]["Properties"]
+    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["MessageRetentionPeriod"] == 14 * 24 * 3600
+
+
+def test_outputs_name_the_urls_to_paste(packaged: dict[str, Path]) -> None:
+    outputs = template(packaged, "prod")["Outputs"]
+    assert outputs["SlackEventsUrl"]["Value"]["Fn::Join"][1][1] == "/slack/events"
+    assert outputs["MessengerWebhookUrl"]["Value"]["Fn::Join"][1][1] == "/messenger/webhook"
+
+
+def test_the_zip_passes_the_package_check(packaged: dict[str, Path]) -> None:
+    zip_path = packaged["prod"] / "chat-sessions.zip"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "check_package.py"), str(zip_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    names = zipfile.ZipFile(zip_path).namelist()
+    assert "handlers/slack.py" in names
+    assert not any(n.startswith(("tests/", "node_modules/", "boto3/")) for n in names)
+
+
+def test_the_package_check_rejects_a_bad_zip(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as archive:
+        archive.writestr("handlers/slack.py", "")
+        archive.writestr("tests/test_x.py", "")
+        archive.writestr("node_modules/x/index.js", "")
+        archive.writestr("charset_normalizer/md.cpython-312-x86_64-linux-gnu.so", b"")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "check_package.py"), str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1
+    for expected in (
+        "missing sessions/runner.py",
+        "missing runtime dependency slack_bolt",
+        "must not ship tests/test_x.py",
+        "must not ship node_modules/x/index.js",
+        "not built for arm64",
+    ):
+        assert expected in proc.stderr
+
+
+def _iam_actions(operation: str, params: dict[str, Any]) -> set[str]:
+    if operation != "TransactWriteItems":
+        return {f"dynamodb:{operation}"}
+    kinds = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem"}
+    kinds["ConditionCheck"] = "ConditionCheckItem"
+    return {f"dynamodb:{kinds[k]}" for item in params["TransactItems"] for k in item}
+
+
+def test_the_policy_covers_what_a_turn_really_does(packaged: dict[str, Path]) -> None:
+    """Every DynamoDB call of a turn (new, duplicate, conflict, sent-mark mode), mapped to the
+    IAM actions that authorise it, is granted by the template; nothing granted goes unused."""
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        from sessions.dynamodb import create_table
+
+        create_table(client, "t")
+        used: set[str] = set()
+
+        def record(model: Any, params: dict[str, Any], **_: Any) -> None:
+            used.update(_iam_actions(model.name, params))
+
+        client.meta.events.register("before-parameter-build.dynamodb", record)
+        key = ConversationKey.slack(team="T1", channel="C1", user="U1")
+
+        def turn(state: dict[str, Any], event: Any) -> tuple[dict[str, Any], list[str], str]:
+            return {"n": state.get("n", 0) + 1}, ["ok"], "ok"
+
+        for sent_mark in (False, True):
+            sessions = Sessions(DynamoDBStore("t", client=client), sent_mark=sent_mark)
+            sessions.run(key, f"Ev{sent_mark}", turn, None, sender=lambda k, r: None)
+            sessions.run(key, f"Ev{sent_mark}", turn, None, sender=lambda k, r: None)
+    granted: set[str] = set()
+    for stmt in statements(template(packaged, "prod")):
+        actions = as_list(stmt["Action"])
+        if any(a.startswith("dynamodb:") for a in actions):
+            granted.update(actions)
+    assert used == granted == TABLE_ACTIONS
