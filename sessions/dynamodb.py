@@ -322,7 +322,7 @@ def make_client(**overrides: Any) -> DynamoDBClient:
     config = Config(
         connect_timeout=2,
         read_timeout=3,
-        retries={"mode": "standard", "max_attempts": 3},
+        retries={"mode": "standard", "total_max_attempts": 3},
         tcp_keepalive=True,
     )
     return boto3.client("dynamodb", config=config, **overrides)
