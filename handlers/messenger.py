@@ -136,7 +136,10 @@ class MessengerEdge:
         token = request.first("hub.verify_token") or ""
         challenge = request.first("hub.challenge")
         expected = str(self.settings.messenger_verify_token)
-        if mode == "subscribe" and challenge is not None and hmac.compare_digest(token, expected):
+        token_ok = hmac.compare_digest(
+            token.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")
+        )
+        if mode == "subscribe" and challenge is not None and token_ok:
             return response(200, challenge)
         log.warning("webhook verification refused (mode=%r)", mode)
         return response(403, "forbidden")

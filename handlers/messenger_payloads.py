@@ -38,8 +38,9 @@ def signature_ok(body: bytes, header: str | None, secret: str) -> bool:
     constant time over the exact bytes Meta sent (never re-serialised)."""
     if not header or not header.startswith("sha256="):
         return False
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header.removeprefix("sha256=").strip().lower())
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest().encode()
+    given = header.removeprefix("sha256=").strip().lower().encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(expected, given)  # bytes: any header text compares, never raises
 
 
 def encode_payload(action: str, value: str) -> str:

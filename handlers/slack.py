@@ -23,11 +23,14 @@ import hmac
 import logging
 import re
 import time
+import traceback
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.request import payload_utils
 from slack_sdk import WebClient
 from slack_sdk.webhook import WebhookClient
 
@@ -98,6 +101,7 @@ class SlackEdge:
         self.app.event("message")(self._on_message)
         self.app.event(re.compile(".*"))(self._on_other_event)
         self.app.action(DONE_ACTION)(self._on_action)
+        self.app.error(_on_bolt_error)
 
     # -- Lambda ------------------------------------------------------------------------------
 
@@ -114,18 +118,26 @@ class SlackEdge:
             return response(400, "bad request")
         if request.method != "POST":
             return response(405, "method not allowed", headers={"allow": "POST"})
+        # Our own check first, over the raw bytes: Bolt parses bodies eagerly and its verifier
+        # raises on a malformed timestamp header, and neither may turn bad input into a 5xx.
+        # (Bolt verifies again; that costs one HMAC.)
+        if not self._signed(request.body, request.headers):
+            log.warning("rejected Slack request: bad, stale or missing signature")
+            return response(401, "invalid signature")
         try:
             bolt_request = BoltRequest(
                 body=request.body.decode("utf-8"),
                 query={k: tuple(v) for k, v in request.query.items()},  # type: ignore[arg-type]
                 headers=dict(request.headers),
             )
-        except ValueError as exc:  # undecodable bytes or malformed JSON: Bolt parses eagerly
-            if not self._signed(request.body, request.headers):
-                log.warning("rejected unsigned request with a malformed body")
-                return response(401, "invalid signature")
-            log.warning("rejected signed request with a malformed body: %s", exc)
+        except (ValueError, LookupError, TypeError, AttributeError) as exc:
+            # Undecodable bytes, malformed JSON, or a payload whose shape Bolt's context
+            # extraction trips over (it indexes Slack's fields without checking them).
+            log.warning("rejected signed request with a malformed body: %r", exc)
             return response(400, "malformed body")
+        if not _bolt_can_read(bolt_request.body):
+            log.warning("rejected signed request with a payload of an unknown shape")
+            return response(400, "malformed payload")
         bolt_response = self.app.dispatch(bolt_request)
         if bolt_response.status == 401:
             log.warning("rejected Slack request: bad or missing signature")
@@ -136,15 +148,17 @@ class SlackEdge:
         )
 
     def _signed(self, body: bytes, headers: Mapping[str, str]) -> bool:
-        """Slack's v0 signature over the raw bytes, for bodies Bolt cannot even parse."""
+        """Slack's v0 signature over the raw bytes, within 300 s; never raises on any header."""
         timestamp = headers.get("x-slack-request-timestamp", "")
         signature = headers.get("x-slack-signature", "")
-        if not timestamp.isdecimal() or abs(time.time() - int(timestamp)) > 300:
+        if not (timestamp.isascii() and timestamp.isdigit()):
+            return False
+        if abs(time.time() - int(timestamp)) > 300:
             return False
         base = b"v0:" + timestamp.encode() + b":" + body
         secret = str(self.settings.slack_signing_secret).encode()
-        expected = "v0=" + hmac.new(secret, base, hashlib.sha256).hexdigest()
-        return hmac.compare_digest(expected, signature)
+        expected = b"v0=" + hmac.new(secret, base, hashlib.sha256).hexdigest().encode()
+        return hmac.compare_digest(expected, signature.encode("utf-8", "surrogateescape"))
 
     def _authorizer(self) -> Any:
         token = self.settings.slack_bot_token
@@ -358,6 +372,47 @@ def _job(
         "response_url": response_url,
         "event_time": event_time,
     }
+
+
+_ROOT = Path(__file__).resolve().parent.parent
+_OUR_CODE = tuple(str(_ROOT / package) for package in ("handlers", "sessions", "bot"))
+_BOLT_READERS = (
+    payload_utils.to_options,
+    payload_utils.to_shortcut,
+    payload_utils.to_action,
+    payload_utils.to_view,
+    payload_utils.to_command,
+    payload_utils.to_event,
+    payload_utils.to_message,
+    payload_utils.to_step,
+)
+
+
+def _bolt_can_read(body: Any) -> bool:
+    """Whether Bolt's payload readers (which every listener match and error handler runs,
+    indexing Slack's fields unchecked) accept this body without raising."""
+    try:
+        for read in _BOLT_READERS:
+            read(body)
+    except (LookupError, TypeError, AttributeError, ValueError):
+        return False
+    return True
+
+
+def _on_bolt_error(error: Exception) -> BoltResponse:
+    """Bolt's error handler (middleware, listener matching and listeners).
+
+    The request is already signed and its payload readable by then (``_bolt_can_read``). An
+    exception raised in our own code (a listener, the session core, the bot) is an error of
+    ours: 500, so that Slack retries what it can. One raised inside Bolt alone is Bolt failing
+    on a payload Slack never sends: the request is malformed, 400, never a 5xx.
+    """
+    frames = traceback.extract_tb(error.__traceback__)
+    if any(f.filename.startswith(_OUR_CODE) for f in frames):
+        log.error("Slack listener failed", exc_info=error)
+        return BoltResponse(status=500, body="internal error")
+    log.warning("rejected signed request Bolt could not route: %r", error)
+    return BoltResponse(status=400, body="malformed payload")
 
 
 def build(settings: Settings | None = None, **overrides: Any) -> SlackEdge:
