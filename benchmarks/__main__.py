@@ -17,8 +17,15 @@ for _name, _value in {
 }.items():
     os.environ[_name] = _value
 
-from benchmarks import event_records  # noqa: E402
-from sessions.dynamodb import make_client  # noqa: E402
+from benchmarks import (  # noqa: E402
+    ack_latency,
+    cold_start,
+    event_records,
+    pipeline,
+    requests_per_turn,
+    throughput,
+)
+from sessions.dynamodb import create_table, make_client  # noqa: E402
 from tests import dynamodb_local  # noqa: E402
 
 RESULTS = Path(__file__).with_name("results.json")
@@ -34,22 +41,54 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _section(title: str, lines: list[str]) -> None:
+    print(f"\n{title}\n")
+    for line in lines:
+        print(line)
+
+
 def main() -> int:
+    results: dict[str, Any] = {"machine": machine()}
     with dynamodb_local.running() as server:
         client = make_client(endpoint_url=server.endpoint)
+        results["requests_per_turn"] = requests_per_turn.run(client)
+        _section(
+            "DynamoDB requests and capacity per turn: ours vs the common way "
+            "(Powertools-style idempotency record + session load/save)",
+            requests_per_turn.table(results["requests_per_turn"]),
+        )
+        results["pipeline"] = pipeline.run(client)
+        _section(
+            "Whole handler path vs a bare GetItem + PutItem of the same item (interleaved)",
+            pipeline.table(results["pipeline"]),
+        )
+        results["throughput"] = throughput.run(server.endpoint)
+        _section(
+            "Throughput through the session core (distinct conversations, then one shared)",
+            throughput.table(results["throughput"]),
+        )
+        cold_table = "bench-cold-start"
+        create_table(client, cold_table)
+        results["cold_start"] = cold_start.run(server.endpoint, cold_table)
+        _section("Cold start (fresh interpreters)", cold_start.table(results["cold_start"]))
         records = event_records.run(client)
+        results["event_records"] = records
+    results["ack_latency"] = ack_latency.run()
+    _section("Ack latency of a slow turn", ack_latency.table(results["ack_latency"]))
 
-    print("\nEvent records: per turn, on DynamoDB Local (consumed capacity as reported)\n")
-    print(f"| {'scenario':34} | layout  | requests | read units | write units |")
-    print(f"|{'-' * 36}|---------|----------|------------|-------------|")
+    lines = [
+        f"| {'scenario':34} | layout  | requests | read units | write units |",
+        f"|{'-' * 36}|---------|----------|------------|-------------|",
+    ]
     for row in records:
         for layout in ("sibling", "inline"):
             m = row[layout]
-            print(
+            lines.append(
                 f"| {row['scenario']:34} | {layout:7} | {m['requests_per_turn']:8.2f} "
                 f"| {m['read_units_per_turn']:10.2f} | {m['write_units_per_turn']:11.2f} |"
             )
-    RESULTS.write_text(json.dumps({"machine": machine(), "event_records": records}, indent=2))
+    _section("Event records: per turn, on DynamoDB Local (consumed capacity as reported)", lines)
+    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False))
     print(f"\nwritten to {RESULTS}")
     return 0
 

@@ -27,6 +27,7 @@ class Settings:
     sessions_table: str | None
     sessions_db: str
     lambda_function_name: str | None
+    bot: str | None = None
 
     @property
     def in_lambda(self) -> bool:
@@ -56,4 +57,5 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         sessions_table=env.get("SESSIONS_TABLE") or None,
         sessions_db=env.get("SESSIONS_DB") or ".data/sessions.sqlite3",
         lambda_function_name=env.get("AWS_LAMBDA_FUNCTION_NAME") or None,
+        bot=env.get("BOT") or None,
     )

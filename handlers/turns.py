@@ -46,7 +46,8 @@ E = TypeVar("E", bound=Edge)
 
 def build_edge(edge: Callable[..., E], settings: Settings | None, **overrides: Any) -> E:
     """An edge as the environment configures it: the store ``SESSIONS_TABLE``/``SESSIONS_DB``
-    select and the todo bot, unless ``overrides`` (tests, the local server) say otherwise."""
+    select and the bot ``BOT`` names (the todo bot by default), unless ``overrides`` (tests,
+    the local server) say otherwise."""
     from bot.todo import TodoBot
     from handlers.settings import from_env
     from handlers.store import store_from_settings
@@ -54,8 +55,31 @@ def build_edge(edge: Callable[..., E], settings: Settings | None, **overrides: A
 
     settings = settings or from_env()
     sessions = overrides.pop("sessions", None) or Sessions(store_from_settings(settings))
-    bot = overrides.pop("bot", None) or TodoBot()
+    bot = overrides.pop("bot", None) or (load_bot(settings.bot) if settings.bot else TodoBot())
     return edge(settings=settings, sessions=sessions, bot=bot, **overrides)
+
+
+def load_bot(spec: str) -> Bot:
+    """The bot named by ``BOT=package.module:attribute`` (an instance, or a class to call).
+
+    Raises:
+        ConfigError: the spec is malformed, or names nothing that has ``turn`` and ``is_slow``.
+    """
+    import importlib
+
+    from handlers.settings import ConfigError
+
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"BOT={spec!r}: expected package.module:attribute")
+    try:
+        target = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"BOT={spec!r}: {exc}") from exc
+    bot = target() if isinstance(target, type) else target
+    if not (callable(getattr(bot, "turn", None)) and callable(getattr(bot, "is_slow", None))):
+        raise ConfigError(f"BOT={spec!r}: needs turn(state, message) and is_slow(message)")
+    return bot  # type: ignore[no-any-return]
 
 
 class Entry(Generic[E]):

@@ -325,6 +325,8 @@ def make_client(**overrides: Any) -> DynamoDBClient:
         retries={"mode": "standard", "total_max_attempts": 3},
         tcp_keepalive=True,
     )
+    if "config" in overrides:  # a caller's settings win (say, max_pool_connections)
+        config = config.merge(overrides.pop("config"))
     return boto3.client("dynamodb", config=config, **overrides)
 
 

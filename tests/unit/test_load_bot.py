@@ -1,0 +1,34 @@
+"""BOT=package.module:attribute selects the bot both edges and the local server run."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.todo import TodoBot
+from handlers.settings import ConfigError, from_env
+from handlers.turns import load_bot
+
+
+def test_an_instance_or_a_class() -> None:
+    assert isinstance(load_bot("bot.todo:TodoBot"), TodoBot)
+    assert isinstance(load_bot("benchmarks.slow_bot:bot"), TodoBot)
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("bot.todo", "expected package.module:attribute"),
+        ("no_such_module:bot", "No module named"),
+        ("bot.todo:NoSuchBot", "NoSuchBot"),
+        ("bot.todo:MAX_ITEMS", "needs turn(state, message) and is_slow(message)"),
+    ],
+)
+def test_a_bad_spec_names_the_problem(spec: str, says: str) -> None:
+    with pytest.raises(ConfigError, match="BOT=") as error:
+        load_bot(spec)
+    assert says in str(error.value)
+
+
+def test_the_setting_comes_from_the_environment() -> None:
+    assert from_env({"BOT": "bot.todo:TodoBot"}).bot == "bot.todo:TodoBot"
+    assert from_env({}).bot is None
