@@ -75,13 +75,7 @@ def run(endpoint: str, table: str, *, repeats: int = 7) -> dict[str, Any]:
             **os.environ,
             "PYTHONDONTWRITEBYTECODE": "1",
             "AWS_LAMBDA_FUNCTION_NAME": "bench-cold-start",  # build at import, as in Lambda
-            "SLACK_SIGNING_SECRET": sr.SECRET,
-            "SLACK_BOT_TOKEN": "xoxb-bench",
-            "SLACK_API_URL": fake.api_url,
-            "MESSENGER_APP_SECRET": mr.APP_SECRET,
-            "MESSENGER_VERIFY_TOKEN": mr.VERIFY_TOKEN,
-            "MESSENGER_PAGE_TOKEN": "page-token-bench",
-            "MESSENGER_API_URL": fake.graph_url,
+            **fake.edge_env(),
             "SESSIONS_TABLE": table,
             "AWS_ENDPOINT_URL_DYNAMODB": endpoint,
         }

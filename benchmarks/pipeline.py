@@ -64,17 +64,7 @@ def run(client: Any, *, rounds: int = 300, warmup: int = 20) -> dict[str, Any]:
     store = TimedStore(table, client=client)
     sessions = Sessions(store)
     with fake_slack() as fake:
-        settings = from_env(
-            {
-                "SLACK_SIGNING_SECRET": sr.SECRET,
-                "SLACK_BOT_TOKEN": "xoxb-bench",
-                "SLACK_API_URL": fake.api_url,
-                "MESSENGER_APP_SECRET": mr.APP_SECRET,
-                "MESSENGER_VERIFY_TOKEN": mr.VERIFY_TOKEN,
-                "MESSENGER_PAGE_TOKEN": "page-token-bench",
-                "MESSENGER_API_URL": fake.graph_url,
-            }
-        )
+        settings = from_env(fake.edge_env())
         send_api = TimedSendAPI(settings.messenger_api_url, settings.messenger_page_token)
         send_api.windows, send_api.store = [], store
         slack = slack_edge.build(settings, sessions=sessions)

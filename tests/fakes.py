@@ -49,6 +49,21 @@ class FakeSlack:
     def graph_url(self) -> str:
         return f"{self.url}/v25.0"
 
+    def edge_env(self) -> dict[str, str]:
+        """Environment for both edges: the test secrets, outbound calls pointed at this fake."""
+        from tests.messenger_requests import APP_SECRET, VERIFY_TOKEN
+        from tests.slack_requests import SECRET
+
+        return {
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_BOT_TOKEN": "xoxb-test-token",
+            "SLACK_API_URL": self.api_url,
+            "MESSENGER_APP_SECRET": APP_SECRET,
+            "MESSENGER_VERIFY_TOKEN": VERIFY_TOKEN,
+            "MESSENGER_PAGE_TOKEN": "page-token-test",
+            "MESSENGER_API_URL": self.graph_url,
+        }
+
     def sends(self) -> list[Call]:
         with self.lock:
             return [c for c in self.calls if c.path.startswith("/v25.0/me/messages")]

@@ -19,8 +19,6 @@ from sessions import ConversationKey, Sessions
 from sessions.dynamodb import DynamoDBStore, make_client
 from sessions.store import Store
 from tests.fakes import FakeSlack, fake_slack
-from tests.messenger_requests import APP_SECRET, VERIFY_TOKEN
-from tests.slack_requests import SECRET
 
 
 class Crash(BaseException):
@@ -47,17 +45,7 @@ class SpyBot:
 
 
 def settings_for(fake: FakeSlack) -> Settings:
-    return from_env(
-        {
-            "SLACK_SIGNING_SECRET": SECRET,
-            "SLACK_BOT_TOKEN": "xoxb-test-token",
-            "SLACK_API_URL": fake.api_url,
-            "MESSENGER_APP_SECRET": APP_SECRET,
-            "MESSENGER_VERIFY_TOKEN": VERIFY_TOKEN,
-            "MESSENGER_PAGE_TOKEN": "page-token-test",
-            "MESSENGER_API_URL": fake.graph_url,
-        }
-    )
+    return from_env(fake.edge_env())
 
 
 def edges(
