@@ -18,15 +18,32 @@ class SessionError(Exception):
 
 
 class InvalidKeyError(SessionError, ValueError):
-    """A key component is empty, too long or outside its platform's id alphabet."""
+    """A key component is empty, too long or outside its platform's id alphabet.
+
+    Bad input: the edge answers 4xx before anything is read or written.
+    """
 
 
-class CodecError(SessionError):
-    """Stored state could not be decoded (unknown schema version, corrupt bytes)."""
+class PermanentError(SessionError):
+    """An error that would happen again on every delivery of the same event.
+
+    A bug in the bot, a stored state that no longer decodes, a state or record too large for
+    one item. Redelivering cannot heal it, so the turn runner records the event once as a
+    *dead letter* (an event record marked failed, with this error's class and message, and
+    what a replay needs) and raises; the edge answers 200 (with an apology where one can be
+    sent) instead of a 5xx that the platform would retry forever. ``recorded`` says whether
+    the dead letter was written by this delivery.
+    """
+
+    recorded: bool = False
 
 
-class StateTooLargeError(SessionError):
-    """The encoded state would not fit in one DynamoDB item (400 KB); nothing was written."""
+class CodecError(PermanentError):
+    """State could not be encoded or decoded (unknown schema version, corrupt bytes)."""
+
+
+class ItemTooLargeError(PermanentError):
+    """An item would not fit in DynamoDB's 400 KB; nothing was written."""
 
     def __init__(self, message: str, *, size: int, limit: int) -> None:
         super().__init__(message)
@@ -34,12 +51,17 @@ class StateTooLargeError(SessionError):
         self.limit = limit
 
 
-class TurnError(SessionError):
+class StateTooLargeError(ItemTooLargeError):
+    """The encoded state would not fit in one item; nothing was written."""
+
+
+class TurnError(PermanentError):
     """The turn function raised; nothing was written. The original error is ``__cause__``."""
 
 
 class BusyError(SessionError):
-    """The conversation stayed contended through every attempt; nothing was written.
+    """The conversation stayed contended through every attempt (or past the turn's deadline);
+    nothing was written.
 
     The edge answers 5xx so that the platform redelivers (the event id makes that safe).
     """
@@ -54,7 +76,8 @@ class StoreError(SessionError):
 
 
 class StoreUnavailableError(StoreError):
-    """Throttled, or the engine had an internal error: retryable later (the edge answers 5xx)."""
+    """Throttled, unreachable, timed out, no credentials, or the engine had an internal error:
+    retryable later (the edge answers 5xx)."""
 
 
 class ConflictError(StoreError):

@@ -27,6 +27,28 @@ Guarantees (DESIGN.md, "The turn, and its budget"):
    kept in the record until a third request marks them sent, so a redelivery after a crash
    between commit and send sends them (at least once: a possible repeat instead of a loss);
 5. a failure before the commit writes nothing, and the redelivery completes the turn.
+
+Two kinds of failure (who retries what):
+
+- errors that can heal (store unavailable or throttled, a lost race past ``max_attempts`` or
+  the turn's ``deadline``) raise and write nothing: the edge answers 5xx, the platform
+  redelivers, the event id makes that safe;
+- errors that would recur on every delivery (:class:`PermanentError`: the bot raised, the
+  stored state no longer decodes, a state or record too large for one item) are recorded
+  once as a *dead letter*: an event record marked failed, with the error and the edge's
+  replay payload, written under the same conditions as a commit but with no state. Then the
+  error is raised with ``recorded = True``; the edge answers 200 (and apologises where it
+  can). A redelivery finds the dead letter and is a duplicate; ``run(..., retry_failed=True)``
+  (the admin CLI's ``retry``) runs the event again and, if it succeeds, replaces the dead
+  letter with an ordinary record.
+
+A user delete (:meth:`Sessions.delete_user`) leaves a tombstone whose generation is the delete's
+time in milliseconds. An event that happened at or before it is ignored, compared at the
+platform's own resolution (a Slack ``event_time`` in whole seconds counts as at or before a
+delete in the same second; a Messenger timestamp in milliseconds one millisecond later does
+not); state older than the tombstone reads as absent; and the commit checks the tombstone is
+the one the turn loaded, so a turn in flight during a delete re-reads instead of writing the
+user's data back. See :mod:`sessions.store` for the generation rule.
 """
 
 from __future__ import annotations
@@ -42,12 +64,16 @@ from typing import Any
 from sessions import codec
 from sessions.errors import (
     BusyError,
+    CodecError,
     ConflictError,
     DuplicateEventError,
+    ItemTooLargeError,
+    PermanentError,
+    StoreError,
     TurnError,
 )
 from sessions.keys import ConversationKey, UserKey
-from sessions.store import EventRecord, Snapshot, Store, StoredState, Tombstone
+from sessions.store import FAILED, EventRecord, Snapshot, Store, StoredState, Tombstone
 
 log = logging.getLogger("sessions")
 
@@ -58,6 +84,12 @@ Turn = Callable[[Any, Any], tuple[Any, Sequence[Any], Any]]
 Sender = Callable[[ConversationKey, Sequence[Any]], None]
 
 DAY = 86_400
+#: Keys, version, expiry and attribute names of an event record, with room to spare: what a
+#: record holds besides its recorded response and outbox.
+RECORD_OVERHEAD = 2048
+#: A dead letter keeps its replay payload only up to this size (the event itself, bounded by
+#: the platforms' own message limits; anything larger is recorded without it).
+MAX_PAYLOAD_BYTES = 128 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +97,10 @@ class TurnResult:
     """What happened to one delivery.
 
     ``duplicate``: the event was already committed; ``response`` is the first delivery's
-    (``None`` once it is older than the response TTL). ``ignored``: the user was deleted after
-    the event happened; nothing was stored. ``send_error``: the sender raised after the
-    commit (logged; the state change stands).
+    (``None`` once it is older than the response TTL). ``failed``: (with ``duplicate``) the
+    event is a dead letter, ``error`` says why. ``ignored``: the user was deleted after the
+    event happened; nothing was stored. ``send_error``: the sender raised after the commit
+    (logged; the state change stands).
     """
 
     response: Any
@@ -76,6 +109,8 @@ class TurnResult:
     version: int | None = None
     duplicate: bool = False
     ignored: bool = False
+    failed: bool = False
+    error: str | None = None
     attempts: int = 1
     sent: bool = False
     send_error: BaseException | None = None
@@ -101,6 +136,7 @@ class Sessions:
         event_ttl: seconds an event id is remembered (24 h covers Slack's delayed retries).
         response_ttl: seconds a recorded response is served to duplicates.
         tombstone_ttl: seconds a user delete blocks late redeliveries of older events.
+        dead_letter_ttl: seconds a dead letter is kept (and blocks redeliveries) for replay.
         max_attempts: reads+turns+commits tried on lost races before :class:`BusyError`.
         backoff: first backoff in seconds; doubles per attempt, full jitter, capped at
             ``max_backoff``.
@@ -120,6 +156,7 @@ class Sessions:
         event_ttl: int = DAY,
         response_ttl: int = 15 * 60,
         tombstone_ttl: int = DAY + 3600,
+        dead_letter_ttl: int = 14 * DAY,
         max_attempts: int = 8,
         backoff: float = 0.01,
         max_backoff: float = 0.5,
@@ -137,6 +174,7 @@ class Sessions:
         self.event_ttl = event_ttl
         self.response_ttl = response_ttl
         self.tombstone_ttl = tombstone_ttl
+        self.dead_letter_ttl = dead_letter_ttl
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -158,6 +196,9 @@ class Sessions:
         *,
         event_time: float | None = None,
         sender: Sender | None = None,
+        dead_letter: Any = None,
+        retry_failed: bool = False,
+        deadline: float | None = None,
     ) -> TurnResult:
         """Run one delivered event through ``turn`` exactly once.
 
@@ -166,14 +207,21 @@ class Sessions:
             idempotency_key: the platform's id for this event, identical on redelivery.
             turn: pure ``(state, event) -> (new_state, replies, response)``.
             event: passed to ``turn`` as is (a platform-neutral value).
-            event_time: when the platform says the event happened (epoch seconds); a user
-                delete after it makes the event a no-op. ``None``: treated as new.
+            event_time: when the platform says the event happened (epoch seconds, at the
+                platform's resolution); a user delete at or after it makes the event a no-op.
+                ``None``: treated as new, so every edge passes it.
             sender: gets the replies after the commit; its errors are logged, not raised.
+            dead_letter: JSON-compatible data kept with a dead letter so that the event can be
+                replayed (the edges pass their deferred-job form of the event).
+            retry_failed: run the event even if it is a dead letter (a replay).
+            deadline: ``time.monotonic()`` value after which no lost race is retried
+                (:class:`BusyError`), so a webhook answers before the platform gives up.
 
         Raises:
-            InvalidKeyError: bad idempotency key.
-            TurnError: ``turn`` raised; nothing was written (``__cause__`` is its error).
-            CodecError, StateTooLargeError: the new state cannot be stored; nothing written.
+            InvalidKeyError: bad idempotency key (nothing read or written).
+            PermanentError: ``TurnError`` (the turn raised; ``__cause__`` is its error),
+                ``CodecError`` or ``ItemTooLargeError``: no state was written, and the event
+                was recorded as a dead letter (``recorded``) unless a race made that moot.
             BusyError: every attempt lost a race; nothing was written by this delivery.
             StoreError: the store failed; a redelivery is safe.
         """
@@ -181,31 +229,42 @@ class Sessions:
         for attempt in range(1, self.max_attempts + 1):
             snap = self.store.load(key, event_sk)
             now = int(self.clock())
-            if snap.event is not None and snap.event.expires_at > now:
-                return self._duplicate(key, event_sk, snap.event, now, attempt, sender)
-            if _blocked_by_tombstone(snap, now, event_time):
+            seen = snap.event
+            if seen is not None and seen.expires_at > now and not (seen.failed and retry_failed):
+                return self._duplicate(key, event_sk, seen, now, attempt, sender)
+            stone = snap.tombstone if snap.tombstone and snap.tombstone.expires_at > now else None
+            if stone is not None and event_time is not None and _at_or_before(event_time, stone):
                 log.info("event for a deleted user ignored", extra={"pk": key.pk})
                 return TurnResult(response=None, ignored=True, attempts=attempt)
+            generation = stone.generation if stone else 0
 
             stored = snap.state
-            live = stored is not None and stored.expires_at > now
-            state = codec.decode(stored.blob) if live and stored else self.initial()
             try:
-                new_state, replies, response = turn(state, event)
-            except Exception as exc:
-                raise TurnError(f"turn failed: {type(exc).__name__}: {exc}") from exc
-            replies = tuple(replies)
+                live = (
+                    stored is not None
+                    and stored.expires_at > now
+                    and stored.generation >= generation  # older: pre-delete data
+                )
+                state = codec.decode(stored.blob) if live and stored else self.initial()
+                try:
+                    new_state, replies, response = turn(state, event)
+                except Exception as exc:
+                    raise TurnError(f"turn failed: {type(exc).__name__}: {exc}") from exc
+                replies = tuple(replies)
+                version = (stored.version if stored else 0) + 1
+                blob = codec.encode(new_state)
+                record = self._record(version, now, generation, response, replies)
+            except PermanentError as exc:
+                try:
+                    self._record_failure(key, event_sk, snap, exc, now, generation, dead_letter)
+                except DuplicateEventError as dup:  # a racing delivery committed the event
+                    if dup.record is not None:
+                        return self._duplicate(key, event_sk, dup.record, now, attempt, sender)
+                    continue
+                except ConflictError:  # a delete ran meanwhile: judge the event again
+                    continue
+                raise exc from exc.__cause__
 
-            version = (stored.version if stored else 0) + 1
-            blob = codec.encode(new_state)
-            record = EventRecord(
-                version=version,
-                committed_at=now,
-                expires_at=now + self.event_ttl,
-                response=None if response is None else codec.encode(response),
-                response_expires_at=now + self.response_ttl,
-                outbox=codec.encode(list(replies)) if self.sent_mark and replies else None,
-            )
             try:
                 self.store.commit(
                     key,
@@ -216,9 +275,11 @@ class Sessions:
                         expires_at=now + self.idle_ttl,
                         updated_at=now,
                         enterprise=key.enterprise,
+                        generation=generation,
                     ),
                     event_sk=event_sk,
                     event=record,
+                    tombstone=snap.tombstone,
                     now=now,
                 )
             except DuplicateEventError as exc:
@@ -228,7 +289,13 @@ class Sessions:
                 continue  # the engine did not return the record: the next load reads it
             except ConflictError:
                 if attempt < self.max_attempts:
-                    self.sleep(self.rand() * min(self.max_backoff, self.backoff * 2**attempt))
+                    pause = self.rand() * min(self.max_backoff, self.backoff * 2**attempt)
+                    if deadline is not None and time.monotonic() + pause >= deadline:
+                        raise BusyError(
+                            f"conversation {key.pk}/{key.sk} still busy at the turn's deadline",
+                            attempts=attempt,
+                        ) from None
+                    self.sleep(pause)
                 continue
 
             sent, send_error = self._send(key, event_sk, replies, sender)
@@ -246,6 +313,71 @@ class Sessions:
             attempts=self.max_attempts,
         )
 
+    def _record(
+        self, version: int, now: int, generation: int, response: Any, replies: tuple[Any, ...]
+    ) -> EventRecord:
+        """The event record of a successful turn, refused (as the state is) when it would not
+        fit in one item, so that both stores fail alike and before anything is written."""
+        encoded = None if response is None else codec.encode(response)
+        outbox = codec.encode(list(replies)) if self.sent_mark and replies else None
+        size = RECORD_OVERHEAD + len(encoded or b"") + len(outbox or b"")
+        if size > codec.ITEM_LIMIT:
+            raise ItemTooLargeError(
+                f"the event record (recorded response {len(encoded or b'')} bytes, outbox "
+                f"{len(outbox or b'')} bytes) would not fit in one item of {codec.ITEM_LIMIT}",
+                size=size,
+                limit=codec.ITEM_LIMIT,
+            )
+        return EventRecord(
+            version=version,
+            committed_at=now,
+            expires_at=now + self.event_ttl,
+            response=encoded,
+            response_expires_at=now + self.response_ttl,
+            outbox=outbox,
+            generation=generation,
+        )
+
+    def _record_failure(
+        self,
+        key: ConversationKey,
+        event_sk: str,
+        snap: Snapshot,
+        error: PermanentError,
+        now: int,
+        generation: int,
+        dead_letter: Any,
+    ) -> None:
+        """Record the event as a dead letter (one conditional write, no state), then mark
+        ``error`` recorded. Raises what ``commit`` raises."""
+        payload = None
+        note = ""
+        if dead_letter is not None:
+            try:
+                payload = codec.encode(dead_letter, limit=MAX_PAYLOAD_BYTES)
+            except (CodecError, ItemTooLargeError) as exc:
+                note = f" (replay payload not kept: {exc})"
+        description = f"{type(error).__name__}: {error}"[:2000] + note
+        self.store.commit(
+            key,
+            expected_version=None,
+            state=None,
+            event_sk=event_sk,
+            event=EventRecord(
+                version=snap.state.version if snap.state else 0,
+                committed_at=now,
+                expires_at=now + self.dead_letter_ttl,
+                status=FAILED,
+                error=description,
+                payload=payload,
+                generation=generation,
+            ),
+            tombstone=snap.tombstone,
+            now=now,
+        )
+        error.recorded = True
+        log.error("event recorded as a dead letter: %s", description, extra={"pk": key.pk})
+
     def _duplicate(
         self,
         key: ConversationKey,
@@ -255,6 +387,15 @@ class Sessions:
         attempt: int,
         sender: Sender | None,
     ) -> TurnResult:
+        if record.failed:
+            return TurnResult(
+                response=None,
+                version=record.version,
+                duplicate=True,
+                failed=True,
+                error=record.error,
+                attempts=attempt,
+            )
         response = None
         if record.response is not None and record.response_expires_at > now:
             response = codec.decode(record.response)
@@ -264,6 +405,10 @@ class Sessions:
             and record.outbox is not None
             and record.sent_at is None
             and now - record.committed_at >= self.resend_after
+            # Two redeliveries may race here: only the one that claims the outbox resends.
+            and self.store.claim_outbox(
+                key, event_sk, now=now, stale=now - math.ceil(self.resend_after)
+            )
         ):
             # The first delivery committed but never marked its replies sent (it crashed, or
             # its send failed): send them now. This is the "possible repeat" of sent-mark mode.
@@ -295,35 +440,59 @@ class Sessions:
             log.exception("sending replies failed after commit", extra={"pk": key.pk})
             return False, exc
         if self.sent_mark:
-            self.store.mark_sent(key, event_sk, sent_at=int(self.clock()))
+            try:
+                self.store.mark_sent(key, event_sk, sent_at=int(self.clock()))
+            except StoreError:
+                # Sent already: failing the delivery now would only make the platform
+                # redeliver and (after resend_after) repeat the replies.
+                log.exception("replies sent but the sent mark failed", extra={"pk": key.pk})
         return True, None
 
     # -- reading and user records -----------------------------------------------------------
 
     def get(self, key: ConversationKey) -> Conversation | None:
-        """The live conversation, or ``None`` when absent or expired."""
+        """The live conversation, or ``None`` when absent, expired or deleted."""
         snap = self.store.load(key, None)
         now = int(self.clock())
-        if snap.state is None or snap.state.expires_at <= now:
+        if snap.state is None or not _live(snap.state, _live_tombstone(snap.tombstone, now), now):
             return None
         return _conversation(key, snap.state)
 
     def conversations(self, user: UserKey) -> list[Conversation]:
         """The user's live conversations (one Query on DynamoDB)."""
         now = int(self.clock())
+        items = self.store.user_items(user)
+        stone = _live_tombstone(_tombstone_of(items), now)
         found = []
-        for sk, item in self.store.user_items(user):
-            if isinstance(item, StoredState) and item.expires_at > now:
+        for sk, item in items:
+            if isinstance(item, StoredState) and _live(item, stone, now):
                 key = ConversationKey(user.platform, user.workspace, sk, user.user, item.enterprise)
                 found.append(_conversation(key, item))
         return found
 
+    def dead_letters(self, user: UserKey) -> list[tuple[str, EventRecord]]:
+        """The user's unexpired dead letters as ``(sort key, record)`` (one Query)."""
+        now = int(self.clock())
+        return [
+            (sk, item)
+            for sk, item in self.store.user_items(user)
+            if isinstance(item, EventRecord) and item.failed and item.expires_at > now
+        ]
+
     def export(self, user: UserKey) -> dict[str, Any]:
-        """Everything stored for the user, as JSON-compatible data (one Query on DynamoDB)."""
+        """Everything stored for the user, as JSON-compatible data (one Query on DynamoDB).
+
+        Nothing is left out: items that the rest of the API no longer shows are included and
+        say why, ``"expired": true`` (past their expiry, waiting for DynamoDB's TTL sweep) or
+        ``"deleted": true`` (older than a user delete that is still removing them).
+        """
+        now = int(self.clock())
+        items = self.store.user_items(user)
+        stone = _live_tombstone(_tombstone_of(items), now)
         conversations: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
         tombstone: dict[str, Any] | None = None
-        for sk, item in self.store.user_items(user):
+        for sk, item in items:
             if isinstance(item, StoredState):
                 conversations.append(
                     {
@@ -332,27 +501,38 @@ class Sessions:
                         "version": item.version,
                         "updated_at": item.updated_at,
                         "expires_at": item.expires_at,
-                        "state": codec.decode(item.blob),
+                        "expired": item.expires_at <= now,
+                        "deleted": _pre_delete(item.generation, stone),
+                        "state": _decoded(item.blob),
                     }
                 )
             elif isinstance(item, EventRecord):
                 events.append(
                     {
                         "sk": sk,
+                        "status": item.status,
+                        "error": item.error,
                         "version": item.version,
                         "committed_at": item.committed_at,
                         "expires_at": item.expires_at,
-                        "response": None if item.response is None else codec.decode(item.response),
-                        "replies": None if item.outbox is None else codec.decode(item.outbox),
+                        "expired": item.expires_at <= now,
+                        "deleted": _pre_delete(item.generation, stone),
+                        "response": None if item.response is None else _decoded(item.response),
+                        "replies": None if item.outbox is None else _decoded(item.outbox),
                         "sent_at": item.sent_at,
+                        "payload": None if item.payload is None else _decoded(item.payload),
                     }
                 )
             else:
-                tombstone = {"deleted_at": item.deleted_at, "expires_at": item.expires_at}
+                tombstone = {
+                    "deleted_at": item.deleted_at,
+                    "expires_at": item.expires_at,
+                    "expired": item.expires_at <= now,
+                }
         return {
             "user": user.pk,
             "platform": user.platform,
-            "exported_at": int(self.clock()),
+            "exported_at": now,
             "conversations": conversations,
             "events": events,
             "tombstone": tombstone,
@@ -362,22 +542,50 @@ class Sessions:
         """Delete everything stored for the user and leave a short-lived tombstone.
 
         A late redelivery of an event that happened before this call is then ignored instead
-        of recreating the user's data. Returns how many items were deleted.
+        of recreating the user's data, and a turn in flight cannot commit pre-delete state
+        back. The delete's time is kept in milliseconds and compared with each event's time
+        at its platform's resolution. Returns how many items were deleted.
         """
-        # Rounded up: an event in the same second as the delete counts as older.
-        now = math.ceil(self.clock())
+        now = self.clock()
         deleted = self.store.delete_user(
-            user, tombstone=Tombstone(deleted_at=now, expires_at=now + self.tombstone_ttl)
+            user,
+            tombstone=Tombstone(
+                generation=int(now * 1000), expires_at=int(now) + self.tombstone_ttl
+            ),
         )
         log.info("user deleted", extra={"pk": user.pk, "items": deleted})
         return deleted
 
 
-def _blocked_by_tombstone(snap: Snapshot, now: int, event_time: float | None) -> bool:
-    stone = snap.tombstone
-    if stone is None or stone.expires_at <= now or event_time is None:
-        return False
-    return event_time <= stone.deleted_at
+def _at_or_before(event_time: float, stone: Tombstone) -> bool:
+    """Whether an event happened at or before the delete. An event time is the platform's
+    clock truncated to its resolution (Slack: seconds, Messenger: milliseconds), so an event
+    whose truncated time is at or before the delete's exact time may have happened before it;
+    in milliseconds that is the comparison below, for both resolutions."""
+    return round(event_time * 1000) <= stone.generation
+
+
+def _live_tombstone(stone: Tombstone | None, now: int) -> Tombstone | None:
+    return stone if stone is not None and stone.expires_at > now else None
+
+
+def _tombstone_of(items: Sequence[tuple[str, Any]]) -> Tombstone | None:
+    return next((item for _, item in items if isinstance(item, Tombstone)), None)
+
+
+def _pre_delete(generation: int, stone: Tombstone | None) -> bool:
+    return stone is not None and generation < stone.generation
+
+
+def _live(state: StoredState, stone: Tombstone | None, now: int) -> bool:
+    return state.expires_at > now and not _pre_delete(state.generation, stone)
+
+
+def _decoded(blob: bytes) -> Any:
+    try:
+        return codec.decode(blob)
+    except CodecError as exc:
+        return {"undecodable": str(exc)}
 
 
 def _conversation(key: ConversationKey, item: StoredState) -> Conversation:

@@ -13,6 +13,7 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 from sessions.errors import ConflictError, DuplicateEventError, StoreError, StoreUnavailableError
 from sessions.keys import TOMBSTONE_SK, ConversationKey, UserKey
@@ -32,20 +33,38 @@ CREATE TABLE IF NOT EXISTS items (
     outbox BLOB,
     sent_at INTEGER,
     enterprise TEXT,
+    status TEXT,
+    error TEXT,
+    payload BLOB,
+    generation INTEGER NOT NULL DEFAULT 0,
+    claimed_at INTEGER,
     PRIMARY KEY (pk, sk)
 ) WITHOUT ROWID
 """
+#: Columns added after the first release: ``ALTER TABLE`` brings an older file up to date
+#: (under the write lock: several processes may open the same old file at once).
+#: ``generation`` is the tombstone generation an item was written in (for a tombstone, its own).
+_ADDED = {
+    "status": "TEXT",
+    "error": "TEXT",
+    "payload": "BLOB",
+    "generation": "INTEGER NOT NULL DEFAULT 0",
+    "claimed_at": "INTEGER",
+}
 _COLUMNS = (
     "sk, kind, version, expires_at, updated_at, data, response, response_expires_at, "
-    "outbox, sent_at, enterprise"
+    "outbox, sent_at, enterprise, status, error, payload, generation, claimed_at"
 )
-_Row = tuple[
-    str, str, int, int, int, bytes | None, bytes | None, int, bytes | None, int | None, str | None
-]
+_INSERT = (
+    f"INSERT OR REPLACE INTO items (pk, {_COLUMNS}) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_Row = tuple[Any, ...]
 
 
 def _item(row: _Row) -> StoredItem:
-    _sk, kind, version, expires_at, updated_at, data, response, resp_exp, outbox, sent_at, ent = row
+    (_sk, kind, version, expires_at, updated_at, data, response, resp_exp, outbox, sent_at, ent,
+     status, error, payload, generation, claimed_at) = row  # fmt: skip
     if kind == "state":
         return StoredState(
             version=version,
@@ -53,6 +72,7 @@ def _item(row: _Row) -> StoredItem:
             expires_at=expires_at,
             updated_at=updated_at,
             enterprise=ent,
+            generation=generation,
         )
     if kind == "event":
         return EventRecord(
@@ -63,8 +83,19 @@ def _item(row: _Row) -> StoredItem:
             response_expires_at=resp_exp,
             outbox=None if outbox is None else bytes(outbox),
             sent_at=sent_at,
+            status=status or "done",
+            error=error,
+            payload=None if payload is None else bytes(payload),
+            generation=generation,
+            claimed_at=claimed_at,
         )
-    return Tombstone(deleted_at=updated_at, expires_at=expires_at)
+    return Tombstone(generation=generation, expires_at=expires_at)
+
+
+def _same_tombstone(found: StoredItem | None, seen: Tombstone | None) -> bool:
+    if seen is None:
+        return found is None
+    return isinstance(found, Tombstone) and found.generation == seen.generation
 
 
 class SQLiteStore:
@@ -82,7 +113,21 @@ class SQLiteStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._conn().execute(_SCHEMA)
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(_SCHEMA)
+                have = {row[1] for row in conn.execute("PRAGMA table_info(items)")}
+                for column, kind in _ADDED.items():
+                    if column not in have:
+                        conn.execute(f"ALTER TABLE items ADD COLUMN {column} {kind}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._convert(exc) from exc
 
     # One connection per thread and process: sqlite3 connections must not cross a fork, and
     # sharing one between threads would serialise them on Python's side for nothing.
@@ -136,9 +181,10 @@ class SQLiteStore:
         key: ConversationKey,
         *,
         expected_version: int | None,
-        state: StoredState,
+        state: StoredState | None,
         event_sk: str,
         event: EventRecord,
+        tombstone: Tombstone | None,
         now: int,
     ) -> None:
         conn = self._conn()
@@ -147,31 +193,33 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise self._convert(exc) from exc
         try:
-            found = self._rows(key.pk, [key.sk, event_sk])
+            # Under the file's write lock: the checks and the writes are one atomic step.
+            found = self._rows(key.pk, [key.sk, event_sk, TOMBSTONE_SK])
             seen = found.get(event_sk)
-            if isinstance(seen, EventRecord) and seen.expires_at > now:
+            if isinstance(seen, EventRecord) and seen.expires_at > now and not seen.failed:
                 raise DuplicateEventError("event already committed", record=seen)
+            if not _same_tombstone(found.get(TOMBSTONE_SK), tombstone):
+                raise ConflictError("the user was deleted since the turn's read")
             current = found.get(key.sk)
             stored_version = current.version if isinstance(current, StoredState) else None
-            if stored_version != expected_version:
+            if state is not None and stored_version != expected_version:
                 raise ConflictError(
                     f"version is {stored_version}, expected {expected_version}",
                     current=current if isinstance(current, StoredState) else None,
                 )
-            sql = (
-                "INSERT OR REPLACE INTO items (pk, " + _COLUMNS + ") "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            )
+            if state is not None:
+                conn.execute(
+                    _INSERT,
+                    (key.pk, key.sk, "state", state.version, state.expires_at, state.updated_at,
+                     state.blob, None, 0, None, None, state.enterprise, None, None, None,
+                     state.generation, None),
+                )  # fmt: skip
             conn.execute(
-                sql,
-                (key.pk, key.sk, "state", state.version, state.expires_at, state.updated_at,
-                 state.blob, None, 0, None, None, state.enterprise),
-            )  # fmt: skip
-            conn.execute(
-                sql,
+                _INSERT,
                 (key.pk, event_sk, "event", event.version, event.expires_at, event.committed_at,
                  None, event.response, event.response_expires_at, event.outbox, event.sent_at,
-                 None),
+                 None, event.status, event.error, event.payload, event.generation,
+                 event.claimed_at),
             )  # fmt: skip
             conn.execute("COMMIT")
         except BaseException as exc:
@@ -179,6 +227,17 @@ class SQLiteStore:
             if isinstance(exc, sqlite3.Error):
                 raise self._convert(exc) from exc
             raise
+
+    def claim_outbox(self, key: ConversationKey, event_sk: str, *, now: int, stale: int) -> bool:
+        try:
+            cur = self._conn().execute(
+                "UPDATE items SET claimed_at = ? WHERE pk = ? AND sk = ? AND outbox IS NOT NULL "
+                "AND sent_at IS NULL AND (claimed_at IS NULL OR claimed_at <= ?)",
+                (now, key.pk, event_sk, stale),
+            )
+        except sqlite3.Error as exc:
+            raise self._convert(exc) from exc
+        return cur.rowcount == 1
 
     def mark_sent(self, key: ConversationKey, event_sk: str, *, sent_at: int) -> None:
         try:
@@ -202,12 +261,16 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.execute(
-                    "INSERT OR REPLACE INTO items (pk, sk, kind, expires_at, updated_at) "
-                    "VALUES (?, ?, 'tombstone', ?, ?)",
-                    (user.pk, TOMBSTONE_SK, tombstone.expires_at, tombstone.deleted_at),
-                )
+                    "INSERT OR REPLACE INTO items (pk, sk, kind, expires_at, updated_at, "
+                    "generation) VALUES (?, ?, 'tombstone', ?, ?, ?)",
+                    (user.pk, TOMBSTONE_SK, tombstone.expires_at, int(tombstone.deleted_at),
+                     tombstone.generation),
+                )  # fmt: skip
+                # One transaction: no turn commits between the tombstone and the deletes, so
+                # every item older than the tombstone's generation is pre-delete data.
                 cur = conn.execute(
-                    "DELETE FROM items WHERE pk = ? AND sk != ?", (user.pk, TOMBSTONE_SK)
+                    "DELETE FROM items WHERE pk = ? AND sk != ? AND generation < ?",
+                    (user.pk, TOMBSTONE_SK, tombstone.generation),
                 )
                 conn.execute("COMMIT")
             except BaseException:

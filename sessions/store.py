@@ -6,10 +6,20 @@ outbox; a store only moves these records in and out, atomically where the turn n
 - ``load``: one consistent read of the conversation's state, the event's record and the
   user's tombstone (DynamoDB: one ``BatchGetItem``);
 - ``commit``: state + event record in one atomic, conditional write (DynamoDB: one
-  ``TransactWriteItems``); it raises :class:`DuplicateEventError` when the event is already
-  recorded and :class:`ConflictError` when the version moved, never overwriting either;
-- ``mark_sent``: the opt-in third request of "sent mark" mode;
+  ``TransactWriteItems``, the tombstone checked in the same request); it raises
+  :class:`DuplicateEventError` when the event is already recorded and
+  :class:`ConflictError` when the version or the tombstone moved, never overwriting either;
+  without a state it records a dead letter under the same conditions;
+- ``claim_outbox`` / ``mark_sent``: the opt-in third request of "sent mark" mode;
 - ``user_items`` / ``delete_user``: everything under one platform user (GDPR).
+
+Generations (why a user delete cannot be undone): a delete writes a tombstone whose
+``generation`` is its time in milliseconds, then removes the user's items. Every item a turn
+writes carries the generation of the tombstone that turn saw (0: none). An item older than the
+tombstone's generation is pre-delete data: the runner reads it as absent, and the delete removes
+it; an item of the tombstone's generation or newer was written after the delete by a genuine
+new event, and the delete leaves it alone. The commit checks that the tombstone is the one the
+turn saw, so a turn that loaded before a delete cannot commit after it.
 
 Both stores (SQLite, DynamoDB) run the same contract suite in ``tests/contract``.
 """
@@ -21,6 +31,9 @@ from typing import Protocol
 
 from sessions.keys import ConversationKey, UserKey
 
+DONE = "done"
+FAILED = "failed"
+
 
 @dataclass(frozen=True, slots=True)
 class StoredState:
@@ -31,6 +44,7 @@ class StoredState:
     expires_at: int
     updated_at: int
     enterprise: str | None = None
+    generation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +52,13 @@ class EventRecord:
     """A committed event: proof that its turn happened, and what replay needs.
 
     ``response`` (encoded) is served to duplicates only until ``response_expires_at``;
-    ``outbox`` (encoded replies) exists only in sent-mark mode, until ``sent_at`` is set.
+    ``outbox`` (encoded replies) exists only in sent-mark mode, until ``sent_at`` is set;
+    ``claimed_at`` is when a redelivery last claimed the outbox to resend it.
+
+    A *dead letter* has ``status`` ``"failed"``: the turn could not complete and would fail
+    again on every delivery. It changes no state; ``error`` names the failure and ``payload``
+    (encoded) is what the edge needs to replay the event. A later successful commit of the
+    same event replaces it.
     """
 
     version: int
@@ -48,14 +68,29 @@ class EventRecord:
     response_expires_at: int = 0
     outbox: bytes | None = None
     sent_at: int | None = None
+    status: str = DONE
+    error: str | None = None
+    payload: bytes | None = None
+    generation: int = 0
+    claimed_at: int | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FAILED
 
 
 @dataclass(frozen=True, slots=True)
 class Tombstone:
-    """Left by a user delete: events older than ``deleted_at`` must not recreate data."""
+    """Left by a user delete. ``generation`` is the delete's time in milliseconds: events that
+    happened at or before it are ignored, items of an older generation are pre-delete data."""
 
-    deleted_at: int
+    generation: int
     expires_at: int
+
+    @property
+    def deleted_at(self) -> float:
+        """The delete's time in epoch seconds (millisecond resolution)."""
+        return self.generation / 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,21 +121,33 @@ class Store(Protocol):
         key: ConversationKey,
         *,
         expected_version: int | None,
-        state: StoredState,
+        state: StoredState | None,
         event_sk: str,
         event: EventRecord,
+        tombstone: Tombstone | None,
         now: int,
     ) -> None:
         """Write state and event record atomically, or nothing.
 
         The state is written only if its stored version equals ``expected_version`` (``None``:
-        no item stored); the record only if no unexpired record (at ``now``) exists.
+        no item stored); the record only if no unexpired record (at ``now``) exists, or the
+        one that exists is a dead letter; both only if the user's tombstone is still
+        ``tombstone`` (what the turn's load saw; ``None``: no tombstone). With ``state``
+        ``None`` only the record is written (a dead letter).
 
         Raises:
             DuplicateEventError: the event is already recorded (checked first).
-            ConflictError: the stored version is not ``expected_version``.
+            ConflictError: the stored version is not ``expected_version``, or the tombstone
+                is not the one the turn saw (a delete ran meanwhile).
+            ItemTooLargeError: the engine refused an item as too large.
             StoreError: the engine failed.
         """
+        ...
+
+    def claim_outbox(self, key: ConversationKey, event_sk: str, *, now: int, stale: int) -> bool:
+        """Claim an unsent outbox for resending: set ``claimed_at = now`` if the record still
+        has an outbox, no ``sent_at``, and no claim newer than ``stale``. Returns whether this
+        caller won the claim (two racing redeliveries: exactly one does)."""
         ...
 
     def mark_sent(self, key: ConversationKey, event_sk: str, *, sent_at: int) -> None:
@@ -112,7 +159,9 @@ class Store(Protocol):
         ...
 
     def delete_user(self, user: UserKey, *, tombstone: Tombstone) -> int:
-        """Write ``tombstone`` first, then delete every other item of the user.
+        """Write ``tombstone`` first, then delete every other item of the user whose
+        generation is older than the tombstone's (items of its generation or newer were
+        written after the delete began, by genuine new events, and stay).
 
         Returns:
             How many items were deleted (the tombstone excluded).

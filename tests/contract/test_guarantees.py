@@ -113,21 +113,36 @@ def test_duplicate_changes_state_once_and_sends_once(store: Store) -> None:
     assert conversation.version == 1
 
 
-def test_turn_that_raises_writes_nothing_and_redelivery_succeeds(store: Store) -> None:
+def test_turn_that_raises_writes_no_state_and_is_dead_lettered_once(store: Store) -> None:
     sessions = Sessions(store)
     sessions.run(KEY, "before", count, None)
-    before = snapshot(store)
+    state_before = sessions.get(KEY)
+    calls = 0
 
     def broken(state: Any, event: Any) -> Any:
+        nonlocal calls
+        calls += 1
         raise RuntimeError("bot bug")
 
     with pytest.raises(TurnError) as caught:
-        sessions.run(KEY, "Ev2", broken, None)
+        sessions.run(KEY, "Ev2", broken, None, dead_letter={"replay": "me"})
     assert isinstance(caught.value.__cause__, RuntimeError)
-    assert snapshot(store) == before
+    assert caught.value.recorded
+    assert sessions.get(KEY) == state_before  # no state change
+    [(sk, letter)] = sessions.dead_letters(KEY.user_key)
+    assert sk == KEY.event_sk("Ev2")
+    assert letter.error == "TurnError: turn failed: RuntimeError: bot bug"
 
-    result = sessions.run(KEY, "Ev2", count, None)
-    assert not result.duplicate and result.state == {"n": 2}
+    # Every redelivery is a duplicate of the dead letter: the bot is not run again.
+    again = sessions.run(KEY, "Ev2", broken, None)
+    assert again.duplicate and again.failed and again.error == letter.error
+    assert calls == 1
+
+    # A replay (the bug fixed) applies the event once and replaces the dead letter.
+    replayed = sessions.run(KEY, "Ev2", count, None, retry_failed=True)
+    assert not replayed.duplicate and replayed.state == {"n": 2}
+    assert sessions.dead_letters(KEY.user_key) == []
+    assert sessions.run(KEY, "Ev2", count, None, retry_failed=True).duplicate
 
 
 def test_expired_conversation_reads_as_new(store: Store) -> None:
@@ -184,7 +199,7 @@ def test_invalid_idempotency_key_is_rejected(store: Store) -> None:
     assert snapshot(store) == []
 
 
-def test_oversized_state_fails_and_writes_nothing(store: Store) -> None:
+def test_oversized_state_fails_writes_no_state_and_is_dead_lettered(store: Store) -> None:
     sessions = Sessions(store)
     sessions.run(KEY, "seed", count, None)
     before = snapshot(store)
@@ -194,7 +209,11 @@ def test_oversized_state_fails_and_writes_nothing(store: Store) -> None:
 
     with pytest.raises(StateTooLargeError):
         sessions.run(KEY, "big", bloat, None)
-    assert snapshot(store) == before
+    after = snapshot(store)
+    assert [item for item in after if item not in before] == [
+        (KEY.event_sk("big"), sessions.dead_letters(KEY.user_key)[0][1])
+    ]
+    assert sessions.get(KEY) is not None and sessions.get(KEY).state == {"n": 1}  # type: ignore[union-attr]
 
 
 def test_large_compressible_state_round_trips(store: Store) -> None:
