@@ -1,11 +1,21 @@
 """Messenger on Lambda: the webhook (``GET``/``POST /messenger/webhook``) through the session
 core, replies through the Send API with ``requests``. This path never imports slack_bolt.
 
-Who retries what (DESIGN.md): Meta wants 200 within 5 s and disables a webhook that keeps
-failing for an hour. Fast turns run inline, and the batch is answered 200 once every message
-in it is committed; an error of ours before a commit answers 5xx, Meta redelivers the whole
-batch, and the mids already committed are skipped (each costs one read). A turn the bot
-declares slow is handed off (``handlers.deferral``) and answered through the Send API.
+Who retries what: Meta wants 200 within 5 s and disables a webhook that keeps failing for an
+hour. Fast turns run inline, and the batch is answered 200 once every message in it is
+committed; an error of ours before a commit that can heal (store unavailable, busy) answers
+5xx, Meta redelivers the whole batch, and the mids already committed are skipped (each costs
+one read). An error that would recur on every delivery (the bot raises, the state no longer
+decodes or is too large) must not do that, or the webhook is disabled and the sender's later
+messages never run: the message is recorded once as a dead letter, the sender gets an
+apology, and the rest of the batch, that sender's later messages included, still runs. A
+turn the bot declares slow is handed off (``handlers.deferral``) and answered through the
+Send API.
+
+The Send API has no idempotency key, so a reply is retried only when it certainly did not
+arrive: the connection was refused, Meta answered 429, or a 5xx whose Graph error says it is
+transient. A timeout or a reset after the request went out may follow a delivered message;
+it is logged, never repeated (replies at most once).
 """
 
 from __future__ import annotations
@@ -28,9 +38,14 @@ from handlers.deferral import DEFERRED_KEY, Deferrer, Job, default_deferrer
 from handlers.http import BadRequest, HttpRequest, from_lambda, response
 from handlers.settings import Settings
 from handlers.turns import Bot, Entry, bot_turn, build_edge, replies_from
-from sessions import ConversationKey, InvalidKeyError, SessionError, Sessions
+from sessions import ConversationKey, InvalidKeyError, PermanentError, SessionError, Sessions
 
 log = logging.getLogger("handlers.messenger")
+
+APOLOGY = "Sorry, something went wrong on my side with your last message."
+#: Seconds the turns of one batch may spend retrying lost races: Meta gives up after 5 s,
+#: and the replies still have to go out after the commits.
+TURN_BUDGET = 3.0
 
 
 class SendError(RuntimeError):
@@ -38,8 +53,9 @@ class SendError(RuntimeError):
 
 
 class SendAPI:
-    """``POST {MESSENGER_API_URL}/me/messages`` with timeouts, and retries on 5xx/429 and
-    connection errors (jittered backoff). Other 4xx answers are final."""
+    """``POST {MESSENGER_API_URL}/me/messages`` with timeouts. Retried (jittered backoff) only
+    when the message certainly did not arrive: connection refused or never established, 429,
+    or a 5xx whose Graph error is marked transient. Anything else is final."""
 
     def __init__(
         self,
@@ -70,17 +86,52 @@ class SendAPI:
                     json=body,
                     timeout=self.timeout,
                 )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                problem = f"{type(exc).__name__}"
+            except requests.RequestException as exc:
+                if not _never_sent(exc):
+                    raise SendError(
+                        f"Send API call failed after the request went out ({type(exc).__name__});"
+                        " not retried: the message may have been delivered"
+                    ) from exc
+                problem = type(exc).__name__
             else:
                 if answer.status_code < 300:
                     return
                 problem = f"HTTP {answer.status_code}: {answer.text[:200]}"
-                if answer.status_code != 429 and answer.status_code < 500:
+                if not _not_processed(answer):
                     raise SendError(f"Send API refused the message: {problem}")
             if attempt < self.attempts:
                 self.sleep(random.uniform(0.5, 1.0) * self.backoff * 2 ** (attempt - 1))
         raise SendError(f"Send API failed {self.attempts} times, last: {problem}")
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """The request never reached Meta: no connection (refused, unresolvable, connect timeout).
+    A read timeout or a connection reset mid-answer is not that."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if not isinstance(exc, requests.ConnectionError) or isinstance(exc, requests.ReadTimeout):
+        return False
+    import urllib3.exceptions as u3
+
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)  # MaxRetryError wraps the cause
+    return isinstance(reason, u3.NewConnectionError | u3.ConnectTimeoutError)
+
+
+def _not_processed(answer: requests.Response) -> bool:
+    """429 (rate limited: nothing was done), or a 5xx whose Graph error says it is transient
+    (``is_transient``, or codes 1 and 2: "unknown"/"service" errors Meta says to retry)."""
+    if answer.status_code == 429:
+        return True
+    if answer.status_code < 500:
+        return False
+    try:
+        error = answer.json().get("error") or {}
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(error, dict) and (
+        error.get("is_transient") is True or error.get("code") in (1, 2)
+    )
 
 
 class MessengerEdge:
@@ -154,49 +205,69 @@ class MessengerEdge:
             return response(403, "invalid signature")
         try:
             batch = payloads.parse_batch(json.loads(request.body))
-        except (ValueError, InvalidKeyError) as exc:  # JSON, MalformedBatch, bad ids
-            log.warning("rejected webhook batch: %s", exc)
+        except (ValueError, InvalidKeyError, RecursionError) as exc:  # JSON, shape, ids, depth
+            log.warning("rejected webhook batch: %s", str(exc)[:200])
             return response(400, "malformed batch")
+        deadline = time.monotonic() + TURN_BUDGET
 
         by_sender: dict[ConversationKey, list[payloads.Incoming]] = defaultdict(list)
         for incoming in batch:
             by_sender[incoming.key].append(incoming)
         groups = list(by_sender.values())
         if len(groups) <= 1 or self.workers <= 1:
-            failures = sum(self._run_sender(group) for group in groups)
+            failures = sum(self._run_sender(group, deadline) for group in groups)
         else:
             with ThreadPoolExecutor(min(self.workers, len(groups))) as pool:
-                failures = sum(pool.map(self._run_sender, groups))
+                failures = sum(pool.map(lambda g: self._run_sender(g, deadline), groups))
         if failures:
             # Nothing of the failed messages was written; Meta redelivers the batch and the
             # committed mids are skipped.
             return response(500, "retry later")
         return response(200, "EVENT_RECEIVED")
 
-    def _run_sender(self, messages: Sequence[payloads.Incoming]) -> int:
-        """One sender's messages, in timestamp order; stop at the first failure (the rest
-        would run on a state that misses it). Returns 1 on failure."""
+    def _run_sender(self, messages: Sequence[payloads.Incoming], deadline: float) -> int:
+        """One sender's messages, in timestamp order. A message that fails in a way that can
+        heal stops the rest (they would run on a state that misses it) and returns 1; one that
+        is dead-lettered is skipped, as a redelivery would skip it, and the rest go on."""
         for incoming in messages:
+            job = _job(incoming)
             if self.bot.is_slow(incoming.message):
                 try:
-                    self.deferrer.submit(_job(incoming))
+                    self.deferrer.submit(job)
                 except Exception:
                     log.exception("could not hand off a slow message", extra={"mid": incoming.mid})
                     return 1
                 continue
             try:
-                self.sessions.run(
-                    incoming.key,
-                    incoming.idempotency_key,
-                    bot_turn(self.bot),
-                    incoming.message,
-                    event_time=incoming.timestamp / 1000,
-                    sender=self._sender(incoming.mid),
-                )
+                self._run(job, deadline=deadline)
+            except PermanentError as exc:
+                if exc.recorded:
+                    self._apologise(incoming.key.user, incoming.mid)
             except SessionError:
                 log.exception("message turn failed before the commit", extra={"mid": incoming.mid})
                 return 1
         return 0
+
+    def _apologise(self, psid: str, mid: str) -> None:
+        try:
+            self.send_api.send(psid, {"text": APOLOGY})
+        except SendError:
+            log.error("apology for %s not sent", mid, exc_info=True)
+
+    def _run(self, job: Job, *, deadline: float | None) -> Any:
+        """Run ``job`` (a message in its deferred-job form, also what a dead letter keeps for
+        a replay) through the session core."""
+        return self.sessions.run(
+            ConversationKey.messenger(**job["key"]),
+            job["idempotency_key"],
+            bot_turn(self.bot),
+            Message.from_dict(job["message"]),
+            event_time=job.get("event_time"),
+            sender=self._sender(job["mid"]),
+            dead_letter={k: v for k, v in job.items() if k != "retry_failed"},
+            retry_failed=bool(job.get("retry_failed")),
+            deadline=deadline,
+        )
 
     def _sender(self, mid: str) -> Callable[[ConversationKey, Sequence[Any]], None]:
         def send(key: ConversationKey, replies: Sequence[dict[str, Any]]) -> None:
@@ -210,16 +281,16 @@ class MessengerEdge:
         return send
 
     def run_deferred(self, job: Job) -> None:
-        """Run a handed-off turn. Raises on failure, so whoever runs it retries."""
-        key = ConversationKey.messenger(**job["key"])
-        self.sessions.run(
-            key,
-            job["idempotency_key"],
-            bot_turn(self.bot),
-            Message.from_dict(job["message"]),
-            event_time=job.get("event_time"),
-            sender=self._sender(job["mid"]),
-        )
+        """Run a handed-off turn (or replay a dead letter: ``job["retry_failed"]``).
+
+        Raises what can heal (so whoever runs it retries); an error that would recur is
+        recorded as a dead letter, the sender gets an apology (not on a replay), and it returns.
+        """
+        try:
+            self._run(job, deadline=None)
+        except PermanentError as exc:
+            if exc.recorded and not job.get("retry_failed"):
+                self._apologise(job["key"]["psid"], job["mid"])
 
 
 def _job(incoming: payloads.Incoming) -> Job:

@@ -61,7 +61,8 @@ def _message_from_payload(payload: Any, fallback_text: str) -> Message:
 
 def _incoming(page: str, item: Mapping[str, Any]) -> Incoming | None:
     """One ``messaging[]`` element, or None for what we ignore (echoes, delivery, read, ...)."""
-    sender = (item.get("sender") or {}).get("id")
+    sender_field = item.get("sender")
+    sender = sender_field.get("id") if isinstance(sender_field, Mapping) else None
     timestamp = item.get("timestamp")
     message = item.get("message")
     postback = item.get("postback")
@@ -81,11 +82,13 @@ def _incoming(page: str, item: Mapping[str, Any]) -> Incoming | None:
         incoming = _message_from_payload(postback.get("payload"), str(postback.get("title") or ""))
     else:
         return None  # delivery, read, reaction, referral, ...
-    if not isinstance(mid, str) or not mid or not isinstance(timestamp, int):
+    # bool is an int to Python, not to Meta: ``"timestamp": true`` is malformed.
+    if not isinstance(mid, str) or not mid or type(timestamp) is not int:
         raise MalformedBatch("message without a mid or an integer timestamp")
     if not isinstance(sender, str):
         raise MalformedBatch("message without a sender id")
     key = ConversationKey.messenger(page=page, psid=sender)  # validates both ids
+    key.event_sk(f"mid:{mid}")  # an over-long mid: InvalidKeyError, bad input
     return Incoming(key=key, idempotency_key=f"mid:{mid}", mid=mid, timestamp=timestamp,
                     message=incoming)  # fmt: skip
 

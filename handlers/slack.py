@@ -7,10 +7,17 @@
 Who retries what (DESIGN.md):
 
 - Events API: the turn runs inline (load, turn, commit, send, 200). An error of ours before
-  the commit answers 5xx, so Slack redelivers; ``event_id`` makes that safe.
+  the commit that can heal (store unavailable, busy) answers 5xx, so Slack redelivers;
+  ``event_id`` makes that safe. One that would recur on every delivery (the bot raises, the
+  state no longer decodes or is too large) is recorded once as a dead letter and answered
+  200, with an apology in the channel; the admin CLI can replay it.
 - Slash commands and interactivity: Slack never redelivers them. A fast turn answers in the
   ack's body (commands) or through ``response_url`` (actions); an error of ours is a 200 with
-  a short apology and a log line.
+  a short apology and a log line (and a dead letter when it would recur).
+- Every path carries the event's time (``event_time``, an action's ``action_ts``, or the
+  signed request timestamp), so a user delete is never undone by a late or deferred turn.
+- Replies are sent at most once: the Slack clients retry a call only when it certainly never
+  reached Slack (connection refused, name resolution), never after a reset or a timeout.
 - A turn the bot declares slow (from the message alone, before the ack) is acked at once and
   handed off (``handlers.deferral``); slash commands and actions then answer through
   ``response_url``, events through ``chat.postMessage``.
@@ -22,6 +29,7 @@ import hashlib
 import hmac
 import logging
 import re
+import socket
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -32,6 +40,9 @@ from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.request import payload_utils
 from slack_sdk import WebClient
+from slack_sdk.http_retry import RetryHandler, RetryState
+from slack_sdk.http_retry import request as retry_request
+from slack_sdk.http_retry import response as retry_response
 from slack_sdk.webhook import WebhookClient
 
 from bot.messages import Message
@@ -44,6 +55,7 @@ from handlers.turns import Bot, Entry, bot_turn, build_edge, replies_from
 from sessions import (
     ConversationKey,
     InvalidKeyError,
+    PermanentError,
     SessionError,
     Sessions,
 )
@@ -52,6 +64,32 @@ log = logging.getLogger("handlers.slack")
 
 APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment."
 SLASH_COMMAND = "/todo"
+#: Seconds an inline turn may spend retrying lost races: Slack gives up after 3 s, and the
+#: replies and the ack still have to go out after the commit.
+TURN_BUDGET = 2.0
+
+
+class NotSentRetryHandler(RetryHandler):
+    """Retry a Slack call only when it certainly never reached Slack (connection refused,
+    name not resolved). slack_sdk's default also retries a reset connection, which may follow
+    a message Slack already posted: a repeat, where our promise is a reply at most once."""
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: retry_request.HttpRequest,
+        response: retry_response.HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is not None or error is None:
+            return False
+        reason = getattr(error, "reason", error)
+        return isinstance(reason, ConnectionRefusedError | socket.gaierror)
+
+
+def _webhook(url: str) -> WebhookClient:
+    return WebhookClient(url, timeout=5, retry_handlers=[NotSentRetryHandler()])
 
 
 class SlackEdge:
@@ -80,7 +118,10 @@ class SlackEdge:
         self.sessions = sessions
         self.bot = bot
         self.web = web or WebClient(
-            token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=5
+            token=settings.slack_bot_token,
+            base_url=settings.slack_api_url,
+            timeout=5,
+            retry_handlers=[NotSentRetryHandler()],
         )
         self.deferrer = deferrer or default_deferrer(settings, self.run_deferred)
         # Bolt warns at construction that SLACK_BOT_TOKEN (which it reads itself) is unused:
@@ -130,9 +171,9 @@ class SlackEdge:
                 query={k: tuple(v) for k, v in request.query.items()},  # type: ignore[arg-type]
                 headers=dict(request.headers),
             )
-        except (ValueError, LookupError, TypeError, AttributeError) as exc:
-            # Undecodable bytes, malformed JSON, or a payload whose shape Bolt's context
-            # extraction trips over (it indexes Slack's fields without checking them).
+        except (ValueError, LookupError, TypeError, AttributeError, RecursionError) as exc:
+            # Undecodable bytes, malformed or too deeply nested JSON, or a payload whose shape
+            # Bolt's context extraction trips over (it indexes Slack's fields unchecked).
             log.warning("rejected signed request with a malformed body: %r", exc)
             return response(400, "malformed body")
         if not _bolt_can_read(bolt_request.body):
@@ -183,7 +224,7 @@ class SlackEdge:
     def _respond_sender(response_url: str) -> Any:
         def send(key: ConversationKey, replies: Sequence[dict[str, Any]]) -> None:
             message = payloads.render(replies_from(replies))
-            result = WebhookClient(response_url, timeout=5).send(
+            result = _webhook(response_url).send(
                 response_type="ephemeral", replace_original=False, **message
             )
             if result.status_code >= 300:
@@ -193,25 +234,38 @@ class SlackEdge:
 
     # -- listeners ----------------------------------------------------------------------------
 
-    def _on_command(self, ack: Any, body: dict[str, Any]) -> BoltResponse | None:
+    def _on_command(
+        self, ack: Any, body: dict[str, Any], request: BoltRequest
+    ) -> BoltResponse | None:
         try:
             key = payloads.command_key(body)
         except InvalidKeyError as exc:
             log.warning("slash command with an invalid key: %s", exc)
             return BoltResponse(status=400, body="invalid team, channel or user id")
-        trigger_id = str(body.get("trigger_id") or "")
-        message = Message(text=str(body.get("text") or ""))
-        if not trigger_id:
+        trigger_id = body.get("trigger_id")
+        if not trigger_id or not isinstance(trigger_id, str):
             log.warning("slash command without trigger_id")
             return BoltResponse(status=400, body="missing trigger_id")
+        message = Message(text=str(body.get("text") or ""))
+        job = _job(
+            "command",
+            key,
+            f"trigger:{trigger_id}",
+            message,
+            response_url=str(body.get("response_url") or ""),
+            event_time=payloads.event_time(body, request.headers),
+        )
         if self.bot.is_slow(message):
-            self._defer_interactive(ack, "command", key, f"trigger:{trigger_id}", message, body)
+            self._defer_interactive(ack, job)
             return None
         try:
-            result = self.sessions.run(
-                key, f"trigger:{trigger_id}", bot_turn(self.bot, with_response=True), message
-            )
+            result = self._run(job, bot_turn(self.bot, with_response=True), sender=None)
+        except InvalidKeyError as exc:
+            log.warning("slash command with an invalid id: %s", exc)
+            return BoltResponse(status=400, body="invalid trigger_id")
         except SessionError:
+            # Slack never redelivers a command: the user hears about it, we log it (and a
+            # permanent error is kept as a dead letter to replay).
             log.exception("slash command turn failed", extra={"pk": key.pk})
             ack(text=APOLOGY, response_type="ephemeral")
             return None
@@ -219,22 +273,32 @@ class SlackEdge:
         return None
 
     def _on_action(
-        self, ack: Any, body: dict[str, Any], action: dict[str, Any]
+        self, ack: Any, body: dict[str, Any], action: dict[str, Any], request: BoltRequest
     ) -> BoltResponse | None:
         try:
             key = payloads.action_key(body)
         except InvalidKeyError as exc:
             log.warning("action with an invalid key: %s", exc)
             return BoltResponse(status=400, body="invalid team, channel or user id")
-        idempotency_key = payloads.action_idempotency_key(body, action)
         message = payloads.message_from_action(action)
-        if self.bot.is_slow(message):
-            self._defer_interactive(ack, "action", key, idempotency_key, message, body)
-            return None
         response_url = str(body.get("response_url") or "")
+        job = _job(
+            "action",
+            key,
+            payloads.action_idempotency_key(body, action),
+            message,
+            response_url=response_url,
+            event_time=payloads.event_time(body, request.headers),
+        )
+        if self.bot.is_slow(message):
+            self._defer_interactive(ack, job)
+            return None
         sender = self._respond_sender(response_url) if response_url else None
         try:
-            self.sessions.run(key, idempotency_key, bot_turn(self.bot), message, sender=sender)
+            self._run(job, bot_turn(self.bot), sender=sender)
+        except InvalidKeyError as exc:
+            log.warning("action with an invalid id: %s", exc)
+            return BoltResponse(status=400, body="invalid action id")
         except SessionError:
             log.exception("action turn failed", extra={"pk": key.pk})
             if sender is not None:
@@ -250,19 +314,24 @@ class SlackEdge:
             log.info("ignored Slack event: %s", reason)
             ack()
             return None
-        event_id = str(body.get("event_id") or "")
+        event_id = body.get("event_id")
         try:
             key = payloads.event_key(body)
-            if not event_id:
+            if not event_id or not isinstance(event_id, str):
                 raise InvalidKeyError("missing event_id")
+            key.event_sk(f"event:{event_id}")  # an over-long id is bad input, not our error
         except InvalidKeyError as exc:
             log.warning("event with an invalid key: %s", exc)
             return BoltResponse(status=400, body="invalid event")
         message = Message(text=str(event.get("text") or ""))
-        event_time = _number(body.get("event_time"))
-        channel = key.channel
+        job = _job(
+            "event",
+            key,
+            f"event:{event_id}",
+            message,
+            event_time=payloads.event_time(body, {}),
+        )
         if self.bot.is_slow(message):
-            job = _job("event", key, f"event:{event_id}", message, event_time=event_time)
             try:
                 self.deferrer.submit(job)
             except Exception:
@@ -271,16 +340,14 @@ class SlackEdge:
             ack()
             return None
         try:
-            self.sessions.run(
-                key,
-                f"event:{event_id}",
-                bot_turn(self.bot),
-                message,
-                event_time=event_time,
-                sender=self._post_sender(channel),
-            )
+            self._run(job, bot_turn(self.bot), sender=self._post_sender(key.channel))
+        except PermanentError as exc:
+            # Recorded as a dead letter: a redelivery would fail the same way. 200, and the
+            # user hears about it once (a racing duplicate delivery stays silent).
+            if exc.recorded:
+                self._apologise_in(key.channel)
         except SessionError:
-            # Nothing was committed: answer 5xx and let Slack redeliver (event_id dedups).
+            # Nothing was committed and it may heal: 5xx, Slack redelivers (event_id dedups).
             log.exception("event turn failed before the commit", extra={"pk": key.pk})
             return BoltResponse(status=503, body="retry later")
         ack()
@@ -292,22 +359,12 @@ class SlackEdge:
         log.info("ignored Slack event type %s", (body.get("event") or {}).get("type"))
         ack()
 
-    def _defer_interactive(
-        self,
-        ack: Any,
-        kind: str,
-        key: ConversationKey,
-        idempotency_key: str,
-        message: Message,
-        body: Mapping[str, Any],
-    ) -> None:
-        response_url = str(body.get("response_url") or "")
-        job = _job(kind, key, idempotency_key, message, response_url=response_url)
+    def _defer_interactive(self, ack: Any, job: Job) -> None:
         try:
             self.deferrer.submit(job)
         except Exception:
-            log.exception("could not hand off a slow %s", kind)
-            if kind == "command":
+            log.exception("could not hand off a slow %s", job["kind"])
+            if job["kind"] == "command":
                 ack(text=APOLOGY, response_type="ephemeral")
             else:
                 ack()
@@ -316,37 +373,55 @@ class SlackEdge:
 
     def _apologise(self, response_url: str) -> None:
         try:
-            WebhookClient(response_url, timeout=5).send(
+            _webhook(response_url).send(
                 text=APOLOGY, response_type="ephemeral", replace_original=False
             )
         except Exception:
             log.exception("could not send the apology either")
 
-    # -- deferred turns -------------------------------------------------------------------------
+    def _apologise_in(self, channel: str) -> None:
+        try:
+            self.web.chat_postMessage(channel=channel, text=APOLOGY)
+        except Exception:
+            log.exception("could not send the apology either")
+
+    # -- turns, inline and deferred -------------------------------------------------------------
+
+    def _run(self, job: Job, turn: Any, *, sender: Any, deadline: bool = True) -> Any:
+        """Run ``job`` (the event in its deferred-job form, which is also what a dead letter
+        keeps for a replay) through the session core."""
+        replay = bool(job.get("retry_failed"))
+        return self.sessions.run(
+            ConversationKey.slack(**job["key"]),
+            job["idempotency_key"],
+            turn,
+            Message.from_dict(job["message"]),
+            event_time=job.get("event_time"),
+            sender=sender,
+            dead_letter={k: v for k, v in job.items() if k != "retry_failed"},
+            retry_failed=replay,
+            deadline=time.monotonic() + TURN_BUDGET if deadline else None,
+        )
 
     def run_deferred(self, job: Job) -> None:
-        """Run a handed-off turn. Raises on failure, so whoever runs it retries."""
+        """Run a handed-off turn (or replay a dead letter: ``job["retry_failed"]``).
+
+        Raises what can heal (so whoever runs it retries); an error that would recur is
+        recorded as a dead letter, the user gets an apology (not on a replay), and it returns.
+        """
         key = ConversationKey.slack(**job["key"])
-        message = Message.from_dict(job["message"])
         if job["kind"] == "event":
             sender = self._post_sender(key.channel)
         else:
             sender = self._respond_sender(job["response_url"]) if job.get("response_url") else None
-        self.sessions.run(
-            key,
-            job["idempotency_key"],
-            bot_turn(self.bot),
-            message,
-            event_time=job.get("event_time"),
-            sender=sender,
-        )
-
-
-def _number(value: Any) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+        try:
+            self._run(job, bot_turn(self.bot), sender=sender, deadline=False)
+        except PermanentError as exc:
+            if exc.recorded and not job.get("retry_failed"):
+                if job["kind"] == "event":
+                    self._apologise_in(key.channel)
+                elif job.get("response_url"):
+                    self._apologise(job["response_url"])
 
 
 def _job(
@@ -394,7 +469,7 @@ def _bolt_can_read(body: Any) -> bool:
     try:
         for read in _BOLT_READERS:
             read(body)
-    except (LookupError, TypeError, AttributeError, ValueError):
+    except (LookupError, TypeError, AttributeError, ValueError, RecursionError):
         return False
     return True
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.messages import Message, Reply
+from sessions.errors import InvalidKeyError
 from sessions.keys import ConversationKey
 
 #: Block Kit allows 50 blocks per message; keep room for the header and an overflow note.
@@ -14,14 +15,67 @@ MAX_ITEM_BLOCKS = 45
 SECTION_LIMIT = 3000
 
 
+def _field(body: Any, *path: str) -> Any:
+    """``body[path[0]][path[1]]...``; ``None`` where a step is absent or null.
+
+    Raises:
+        InvalidKeyError: a step that Slack sends as an object is something else (a signed
+            payload may still carry a string or a list there): bad input, a 4xx.
+    """
+    for depth, name in enumerate(path):
+        if body is None:
+            return None
+        if not isinstance(body, Mapping):
+            raise InvalidKeyError(f"{'.'.join(path[:depth])} must be an object")
+        body = body.get(name)
+    return body
+
+
 def _enterprise(body: Mapping[str, Any]) -> str | None:
-    value = body.get("enterprise_id") or (body.get("enterprise") or {}).get("id")
-    return str(value) if value else None
+    value = _field(body, "enterprise_id") or _field(body, "enterprise", "id")
+    if value is None or value == "":
+        return None
+    # Anything but a string is invalid: "" makes the key raise a clear InvalidKeyError.
+    return value if isinstance(value, str) else ""
 
 
 def _id(value: Any) -> str:
     # Anything but a string becomes "", which the key rejects with a clear InvalidKeyError.
     return value if isinstance(value, str) else ""
+
+
+def _seconds(value: Any) -> float | None:
+    """A Slack time (``event_time`` 1531420618, ``action_ts`` "1548426417.840180") in epoch
+    seconds, or ``None`` when absent or not a time (a boolean is not a number here)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and value.replace(".", "", 1).isdigit():
+        return float(value)
+    return None
+
+
+def request_time(headers: Mapping[str, Any]) -> float | None:
+    """``X-Slack-Request-Timestamp`` (verified within 300 s before this is read): when Slack
+    sent a slash command or an interaction, which carry no event time of their own. Accepts
+    Bolt's header lists and plain strings."""
+    value = headers.get("x-slack-request-timestamp")
+    if isinstance(value, list | tuple):
+        value = value[0] if value else None
+    return _seconds(value)
+
+
+def event_time(body: Mapping[str, Any], headers: Mapping[str, Any]) -> float | None:
+    """When the event happened, as the user delete's tombstone compares it: ``event_time``
+    for the Events API, the action's ``action_ts`` for block actions, and the request's
+    signed timestamp for slash commands and anything else."""
+    when = _seconds(body.get("event_time"))
+    if when is None:
+        actions = body.get("actions")
+        if isinstance(actions, list) and actions and isinstance(actions[0], Mapping):
+            when = _seconds(actions[0].get("action_ts"))
+    return when if when is not None else request_time(headers)
 
 
 def command_key(body: Mapping[str, Any]) -> ConversationKey:
@@ -36,24 +90,21 @@ def command_key(body: Mapping[str, Any]) -> ConversationKey:
 
 def event_key(body: Mapping[str, Any]) -> ConversationKey:
     """Key of an Events API message (``team_id`` at the top, channel and user in ``event``)."""
-    event = body.get("event") or {}
     return ConversationKey.slack(
         team=_id(body.get("team_id")),
-        channel=_id(event.get("channel")),
-        user=_id(event.get("user")),
+        channel=_id(_field(body, "event", "channel")),
+        user=_id(_field(body, "event", "user")),
         enterprise=_enterprise(body),
     )
 
 
 def action_key(body: Mapping[str, Any]) -> ConversationKey:
     """Key of an interactivity payload (``team.id``, ``user.id``, channel or container)."""
-    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
-        "channel_id"
-    )
+    channel = _field(body, "channel", "id") or _field(body, "container", "channel_id")
     return ConversationKey.slack(
-        team=_id((body.get("team") or {}).get("id")),
+        team=_id(_field(body, "team", "id")),
         channel=_id(channel),
-        user=_id((body.get("user") or {}).get("id")),
+        user=_id(_field(body, "user", "id")),
         enterprise=_enterprise(body),
     )
 
@@ -64,7 +115,10 @@ def action_idempotency_key(body: Mapping[str, Any], action: Mapping[str, Any]) -
     trigger = body.get("trigger_id")
     if trigger:
         return f"trigger:{trigger}"
-    message_ts = (body.get("container") or {}).get("message_ts", "")
+    try:
+        message_ts = _field(body, "container", "message_ts") or ""
+    except InvalidKeyError:
+        message_ts = ""
     return f"action:{message_ts}:{action.get('action_id', '')}:{action.get('action_ts', '')}"
 
 
@@ -79,8 +133,9 @@ def ignored_message(body: Mapping[str, Any], event: Mapping[str, Any]) -> str | 
     if event.get("subtype"):
         return f"message subtype {event.get('subtype')}"
     user = event.get("user")
-    for auth in body.get("authorizations") or []:
-        if auth.get("is_bot") and auth.get("user_id") == user:
+    authorizations = body.get("authorizations")
+    for auth in authorizations if isinstance(authorizations, list) else []:
+        if isinstance(auth, Mapping) and auth.get("is_bot") and auth.get("user_id") == user:
             return "message from our own bot user"
     if event.get("channel_type") != "im":
         return "not a direct message"

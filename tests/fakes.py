@@ -30,8 +30,12 @@ class Call:
 class FakeSlack:
     url: str
     calls: list[Call] = field(default_factory=list)
-    #: path prefix -> list of HTTP statuses to answer before answering normally
-    failures: dict[str, list[int]] = field(default_factory=dict)
+    #: path prefix -> what to answer before answering normally: an HTTP status, or a status
+    #: with a JSON body (a Graph error, say)
+    failures: dict[str, list[int | tuple[int, dict[str, Any]]]] = field(default_factory=dict)
+    #: path prefix -> seconds to wait before answering (after recording the call, which has
+    #: then arrived: a client that times out cannot tell)
+    delays: dict[str, list[float]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -98,12 +102,23 @@ def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
                 body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
             for prefix, statuses in fake.failures.items():
                 if self.path.startswith(prefix) and statuses:
-                    status = statuses.pop(0)
+                    failure = statuses.pop(0)
+                    status, error = failure if isinstance(failure, tuple) else (failure, None)
                     self.send_response(status)
-                    self.end_headers()
+                    if error is not None:
+                        data = json.dumps(error).encode()
+                        self.send_header("content-type", "application/json")
+                        self.send_header("content-length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data)
+                    else:
+                        self.end_headers()
                     return
             with fake.lock:
                 fake.calls.append(Call(self.path, dict(self.headers), body))
+            for prefix, waits in fake.delays.items():
+                if self.path.startswith(prefix) and waits:
+                    time.sleep(waits.pop(0))
             if self.path.startswith("/api/"):
                 payload = json.dumps({"ok": True, "channel": body.get("channel"), "ts": "1.0"})
                 self.send_response(200)
@@ -131,3 +146,27 @@ def fake_slack() -> Iterator[FakeSlack]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class FlakyStore:
+    """A real store whose first ``failures`` commits raise ``StoreUnavailableError`` (throttled,
+    say): an error of ours that heals, so the platform's redelivery or the deferral's retry
+    must complete the turn."""
+
+    def __init__(self, inner: Any, *, failures: int = 1) -> None:
+        self.inner = inner
+        self.failures = failures
+        self.lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def commit(self, *args: Any, **kwargs: Any) -> None:
+        from sessions import StoreUnavailableError
+
+        with self.lock:
+            fail = self.failures > 0
+            self.failures -= 1 if fail else 0
+        if fail:
+            raise StoreUnavailableError("DynamoDB ThrottlingException (injected)")
+        self.inner.commit(*args, **kwargs)

@@ -17,7 +17,7 @@ from handlers.settings import from_env
 from sessions import Sessions
 from sessions.dynamodb import DynamoDBStore
 from tests.functional.conftest import MessengerWorld
-from tests.functional.test_slack_deferred import SlowTodo
+from tests.functional.test_slack_deferred import SlowTodo, flaky
 from tests.integration.test_request_budget import RequestCounter
 from tests.messenger_requests import (
     PAGE,
@@ -149,16 +149,59 @@ def test_bad_requests_are_rejected_and_store_nothing(messenger: MessengerWorld, 
     assert messenger.fake.sends() == []
 
 
-def test_send_api_500_then_success_is_retried(messenger: MessengerWorld) -> None:
-    messenger.fake.failures["/v25.0/me/messages"] = [500, 429]
+TRANSIENT = (500, {"error": {"message": "Please retry", "code": 2, "is_transient": True}})
+
+
+def test_send_api_transient_500_and_429_are_retried(messenger: MessengerWorld) -> None:
+    messenger.fake.failures["/v25.0/me/messages"] = [TRANSIENT, 429]
     ok(messenger.call(post(single(text("add retried")))))
     assert messenger.texts() == ["Added “retried”. You have 1 item."]
 
 
 def test_send_api_failing_for_good_keeps_state_and_answers_200(messenger: MessengerWorld) -> None:
-    messenger.fake.failures["/v25.0/me/messages"] = [500] * 3
+    messenger.fake.failures["/v25.0/me/messages"] = [TRANSIENT] * 3
     ok(messenger.call(post(single(text("add kept")))))
     assert messenger.items() == ["kept"] and messenger.fake.sends() == []
+
+
+def test_send_api_500_that_may_have_been_processed_is_not_repeated(
+    messenger: MessengerWorld,
+) -> None:
+    """A 5xx without a Graph error saying it is transient may follow a delivered message."""
+    messenger.fake.failures["/v25.0/me/messages"] = [502, 502]
+    ok(messenger.call(post(single(text("add once")))))
+    assert messenger.items() == ["once"]
+    assert messenger.fake.failures["/v25.0/me/messages"] == [502]  # tried exactly once
+
+
+def test_send_api_read_timeout_is_not_retried() -> None:
+    """The request arrived (the fake recorded it) and the answer was late: Meta may have sent
+    the message, and the Send API has no idempotency key, so no second POST."""
+    from handlers.messenger import SendAPI, SendError
+    from tests.fakes import fake_slack
+
+    with fake_slack() as fake:
+        fake.delays["/v25.0/me/messages"] = [1.0]
+        api = SendAPI(fake.graph_url, "token", timeout=(1.0, 0.2), sleep=lambda _: None)
+        with pytest.raises(SendError, match="may have been delivered"):
+            api.send(USER, {"text": "hello"})
+        time.sleep(1.0)
+        assert len(fake.sends()) == 1
+
+
+def test_send_api_connection_refused_is_retried() -> None:
+    import socket
+
+    from handlers.messenger import SendAPI, SendError
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    slept: list[float] = []
+    api = SendAPI(f"http://127.0.0.1:{port}/v25.0", "token", sleep=slept.append)
+    with pytest.raises(SendError, match="failed 3 times"):
+        api.send(USER, {"text": "hello"})
+    assert len(slept) == 2
 
 
 def test_long_replies_are_split_under_2000_characters(messenger: MessengerWorld) -> None:
@@ -178,7 +221,7 @@ def test_long_replies_are_split_under_2000_characters(messenger: MessengerWorld)
 def test_error_before_commit_answers_5xx_and_redelivery_completes(
     messenger: MessengerWorld,
 ) -> None:
-    edge = handlers.messenger.build(bot=SlowTodo(failures=1))
+    edge = handlers.messenger.build(bot=SlowTodo(), sessions=flaky(messenger))
     body = single(text("add first", psid="5550001"), text("add second", psid="5550002"))
     assert edge.handle(post(body))["statusCode"] == 500
     ok(edge.handle(post(body)))
