@@ -4,11 +4,18 @@
     python -m handlers.admin show slack#T0001#U0001 D0001
     python -m handlers.admin export messenger#100200300#5550001 -o user.json
     python -m handlers.admin delete slack#T0001#U0001 [--yes]
+    python -m handlers.admin dead-letters slack#T0001#U0001
+    python -m handlers.admin retry slack#T0001#U0001 D0001#evt#<hash>
     python -m handlers.admin create-table [--table sessions]
 
 The store is the one the environment selects (``SESSIONS_TABLE`` + ``AWS_ENDPOINT_URL_DYNAMODB``
 for DynamoDB, else ``SESSIONS_DB``); ``--table``/``--db`` override it. A user is named by their
 partition key, ``<platform>#<workspace or page>#<user>``.
+
+``retry`` replays a dead letter in this process through the platform's edge, built from the
+environment as the Lambda builds it (``BOT``, the platform's secrets and API URLs; locally,
+``make admin`` reads the development config ``.data/local.env``). A replay that fails again
+is recorded again and says so.
 """
 
 from __future__ import annotations
@@ -17,11 +24,12 @@ import argparse
 import json
 import os
 import sys
+import time
 from typing import Any, NoReturn, TextIO
 
 from handlers.settings import from_env
 from handlers.store import store_from_settings
-from sessions import ConversationKey, SessionError, Sessions, UserKey
+from sessions import ConversationKey, SessionError, Sessions, UserKey, codec
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     delete = sub.add_parser("delete", help="delete everything stored for a user")
     delete.add_argument("user")
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    sub.add_parser("dead-letters", help="a user's dead letters").add_argument("user")
+    retry = sub.add_parser("retry", help="replay one dead letter through the bot")
+    retry.add_argument("user")
+    retry.add_argument("event", help="the dead letter's sort key, as dead-letters lists it")
     sub.add_parser("create-table", help="create the DynamoDB table (schema of serverless.yml)")
     return parser
 
@@ -104,6 +116,17 @@ def _run(args: Any, sessions: Sessions, user: UserKey, stdin: TextIO) -> int:
             )
         )
         return 0
+    if args.command == "dead-letters":
+        letters = sessions.dead_letters(user)
+        for sk, letter in letters:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(letter.committed_at))
+            replay = "replayable" if letter.payload else "no replay payload"
+            print(f"{sk}\t{when} UTC\t{replay}\t{letter.error}")
+        if not letters:
+            print(f"no dead letters for {user.pk}")
+        return 0
+    if args.command == "retry":
+        return _retry(sessions, user, args.event)
     if args.command == "export":
         text = json.dumps(sessions.export(user), indent=2, ensure_ascii=False)
         if args.output:
@@ -122,6 +145,37 @@ def _run(args: Any, sessions: Sessions, user: UserKey, stdin: TextIO) -> int:
             return 1
     deleted = sessions.delete_user(user)
     print(f"deleted {deleted} items for {user.pk} (a tombstone blocks late redeliveries)")
+    return 0
+
+
+def _retry(sessions: Sessions, user: UserKey, event_sk: str) -> int:
+    letter = dict(sessions.dead_letters(user)).get(event_sk)
+    if letter is None:
+        print(f"error: no dead letter {event_sk} for {user.pk}", file=sys.stderr)
+        return 1
+    if letter.payload is None:
+        print(f"error: {event_sk} was recorded without a replay payload", file=sys.stderr)
+        return 1
+    job = dict(codec.decode(letter.payload), retry_failed=True)
+    if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        from handlers.local import prepare_environment
+
+        # With no secrets in the environment: the development config of `make run`, replies
+        # to its fake Slack/Graph routes (sent if the local server is running, else logged).
+        prepare_environment(int(os.environ.get("PORT") or 3000))
+    if user.platform == "slack":
+        from handlers.slack import build as build_slack
+
+        build_slack(sessions=sessions).run_deferred(job)
+    else:
+        from handlers.messenger import build as build_messenger
+
+        build_messenger(sessions=sessions).run_deferred(job)
+    again = dict(sessions.dead_letters(user)).get(event_sk)
+    if again is not None:
+        print(f"error: the replay failed again: {again.error}", file=sys.stderr)
+        return 1
+    print(f"replayed {event_sk} for {user.pk}")
     return 0
 
 

@@ -27,7 +27,7 @@ from typing import Any
 from slack_bolt.kwargs_injection.args import Args
 
 from handlers import slack_payloads as payloads
-from sessions import ConversationKey, Sessions
+from sessions import ConversationKey, PermanentError, Sessions
 
 Listener = Callable[..., Any]
 
@@ -75,7 +75,12 @@ def with_session(
     """Decorate a Bolt listener so it may declare ``session`` (a dict it may change).
 
     Raises (from the decorated listener, so Bolt answers 5xx and Slack redelivers events):
-        BusyError, StoreError, TurnError: nothing was committed and nothing was said.
+        BusyError, StoreError: nothing was committed and nothing was said.
+
+    A listener that raises (or a state that no longer decodes, or is too large) would fail
+    the same way on every redelivery: the event is recorded as a dead letter, nothing is
+    said, and the listener returns normally so Slack gets its 200 (acked here if the
+    listener had not acked).
     """
 
     def decorate(fn: Listener) -> Listener:
@@ -103,14 +108,19 @@ def with_session(
                 for name, call_args, call_kwargs in calls:
                     getattr(args, name)(*call_args, **call_kwargs)
 
-            sessions.run(
-                key(body),
-                idempotency(body),
-                turn,
-                None,
-                event_time=body.get("event_time"),
-                sender=replay,
-            )
+            try:
+                sessions.run(
+                    key(body),
+                    idempotency(body),
+                    turn,
+                    None,
+                    event_time=payloads.event_time(body, args.request.headers),
+                    sender=replay,
+                )
+            except PermanentError:
+                if args.ack is not None and getattr(args.ack, "response", None) is None:
+                    args.ack()
+                return None
             return outcome.get("returned")
 
         listener.__name__ = getattr(fn, "__name__", "listener")

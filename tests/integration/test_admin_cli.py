@@ -119,3 +119,41 @@ def test_create_table_on_dynamodb_local(
     ttl = client.describe_time_to_live(TableName="created-by-cli")["TimeToLiveDescription"]
     assert ttl["AttributeName"] == "expires_at" and ttl["TimeToLiveStatus"] == "ENABLED"
     assert "is ready" in capsys.readouterr().out
+
+
+def test_dead_letters_are_listed_and_replayed(
+    cli: tuple[Store, list[str]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A poison message, dead-lettered by the real Messenger edge, then replayed from the CLI
+    by the bot the environment names (here the todo bot, which handles it)."""
+    from handlers.messenger import build
+    from handlers.settings import from_env
+    from tests import messenger_requests as mr
+    from tests.fakes import fake_slack
+    from tests.reliability.test_poison_and_bad_input import PoisonBot
+
+    store, flags = cli
+    NEW = ConversationKey.messenger(page="100", psid="300")
+    with fake_slack() as fake:
+        for name, value in fake.edge_env().items():
+            monkeypatch.setenv(name, value)
+        edge = build(from_env(), sessions=Sessions(store), bot=PoisonBot())
+        raw = json.dumps(mr.single(mr.text("add poison", psid="300"), page="100")).encode()
+        assert edge.handle(mr.post(raw))["statusCode"] == 200
+        assert admin.main([*flags, "dead-letters", NEW.pk]) == 0
+        listed = capsys.readouterr().out
+        assert listed.count("\n") == 1 and listed.count("\t") == 3, repr(listed)
+        sk, _, replayable, error = listed.strip().split("\t")
+        assert replayable == "replayable" and error.startswith("TurnError: turn failed")
+
+        assert admin.main([*flags, "retry", NEW.pk, sk]) == 0
+        assert f"replayed {sk}" in capsys.readouterr().out
+        conversation = Sessions(store).get(NEW)
+        assert conversation is not None
+        assert [i["text"] for i in conversation.state["items"]][-1] == "poison"
+        assert fake.sends()[-1].body["message"]["text"].startswith("Added “poison”")
+        assert admin.main([*flags, "dead-letters", NEW.pk]) == 0
+        assert "no dead letters" in capsys.readouterr().out
+        assert admin.main([*flags, "retry", NEW.pk, sk]) == 1

@@ -1,0 +1,289 @@
+"""Property, on AWS's DynamoDB Local: whatever the interleaving of deliveries, duplicates,
+concurrent turns, a user delete and crashes at any step, no state transition is applied twice
+or lost, nothing of a deleted user's survives a delete that completed, and no reply is sent
+twice.
+
+An explicit interleaving model: each delivery (and the delete) runs in its own thread, and
+every DynamoDB request it makes and every reply it sends is a scheduling point. Only one actor
+runs at a time; hypothesis picks which parked actor goes next, and whether it dies there
+instead (``Crash``, as a killed Lambda would). A crashed or busy delivery is redelivered, as the
+platform does; a crashed delete is run again, as an operator would. So the interleavings are
+those of real requests, at DynamoDB's own unit of atomicity.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sessions import BusyError, ConversationKey, Sessions
+from sessions.dynamodb import DynamoDBStore
+from sessions.store import EventRecord, StoredState, Tombstone
+
+pytestmark = pytest.mark.dynamodb_local
+
+_users = itertools.count(1)
+CRASHES_PER_EVENT = 2  # then it gets through, as a redelivery eventually does
+
+
+class Crash(BaseException):
+    """The invocation dies at this step: nothing after it runs."""
+
+
+@dataclass
+class Actor:
+    name: str
+    label: str
+    run: Callable[[], None]
+    state: str = "running"  # running | parked | finished
+    step: str = ""
+    decision: str | None = None
+
+
+@dataclass
+class Scheduler:
+    actors: dict[str, Actor] = field(default_factory=dict)
+    cv: threading.Condition = field(default_factory=threading.Condition)
+    failure: BaseException | None = None
+
+    def spawn(
+        self, name: str, label: str, run: Callable[[], None], on_end: Callable[[bool], None]
+    ) -> None:
+        actor = Actor(name, label, run)
+        self.actors[name] = actor
+
+        def main() -> None:
+            crashed = False
+            try:
+                run()
+            except Crash:
+                crashed = True
+            except BaseException as exc:  # a real failure: the test reports it
+                self.failure = exc
+            finally:
+                on_end(crashed)
+                with self.cv:
+                    actor.state = "finished"
+                    self.cv.notify_all()
+
+        threading.Thread(target=main, name=name, daemon=True).start()
+
+    def gate(self, step: str) -> None:
+        actor = self.actors.get(threading.current_thread().name)
+        if actor is None:  # setup and checks run unscheduled
+            return
+        with self.cv:
+            actor.state, actor.step, actor.decision = "parked", step, None
+            self.cv.notify_all()
+            if not self.cv.wait_for(lambda: actor.decision is not None, timeout=30):
+                raise RuntimeError(f"{actor.name} was never scheduled")
+            decision = actor.decision
+            actor.state = "running"
+        if decision == "crash":
+            raise Crash(step)
+
+    def settle(self) -> list[Actor]:
+        """Wait until no actor is running; return the parked ones."""
+        with self.cv:
+            if not self.cv.wait_for(
+                lambda: all(a.state != "running" for a in self.actors.values()), timeout=30
+            ):
+                raise RuntimeError("an actor neither parked nor finished")
+            return sorted(
+                (a for a in self.actors.values() if a.state == "parked"), key=lambda a: a.name
+            )
+
+    def release(self, actor: Actor, decision: str) -> None:
+        with self.cv:
+            actor.decision = decision
+            actor.state = "released"
+            self.cv.notify_all()
+        with self.cv:
+            self.cv.wait_for(lambda: actor.state != "released", timeout=30)
+
+
+class GatedClient:
+    """The real DynamoDB Local client; every request first waits for the scheduler."""
+
+    def __init__(self, client: Any, scheduler: Scheduler) -> None:
+        self._client = client
+        self._scheduler = scheduler
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self._scheduler.gate(name)
+            return attr(*args, **kwargs)
+
+        return call
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> dict[str, Any]:
+    before = draw(st.lists(st.sampled_from(["C1", "C2"]), min_size=1, max_size=4))
+    delete = draw(st.booleans())
+    after = draw(st.lists(st.sampled_from(["C1", "C2"]), max_size=3)) if delete else []
+    copies = draw(st.lists(st.integers(1, 2), min_size=len(before), max_size=len(before)))
+    return {"before": list(zip(before, copies, strict=True)), "delete": delete, "after": after}
+
+
+def append(state: dict[str, Any], event: str) -> tuple[dict[str, Any], list[str], None]:
+    return {"applied": [*state.get("applied", []), event]}, [f"reply:{event}"], None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(scenario=scenarios(), data=st.data())
+def test_every_interleaving_keeps_the_guarantees(
+    scenario: dict[str, Any], data: st.DataObject, local_client: Any, local_table: str
+) -> None:
+    scheduler = Scheduler()
+    store = DynamoDBStore(local_table, client=GatedClient(local_client, scheduler))  # type: ignore[arg-type]
+    sessions = Sessions(store, max_attempts=3, sleep=lambda _: None)
+    n = next(_users)
+    team = f"T{n}"
+    user = ConversationKey.slack(team=team, channel="C1", user="U1").user_key
+    bystander = ConversationKey.slack(team=team, channel="C1", user="U2")
+    sent: Counter[str] = Counter()
+    lost_at_send: set[str] = set()  # crashed after its commit, before its reply went out
+    lock = threading.Lock()
+    delete_state = {"done": False}
+    pending: list[tuple[str, Callable[[], None]]] = []
+    names = itertools.count()
+
+    def deliver(key: ConversationKey, event: str, when: float) -> None:
+        def sender(_: ConversationKey, replies: Sequence[Any]) -> None:
+            try:
+                scheduler.gate("send")
+            except Crash:
+                with lock:
+                    lost_at_send.add(event)
+                raise
+            with lock:
+                sent.update(replies)
+
+        def run() -> None:
+            try:
+                sessions.run(key, event, append, event, event_time=when, sender=sender)
+            except BusyError:
+                pending.append((event, run))  # a 5xx: the platform redelivers
+
+        pending.append((event, run))
+
+    def start_after_events() -> None:
+        for i, channel in enumerate(scenario["after"]):
+            key = ConversationKey.slack(team=team, channel=channel, user="U1")
+            deliver(key, f"after{i}", time.time() + 0.01)
+
+    now = time.time()
+    stone = Tombstone(generation=int(now * 1000), expires_at=int(now) + 3600)
+    started = threading.Event()
+
+    class StartsAfterTombstone:
+        """Genuine new events can only happen once the delete has begun."""
+
+        def __getattr__(self, name: str) -> Any:
+            attr = getattr(store.client, name)  # gated
+            if name != "put_item":
+                return attr
+
+            def put(**kwargs: Any) -> Any:
+                out = attr(**kwargs)
+                if not started.is_set():
+                    started.set()
+                    start_after_events()
+                return out
+
+            return put
+
+    def delete() -> None:
+        # A crashed delete is resumed with the same tombstone: the delete goes on.
+        DynamoDBStore(local_table, client=StartsAfterTombstone()).delete_user(user, tombstone=stone)  # type: ignore[arg-type]
+        delete_state["done"] = True
+
+    # Events before the delete happened already (their time is in the past).
+    happened = time.time() - 5
+    for i, (channel, copies) in enumerate(scenario["before"]):
+        key = ConversationKey.slack(team=team, channel=channel, user="U1")
+        for _ in range(copies):  # duplicate deliveries, possibly concurrent
+            deliver(key, f"before{i}", happened)
+    deliver(bystander, "bystander", happened)
+    if scenario["delete"]:
+        pending.append(("delete", delete))
+
+    def spawn_pending() -> None:
+        while pending:
+            label, run = pending.pop(0)
+
+            def on_end(crashed: bool, label: str = label, run: Callable[[], None] = run) -> None:
+                if crashed:
+                    pending.append((label, run))  # redelivered / run again
+
+            scheduler.spawn(f"{next(names):03d}-{label}", label, run, on_end)
+
+    crashes: Counter[str] = Counter()
+    steps = 0
+    while True:
+        spawn_pending()
+        parked = scheduler.settle()
+        if scheduler.failure is not None:
+            raise scheduler.failure
+        if not parked:
+            if pending:
+                continue
+            break
+        steps += 1
+        assert steps < 2000, "the model does not terminate"
+        actor = data.draw(st.sampled_from(parked), label="next")
+        crash = crashes[actor.label] < CRASHES_PER_EVENT and (
+            data.draw(st.integers(0, 5), label="crash?") == 0
+        )
+        if crash:
+            crashes[actor.label] += 1
+        scheduler.release(actor, "crash" if crash else "go")
+
+    # -- invariants ----------------------------------------------------------------------------
+    items = dict(DynamoDBStore(local_table, client=local_client).user_items(user))
+    before_events = {f"before{i}" for i in range(len(scenario["before"]))}
+    after_events = {f"after{i}" for i in range(len(scenario["after"]))}
+    applied = [
+        e for item in items.values() if isinstance(item, StoredState)
+        for e in _decode(item)["applied"]
+    ]  # fmt: skip
+    assert len(applied) == len(set(applied)), f"a transition applied twice: {applied}"
+    if scenario["delete"]:
+        assert delete_state["done"]
+        survivors = {sk: item for sk, item in items.items() if not isinstance(item, Tombstone)}
+        assert not (set(applied) & before_events), f"deleted data came back: {applied}"
+        for sk, item in survivors.items():
+            assert item.generation >= stone.generation, f"pre-delete item {sk} kept"
+        assert set(applied) == after_events, f"lost: {after_events - set(applied)}"
+    else:
+        assert set(applied) == before_events, f"lost: {before_events - set(applied)}"
+    events = [i for i in items.values() if isinstance(i, EventRecord)]
+    assert not any(e.failed for e in events)
+
+    other = Sessions(DynamoDBStore(local_table, client=local_client)).get(bystander)
+    assert other is not None and other.state == {"applied": ["bystander"]}
+
+    assert all(count == 1 for count in sent.values()), f"a reply sent twice: {sent}"
+    must_be_sent = (set(applied) | {"bystander"}) - lost_at_send
+    assert {f"reply:{e}" for e in must_be_sent} <= set(sent), (sent, lost_at_send)
+
+
+def _decode(item: StoredState) -> dict[str, Any]:
+    from sessions import codec
+
+    value: dict[str, Any] = codec.decode(item.blob)
+    return value
