@@ -36,7 +36,12 @@ ROUTES = {
     "POST /messenger/webhook": "messenger",
 }
 #: The item actions the Lambda code performs on the table (checked against a real run below).
-TABLE_ACTIONS = {"dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
+TABLE_ACTIONS = {
+    "dynamodb:BatchGetItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+}
 
 
 def package(stage: str, out: Path) -> Path:

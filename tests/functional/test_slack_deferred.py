@@ -144,6 +144,9 @@ def test_inside_lambda_the_hand_off_is_an_async_self_invoke(slack: SlackWorld) -
     # The verified, parsed event travels; the raw request and its signature do not.
     assert "x-slack-signature" not in invoke["Payload"].decode()
     assert job["message"]["text"] == "slow ship it"
+    # The signed request time travels with it: a user delete is checked against it however
+    # late Lambda runs (or retries) the job.
+    assert abs(job["event_time"] - time.time()) < 60
     assert slack.items() == []
     # Lambda then runs the job in a new invocation of the same handler.
     assert edge.handle(payload) == {"ok": True}
@@ -151,6 +154,48 @@ def test_inside_lambda_the_hand_off_is_an_async_self_invoke(slack: SlackWorld) -
     assert len(slack.fake.responses()) == 1
     edge.handle(payload)  # Lambda's own retry of the async event: a duplicate
     assert slack.items() == ["ship it"] and len(slack.fake.responses()) == 1
+
+
+def test_every_deferred_job_carries_the_event_time(slack: SlackWorld) -> None:
+    from handlers.deferral import LambdaDeferrer
+    from tests.slack_requests import block_action
+
+    fake_lambda = FakeLambda()
+
+    class SlowDone(SlowTodo):
+        def is_slow(self, message: Message) -> bool:
+            return True
+
+    edge = handlers.slack.build(
+        bot=SlowDone(delay=0.0), deferrer=LambdaDeferrer("f", client=fake_lambda)
+    )
+    edge.handle(slash("list"))
+    edge.handle(json_event(dm_body("list")))
+    edge.handle(block_action("1"))
+    jobs = [json.loads(i["Payload"])[DEFERRED_KEY] for i in fake_lambda.invokes]
+    assert [j["kind"] for j in jobs] == ["command", "event", "action"]
+    assert all(isinstance(j["event_time"], float) for j in jobs), jobs
+    assert all(abs(j["event_time"] - time.time()) < 60 for j in jobs)
+
+
+def test_slack_calls_are_retried_only_when_they_never_reached_slack() -> None:
+    from http.client import RemoteDisconnected
+    from urllib.error import URLError
+
+    from slack_sdk.http_retry import HttpRequest, RetryState
+
+    from handlers.slack import NotSentRetryHandler
+
+    handler = NotSentRetryHandler()
+    request = HttpRequest(method="POST", url="http://x", headers={}, body_params={})
+
+    def retried(error: Exception) -> bool:
+        return handler.can_retry(state=RetryState(), request=request, error=error)
+
+    assert retried(URLError(ConnectionRefusedError(111, "refused")))
+    assert not retried(URLError(ConnectionResetError(104, "reset")))  # may have been posted
+    assert not retried(RemoteDisconnected("closed"))
+    assert not retried(URLError(TimeoutError("timed out")))
 
 
 @pytest.fixture

@@ -38,6 +38,7 @@ def _commit(store: Store, *, expected: int | None, event_id: str) -> None:
         state=StoredState(version=9, blob=b"j{}", expires_at=2_000_000_000, updated_at=1),
         event_sk=KEY.event_sk(event_id),
         event=EventRecord(version=9, committed_at=1, expires_at=2_000_000_000),
+        tombstone=None,
         now=int(time.time()),
     )
 
