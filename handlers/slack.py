@@ -4,7 +4,7 @@
 (``X-Slack-Signature`` over the raw bytes, 300 s window) and answers ``url_verification`` and
 ``ssl_check``; our listeners turn payloads into bot messages and run them as turns.
 
-Who retries what (DESIGN.md):
+Who retries what:
 
 - Events API: the turn runs inline (load, turn, commit, send, 200). An error of ours before
   the commit that can heal (store unavailable, busy) answers 5xx, so Slack redelivers;

@@ -17,7 +17,7 @@ the whole 24 h redelivery window instead of "the last N ids". The price is the t
 double write units (``benchmarks/event_records.py`` measures both layouts); the request count
 is the same, 2 per new event and 1 per duplicate.
 
-Guarantees (DESIGN.md, "The turn, and its budget"):
+Guarantees (the README's "Guarantees, precisely" states them for users):
 
 1. state changes once per idempotency key: the record's ``attribute_not_exists`` condition;
 2. no lost update: the state's version condition; a lost race re-reads and re-runs the pure
