@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -113,21 +115,12 @@ class SQLiteStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute(_SCHEMA)
-                have = {row[1] for row in conn.execute("PRAGMA table_info(items)")}
-                for column, kind in _ADDED.items():
-                    if column not in have:
-                        conn.execute(f"ALTER TABLE items ADD COLUMN {column} {kind}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise self._convert(exc) from exc
+        with self._write() as conn:
+            conn.execute(_SCHEMA)
+            have = {row[1] for row in conn.execute("PRAGMA table_info(items)")}
+            for column, kind in _ADDED.items():
+                if column not in have:
+                    conn.execute(f"ALTER TABLE items ADD COLUMN {column} {kind}")
 
     # One connection per thread and process: sqlite3 connections must not cross a fork, and
     # sharing one between threads would serialise them on Python's side for nothing.
@@ -148,6 +141,25 @@ class SQLiteStore:
         with self._lock:
             self._all.append(conn)
         return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the file's write lock (``BEGIN IMMEDIATE``, so checks
+        made inside it and the writes are one atomic step across processes): committed when
+        the block ends, rolled back on any exception; ``sqlite3`` errors leave as ours."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._convert(exc) from exc
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self._convert(exc) from exc
+            raise
 
     @staticmethod
     def _convert(exc: sqlite3.Error) -> StoreError:
@@ -187,13 +199,7 @@ class SQLiteStore:
         tombstone: Tombstone | None,
         now: int,
     ) -> None:
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise self._convert(exc) from exc
-        try:
-            # Under the file's write lock: the checks and the writes are one atomic step.
+        with self._write() as conn:
             found = self._rows(key.pk, [key.sk, event_sk, TOMBSTONE_SK])
             seen = found.get(event_sk)
             if isinstance(seen, EventRecord) and seen.expires_at > now and not seen.failed:
@@ -221,12 +227,6 @@ class SQLiteStore:
                  None, event.status, event.error, event.payload, event.generation,
                  event.claimed_at),
             )  # fmt: skip
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise self._convert(exc) from exc
-            raise
 
     def claim_outbox(self, key: ConversationKey, event_sk: str, *, now: int, stale: int) -> bool:
         try:
@@ -256,28 +256,19 @@ class SQLiteStore:
             raise self._convert(exc) from exc
 
     def delete_user(self, user: UserKey, *, tombstone: Tombstone) -> int:
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute(
-                    "INSERT OR REPLACE INTO items (pk, sk, kind, expires_at, updated_at, "
-                    "generation) VALUES (?, ?, 'tombstone', ?, ?, ?)",
-                    (user.pk, TOMBSTONE_SK, tombstone.expires_at, int(tombstone.deleted_at),
-                     tombstone.generation),
-                )  # fmt: skip
-                # One transaction: no turn commits between the tombstone and the deletes, so
-                # every item older than the tombstone's generation is pre-delete data.
-                cur = conn.execute(
-                    "DELETE FROM items WHERE pk = ? AND sk != ? AND generation < ?",
-                    (user.pk, TOMBSTONE_SK, tombstone.generation),
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise self._convert(exc) from exc
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO items (pk, sk, kind, expires_at, updated_at, "
+                "generation) VALUES (?, ?, 'tombstone', ?, ?, ?)",
+                (user.pk, TOMBSTONE_SK, tombstone.expires_at, int(tombstone.deleted_at),
+                 tombstone.generation),
+            )  # fmt: skip
+            # One transaction: no turn commits between the tombstone and the deletes, so
+            # every item older than the tombstone's generation is pre-delete data.
+            cur = conn.execute(
+                "DELETE FROM items WHERE pk = ? AND sk != ? AND generation < ?",
+                (user.pk, TOMBSTONE_SK, tombstone.generation),
+            )
         return cur.rowcount
 
     def close(self) -> None:
