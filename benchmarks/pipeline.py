@@ -42,8 +42,8 @@ class TimedSendAPI(SendAPI):
     windows: list[float]
     store: TimedStore
 
-    def send(self, psid: str, message: dict[str, Any]) -> Any:
-        result = super().send(psid, message)
+    def send(self, psid: str, message: Any, *, deadline: float | None = None) -> Any:
+        result = super().send(psid, message, deadline=deadline)
         self.windows.append(time.perf_counter() - self.store.last_commit_done)
         return result
 

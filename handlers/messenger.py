@@ -28,6 +28,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -46,6 +47,11 @@ APOLOGY = "Sorry, something went wrong on my side with your last message."
 #: Seconds the turns of one batch may spend retrying lost races: Meta gives up after 5 s,
 #: and the replies still have to go out after the commits.
 TURN_BUDGET = 3.0
+#: Seconds after which no Send API call of the batch starts, and none waits past: the answer
+#: must reach Meta within 5 s. A reply cut short is logged, never repeated (at most once).
+ACK_BUDGET = 4.5
+#: A send with less time than this left before the deadline is not attempted.
+MIN_SEND_TIME = 0.1
 
 
 class SendError(RuntimeError):
@@ -76,15 +82,29 @@ class SendAPI:
         self.timeout = timeout
         self.sleep = sleep
 
-    def send(self, psid: str, message: Mapping[str, Any]) -> None:
+    def send(self, psid: str, message: Mapping[str, Any], *, deadline: float | None = None) -> None:
+        """Send one message; ``deadline`` (``time.monotonic()``) bounds every attempt's timeouts
+        and the retries, so a webhook's sends never outlast the platform's patience.
+
+        Raises:
+            SendError: refused, failed through every allowed retry, possibly delivered but
+                unanswered (not retried), or no time left before ``deadline``.
+        """
         body = {"recipient": {"id": psid}, "messaging_type": "RESPONSE", "message": message}
+        problem = "no time left before the webhook's deadline"
         for attempt in range(1, self.attempts + 1):
+            timeout = self.timeout
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left < MIN_SEND_TIME:
+                    raise SendError(f"Send API not called: {problem}")
+                timeout = (min(timeout[0], left), min(timeout[1], left))
             try:
                 answer = self.http.post(
                     self.url,
                     params={"access_token": self.page_token or ""},
                     json=body,
-                    timeout=self.timeout,
+                    timeout=timeout,
                 )
             except requests.RequestException as exc:
                 if not _never_sent(exc):
@@ -100,7 +120,10 @@ class SendAPI:
                 if not _not_processed(answer):
                     raise SendError(f"Send API refused the message: {problem}")
             if attempt < self.attempts:
-                self.sleep(random.uniform(0.5, 1.0) * self.backoff * 2 ** (attempt - 1))
+                pause = random.uniform(0.5, 1.0) * self.backoff * 2 ** (attempt - 1)
+                if deadline is not None and time.monotonic() + pause + MIN_SEND_TIME >= deadline:
+                    raise SendError(f"Send API failed, no time left to retry; last: {problem}")
+                self.sleep(pause)
         raise SendError(f"Send API failed {self.attempts} times, last: {problem}")
 
 
@@ -132,6 +155,15 @@ def _not_processed(answer: requests.Response) -> bool:
     return isinstance(error, dict) and (
         error.get("is_transient") is True or error.get("code") in (1, 2)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """``time.monotonic()`` values for one webhook: no lost race retried past ``turns``, no
+    Send API call waiting past ``sends``."""
+
+    turns: float
+    sends: float
 
 
 class MessengerEdge:
@@ -208,7 +240,8 @@ class MessengerEdge:
         except (ValueError, InvalidKeyError, RecursionError) as exc:  # JSON, shape, ids, depth
             log.warning("rejected webhook batch: %s", str(exc)[:200])
             return response(400, "malformed batch")
-        deadline = time.monotonic() + TURN_BUDGET
+        started = time.monotonic()
+        deadline = Deadline(turns=started + TURN_BUDGET, sends=started + ACK_BUDGET)
 
         by_sender: dict[ConversationKey, list[payloads.Incoming]] = defaultdict(list)
         for incoming in batch:
@@ -225,7 +258,7 @@ class MessengerEdge:
             return response(500, "retry later")
         return response(200, "EVENT_RECEIVED")
 
-    def _run_sender(self, messages: Sequence[payloads.Incoming], deadline: float) -> int:
+    def _run_sender(self, messages: Sequence[payloads.Incoming], deadline: Deadline) -> int:
         """One sender's messages, in timestamp order. A message that fails in a way that can
         heal stops the rest (they would run on a state that misses it) and returns 1; one that
         is dead-lettered is skipped, as a redelivery would skip it, and the rest go on."""
@@ -242,19 +275,19 @@ class MessengerEdge:
                 self._run(job, deadline=deadline)
             except PermanentError as exc:
                 if exc.recorded:
-                    self._apologise(incoming.key.user, incoming.mid)
+                    self._apologise(incoming.key.user, incoming.mid, deadline.sends)
             except SessionError:
                 log.exception("message turn failed before the commit", extra={"mid": incoming.mid})
                 return 1
         return 0
 
-    def _apologise(self, psid: str, mid: str) -> None:
+    def _apologise(self, psid: str, mid: str, deadline: float | None = None) -> None:
         try:
-            self.send_api.send(psid, {"text": APOLOGY})
+            self.send_api.send(psid, {"text": APOLOGY}, deadline=deadline)
         except SendError:
             log.error("apology for %s not sent", mid, exc_info=True)
 
-    def _run(self, job: Job, *, deadline: float | None) -> Any:
+    def _run(self, job: Job, *, deadline: Deadline | None) -> Any:
         """Run ``job`` (a message in its deferred-job form, also what a dead letter keeps for
         a replay) through the session core."""
         return self.sessions.run(
@@ -263,17 +296,19 @@ class MessengerEdge:
             bot_turn(self.bot),
             Message.from_dict(job["message"]),
             event_time=job.get("event_time"),
-            sender=self._sender(job["mid"]),
+            sender=self._sender(job["mid"], deadline.sends if deadline else None),
             dead_letter={k: v for k, v in job.items() if k != "retry_failed"},
             retry_failed=bool(job.get("retry_failed")),
-            deadline=deadline,
+            deadline=deadline.turns if deadline else None,
         )
 
-    def _sender(self, mid: str) -> Callable[[ConversationKey, Sequence[Any]], None]:
+    def _sender(
+        self, mid: str, deadline: float | None
+    ) -> Callable[[ConversationKey, Sequence[Any]], None]:
         def send(key: ConversationKey, replies: Sequence[dict[str, Any]]) -> None:
             for message in payloads.render(replies_from(replies)):
                 try:
-                    self.send_api.send(key.user, message)
+                    self.send_api.send(key.user, message, deadline=deadline)
                 except SendError:
                     log.error("reply to %s not sent", mid, exc_info=True)
                     raise

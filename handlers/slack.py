@@ -88,8 +88,13 @@ class NotSentRetryHandler(RetryHandler):
         return isinstance(reason, ConnectionRefusedError | socket.gaierror)
 
 
+#: Seconds a Slack API or response_url call may take: inline replies go out before the ack,
+#: and Slack wants the ack within 3 s (Slack's API answers in well under a second).
+SLACK_TIMEOUT = 2
+
+
 def _webhook(url: str) -> WebhookClient:
-    return WebhookClient(url, timeout=5, retry_handlers=[NotSentRetryHandler()])
+    return WebhookClient(url, timeout=SLACK_TIMEOUT, retry_handlers=[NotSentRetryHandler()])
 
 
 class SlackEdge:
@@ -120,7 +125,7 @@ class SlackEdge:
         self.web = web or WebClient(
             token=settings.slack_bot_token,
             base_url=settings.slack_api_url,
-            timeout=5,
+            timeout=SLACK_TIMEOUT,
             retry_handlers=[NotSentRetryHandler()],
         )
         self.deferrer = deferrer or default_deferrer(settings, self.run_deferred)

@@ -189,6 +189,25 @@ def test_send_api_read_timeout_is_not_retried() -> None:
         assert len(fake.sends()) == 1
 
 
+def test_send_api_calls_never_outlast_the_webhooks_deadline() -> None:
+    """A slow Graph API: the call is cut at the deadline (not repeated), and a send with no
+    time left is not started, so Meta still gets its answer within 5 s."""
+    from handlers.messenger import SendAPI, SendError
+    from tests.fakes import fake_slack
+
+    with fake_slack() as fake:
+        fake.delays["/v25.0/me/messages"] = [2.0]
+        api = SendAPI(fake.graph_url, "token", sleep=lambda _: None)
+        started = time.monotonic()
+        with pytest.raises(SendError, match="may have been delivered"):
+            api.send(USER, {"text": "slow"}, deadline=started + 0.3)
+        assert time.monotonic() - started < 1.5  # the configured read timeout is 5 s
+        with pytest.raises(SendError, match="no time left"):
+            api.send(USER, {"text": "late"}, deadline=time.monotonic() + 0.01)
+        time.sleep(2.0)
+        assert [c.body["message"]["text"] for c in fake.sends()] == ["slow"]
+
+
 def test_send_api_connection_refused_is_retried() -> None:
     import socket
 

@@ -80,8 +80,8 @@ class FaultySendAPI(SendAPI):
         super().__init__(*args, **kw)
         self.store = store
 
-    def send(self, psid: str, message: dict[str, Any]) -> Any:
-        result = super().send(psid, message)
+    def send(self, psid: str, message: Any, *, deadline: float | None = None) -> Any:
+        result = super().send(psid, message, deadline=deadline)
         self.store._maybe("while_sending")
         return result
 
