@@ -312,7 +312,7 @@ class SlackEdge:
         return None
 
     def _on_message(
-        self, ack: Any, body: dict[str, Any], event: dict[str, Any]
+        self, ack: Any, body: dict[str, Any], event: dict[str, Any], request: BoltRequest
     ) -> BoltResponse | None:
         reason = payloads.ignored_message(body, event)
         if reason:
@@ -334,7 +334,7 @@ class SlackEdge:
             key,
             f"event:{event_id}",
             message,
-            event_time=payloads.event_time(body, {}),
+            event_time=payloads.event_time(body, request.headers),
         )
         if self.bot.is_slow(message):
             try:

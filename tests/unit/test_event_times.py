@@ -1,0 +1,25 @@
+"""When a Slack payload says its event happened: what a user delete's tombstone compares."""
+
+from __future__ import annotations
+
+import pytest
+
+from handlers.slack_payloads import event_time
+
+HEADERS = {"x-slack-request-timestamp": ["1700000000"]}  # as Bolt keeps headers: lists
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "expected"),
+    [
+        ({"event_time": 1700000123}, HEADERS, 1700000123.0),  # Events API, whole seconds
+        ({"actions": [{"action_ts": "1700000042.840180"}]}, HEADERS, 1700000042.84018),
+        ({"command": "/todo", "trigger_id": "1.2"}, HEADERS, 1700000000.0),  # signed request
+        ({"event_time": True}, HEADERS, 1700000000.0),  # a boolean is not a time
+        ({"event_time": "soon"}, {"x-slack-request-timestamp": "1700000001"}, 1700000001.0),
+        ({"actions": ["not-an-object"]}, {}, None),
+        ({}, {"x-slack-request-timestamp": ["abc"]}, None),
+    ],
+)
+def test_event_time(body: dict[str, object], headers: dict[str, object], expected: object) -> None:
+    assert event_time(body, headers) == expected
