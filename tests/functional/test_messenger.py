@@ -190,20 +190,36 @@ def test_send_api_read_timeout_is_not_retried() -> None:
 
 
 def test_send_api_calls_never_outlast_the_webhooks_deadline() -> None:
-    """A slow Graph API: the call is cut at the deadline (not repeated), and a send with no
-    time left is not started, so Meta still gets its answer within 5 s."""
+    """A slow Graph API: each attempt's timeouts are cut to what is left before the deadline
+    (the call then fails and is not repeated), and a send with no time left is not started,
+    so Meta still gets its answer within 5 s."""
+    import requests
+
     from handlers.messenger import SendAPI, SendError
     from tests.fakes import fake_slack
 
+    class Recording(requests.Session):
+        """The real HTTP session, noting the timeouts each call was given."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.timeouts: list[Any] = []
+
+        def post(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            self.timeouts.append(kwargs["timeout"])
+            return super().post(*args, **kwargs)
+
     with fake_slack() as fake:
         fake.delays["/v25.0/me/messages"] = [2.0]
-        api = SendAPI(fake.graph_url, "token", sleep=lambda _: None)
-        started = time.monotonic()
+        http = Recording()
+        api = SendAPI(fake.graph_url, "token", session=http, sleep=lambda _: None)
         with pytest.raises(SendError, match="may have been delivered"):
-            api.send(USER, {"text": "slow"}, deadline=started + 0.3)
-        assert time.monotonic() - started < 1.5  # the configured read timeout is 5 s
+            api.send(USER, {"text": "slow"}, deadline=time.monotonic() + 0.3)
+        [(connect, read)] = http.timeouts
+        assert connect <= 0.3 and read <= 0.3  # configured: (3.05, 5.0)
         with pytest.raises(SendError, match="no time left"):
             api.send(USER, {"text": "late"}, deadline=time.monotonic() + 0.01)
+        assert len(http.timeouts) == 1  # not started
         time.sleep(2.0)
         assert [c.body["message"]["text"] for c in fake.sends()] == ["slow"]
 

@@ -322,13 +322,14 @@ def test_lost_races_stop_at_the_turns_deadline(ddb_store: DynamoDBStore) -> None
 
 
 def test_the_deferral_client_gives_up_before_slacks_deadline(black_hole: str) -> None:
-    import time
-
+    """An async invoke answers 202 in milliseconds; one that hangs is given up after one
+    attempt of at most 0.5 s to connect and 1 s to answer, well inside Slack's 3 s."""
     client = make_lambda_client(endpoint_url=black_hole)
     config = client.meta.config
-    assert config.connect_timeout <= 1 and config.read_timeout <= 1.5
+    assert config.connect_timeout + config.read_timeout <= 1.5
     assert config.retries["total_max_attempts"] == 1
-    started = time.monotonic()
+    sent: list[str] = []
+    client.meta.events.register("before-send.lambda", lambda **kw: sent.append("attempt"))
     with pytest.raises(Exception, match=r"[Tt]imeout"):
         LambdaDeferrer("chat-sessions-dev-slack", client=client).submit({"kind": "event"})
-    assert time.monotonic() - started < 3.0  # Slack's deadline for the ack
+    assert sent == ["attempt"]  # no retry
