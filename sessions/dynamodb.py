@@ -218,7 +218,7 @@ class DynamoDBStore:
         self,
         key: ConversationKey,
         *,
-        expected_version: int | None,
+        expected: StoredState | None,
         state: StoredState | None,
         event_sk: str,
         event: EventRecord,
@@ -233,11 +233,19 @@ class DynamoDBStore:
                 "Item": _state_item(key, state),
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
-            if expected_version is None:
+            if expected is None:
                 state_put["ConditionExpression"] = "attribute_not_exists(pk)"
             else:
-                state_put["ConditionExpression"] = "version = :v"
-                state_put["ExpressionAttributeValues"] = {":v": _n(expected_version)}
+                # The very item the load returned: a version repeats when an item is removed
+                # (delete, TTL) and recreated, its generation and write time do not.
+                same_gen = "gen = :g" if expected.generation else "attribute_not_exists(gen)"
+                state_put["ConditionExpression"] = (
+                    f"version = :v AND updated_at = :u AND {same_gen}"
+                )
+                state_put["ExpressionAttributeValues"] = {
+                    ":v": _n(expected.version),
+                    ":u": _n(expected.updated_at),
+                } | ({":g": _n(expected.generation)} if expected.generation else {})
             roles.append("state")
             actions.append({"Put": state_put})
         roles.append("event")

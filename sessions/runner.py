@@ -268,7 +268,7 @@ class Sessions:
             try:
                 self.store.commit(
                     key,
-                    expected_version=stored.version if stored else None,
+                    expected=stored,
                     state=StoredState(
                         version=version,
                         blob=blob,
@@ -360,7 +360,7 @@ class Sessions:
         description = f"{type(error).__name__}: {error}"[:2000] + note
         self.store.commit(
             key,
-            expected_version=None,
+            expected=None,
             state=None,
             event_sk=event_sk,
             event=EventRecord(

@@ -94,6 +94,11 @@ def _item(row: _Row) -> StoredItem:
     return Tombstone(generation=generation, expires_at=expires_at)
 
 
+def _identity(state: StoredState | None) -> tuple[int, int, int] | None:
+    """What tells one stored state item from another (see ``Store.commit``)."""
+    return None if state is None else (state.version, state.generation, state.updated_at)
+
+
 def _same_tombstone(found: StoredItem | None, seen: Tombstone | None) -> bool:
     if seen is None:
         return found is None
@@ -192,7 +197,7 @@ class SQLiteStore:
         self,
         key: ConversationKey,
         *,
-        expected_version: int | None,
+        expected: StoredState | None,
         state: StoredState | None,
         event_sk: str,
         event: EventRecord,
@@ -207,11 +212,11 @@ class SQLiteStore:
             if not _same_tombstone(found.get(TOMBSTONE_SK), tombstone):
                 raise ConflictError("the user was deleted since the turn's read")
             current = found.get(key.sk)
-            stored_version = current.version if isinstance(current, StoredState) else None
-            if state is not None and stored_version != expected_version:
+            current = current if isinstance(current, StoredState) else None
+            if state is not None and _identity(current) != _identity(expected):
                 raise ConflictError(
-                    f"version is {stored_version}, expected {expected_version}",
-                    current=current if isinstance(current, StoredState) else None,
+                    f"stored state is {_identity(current)}, expected {_identity(expected)}",
+                    current=current,
                 )
             if state is not None:
                 conn.execute(

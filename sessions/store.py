@@ -120,7 +120,7 @@ class Store(Protocol):
         self,
         key: ConversationKey,
         *,
-        expected_version: int | None,
+        expected: StoredState | None,
         state: StoredState | None,
         event_sk: str,
         event: EventRecord,
@@ -129,15 +129,19 @@ class Store(Protocol):
     ) -> None:
         """Write state and event record atomically, or nothing.
 
-        The state is written only if its stored version equals ``expected_version`` (``None``:
-        no item stored); the record only if no unexpired record (at ``now``) exists, or the
+        The state is written only if the stored state item is still ``expected``, the one the
+        turn's load returned (``None``: no item stored): same version, generation and
+        ``updated_at``. The version alone is not enough: it starts again at 1 when a delete or
+        DynamoDB's TTL sweep removes an item and a new event recreates it, and a commit that
+        read the old item must not take the new one for it. The record is written only if no
+        unexpired record (at ``now``) exists, or the
         one that exists is a dead letter; both only if the user's tombstone is still
         ``tombstone`` (what the turn's load saw; ``None``: no tombstone). With ``state``
         ``None`` only the record is written (a dead letter).
 
         Raises:
             DuplicateEventError: the event is already recorded (checked first).
-            ConflictError: the stored version is not ``expected_version``, or the tombstone
+            ConflictError: the stored state is not ``expected``, or the tombstone
                 is not the one the turn saw (a delete ran meanwhile).
             ItemTooLargeError: the engine refused an item as too large.
             StoreError: the engine failed.

@@ -175,7 +175,7 @@ def test_a_state_that_no_longer_decodes_is_dead_lettered_not_retried(store: Stor
     )
     store.commit(
         KEY,
-        expected_version=snap.state.version,
+        expected=snap.state,
         state=corrupt,
         event_sk=KEY.event_sk("corrupting"),
         event=store.load(KEY, KEY.event_sk("a")).event,  # type: ignore[arg-type]
@@ -302,3 +302,63 @@ def test_export_marks_expired_conversations(store: Store) -> None:
     assert by_channel[KEY.channel]["expired"] and not by_channel[DM.channel]["expired"]
     assert all(e["expired"] for e in exported["events"])
     assert [c.key.channel for c in sessions.conversations(KEY.user_key)] == [DM.channel]
+
+
+# -- no lost update when an item is removed and recreated between a load and its commit ----------
+
+
+def remove_item(store: Store, key: ConversationKey) -> None:
+    """What DynamoDB's TTL sweep does to an expired conversation item."""
+    if isinstance(store, DynamoDBStore):
+        store.client.delete_item(
+            TableName=store.table, Key={"pk": {"S": key.pk}, "sk": {"S": key.sk}}
+        )
+    else:
+        assert isinstance(store, SQLiteStore)
+        store._conn().execute("DELETE FROM items WHERE pk = ? AND sk = ?", (key.pk, key.sk))
+
+
+def test_a_conversation_recreated_during_a_delete_is_not_overwritten(store: Store) -> None:
+    """Found by the interleaving model: a turn loads the pre-delete state (version 1), the
+    delete removes it, another genuine event recreates the conversation at version 1, and
+    the first turn's commit must not take that version for the one it read."""
+    clock = Clock()
+    sessions = Sessions(store, clock=clock)
+    sessions.run(KEY, "before", count, None, event_time=clock.now)
+    clock.now += 10
+    stone = Tombstone(generation=int(clock.now * 1000), expires_at=int(clock.now) + 3600)
+    tombstone_only(store, KEY.user_key, stone)
+    after = clock.now + 1
+    raced: list[bool] = []
+
+    def racing(state: dict[str, Any], event: Any) -> Any:
+        if not raced:
+            raced.append(True)
+            store.delete_user(KEY.user_key, tombstone=stone)  # the delete goes on
+            recreated = sessions.run(KEY, "other", count, None, event_time=after)
+            assert recreated.state == {"n": 1} and recreated.version == 1
+        return count(state, event)
+
+    result = sessions.run(KEY, "first", racing, None, event_time=after)
+    assert result.attempts == 2 and result.state == {"n": 2}
+    conversation = sessions.get(KEY)
+    assert conversation is not None and conversation.state == {"n": 2}
+
+
+def test_a_conversation_recreated_after_a_ttl_sweep_is_not_overwritten(store: Store) -> None:
+    clock = Clock()
+    sessions = Sessions(store, clock=clock, idle_ttl=3600)
+    sessions.run(KEY, "old", count, None)  # version 1, expires in an hour
+    clock.now += 7200
+    raced: list[bool] = []
+
+    def racing(state: dict[str, Any], event: Any) -> Any:
+        if not raced:
+            raced.append(True)
+            remove_item(store, KEY)  # the TTL sweep
+            clock.now += 1
+            assert sessions.run(KEY, "other", count, None).version == 1
+        return count(state, event)
+
+    result = sessions.run(KEY, "first", racing, None)
+    assert result.attempts == 2 and result.state == {"n": 2}

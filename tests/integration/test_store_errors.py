@@ -32,9 +32,21 @@ def count(state: dict[str, Any], event: Any) -> tuple[dict[str, Any], list[str],
 
 
 def _commit(store: Store, *, expected: int | None, event_id: str) -> None:
+    """A commit expecting a state item at version ``expected`` (``None``: no item)."""
+    current = store.load(KEY, None).state
+    believed = None
+    if expected is not None:
+        assert current is not None
+        believed = StoredState(
+            version=expected,
+            blob=current.blob,
+            expires_at=current.expires_at,
+            updated_at=current.updated_at,
+            generation=current.generation,
+        )
     store.commit(
         KEY,
-        expected_version=expected,
+        expected=believed,
         state=StoredState(version=9, blob=b"j{}", expires_at=2_000_000_000, updated_at=1),
         event_sk=KEY.event_sk(event_id),
         event=EventRecord(version=9, committed_at=1, expires_at=2_000_000_000),
