@@ -4,11 +4,11 @@ This is the only module of ``sessions`` that imports boto3, and it does so lazil
 is passed in or built on first use, then kept for warm invocations.
 
 Per turn: ``load`` is one consistent ``BatchGetItem`` (state, event record, tombstone) and
-``commit`` one ``TransactWriteItems``: the state Put conditioned on the version, the record Put
-conditioned on its absence, and a ``ConditionCheck`` that the user's tombstone is still the one
-the load saw (a delete that ran in between cancels the commit instead of being undone). Both
-Puts ask for ``ALL_OLD`` on a failed condition, so a lost race or a duplicate costs no extra
-read.
+``commit`` one ``TransactWriteItems``: the state Put conditioned on the very item the load saw
+(version, generation, write time), the record Put conditioned on its absence, and a
+``ConditionCheck`` that the user's tombstone is still the one the load saw (a delete that ran
+in between cancels the commit instead of being undone). Both Puts ask for ``ALL_OLD`` on a
+failed condition, so a lost race or a duplicate costs no extra read.
 
 Every botocore failure leaves this module as one of ours: ``ClientError`` by its code, and the
 rest (no credentials, endpoint unreachable, read timeout) as :class:`StoreUnavailableError`.

@@ -20,8 +20,10 @@ is the same, 2 per new event and 1 per duplicate.
 Guarantees (the README's "Guarantees, precisely" states them for users):
 
 1. state changes once per idempotency key: the record's ``attribute_not_exists`` condition;
-2. no lost update: the state's version condition; a lost race re-reads and re-runs the pure
-   turn, with jittered backoff, and raises :class:`BusyError` after ``max_attempts``;
+2. no lost update: the commit is conditioned on the state item the load saw (version,
+   generation, write time: a version repeats after a delete or a TTL sweep); a lost race
+   re-reads and re-runs the pure turn, with jittered backoff, and raises
+   :class:`BusyError` after ``max_attempts``;
 3. a duplicate writes and sends nothing and gets the first delivery's response;
 4. replies are sent after the commit, at most once; in ``sent_mark`` mode the replies are
    kept in the record until a third request marks them sent, so a redelivery after a crash
