@@ -47,11 +47,12 @@ APOLOGY = "Sorry, something went wrong on my side with your last message."
 #: Seconds the turns of one batch may spend retrying lost races: Meta gives up after 5 s,
 #: and the replies still have to go out after the commits.
 TURN_BUDGET = 3.0
-#: Seconds after which no Send API call of the batch starts, and none waits past: the answer
-#: must reach Meta within 5 s. A reply cut short is logged, never repeated (at most once).
+#: Seconds after the request's arrival past which no Send API call of the batch is retried,
+#: and up to which each attempt's timeouts are cut: the answer should reach Meta within 5 s.
 ACK_BUDGET = 4.5
-#: A send with less time than this left before the deadline is not attempted.
-MIN_SEND_TIME = 0.1
+#: The shortest timeout an attempt gets, however little time is left: the Graph API answers
+#: in well under a second, and a reply cut off sooner would be lost for nothing.
+MIN_SEND_TIMEOUT = 1.0
 
 
 class SendError(RuntimeError):
@@ -83,21 +84,25 @@ class SendAPI:
         self.sleep = sleep
 
     def send(self, psid: str, message: Mapping[str, Any], *, deadline: float | None = None) -> None:
-        """Send one message; ``deadline`` (``time.monotonic()``) bounds every attempt's timeouts
-        and the retries, so a webhook's sends never outlast the platform's patience.
+        """Send one message.
+
+        ``deadline`` (``time.monotonic()``) keeps a webhook's sends within the platform's
+        patience: each attempt's timeouts are cut to the time left (never below
+        ``MIN_SEND_TIMEOUT``) and nothing is retried past it. A send that starts after it (the
+        commit itself came late, say under throttling) still gets its one attempt: the answer
+        is late either way, the platform's redelivery will be a duplicate, and skipping the
+        send would only lose the reply.
 
         Raises:
-            SendError: refused, failed through every allowed retry, possibly delivered but
-                unanswered (not retried), or no time left before ``deadline``.
+            SendError: refused, failed through every allowed retry (or past the deadline),
+                or possibly delivered but unanswered (never retried).
         """
         body = {"recipient": {"id": psid}, "messaging_type": "RESPONSE", "message": message}
-        problem = "no time left before the webhook's deadline"
+        problem = ""
         for attempt in range(1, self.attempts + 1):
             timeout = self.timeout
             if deadline is not None:
-                left = deadline - time.monotonic()
-                if left < MIN_SEND_TIME:
-                    raise SendError(f"Send API not called: {problem}")
+                left = max(deadline - time.monotonic(), MIN_SEND_TIMEOUT)
                 timeout = (min(timeout[0], left), min(timeout[1], left))
             try:
                 answer = self.http.post(
@@ -121,8 +126,8 @@ class SendAPI:
                     raise SendError(f"Send API refused the message: {problem}")
             if attempt < self.attempts:
                 pause = random.uniform(0.5, 1.0) * self.backoff * 2 ** (attempt - 1)
-                if deadline is not None and time.monotonic() + pause + MIN_SEND_TIME >= deadline:
-                    raise SendError(f"Send API failed, no time left to retry; last: {problem}")
+                if deadline is not None and time.monotonic() + pause >= deadline:
+                    raise SendError(f"Send API failed, no retry past the deadline: {problem}")
                 self.sleep(pause)
         raise SendError(f"Send API failed {self.attempts} times, last: {problem}")
 
