@@ -148,18 +148,26 @@ def fake_slack() -> Iterator[FakeSlack]:
         server.server_close()
 
 
-class FlakyStore:
+class StoreWrapper:
+    """A real store that a test changes one primitive of: everything it does not override
+    goes to ``inner`` unchanged."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class FlakyStore(StoreWrapper):
     """A real store whose first ``failures`` commits raise ``StoreUnavailableError`` (throttled,
     say): an error of ours that heals, so the platform's redelivery or the deferral's retry
     must complete the turn."""
 
     def __init__(self, inner: Any, *, failures: int = 1) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.failures = failures
         self.lock = threading.Lock()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
     def commit(self, *args: Any, **kwargs: Any) -> None:
         from sessions import StoreUnavailableError

@@ -23,6 +23,7 @@ from sessions.dynamodb import DynamoDBStore
 from sessions.sqlite import SQLiteStore
 from sessions.store import Snapshot, Store, Tombstone
 from tests.contract.test_guarantees import KEY, Clock, Outbox, count
+from tests.fakes import StoreWrapper
 
 DM = ConversationKey.slack(team="T0001", channel="D0001", user="U0001")
 PAGE_KEY = ConversationKey.messenger(page="100200300", psid="5550001")
@@ -212,13 +213,7 @@ def test_recorded_response_and_outbox_over_the_item_limit_fail_alike(store: Stor
 
 
 def test_dead_letter_write_that_finds_the_store_down_is_retryable(store: Store) -> None:
-    class DownOnRecord:
-        def __init__(self, inner: Store) -> None:
-            self.inner = inner
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.inner, name)
-
+    class DownOnRecord(StoreWrapper):
         def commit(self, *args: Any, **kwargs: Any) -> None:
             raise StoreUnavailableError("throttled")
 
@@ -235,13 +230,7 @@ def test_dead_letter_write_that_finds_the_store_down_is_retryable(store: Store) 
 # -- 5. sent-mark mode ---------------------------------------------------------------------------
 
 
-class FailingMark:
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
+class FailingMark(StoreWrapper):
     def mark_sent(self, *args: Any, **kwargs: Any) -> None:
         raise StoreUnavailableError("throttled")
 
@@ -266,13 +255,7 @@ def test_concurrent_redeliveries_past_resend_after_resend_once(store: Store) -> 
 
     both_loaded = threading.Barrier(2, timeout=10)
 
-    class LoadTogether:
-        def __init__(self, inner: Store) -> None:
-            self.inner = inner
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.inner, name)
-
+    class LoadTogether(StoreWrapper):
         def load(self, key: ConversationKey, event_sk: str | None) -> Snapshot:
             snap = self.inner.load(key, event_sk)
             both_loaded.wait()  # both redeliveries saw the unsent outbox

@@ -24,7 +24,7 @@ from sessions import (
 from sessions.dynamodb import DynamoDBStore, make_client
 from tests import messenger_requests as mr
 from tests import slack_requests as sr
-from tests.fakes import FakeSlack
+from tests.fakes import FakeSlack, StoreWrapper
 from tests.reliability.conftest import SpyBot, edges
 
 pytestmark = pytest.mark.dynamodb_local
@@ -294,13 +294,7 @@ def test_unprocessed_keys_are_retried_a_bounded_number_of_times() -> None:
 def test_lost_races_stop_at_the_turns_deadline(ddb_store: DynamoDBStore) -> None:
     import time
 
-    class AlwaysConflict:
-        def __init__(self, inner: DynamoDBStore) -> None:
-            self.inner = inner
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.inner, name)
-
+    class AlwaysConflict(StoreWrapper):
         def commit(self, *args: Any, **kwargs: Any) -> None:
             raise ConflictError("lost a race")
 
