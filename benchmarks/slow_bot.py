@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bot.messages import Message, Reply
+from bot import Message, Reply
 from bot.todo import TodoBot
 
 SECONDS = 5.0

@@ -1,5 +1,56 @@
-"""The conversation logic: pure functions from (state, message) to (new state, replies).
+"""The public bot API: what a bot implements, what it receives and what it can reply.
 
-No I/O and no platform payloads: the edge (``handlers``) turns Slack and Messenger requests
-into :class:`~bot.messages.Message` values and renders :class:`~bot.messages.Reply` values.
+    from bot import Bot, Button, Message, Outcome, Reply
+
+    class Hello(Bot[dict]):
+        actions = ("wave",)
+
+        def turn(self, state: dict, message: Message) -> Outcome[dict]:
+            waves = state.get("waves", 0) + (message.action == "wave")
+            return Outcome({"waves": waves}, [Reply(f"{waves} waves", [Button("Wave", "wave")])])
+
+    bot = Hello()   # BOT=mypackage.hello:bot
+
+Standard library only: importing it costs nothing and pulls in neither slack_bolt nor boto3.
 """
+
+from __future__ import annotations
+
+from bot.base import (
+    Bot,
+    BotProtocol,
+    BotSpec,
+    BotTypeError,
+    Effect,
+    EffectCall,
+    Outcome,
+    StateVersionError,
+    effect,
+)
+from bot.messages import Attachment, Message
+from bot.replies import Button, Card, Cards, Field, Media, Modal, Reply
+
+#: The bot the edges run when ``BOT`` is unset.
+DEFAULT_BOT = "bot.todo:bot"
+
+__all__ = [
+    "DEFAULT_BOT",
+    "Attachment",
+    "Bot",
+    "BotProtocol",
+    "BotSpec",
+    "BotTypeError",
+    "Button",
+    "Card",
+    "Cards",
+    "Effect",
+    "EffectCall",
+    "Field",
+    "Media",
+    "Message",
+    "Modal",
+    "Outcome",
+    "Reply",
+    "StateVersionError",
+    "effect",
+]

@@ -11,9 +11,11 @@ State (JSON)::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from bot.messages import Button, Message, Reply
+from bot.base import Bot
+from bot.messages import Message
+from bot.replies import Button, Reply
 
 DONE_ACTION = "todo_done"
 MAX_ITEMS = 100
@@ -127,12 +129,19 @@ def _done_reply(removed: dict[str, str], left: list[dict[str, str]]) -> Reply:
     return Reply(f"Done: “{removed['text']}”. {len(left)} left.")
 
 
-class TodoBot:
-    """The todo bot as the edge uses it: a pure turn and which intents are slow."""
+class TodoBot(Bot[State]):
+    """The todo bot: ``/todo`` on Slack (or any DM), any message on Messenger, and its Done
+    buttons. Every intent is fast (nothing is deferred)."""
+
+    commands: ClassVar[tuple[str, ...]] = ("/todo",)
+    actions: ClassVar[tuple[str, ...]] = (DONE_ACTION,)
+
+    def initial_state(self) -> State:
+        return {"items": [], "next_id": 1, "pending": None}
 
     def turn(self, state: State, message: Message) -> tuple[State, list[Reply], None]:
         return turn(state, message)
 
-    def is_slow(self, message: Message) -> bool:
-        """Decided from the message alone, before the ack: every todo intent is fast."""
-        return False
+
+#: ``BOT=bot.todo:bot`` (the default bot).
+bot = TodoBot()

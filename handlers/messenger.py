@@ -38,7 +38,15 @@ from handlers import messenger_payloads as payloads
 from handlers.deferral import DEFERRED_KEY, Deferrer, Job, default_deferrer
 from handlers.http import BadRequest, HttpRequest, from_lambda, response
 from handlers.settings import Settings
-from handlers.turns import Bot, Entry, bot_turn, build_edge, replies_from
+from handlers.turns import (
+    Effects,
+    Entry,
+    bot_turn,
+    build_edge,
+    new_conversation,
+    spec_of,
+    split,
+)
 from sessions import ConversationKey, InvalidKeyError, PermanentError, SessionError, Sessions
 
 log = logging.getLogger("handlers.messenger")
@@ -189,7 +197,7 @@ class MessengerEdge:
         *,
         settings: Settings,
         sessions: Sessions,
-        bot: Bot,
+        bot: Any,
         deferrer: Deferrer | None = None,
         send_api: SendAPI | None = None,
         workers: int = 4,
@@ -197,11 +205,16 @@ class MessengerEdge:
         settings.require("messenger_app_secret", "messenger_verify_token")
         self.settings = settings
         self.sessions = sessions
-        self.bot = bot
+        self.spec = spec_of(bot)
+        self.bot = self.spec.bot
         self.send_api = send_api or SendAPI(
             settings.messenger_api_url, settings.messenger_page_token
         )
         self.deferrer = deferrer or default_deferrer(settings, self.run_deferred)
+        self.effects = Effects(
+            sessions=sessions, spec=self.spec, deferrer=lambda: self.deferrer,
+            run_job=self.run_deferred,
+        )  # fmt: skip
         self.workers = workers
 
     def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
@@ -241,7 +254,7 @@ class MessengerEdge:
             log.warning("webhook POST with a bad signature")
             return response(403, "invalid signature")
         try:
-            batch = payloads.parse_batch(json.loads(request.body))
+            batch = payloads.parse_batch(json.loads(request.body), self.spec.handles_action)
         except (ValueError, InvalidKeyError, RecursionError) as exc:  # JSON, shape, ids, depth
             log.warning("rejected webhook batch: %s", str(exc)[:200])
             return response(400, "malformed batch")
@@ -269,7 +282,7 @@ class MessengerEdge:
         is dead-lettered is skipped, as a redelivery would skip it, and the rest go on."""
         for incoming in messages:
             job = _job(incoming)
-            if self.bot.is_slow(incoming.message):
+            if self.spec.is_slow(incoming.message):
                 try:
                     self.deferrer.submit(job)
                 except Exception:
@@ -298,25 +311,34 @@ class MessengerEdge:
         return self.sessions.run(
             ConversationKey.messenger(**job["key"]),
             job["idempotency_key"],
-            bot_turn(self.bot),
+            bot_turn(self.spec),
             Message.from_dict(job["message"]),
             event_time=job.get("event_time"),
-            sender=self._sender(job["mid"], deadline.sends if deadline else None),
+            sender=self._sender(job, deadline.sends if deadline else None),
             dead_letter={k: v for k, v in job.items() if k != "retry_failed"},
             retry_failed=bool(job.get("retry_failed")),
             deadline=deadline.turns if deadline else None,
+            initial=new_conversation,
         )
 
     def _sender(
-        self, mid: str, deadline: float | None
+        self, job: Job, deadline: float | None
     ) -> Callable[[ConversationKey, Sequence[Any]], None]:
-        def send(key: ConversationKey, replies: Sequence[dict[str, Any]]) -> None:
-            for message in payloads.render(replies_from(replies)):
-                try:
-                    self.send_api.send(key.user, message, deadline=deadline)
-                except SendError:
-                    log.error("reply to %s not sent", mid, exc_info=True)
-                    raise
+        """What runs after ``job``'s turn commits: its replies go out, then its effects start
+        (even when a reply could not be sent: the committed state expects them)."""
+
+        def send(key: ConversationKey, items: Sequence[dict[str, Any]]) -> None:
+            replies, effects = split(items)
+            try:
+                for message in payloads.render(replies):
+                    try:
+                        self.send_api.send(key.user, message, deadline=deadline)
+                    except SendError:
+                        log.error("reply to %s not sent", job["mid"], exc_info=True)
+                        raise
+            finally:
+                if effects:
+                    self.effects.start(job, effects)
 
         return send
 
@@ -326,6 +348,9 @@ class MessengerEdge:
         Raises what can heal (so whoever runs it retries); an error that would recur is
         recorded as a dead letter, the sender gets an apology (not on a replay), and it returns.
         """
+        if job.get("kind") == "effect":
+            self.effects.run(job)
+            return
         try:
             self._run(job, deadline=None)
         except PermanentError as exc:
@@ -336,6 +361,7 @@ class MessengerEdge:
 def _job(incoming: payloads.Incoming) -> Job:
     return {
         "platform": "messenger",
+        "kind": "message",
         "key": {"page": incoming.key.workspace, "psid": incoming.key.user},
         "idempotency_key": incoming.idempotency_key,
         "mid": incoming.mid,

@@ -6,16 +6,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.messages import Message, Reply
+from bot.messages import Attachment, Message
+from bot.replies import AnyReply, Button, Cards, Media, Reply
 from sessions.keys import ConversationKey
 
 TEXT_LIMIT = 2000  # Send API: text must be under 2,000 characters
 MAX_QUICK_REPLIES = 13
 QUICK_REPLY_TITLE = 20
+MAX_TEMPLATE_BUTTONS = 3  # button and generic templates: at most 3 buttons
+BUTTON_TITLE = 20
+TEMPLATE_TEXT = 640  # a button template's text
+MAX_CARDS = 10  # a generic template's elements
+CARD_TEXT = 80  # a card's title and subtitle
 
 
 class MalformedBatch(ValueError):
@@ -47,39 +53,70 @@ def encode_payload(action: str, value: str) -> str:
     return json.dumps({"action": action, "value": value}, separators=(",", ":"))
 
 
-def _message_from_payload(payload: Any, fallback_text: str) -> Message:
-    if isinstance(payload, str):
-        try:
-            data = json.loads(payload)
-        except ValueError:
-            data = None
-        if isinstance(data, dict) and isinstance(data.get("action"), str):
-            return Message(action=data["action"], value=str(data.get("value") or ""))
-        return Message(text=payload)
-    return Message(text=fallback_text)
+def decode_payload(payload: str) -> tuple[str, str]:
+    """A quick reply's or postback's payload as ``(action, value)``: ours are JSON
+    (:func:`encode_payload`); any other payload (a Get Started button, a persistent menu) is
+    its own action with no value."""
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("action"), str):
+        return data["action"], str(data.get("value") or "")
+    return payload, ""
 
 
-def _incoming(page: str, item: Mapping[str, Any]) -> Incoming | None:
-    """One ``messaging[]`` element, or None for what we ignore (echoes, delivery, read, ...)."""
+def attachments(message: Mapping[str, Any]) -> tuple[Attachment, ...]:
+    """``message.attachments[]`` with a URL (images, video, audio, files), as typed values."""
+    found = []
+    items = message.get("attachments")
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, Mapping):
+            continue
+        payload = item.get("payload")
+        if not isinstance(payload, Mapping):
+            continue
+        url = payload.get("url")
+        if isinstance(url, str) and url:
+            name = str(payload.get("title") or item.get("title") or "")
+            found.append(Attachment(kind=str(item.get("type") or "file"), url=url, name=name))
+    return tuple(found)
+
+
+def _incoming(
+    page: str, item: Mapping[str, Any], handles: Callable[[str], bool]
+) -> Incoming | None:
+    """One ``messaging[]`` element, or None for what we ignore (echoes, delivery, read, ...).
+
+    A quick reply or postback whose action the bot declares (``handles``) is an action; any
+    other is delivered as the text the user tapped, with its ``payload`` kept.
+    """
     sender_field = item.get("sender")
     sender = sender_field.get("id") if isinstance(sender_field, Mapping) else None
     timestamp = item.get("timestamp")
     message = item.get("message")
     postback = item.get("postback")
+    fields: dict[str, Any]
     if isinstance(message, Mapping):
         if message.get("is_echo"):
             return None  # our own sends, echoed back with the page as sender
         mid = message.get("mid")
+        text = str(message.get("text")) if isinstance(message.get("text"), str) else ""
         quick = message.get("quick_reply")
-        if isinstance(quick, Mapping):
-            incoming = _message_from_payload(quick.get("payload"), str(message.get("text") or ""))
-        elif isinstance(message.get("text"), str) and message["text"].strip():
-            incoming = Message(text=message["text"])
+        files = attachments(message)
+        payload = quick.get("payload") if isinstance(quick, Mapping) else None
+        if isinstance(payload, str):
+            fields = _tapped(payload, text, handles)
+        elif text.strip() or files:
+            fields = {"text": text}
         else:
-            return None  # stickers, attachments without text: nothing for the todo bot
+            return None  # stickers, locations, empty messages: nothing a bot can read
+        fields["attachments"] = files
     elif isinstance(postback, Mapping):
         mid = postback.get("mid") or f"postback:{sender}:{timestamp}"
-        incoming = _message_from_payload(postback.get("payload"), str(postback.get("title") or ""))
+        payload = postback.get("payload")
+        title = str(postback.get("title") or "")
+        fields = _tapped(payload, title, handles) if isinstance(payload, str) else {"text": title}
     else:
         return None  # delivery, read, reaction, referral, ...
     # bool is an int to Python, not to Meta: ``"timestamp": true`` is malformed.
@@ -89,11 +126,20 @@ def _incoming(page: str, item: Mapping[str, Any]) -> Incoming | None:
         raise MalformedBatch("message without a sender id")
     key = ConversationKey.messenger(page=page, psid=sender)  # validates both ids
     key.event_sk(f"mid:{mid}")  # an over-long mid: InvalidKeyError, bad input
+    incoming = Message(platform="messenger", workspace=page, conversation=page, user=sender,
+                       time=timestamp / 1000, raw=item, **fields)  # fmt: skip
     return Incoming(key=key, idempotency_key=f"mid:{mid}", mid=mid, timestamp=timestamp,
                     message=incoming)  # fmt: skip
 
 
-def parse_batch(data: Any) -> list[Incoming]:
+def _tapped(payload: str, label: str, handles: Callable[[str], bool]) -> dict[str, Any]:
+    action, value = decode_payload(payload)
+    if handles(action):
+        return {"kind": "action", "action": action, "value": value, "payload": payload}
+    return {"text": label, "payload": payload}
+
+
+def parse_batch(data: Any, handles: Callable[[str], bool] = bool) -> list[Incoming]:
     """Every handled message of every entry, in ``timestamp`` order (per sender it matters).
 
     Raises:
@@ -116,7 +162,7 @@ def parse_batch(data: Any) -> list[Incoming]:
         for item in items:
             if not isinstance(item, Mapping):
                 raise MalformedBatch("messaging items must be objects")
-            incoming = _incoming(page, item)
+            incoming = _incoming(page, item, handles)
             if incoming is not None:
                 found.append(incoming)
     found.sort(key=lambda i: i.timestamp)  # stable: equal timestamps keep batch order
@@ -153,21 +199,78 @@ def _title(label: str, line: str | None) -> str:
     return label[:QUICK_REPLY_TITLE]
 
 
-def render(replies: Sequence[Reply]) -> list[dict[str, Any]]:
-    """Send API ``message`` objects: text in pieces under 2,000 characters, the buttons as at
-    most 13 quick replies on the last piece."""
+def _template_button(button: Button) -> dict[str, Any]:
+    if button.url:
+        return {"type": "web_url", "url": button.url, "title": button.label[:BUTTON_TITLE]}
+    return {
+        "type": "postback",
+        "title": _title(button.label, button.line)[:BUTTON_TITLE],
+        "payload": encode_payload(button.action, button.value),
+    }
+
+
+def _reply(reply: Reply) -> list[dict[str, Any]]:
+    buttons = reply.buttons
+    links = [b for b in buttons if b.url]
+    template = (reply.persistent or links) and len(buttons) <= MAX_TEMPLATE_BUTTONS
+    if template and len(reply.text) <= TEMPLATE_TEXT:
+        payload = {
+            "template_type": "button",
+            "text": reply.text or " ",
+            "buttons": [_template_button(b) for b in buttons],
+        }
+        return [{"attachment": {"type": "template", "payload": payload}}]
+    text = reply.text
+    if links:  # quick replies cannot open a link: the links go in the text
+        text += "".join(f"\n{b.label}: {b.url}" for b in links)
+    out: list[dict[str, Any]] = [{"text": piece} for piece in _chunks(text)]
+    actions = [b for b in buttons if not b.url]
+    if actions:
+        out[-1]["quick_replies"] = [
+            {
+                "content_type": "text",
+                "title": _title(b.label, b.line),
+                "payload": encode_payload(b.action, b.value),
+            }
+            for b in actions[:MAX_QUICK_REPLIES]
+        ]
+    return out
+
+
+def _cards(reply: Cards) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = (
+        [{"text": piece} for piece in _chunks(reply.text)] if reply.text else []
+    )
+    elements = []
+    for card in reply.cards[:MAX_CARDS]:
+        element: dict[str, Any] = {"title": card.title[:CARD_TEXT] or " "}
+        if card.subtitle:
+            element["subtitle"] = card.subtitle[:CARD_TEXT]
+        if card.image_url:
+            element["image_url"] = card.image_url
+        if card.buttons:
+            element["buttons"] = [_template_button(b) for b in card.buttons[:MAX_TEMPLATE_BUTTONS]]
+        elements.append(element)
+    if elements:
+        payload = {"template_type": "generic", "elements": elements}
+        out.append({"attachment": {"type": "template", "payload": payload}})
+    return out
+
+
+def render(replies: Sequence[AnyReply]) -> list[dict[str, Any]]:
+    """Send API ``message`` objects, one per message to send, in order (see
+    :mod:`bot.replies` for each kind's rendering and fallbacks)."""
     messages: list[dict[str, Any]] = []
     for reply in replies:
-        pieces = _chunks(reply.text)
-        out: list[dict[str, Any]] = [{"text": piece} for piece in pieces]
-        if reply.buttons:
-            out[-1]["quick_replies"] = [
-                {
-                    "content_type": "text",
-                    "title": _title(b.label, b.line),
-                    "payload": encode_payload(b.action, b.value),
-                }
-                for b in reply.buttons[:MAX_QUICK_REPLIES]
-            ]
-        messages.extend(out)
+        if isinstance(reply, Reply):
+            messages.extend(_reply(reply))
+        elif isinstance(reply, Cards):
+            messages.extend(_cards(reply))
+        elif isinstance(reply, Media):
+            payload = {"url": reply.url, "is_reusable": True}
+            messages.append({"attachment": {"type": reply.media, "payload": payload}})
+            if reply.caption:
+                messages.extend({"text": piece} for piece in _chunks(reply.caption))
+        else:  # a Modal: Messenger has no forms
+            messages.extend({"text": piece} for piece in _chunks(reply.fallback))
     return messages

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 class ConfigError(RuntimeError):
@@ -28,6 +29,23 @@ class Settings:
     sessions_db: str
     lambda_function_name: str | None
     bot: str | None = None
+    idle_ttl: int | None = None
+    event_ttl: int | None = None
+    response_ttl: int | None = None
+    dead_letter_ttl: int | None = None
+    max_attempts: int | None = None
+    sent_mark: bool = False
+
+    def session_options(self) -> dict[str, Any]:
+        """Keyword arguments for :class:`sessions.Sessions`: only what the environment set."""
+        options: dict[str, Any] = {
+            name: getattr(self, name)
+            for name in ("idle_ttl", "event_ttl", "response_ttl", "dead_letter_ttl", "max_attempts")
+            if getattr(self, name) is not None
+        }
+        if self.sent_mark:
+            options["sent_mark"] = True
+        return options
 
     @property
     def in_lambda(self) -> bool:
@@ -40,7 +58,40 @@ class Settings:
             raise ConfigError(f"missing required environment variable(s): {', '.join(missing)}")
 
 
+#: Session options from the environment: variable, ``Sessions`` argument, smallest value.
+SESSION_VARIABLES = (
+    ("SESSIONS_IDLE_TTL", "idle_ttl", 60),
+    ("SESSIONS_EVENT_TTL", "event_ttl", 3600),
+    ("SESSIONS_RESPONSE_TTL", "response_ttl", 1),
+    ("SESSIONS_DEAD_LETTER_TTL", "dead_letter_ttl", 3600),
+    ("SESSIONS_MAX_ATTEMPTS", "max_attempts", 1),
+)
+TRUE = ("1", "true", "yes", "on")
+FALSE = ("", "0", "false", "no", "off")
+
+
+def _session_values(env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for variable, name, smallest in SESSION_VARIABLES:
+        text = (env.get(variable) or "").strip()
+        if not text:
+            continue
+        if not text.isdecimal() or int(text) < smallest:
+            raise ConfigError(f"{variable}={text!r}: expected a whole number >= {smallest}")
+        values[name] = int(text)
+    mark = (env.get("SESSIONS_SENT_MARK") or "").strip().lower()
+    if mark not in TRUE + FALSE:
+        raise ConfigError(f"SESSIONS_SENT_MARK={mark!r}: expected true or false")
+    values["sent_mark"] = mark in TRUE
+    return values
+
+
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
+    """The settings, read once.
+
+    Raises:
+        ConfigError: a session option is not a number in range (the message names it).
+    """
     env = os.environ if env is None else env
     version = env.get("MESSENGER_GRAPH_VERSION") or "v25.0"
     slack_api = env.get("SLACK_API_URL") or "https://slack.com/api/"
@@ -58,4 +109,5 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         sessions_db=env.get("SESSIONS_DB") or ".data/sessions.sqlite3",
         lambda_function_name=env.get("AWS_LAMBDA_FUNCTION_NAME") or None,
         bot=env.get("BOT") or None,
+        **_session_values(env),
     )

@@ -46,12 +46,20 @@ from slack_sdk.http_retry import response as retry_response
 from slack_sdk.webhook import WebhookClient
 
 from bot.messages import Message
-from bot.todo import DONE_ACTION
+from bot.replies import AnyReply, Modal
 from handlers import slack_payloads as payloads
 from handlers.deferral import DEFERRED_KEY, Deferrer, Job, default_deferrer
 from handlers.http import BadRequest, from_lambda, response
 from handlers.settings import Settings
-from handlers.turns import Bot, Entry, bot_turn, build_edge, replies_from
+from handlers.turns import (
+    Effects,
+    Entry,
+    bot_turn,
+    build_edge,
+    new_conversation,
+    spec_of,
+    split,
+)
 from sessions import (
     ConversationKey,
     InvalidKeyError,
@@ -63,7 +71,6 @@ from sessions import (
 log = logging.getLogger("handlers.slack")
 
 APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment."
-SLASH_COMMAND = "/todo"
 #: Seconds an inline turn may spend retrying lost races: Slack gives up after 3 s, and the
 #: replies and the ack still have to go out after the commit.
 TURN_BUDGET = 2.0
@@ -114,14 +121,15 @@ class SlackEdge:
         *,
         settings: Settings,
         sessions: Sessions,
-        bot: Bot,
+        bot: Any,
         deferrer: Deferrer | None = None,
         web: WebClient | None = None,
     ) -> None:
         settings.require("slack_signing_secret")
         self.settings = settings
         self.sessions = sessions
-        self.bot = bot
+        self.spec = spec_of(bot)
+        self.bot = self.spec.bot
         self.web = web or WebClient(
             token=settings.slack_bot_token,
             base_url=settings.slack_api_url,
@@ -129,6 +137,10 @@ class SlackEdge:
             retry_handlers=[NotSentRetryHandler()],
         )
         self.deferrer = deferrer or default_deferrer(settings, self.run_deferred)
+        self.effects = Effects(
+            sessions=sessions, spec=self.spec, deferrer=lambda: self.deferrer,
+            run_job=self.run_deferred,
+        )  # fmt: skip
         # Bolt warns at construction that SLACK_BOT_TOKEN (which it reads itself) is unused:
         # we pass our own authorize and client on purpose, so those two lines are muted.
         level = log.level
@@ -143,10 +155,14 @@ class SlackEdge:
             )
         finally:
             log.setLevel(level)
-        self.app.command(SLASH_COMMAND)(self._on_command)
+        # Everything routes to the bot's declarations, checked in the listeners: a command or
+        # action it does not declare is answered (never Bolt's 404), and never reaches it.
+        any_id = re.compile(".*")
+        self.app.command(any_id)(self._on_command)
         self.app.event("message")(self._on_message)
-        self.app.event(re.compile(".*"))(self._on_other_event)
-        self.app.action(DONE_ACTION)(self._on_action)
+        self.app.event(any_id)(self._on_other_event)
+        self.app.action(any_id)(self._on_action)
+        self.app.view_submission(any_id)(self._on_view)
         self.app.error(_on_bolt_error)
 
     # -- Lambda ------------------------------------------------------------------------------
@@ -216,32 +232,73 @@ class SlackEdge:
 
         return authorize
 
-    # -- the turn -----------------------------------------------------------------------------
+    # -- sending, after the commit ---------------------------------------------------------------
 
-    def _post_sender(self, channel: str) -> Any:
-        def send(key: ConversationKey, replies: Sequence[dict[str, Any]]) -> None:
-            message = payloads.render(replies_from(replies))
-            self.web.chat_postMessage(channel=channel, **message)
+    def _sender(self, job: Job, *, skip_first: bool = False) -> Any:
+        """What runs after ``job``'s turn commits: its replies go out (modals opened), then its
+        effects start. ``skip_first``: the first message already went in the ack's body."""
+
+        def send(key: ConversationKey, items: Sequence[dict[str, Any]]) -> None:
+            replies, effects = split(items)
+            try:
+                self._deliver(job, key, replies, skip_first=skip_first)
+            finally:
+                if effects:
+                    self.effects.start(job, effects)
 
         return send
 
-    @staticmethod
-    def _respond_sender(response_url: str) -> Any:
-        def send(key: ConversationKey, replies: Sequence[dict[str, Any]]) -> None:
-            message = payloads.render(replies_from(replies))
+    def _deliver(
+        self, job: Job, key: ConversationKey, replies: Sequence[AnyReply], *, skip_first: bool
+    ) -> None:
+        plain: list[AnyReply] = []
+        for reply in replies:
+            if isinstance(reply, Modal):
+                if not self._open_modal(job, key, reply):
+                    plain.append(reply)  # renders as its fallback text
+            else:
+                plain.append(reply)
+        messages = payloads.render(plain, visibility=_default_visibility(job, key))
+        for message in messages[1:] if skip_first else messages:
+            self._post(job, key, message)
+
+    def _open_modal(self, job: Job, key: ConversationKey, modal: Modal) -> bool:
+        trigger = job.get("trigger_id")
+        if not trigger:
+            return False
+        try:
+            self.web.views_open(
+                trigger_id=trigger, view=payloads.modal_view(modal, channel=key.channel)
+            )
+        except Exception:
+            log.warning("views.open failed; sending the modal's fallback", exc_info=True)
+            return False
+        return True
+
+    def _post(self, job: Job, key: ConversationKey, message: dict[str, Any]) -> None:
+        visibility = message.pop("visibility")
+        response_url = job.get("response_url")
+        if response_url:
             result = _webhook(response_url).send(
-                response_type="ephemeral", replace_original=False, **message
+                response_type=visibility or "ephemeral", replace_original=False, **message
             )
             if result.status_code >= 300:
                 raise ConnectionError(f"response_url answered {result.status_code}")
-
-        return send
+        elif visibility == "ephemeral":
+            self.web.chat_postEphemeral(channel=key.channel, user=key.user, **message)
+        else:
+            self.web.chat_postMessage(channel=key.channel, **message)
 
     # -- listeners ----------------------------------------------------------------------------
 
     def _on_command(
         self, ack: Any, body: dict[str, Any], request: BoltRequest
     ) -> BoltResponse | None:
+        command = body.get("command")
+        if not isinstance(command, str) or not self.spec.handles_command(command):
+            log.warning("slash command %r is not one the bot declares", command)
+            ack(text=f"Sorry, I don't know {str(command)[:40]}.", response_type="ephemeral")
+            return None
         try:
             key = payloads.command_key(body)
         except InvalidKeyError as exc:
@@ -251,20 +308,17 @@ class SlackEdge:
         if not trigger_id or not isinstance(trigger_id, str):
             log.warning("slash command without trigger_id")
             return BoltResponse(status=400, body="missing trigger_id")
-        message = Message(text=str(body.get("text") or ""))
-        job = _job(
-            "command",
-            key,
-            f"trigger:{trigger_id}",
-            message,
-            response_url=str(body.get("response_url") or ""),
-            event_time=payloads.event_time(body, request.headers),
-        )
-        if self.bot.is_slow(message):
+        when = payloads.event_time(body, request.headers)
+        message = payloads.command_message(body, key, when)
+        response_url = str(body.get("response_url") or "")
+        job = _job("command", key, f"trigger:{trigger_id}", message, event_time=when,
+                   response_url=response_url, trigger_id=trigger_id)  # fmt: skip
+        if self.spec.is_slow(message):
             self._defer_interactive(ack, job)
             return None
         try:
-            result = self._run(job, bot_turn(self.bot, with_response=True), sender=None)
+            result = self._run(job, bot_turn(self.spec, with_response=True),
+                               sender=self._sender(job, skip_first=True))  # fmt: skip
         except InvalidKeyError as exc:
             log.warning("slash command with an invalid id: %s", exc)
             return BoltResponse(status=400, body="invalid trigger_id")
@@ -274,40 +328,79 @@ class SlackEdge:
             log.exception("slash command turn failed", extra={"pk": key.pk})
             ack(text=APOLOGY, response_type="ephemeral")
             return None
-        ack(response_type="ephemeral", **payloads.render(replies_from(result.response or [])))
+        replies, _ = split(result.response or [])
+        plain = [r for r in replies if not isinstance(r, Modal)]
+        messages = payloads.render(plain, visibility="ephemeral")
+        if messages:
+            first = messages[0]
+            ack(response_type=first.pop("visibility") or "ephemeral", **first)
+        else:
+            ack()
         return None
 
     def _on_action(
         self, ack: Any, body: dict[str, Any], action: dict[str, Any], request: BoltRequest
     ) -> BoltResponse | None:
+        action_id = action.get("action_id") if isinstance(action, dict) else None
+        if not isinstance(action_id, str) or not self.spec.handles_action(action_id):
+            # Link buttons, and actions of messages the bot no longer declares: nothing to do.
+            log.info("action %r is not one the bot declares; acked", action_id)
+            ack()
+            return None
         try:
             key = payloads.action_key(body)
         except InvalidKeyError as exc:
             log.warning("action with an invalid key: %s", exc)
             return BoltResponse(status=400, body="invalid team, channel or user id")
-        message = payloads.message_from_action(action)
+        when = payloads.event_time(body, request.headers)
+        message = payloads.action_message(body, action, key, when)
         response_url = str(body.get("response_url") or "")
-        job = _job(
-            "action",
-            key,
-            payloads.action_idempotency_key(body, action),
-            message,
-            response_url=response_url,
-            event_time=payloads.event_time(body, request.headers),
-        )
-        if self.bot.is_slow(message):
+        trigger = body.get("trigger_id") if isinstance(body.get("trigger_id"), str) else None
+        job = _job("action", key, payloads.action_idempotency_key(body, action), message,
+                   response_url=response_url, event_time=when, trigger_id=trigger)  # fmt: skip
+        if self.spec.is_slow(message):
             self._defer_interactive(ack, job)
             return None
-        sender = self._respond_sender(response_url) if response_url else None
         try:
-            self._run(job, bot_turn(self.bot), sender=sender)
+            self._run(job, bot_turn(self.spec), sender=self._sender(job))
         except InvalidKeyError as exc:
             log.warning("action with an invalid id: %s", exc)
             return BoltResponse(status=400, body="invalid action id")
         except SessionError:
             log.exception("action turn failed", extra={"pk": key.pk})
-            if sender is not None:
-                self._apologise(response_url)
+            self._apologise_for(job, key)
+        ack()
+        return None
+
+    def _on_view(
+        self, ack: Any, body: dict[str, Any], view: dict[str, Any], request: BoltRequest
+    ) -> BoltResponse | None:
+        callback_id = view.get("callback_id") if isinstance(view, dict) else None
+        if not isinstance(callback_id, str) or not self.spec.handles_action(callback_id):
+            log.info("modal %r is not one the bot declares; closed", callback_id)
+            ack()
+            return None
+        try:
+            key = payloads.view_key(body)
+        except InvalidKeyError as exc:
+            log.warning("modal submission with an invalid key: %s", exc)
+            return BoltResponse(status=400, body="invalid team, user or modal channel")
+        when = payloads.event_time(body, request.headers)
+        message = payloads.view_message(body, key, when)
+        job = _job("submission", key, payloads.view_idempotency_key(body), message, event_time=when)
+        # Slack closes the modal on an empty 200 within 3 s: the ack never waits for the turn's
+        # replies, which go to the modal's conversation.
+        if self.spec.is_slow(message):
+            self._defer_interactive(ack, job)
+            return None
+        try:
+            self._run(job, bot_turn(self.spec), sender=self._sender(job))
+        except InvalidKeyError as exc:
+            log.warning("modal submission with an invalid id: %s", exc)
+            return BoltResponse(status=400, body="invalid view id")
+        except SessionError:
+            log.exception("modal submission turn failed", extra={"pk": key.pk})
+            self._apologise_for(job, key)
         ack()
         return None
 
@@ -328,15 +421,10 @@ class SlackEdge:
         except InvalidKeyError as exc:
             log.warning("event with an invalid key: %s", exc)
             return BoltResponse(status=400, body="invalid event")
-        message = Message(text=str(event.get("text") or ""))
-        job = _job(
-            "event",
-            key,
-            f"event:{event_id}",
-            message,
-            event_time=payloads.event_time(body, request.headers),
-        )
-        if self.bot.is_slow(message):
+        when = payloads.event_time(body, request.headers)
+        message = payloads.event_message(body, key, when)
+        job = _job("event", key, f"event:{event_id}", message, event_time=when)
+        if self.spec.is_slow(message):
             try:
                 self.deferrer.submit(job)
             except Exception:
@@ -345,12 +433,12 @@ class SlackEdge:
             ack()
             return None
         try:
-            self._run(job, bot_turn(self.bot), sender=self._post_sender(key.channel))
+            self._run(job, bot_turn(self.spec), sender=self._sender(job))
         except PermanentError as exc:
             # Recorded as a dead letter: a redelivery would fail the same way. 200, and the
             # user hears about it once (a racing duplicate delivery stays silent).
             if exc.recorded:
-                self._apologise_in(key.channel)
+                self._apologise_for(job, key)
         except SessionError:
             # Nothing was committed and it may heal: 5xx, Slack redelivers (event_id dedups).
             log.exception("event turn failed before the commit", extra={"pk": key.pk})
@@ -376,17 +464,10 @@ class SlackEdge:
             return
         ack()
 
-    def _apologise(self, response_url: str) -> None:
+    def _apologise_for(self, job: Job, key: ConversationKey) -> None:
+        """Tell the user once that their event failed on our side."""
         try:
-            _webhook(response_url).send(
-                text=APOLOGY, response_type="ephemeral", replace_original=False
-            )
-        except Exception:
-            log.exception("could not send the apology either")
-
-    def _apologise_in(self, channel: str) -> None:
-        try:
-            self.web.chat_postMessage(channel=channel, text=APOLOGY)
+            self._post(job, key, {"text": APOLOGY, "visibility": _default_visibility(job, key)})
         except Exception:
             log.exception("could not send the apology either")
 
@@ -406,27 +487,34 @@ class SlackEdge:
             dead_letter={k: v for k, v in job.items() if k != "retry_failed"},
             retry_failed=replay,
             deadline=time.monotonic() + TURN_BUDGET if deadline else None,
+            initial=new_conversation,
         )
 
     def run_deferred(self, job: Job) -> None:
-        """Run a handed-off turn (or replay a dead letter: ``job["retry_failed"]``).
+        """Run a handed-off turn or effect (or replay a dead letter: ``job["retry_failed"]``).
 
         Raises what can heal (so whoever runs it retries); an error that would recur is
         recorded as a dead letter, the user gets an apology (not on a replay), and it returns.
         """
+        if job["kind"] == "effect":
+            self.effects.run(job)
+            return
         key = ConversationKey.slack(**job["key"])
-        if job["kind"] == "event":
-            sender = self._post_sender(key.channel)
-        else:
-            sender = self._respond_sender(job["response_url"]) if job.get("response_url") else None
+        job = {**job, "trigger_id": None}  # a trigger id lives 3 s: long gone here
         try:
-            self._run(job, bot_turn(self.bot), sender=sender, deadline=False)
+            self._run(job, bot_turn(self.spec), sender=self._sender(job), deadline=False)
         except PermanentError as exc:
             if exc.recorded and not job.get("retry_failed"):
-                if job["kind"] == "event":
-                    self._apologise_in(key.channel)
-                elif job.get("response_url"):
-                    self._apologise(job["response_url"])
+                self._apologise_for(job, key)
+
+
+def _default_visibility(job: Job, key: ConversationKey) -> str | None:
+    """Slash commands and buttons answer privately; DMs (and modals opened from one) normally."""
+    if job["kind"] in ("command", "action"):
+        return "ephemeral"
+    if job["kind"] == "submission" and not key.channel.startswith("D"):
+        return "ephemeral"
+    return None
 
 
 def _job(
@@ -437,6 +525,7 @@ def _job(
     *,
     response_url: str = "",
     event_time: float | None = None,
+    trigger_id: str | None = None,
 ) -> Job:
     return {
         "platform": "slack",
@@ -451,6 +540,7 @@ def _job(
         "message": message.to_dict(),
         "response_url": response_url,
         "event_time": event_time,
+        "trigger_id": trigger_id,
     }
 
 

@@ -3,10 +3,12 @@ ignore, and how a platform-neutral reply becomes Block Kit."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bot.messages import Message, Reply
+from bot.messages import Attachment, Message
+from bot.replies import AnyReply, Button, Cards, Media, Modal, Reply
 from sessions.errors import InvalidKeyError
 from sessions.keys import ConversationKey
 
@@ -100,7 +102,11 @@ def event_key(body: Mapping[str, Any]) -> ConversationKey:
 
 def action_key(body: Mapping[str, Any]) -> ConversationKey:
     """Key of an interactivity payload (``team.id``, ``user.id``, channel or container)."""
-    channel = _field(body, "channel", "id") or _field(body, "container", "channel_id")
+    channel = (
+        _field(body, "channel", "id")
+        or _field(body, "container", "channel_id")
+        or view_channel(body.get("view"))  # a button inside one of our modals
+    )
     return ConversationKey.slack(
         team=_id(_field(body, "team", "id")),
         channel=_id(channel),
@@ -130,7 +136,7 @@ def ignored_message(body: Mapping[str, Any], event: Mapping[str, Any]) -> str | 
     """
     if event.get("bot_id") or event.get("subtype") == "bot_message":
         return "message from a bot"
-    if event.get("subtype"):
+    if event.get("subtype") and not (event.get("subtype") == "file_share" and attachments(event)):
         return f"message subtype {event.get('subtype')}"
     user = event.get("user")
     authorizations = body.get("authorizations")
@@ -139,13 +145,142 @@ def ignored_message(body: Mapping[str, Any], event: Mapping[str, Any]) -> str | 
             return "message from our own bot user"
     if event.get("channel_type") != "im":
         return "not a direct message"
-    if not isinstance(event.get("text"), str) or not event.get("text", "").strip():
+    text = event.get("text")
+    if not (isinstance(text, str) and text.strip()) and not attachments(event):
+        return "no text"
+    if text is not None and not isinstance(text, str):
         return "no text"
     return None
 
 
-def message_from_action(action: Mapping[str, Any]) -> Message:
-    return Message(action=str(action.get("action_id") or ""), value=str(action.get("value") or ""))
+# -- incoming: payloads into bot messages ------------------------------------------------------
+
+#: Fields of a Slack payload that are secrets (the legacy verification token): never passed to
+#: the bot, nor kept in a deferred job or a dead letter.
+SECRET_FIELDS = frozenset({"token"})
+
+
+def raw(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The payload as the bot may see it (``Message.raw``): secrets removed."""
+    return {k: v for k, v in body.items() if k not in SECRET_FIELDS}
+
+
+def _message(
+    key: ConversationKey, when: float | None, body: Mapping[str, Any], **fields: Any
+) -> Message:
+    return Message(platform="slack", workspace=key.workspace, conversation=key.channel,
+                   user=key.user, time=when, raw=raw(body), **fields)  # fmt: skip
+
+
+def command_message(body: Mapping[str, Any], key: ConversationKey, when: float | None) -> Message:
+    return _message(key, when, body, kind="command", command=_id(body.get("command")),
+                    text=str(body.get("text") or ""))  # fmt: skip
+
+
+def attachments(event: Mapping[str, Any]) -> tuple[Attachment, ...]:
+    """Slack files shared with a message, as typed values (``url_private``: fetch it with the
+    bot token)."""
+    found = []
+    files = event.get("files")
+    for item in files if isinstance(files, list) else []:
+        if not isinstance(item, Mapping) or not isinstance(item.get("url_private"), str):
+            continue
+        mime = str(item.get("mimetype") or "")
+        kind = (
+            mime.split("/", 1)[0]
+            if mime.split("/", 1)[0] in ("image", "video", "audio")
+            else "file"
+        )
+        found.append(
+            Attachment(
+                kind=kind, url=item["url_private"], name=str(item.get("name") or ""), mime=mime
+            )
+        )
+    return tuple(found)
+
+
+def event_message(body: Mapping[str, Any], key: ConversationKey, when: float | None) -> Message:
+    event = _field(body, "event") or {}
+    return _message(key, when, body, text=str(event.get("text") or ""),
+                    attachments=attachments(event))  # fmt: skip
+
+
+def action_value(action: Mapping[str, Any]) -> str:
+    """A button's ``value``, or what a select or a picker chose."""
+    if "value" in action:
+        return str(action.get("value") or "")
+    option = action.get("selected_option")
+    if isinstance(option, Mapping):
+        return str(option.get("value") or "")
+    for name in ("selected_date", "selected_time", "selected_user", "selected_channel",
+                 "selected_conversation"):  # fmt: skip
+        if isinstance(action.get(name), str):
+            return str(action[name])
+    return ""
+
+
+def action_message(
+    body: Mapping[str, Any], action: Mapping[str, Any], key: ConversationKey, when: float | None
+) -> Message:
+    return _message(key, when, body, kind="action", action=_id(action.get("action_id")),
+                    value=action_value(action))  # fmt: skip
+
+
+def view_channel(view: Any) -> str:
+    """The conversation a modal belongs to: we put it in ``private_metadata`` on opening."""
+    if not isinstance(view, Mapping):
+        return ""
+    try:
+        data = json.loads(view.get("private_metadata") or "{}")
+    except (ValueError, TypeError):
+        return ""
+    return _id(data.get("channel")) if isinstance(data, Mapping) else ""
+
+
+def view_key(body: Mapping[str, Any]) -> ConversationKey:
+    """Key of a ``view_submission``: its team and user, and the channel the modal came from."""
+    return ConversationKey.slack(
+        team=_id(_field(body, "team", "id")),
+        channel=view_channel(body.get("view")),
+        user=_id(_field(body, "user", "id")),
+        enterprise=_enterprise(body),
+    )
+
+
+def view_idempotency_key(body: Mapping[str, Any]) -> str:
+    """A submission's ``trigger_id`` (unique per payload), else the view's id and hash."""
+    trigger = body.get("trigger_id")
+    if isinstance(trigger, str) and trigger:
+        return f"trigger:{trigger}"
+    view = _mapping(body.get("view"))
+    return f"view:{view.get('id', '')}:{view.get('hash', '')}"
+
+
+def form_values(view: Mapping[str, Any]) -> dict[str, str]:
+    """A submitted view's inputs: ``{block_id: value}`` (``block_id.action_id`` for a block
+    with several inputs). Our modals use the field's name as the block id."""
+    values = _field(view, "state", "values")
+    form: dict[str, str] = {}
+    for block_id, inputs in values.items() if isinstance(values, Mapping) else ():
+        if not isinstance(inputs, Mapping):
+            continue
+        for action_id, value in inputs.items():
+            name = block_id if len(inputs) == 1 else f"{block_id}.{action_id}"
+            form[str(name)] = action_value(value) if isinstance(value, Mapping) else ""
+    return form
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def view_message(body: Mapping[str, Any], key: ConversationKey, when: float | None) -> Message:
+    view = _mapping(body.get("view"))
+    return _message(key, when, body, kind="submission", action=_id(view.get("callback_id")),
+                    form=form_values(view))  # fmt: skip
+
+
+# -- outgoing: replies into Block Kit ----------------------------------------------------------
 
 
 def escape(text: str) -> str:
@@ -163,47 +298,170 @@ def _section(text: str, accessory: dict[str, Any] | None = None) -> dict[str, An
     return block
 
 
-def _button(label: str, action: str, value: str) -> dict[str, Any]:
-    return {
+def _button(button: Button, index: int = 0) -> dict[str, Any]:
+    element: dict[str, Any] = {
         "type": "button",
-        "text": {"type": "plain_text", "text": label[:75]},
-        "action_id": action,
-        "value": value[:2000],
+        "text": {"type": "plain_text", "text": button.label[:75] or " "},
     }
+    if button.url:
+        element["url"] = button.url[:3000]
+        element["action_id"] = f"link:{index}"  # pressing a link still sends an action: ignored
+    else:
+        element["action_id"] = button.action
+        element["value"] = button.value[:2000]
+    return element
 
 
-def render(replies: Sequence[Reply]) -> dict[str, Any]:
-    """Replies as one Slack message: ``text`` (notification fallback) and ``blocks``.
+def _actions(buttons: Sequence[Button]) -> dict[str, Any]:
+    return {"type": "actions", "elements": [_button(b, i) for i, b in enumerate(buttons[:25])]}
 
-    A button whose ``line`` is part of the reply's text becomes that line's accessory, so
-    each listed item carries its own Done button.
-    """
+
+def _reply_blocks(reply: Reply) -> list[dict[str, Any]]:
+    if reply.blocks is not None:
+        return [dict(b) for b in reply.blocks]  # Block Kit passthrough, as the bot gave it
     blocks: list[dict[str, Any]] = []
-    texts: list[str] = []
+    text = escape(reply.text)
+    by_line = {escape(b.line): b for b in reply.buttons if b.line}
+    loose = [b for b in reply.buttons if not b.line]
+    header: list[str] = []
+    items = 0
+    for line in text.split("\n"):
+        button = by_line.get(line)
+        if button is not None and items < MAX_ITEM_BLOCKS:
+            if header:
+                blocks.append(_section("\n".join(header)))
+                header = []
+            blocks.append(_section(line, _button(button)))
+            items += 1
+        else:
+            header.append(line)
+    if header:
+        blocks.append(_section("\n".join(header)))
+    if loose:
+        blocks.append(_actions(loose))
+    return blocks
+
+
+def _cards_blocks(reply: Cards) -> list[dict[str, Any]]:
+    blocks = [_section(escape(reply.text))] if reply.text else []
+    for card in reply.cards:
+        text = f"*{escape(card.title)}*" + (f"\n{escape(card.subtitle)}" if card.subtitle else "")
+        image = None
+        if card.image_url:
+            image = {
+                "type": "image",
+                "image_url": card.image_url,
+                "alt_text": card.title[:2000] or "image",
+            }
+        blocks.append(_section(text, image))
+        if card.buttons:
+            blocks.append(_actions(card.buttons))
+    return blocks
+
+
+def _media_blocks(reply: Media) -> list[dict[str, Any]]:
+    if reply.media == "image":
+        block: dict[str, Any] = {
+            "type": "image",
+            "image_url": reply.url,
+            "alt_text": reply.caption[:2000] or "image",
+        }
+        return [block, *([_section(escape(reply.caption))] if reply.caption else [])]
+    label = escape(reply.caption or reply.url.rsplit("/", 1)[-1] or reply.media)
+    return [_section(f"<{reply.url}|{label}>")]
+
+
+def _fallback_text(reply: AnyReply) -> str:
+    if isinstance(reply, Reply):
+        return escape(reply.text)
+    if isinstance(reply, Cards):
+        return escape(reply.text or " / ".join(c.title for c in reply.cards))
+    if isinstance(reply, Media):
+        return escape(reply.caption or reply.url)
+    return escape(reply.fallback)
+
+
+def _blocks(reply: AnyReply) -> list[dict[str, Any]]:
+    if isinstance(reply, Reply):
+        return _reply_blocks(reply)
+    if isinstance(reply, Cards):
+        return _cards_blocks(reply)
+    if isinstance(reply, Media):
+        return _media_blocks(reply)
+    return [_section(escape(reply.fallback))]  # a modal that cannot open: its fallback
+
+
+def render(replies: Sequence[AnyReply], *, visibility: str | None = None) -> list[dict[str, Any]]:
+    """Replies as Slack messages: ``text`` (the notification fallback), ``blocks``, and
+    ``visibility`` (``"ephemeral"``, ``"in_channel"`` or ``None`` for a normal message).
+
+    Consecutive replies of one visibility share a message (at most 50 blocks); a reply's own
+    ``visibility`` wins over the path's default ``visibility``. A button whose ``line`` is part
+    of the reply's text becomes that line's accessory, so each listed item carries its own
+    button. Modals are not messages: pass only what is left once they are opened.
+    """
+    messages: list[dict[str, Any]] = []
     for reply in replies:
-        text = escape(reply.text)
-        texts.append(text)
-        by_line = {escape(b.line): b for b in reply.buttons if b.line}
-        loose = [b for b in reply.buttons if not b.line]
-        header: list[str] = []
-        items = 0
-        for line in text.split("\n"):
-            button = by_line.get(line)
-            if button is not None and items < MAX_ITEM_BLOCKS:
-                if header:
-                    blocks.append(_section("\n".join(header)))
-                    header = []
-                blocks.append(_section(line, _button(button.label, button.action, button.value)))
-                items += 1
-            else:
-                header.append(line)
-        if header:
-            blocks.append(_section("\n".join(header)))
-        if loose:
-            blocks.append(
-                {
-                    "type": "actions",
-                    "elements": [_button(b.label, b.action, b.value) for b in loose[:25]],
+        seen = (reply.visibility if isinstance(reply, Reply) else None) or visibility
+        if not messages or messages[-1]["visibility"] != seen or len(messages[-1]["blocks"]) >= 50:
+            messages.append({"text": "", "blocks": [], "visibility": seen})
+        current = messages[-1]
+        text = _fallback_text(reply)
+        current["text"] = f"{current['text']}\n\n{text}" if current["text"] else text
+        current["blocks"].extend(_blocks(reply))
+    for message in messages:
+        message["text"] = message["text"][:40000]
+        message["blocks"] = message["blocks"][:50]
+    return messages
+
+
+def modal_view(modal: Modal, *, channel: str) -> dict[str, Any]:
+    """The ``views.open`` view of a modal: its form (or the bot's own ``view``), with
+    ``callback_id`` = the modal's action and the conversation in ``private_metadata``, so that
+    the submission comes back to the bot as a turn on the same conversation."""
+    if modal.view is not None:
+        view = dict(modal.view)
+    else:
+        blocks = []
+        for field in modal.fields:
+            element: dict[str, Any]
+            if field.options:
+                element = {
+                    "type": "static_select",
+                    "action_id": "value",
+                    "options": [
+                        {"text": {"type": "plain_text", "text": o[:75]}, "value": o[:150]}
+                        for o in field.options[:100]
+                    ],
                 }
-            )
-    return {"text": "\n\n".join(texts)[:40000], "blocks": blocks[:50]}
+                if field.initial in field.options:
+                    element["initial_option"] = element["options"][
+                        field.options.index(field.initial)
+                    ]
+            else:
+                element = {
+                    "type": "plain_text_input",
+                    "action_id": "value",
+                    "multiline": field.multiline,
+                }
+                if field.initial:
+                    element["initial_value"] = field.initial
+            if field.placeholder:
+                element["placeholder"] = {"type": "plain_text", "text": field.placeholder[:150]}
+            blocks.append({
+                "type": "input",
+                "block_id": field.name,
+                "optional": field.optional,
+                "label": {"type": "plain_text", "text": field.label[:2000]},
+                "element": element,
+            })  # fmt: skip
+        view = {
+            "type": "modal",
+            "title": {"type": "plain_text", "text": modal.title[:24] or "Form"},
+            "submit": {"type": "plain_text", "text": modal.submit[:24] or "Submit"},
+            "close": {"type": "plain_text", "text": "Cancel"},
+            "blocks": blocks,
+        }
+    view["callback_id"] = modal.action
+    view["private_metadata"] = json.dumps({"channel": channel})
+    return view

@@ -55,6 +55,7 @@ user's data back. See :mod:`sessions.store` for the generation rule.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -201,6 +202,7 @@ class Sessions:
         dead_letter: Any = None,
         retry_failed: bool = False,
         deadline: float | None = None,
+        initial: Callable[[], Any] | None = None,
     ) -> TurnResult:
         """Run one delivered event through ``turn`` exactly once.
 
@@ -218,6 +220,8 @@ class Sessions:
             retry_failed: run the event even if it is a dead letter (a replay).
             deadline: ``time.monotonic()`` value after which no lost race is retried
                 (:class:`BusyError`), so a webhook answers before the platform gives up.
+            initial: the state ``turn`` gets for a new conversation, instead of the
+                ``Sessions``' own ``initial``.
 
         Raises:
             InvalidKeyError: bad idempotency key (nothing read or written).
@@ -247,7 +251,9 @@ class Sessions:
                     and stored.expires_at > now
                     and stored.generation >= generation  # older: pre-delete data
                 )
-                state = codec.decode(stored.blob) if live and stored else self.initial()
+                state = (
+                    codec.decode(stored.blob) if live and stored else (initial or self.initial)()
+                )
                 try:
                     new_state, replies, response = turn(state, event)
                 except Exception as exc:
@@ -449,6 +455,48 @@ class Sessions:
                 # redeliver and (after resend_after) repeat the replies.
                 log.exception("replies sent but the sent mark failed", extra={"pk": key.pk})
         return True, None
+
+    def claim(self, key: ConversationKey, token: str, *, event_time: float | None) -> bool:
+        """Whether this caller is the first to claim ``token`` in the conversation (within
+        ``event_ttl``): an "at most once" gate for work outside the store, such as a bot's
+        effect. One conditional write (a second one, after a read, if the user was deleted
+        recently). ``False`` too when the user was deleted after ``event_time``.
+
+        Raises:
+            StoreError: the store failed; whether the token is claimed is unknown, so the
+                caller must not do the work now (a retry claims it or learns it is taken).
+        """
+        event_sk = key.event_sk(token)
+        now = int(self.clock())
+        record = EventRecord(version=0, committed_at=now, expires_at=now + self.event_ttl)
+        stone: Tombstone | None = None
+        for _ in range(self.max_attempts):
+            try:
+                self.store.commit(
+                    key,
+                    expected=None,
+                    state=None,
+                    event_sk=event_sk,
+                    event=dataclasses.replace(
+                        record, generation=stone.generation if stone else 0
+                    ),
+                    tombstone=stone,
+                    now=now,
+                )
+                return True
+            except DuplicateEventError:
+                return False
+            except ConflictError:  # a tombstone that we did not expect: read it
+                snap = self.store.load(key, event_sk)
+                if snap.event is not None and snap.event.expires_at > now:
+                    return False
+                stone = _live_tombstone(snap.tombstone, now)
+                if stone is not None and event_time is not None and _at_or_before(
+                    event_time, stone
+                ):
+                    return False
+                stone = snap.tombstone
+        raise BusyError(f"could not claim {token!r}", attempts=self.max_attempts)
 
     # -- reading and user records -----------------------------------------------------------
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import handlers.slack
-from bot.messages import Message, Reply
+from bot import Message, Reply
 from bot.todo import TodoBot
 from handlers.deferral import DEFERRED_KEY
 from handlers.settings import from_env

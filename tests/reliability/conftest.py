@@ -12,7 +12,7 @@ import pytest
 
 import handlers.messenger
 import handlers.slack
-from bot.messages import Message, Reply
+from bot import Message, Reply
 from bot.todo import TodoBot
 from handlers.settings import Settings, from_env
 from sessions import ConversationKey, Sessions
@@ -29,8 +29,11 @@ class Crash(BaseException):
 
 @dataclass
 class SpyBot:
-    """The todo bot, counting the turns that reached it."""
+    """The todo bot, counting the turns that reached it (a bot that is not a ``bot.Bot``
+    subclass: it declares what it handles itself)."""
 
+    commands = TodoBot.commands
+    actions = TodoBot.actions
     inner: TodoBot = field(default_factory=TodoBot)
     turns: list[Message] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bot.messages import Message, Reply
+from bot import Message, Reply
 from handlers.deferral import LambdaDeferrer, make_lambda_client
 from sessions import (
     BusyError,

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.messages import Message, Reply
+from bot import Message
+from bot.replies import reply_from_dict
 from bot.todo import DONE_ACTION, MAX_ITEMS, TodoBot, turn
 from handlers.slack_payloads import render
 
@@ -71,8 +72,8 @@ def test_slack_rendering_keeps_within_block_kit_limits() -> None:
     for i in range(MAX_ITEMS):
         state, _ = say(state, f"add <@U{i}>")
     _, replies, _ = turn(state, Message(text="list"))
-    message = render(replies)
+    [message] = render(replies)
     assert len(message["blocks"]) <= 50
     assert "<@" not in message["text"]
-    round_trip = Reply.from_dict(replies[0].to_dict())
+    round_trip = reply_from_dict(replies[0].to_dict())
     assert round_trip == replies[0]

@@ -20,7 +20,7 @@ def test_an_instance_or_a_class() -> None:
         ("bot.todo", "expected package.module:attribute"),
         ("no_such_module:bot", "No module named"),
         ("bot.todo:NoSuchBot", "NoSuchBot"),
-        ("bot.todo:MAX_ITEMS", "needs turn(state, message) and is_slow(message)"),
+        ("bot.todo:MAX_ITEMS", "has no turn(state, message) method"),
     ],
 )
 def test_a_bad_spec_names_the_problem(spec: str, says: str) -> None:
