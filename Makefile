@@ -41,8 +41,8 @@ dynamodb-local: $(STAMP) java
 	@$(BIN)/python -m tests.dynamodb_local
 
 lint: $(STAMP)
-	$(BIN)/ruff check sessions handlers bot tests benchmarks scripts
-	$(BIN)/ruff format --check sessions handlers bot tests benchmarks scripts
+	$(BIN)/ruff check sessions handlers bot examples tests benchmarks scripts
+	$(BIN)/ruff format --check sessions handlers bot examples tests benchmarks scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -83,8 +83,8 @@ class Reply:
     """
 
     text: str
-    buttons: tuple[Button, ...] = ()
-    blocks: tuple[Mapping[str, Any], ...] | None = None
+    buttons: Sequence[Button] = ()
+    blocks: Sequence[Mapping[str, Any]] | None = None
     visibility: Visibility | None = None
     persistent: bool = False
 
@@ -117,7 +117,7 @@ class Card:
     title: str
     subtitle: str = ""
     image_url: str | None = None
-    buttons: tuple[Button, ...] = ()
+    buttons: Sequence[Button] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "buttons", tuple(self.buttons))
@@ -135,7 +135,7 @@ class Card:
 class Cards:
     """A row of cards: Messenger's generic template, Slack sections. ``text`` comes first."""
 
-    cards: tuple[Card, ...]
+    cards: Sequence[Card]
     text: str = ""
 
     kind = "cards"
@@ -170,7 +170,7 @@ class Field:
     label: str
     multiline: bool = False
     optional: bool = False
-    options: tuple[str, ...] = ()
+    options: Sequence[str] = ()
     placeholder: str = ""
     initial: str = ""
 
@@ -203,7 +203,7 @@ class Modal:
 
     action: str
     title: str
-    fields: tuple[Field, ...] = ()
+    fields: Sequence[Field] = ()
     submit: str = "Submit"
     fallback: str = "This needs a form that only Slack can show."
     view: Mapping[str, Any] | None = None
@@ -291,7 +291,7 @@ def reply_from_dict(data: Mapping[str, Any]) -> AnyReply:
 def buttons_of(reply: AnyReply) -> tuple[Button, ...]:
     """Every button a reply carries (a card's included)."""
     if isinstance(reply, Reply):
-        return reply.buttons
+        return tuple(reply.buttons)
     if isinstance(reply, Cards):
         return tuple(b for card in reply.cards for b in card.buttons)
     return ()

@@ -1,10 +1,12 @@
 """The chat simulator (``make chat``): talk to the running local server as Slack or Messenger.
 
 Each line you type is sent as a really signed request, the way the platform would send it:
-a Slack DM (Events API ``message.im``), a Slack slash command (``/todo <line>``), or a
-Messenger message. The bot's replies are read back from the server's fake Slack/Graph routes
-(or from the slash command's HTTP answer) and printed. ``/state`` shows what is stored for the
-conversation, ``/quit`` (or Ctrl-D) leaves.
+a Slack DM (Events API ``message.im``; a line starting with one of the bot's slash commands is
+sent as that command), or a Messenger message. The bot's replies are read back from the
+server's fake Slack/Graph routes (or from the slash command's HTTP answer) and printed, their
+buttons and quick replies numbered: ``#2`` presses the second. A Slack modal the bot opens is
+asked field by field and submitted. ``/state`` shows what is stored for the conversation,
+``/quit`` (or Ctrl-D) leaves.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from handlers.local import CONFIG, read_config
+from handlers.local import CONFIG, read_config, slack_buttons
 
 PLATFORMS = ("slack-dm", "slack-command", "messenger")
 
@@ -61,6 +63,9 @@ class ChatClient:
         self.timeout = timeout
         self.http = requests.Session()
         self.cursor = len(self._outbox(0))
+        self.buttons: list[dict[str, Any]] = []  #: the last replies' buttons, for ``press``
+        self.modal: dict[str, Any] | None = None  #: a form the bot opened, for ``submit``
+        self._commands: list[str] | None = None
 
     # -- transport ----------------------------------------------------------------------------
 
@@ -99,26 +104,133 @@ class ChatClient:
 
     # -- one line -------------------------------------------------------------------------------
 
+    @property
+    def commands(self) -> list[str]:
+        """The running bot's slash commands (the server's ``/healthz`` says them)."""
+        if self._commands is None:
+            try:
+                health = self.http.get(f"{self.url}/healthz", timeout=5).json()
+                self._commands = list((health.get("bot") or {}).get("commands") or [])
+            except (requests.RequestException, ValueError):
+                self._commands = []
+        return self._commands
+
     def send(self, text: str) -> list[str]:
-        """Send one line; return the bot's replies as printable text."""
-        if self.platform == "slack-command":
-            return self._slash(text)
-        if self.platform == "slack-dm":
+        """Send one line; return the bot's replies as printable text.
+
+        On Slack a line that starts with one of the bot's slash commands is sent as that
+        command (``--platform slack-command`` sends every line as the bot's first command).
+        """
+        if self.platform.startswith("slack"):
+            word, _, rest = text.partition(" ")
+            if word in self.commands:
+                return self._slash(word, rest)
+            if self.platform == "slack-command":
+                if not self.commands:
+                    return ["(the bot declares no slash command: use --platform slack-dm)"]
+                return self._slash(self.commands[0], text)
             body = json.dumps(self._dm(text)).encode()
-            answer = self._post(
-                "/slack/events", body, self._slack_headers(body, "application/json")
+            return self._answered(
+                self._post("/slack/events", body, self._slack_headers(body, "application/json"))
             )
-        else:
-            body = json.dumps(self._messenger(text)).encode()
-            digest = hmac.new(self._secret("MESSENGER_APP_SECRET").encode(), body, hashlib.sha256)
-            headers = {
-                "content-type": "application/json",
-                "x-hub-signature-256": "sha256=" + digest.hexdigest(),
-            }
-            answer = self._post("/messenger/webhook", body, headers)
+        return self._messenger_post(self._messenger({"text": text}))
+
+    def press(self, number: int) -> list[str]:
+        """Press button ``number`` (1-based, as printed) of the replies shown last."""
+        if not 1 <= number <= len(self.buttons):
+            return [f"(no button #{number}: the last replies had {len(self.buttons)})"]
+        button = self.buttons[number - 1]
+        if button.get("url"):
+            return [f"(a link: {button['url']})"]
+        if self.platform.startswith("slack"):
+            payload = self._interaction(
+                "block_actions",
+                actions=[{
+                    "type": "button",
+                    "action_id": button["action"],
+                    "block_id": button.get("block") or "b0",
+                    "value": button.get("value", ""),
+                    "action_ts": f"{time.time():.6f}",
+                }],
+                container={"type": "message", "channel_id": self.channel,
+                           "message_ts": f"{time.time():.6f}"},
+                channel={"id": self.channel},
+                response_url=f"{self.url}/_fake/slack/response/{uuid.uuid4().hex[:8]}",
+            )  # fmt: skip
+            return self._interact(payload)
+        if button.get("type") == "postback":
+            postback = {"mid": f"m_{uuid.uuid4().hex}", "title": button["label"],
+                        "payload": button["payload"]}  # fmt: skip
+            return self._messenger_post(self._messenger(None, postback=postback))
+        message = {"text": button["label"], "quick_reply": {"payload": button["payload"]}}
+        return self._messenger_post(self._messenger(message))
+
+    def submit(self, values: dict[str, str]) -> list[str]:
+        """Submit the modal the bot opened last, with ``values`` by field (block id)."""
+        view = self.modal
+        if view is None:
+            return ["(no form is open)"]
+        self.modal = None
+        state: dict[str, Any] = {}
+        for block in view.get("blocks") or []:
+            element = block.get("element") or {}
+            if block.get("type") != "input" or block.get("block_id") not in values:
+                continue
+            value = values[block["block_id"]]
+            entry: dict[str, Any] = {"type": element.get("type")}
+            if element.get("type") == "static_select":
+                entry["selected_option"] = {"text": {"type": "plain_text", "text": value},
+                                            "value": value}  # fmt: skip
+            else:
+                entry["value"] = value
+            state[block["block_id"]] = {element.get("action_id", "value"): entry}
+        submitted = {**view, "id": "V0LOCAL", "hash": uuid.uuid4().hex[:12],
+                     "state": {"values": state}}  # fmt: skip
+        return self._interact(self._interaction("view_submission", view=submitted))
+
+    def form_fields(self) -> list[dict[str, Any]]:
+        """The open modal's inputs: name, label, options, optional."""
+        fields = []
+        for block in (self.modal or {}).get("blocks") or []:
+            if block.get("type") == "input":
+                element = block.get("element") or {}
+                options = [o.get("value") for o in element.get("options") or []]
+                label = (block.get("label") or {}).get("text", "")
+                optional = bool(block.get("optional"))
+                fields.append({"name": block.get("block_id"), "label": label,
+                               "options": options, "optional": optional})  # fmt: skip
+        return fields
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def _answered(self, answer: requests.Response) -> list[str]:
         if answer.status_code != 200:
             return [f"(the server answered {answer.status_code}: {answer.text[:200]})"]
         return self._wait_for_replies()
+
+    def _messenger_post(self, data: dict[str, Any]) -> list[str]:
+        body = json.dumps(data).encode()
+        digest = hmac.new(self._secret("MESSENGER_APP_SECRET").encode(), body, hashlib.sha256)
+        headers = {
+            "content-type": "application/json",
+            "x-hub-signature-256": "sha256=" + digest.hexdigest(),
+        }
+        return self._answered(self._post("/messenger/webhook", body, headers))
+
+    def _interaction(self, kind: str, **fields: Any) -> dict[str, Any]:
+        return {
+            "type": kind,
+            "team": {"id": self.team, "domain": "local"},
+            "user": {"id": self.user, "team_id": self.team},
+            "api_app_id": "A0LOCAL",
+            "trigger_id": f"{int(time.time())}.{uuid.uuid4().hex[:12]}",
+            **fields,
+        }
+
+    def _interact(self, payload: dict[str, Any]) -> list[str]:
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        headers = self._slack_headers(body, "application/x-www-form-urlencoded")
+        return self._answered(self._post("/slack/events", body, headers))
 
     def _dm(self, text: str) -> dict[str, Any]:
         now = time.time()
@@ -140,29 +252,24 @@ class ChatClient:
             "authorizations": [{"team_id": self.team, "user_id": "U0BOT", "is_bot": True}],
         }
 
-    def _messenger(self, text: str) -> dict[str, Any]:
+    def _messenger(
+        self, message: dict[str, Any] | None, *, postback: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         now = int(time.time() * 1000)
-        return {
-            "object": "page",
-            "entry": [
-                {
-                    "id": self.channel,
-                    "time": now,
-                    "messaging": [
-                        {
-                            "sender": {"id": self.user},
-                            "recipient": {"id": self.channel},
-                            "timestamp": now,
-                            "message": {"mid": f"m_{uuid.uuid4().hex}", "text": text},
-                        }
-                    ],
-                }
-            ],
+        item: dict[str, Any] = {
+            "sender": {"id": self.user},
+            "recipient": {"id": self.channel},
+            "timestamp": now,
         }
+        if message is not None:
+            item["message"] = {"mid": f"m_{uuid.uuid4().hex}", **message}
+        if postback is not None:
+            item["postback"] = postback
+        return {"object": "page", "entry": [{"id": self.channel, "time": now, "messaging": [item]}]}
 
-    def _slash(self, text: str) -> list[str]:
+    def _slash(self, command: str, text: str) -> list[str]:
         fields = {
-            "command": "/todo",
+            "command": command,
             "text": text,
             "team_id": self.team,
             "channel_id": self.channel,
@@ -177,13 +284,18 @@ class ChatClient:
         )
         if answer.status_code != 200:
             return [f"(the server answered {answer.status_code}: {answer.text[:200]})"]
+        shown: list[dict[str, Any]] = []
         if answer.text.strip():
-            return [_slack_text(answer.json())]
-        return self._wait_for_replies()  # a deferred answer comes through response_url
+            data = answer.json()
+            shown.append({"text": data.get("text"), "buttons": slack_buttons(data)})
+        # More may follow: a modal (views.open), further messages or a deferred answer
+        # through response_url.
+        wait = self.timeout if not shown else 0.3
+        return self._show(shown + self._collect(wait, quiet=bool(shown)))
 
-    def _wait_for_replies(self) -> list[str]:
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
+    def _collect(self, timeout: float, *, quiet: bool = False) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
             new = self._outbox(self.cursor)
             if new:
                 self.cursor = new[-1]["seq"]
@@ -192,9 +304,43 @@ class ChatClient:
                 more = self._outbox(self.cursor)
                 if more:
                     self.cursor = more[-1]["seq"]
-                return [_format(m) for m in new + more]
+                return new + more
+            if time.monotonic() >= deadline:
+                return []
             time.sleep(0.05)
-        return ["(no reply seen: if SLACK_API_URL/MESSENGER_API_URL point elsewhere, look there)"]
+
+    def _wait_for_replies(self) -> list[str]:
+        found = self._collect(self.timeout)
+        if not found:
+            return [
+                "(no reply seen: if SLACK_API_URL/MESSENGER_API_URL point elsewhere, look there)"
+            ]
+        return self._show(found)
+
+    def _show(self, messages: list[dict[str, Any]]) -> list[str]:
+        """Printable replies; their buttons are numbered (``#1``) for :meth:`press`."""
+        self.buttons = []
+        lines = []
+        for message in messages:
+            if message.get("modal"):
+                self.modal = message["modal"]
+                title = (self.modal.get("title") or {}).get("text", "form")
+                lines.append(f"(a form opened: {title})")
+                continue
+            text = _unescape(str(message.get("text") or ""))
+            loose = []
+            for button in message.get("buttons") or []:
+                self.buttons.append(button)
+                label = f"#{len(self.buttons)} [{button['label']}]"
+                about = _unescape(str(button.get("about") or ""))
+                if about and about in text:
+                    text = text.replace(about, f"{about}  {label}", 1)
+                else:
+                    loose.append(label)
+            if loose:
+                text += "\n  " + "  ".join(loose)
+            lines.append(text)
+        return lines
 
     def state(self) -> Any:
         """What the store holds for this conversation (the same store the server uses)."""
@@ -216,25 +362,18 @@ class ChatClient:
         }
 
 
-def _slack_text(message: dict[str, Any]) -> str:
-    text = str(message.get("text") or "")
-    for block in message.get("blocks") or []:
-        accessory = block.get("accessory") or {}
-        if accessory.get("type") == "button":
-            text += f"  [{accessory['text']['text']}: {block['text']['text']}]"
-    return _unescape(text)
-
-
 def _unescape(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
-def _format(message: dict[str, Any]) -> str:
-    text = _unescape(str(message.get("text") or ""))
-    buttons = message.get("buttons") or []
-    if buttons:
-        text += "\n  " + "  ".join(f"[{b}]" for b in buttons)
-    return text
+def fill_form(client: ChatClient) -> list[str]:
+    """Ask for each field of the open modal on the terminal, then submit it."""
+    values: dict[str, str] = {}
+    for field in client.form_fields():
+        choices = f" ({' / '.join(field['options'])})" if field["options"] else ""
+        optional = " [optional]" if field["optional"] else ""
+        values[field["name"]] = input(f"  {field['label']}{choices}{optional}: ").strip()
+    return client.submit(values)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,7 +391,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"Talking to {args.url} as {args.platform} user {client.user} in {client.channel}.")
-    print("Type `help` for the bot's commands, /state for the stored state, /quit to leave.")
+    print("Type `help` for the bot's commands, #N to press button N, /state for the stored")
+    print("state, /quit to leave.")
     while True:
         try:
             line = input("you> ").strip()
@@ -272,8 +412,17 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"key: {stored['key']} (version {stored['version']})")
                     print("state: " + json.dumps(stored["state"], ensure_ascii=False))
                 continue
-            for reply in client.send(line):
+            if line.startswith("#") and line[1:].isdecimal():
+                replies = client.press(int(line[1:]))
+            else:
+                replies = client.send(line)
+            for reply in replies:
                 print("bot> " + reply.replace("\n", "\n     "))
+            while client.modal is not None:  # the bot opened a form: fill it in, submit it
+                title = (client.modal.get("title") or {}).get("text", "form")
+                print(f"form> {title}")
+                for reply in fill_form(client):
+                    print("bot> " + reply.replace("\n", "\n     "))
         except ChatError as exc:
             print(f"error: {exc}", file=sys.stderr)
         except Exception as exc:  # keep the REPL alive; say what broke in one line

@@ -129,7 +129,9 @@ class LocalApp:
         path = urlsplit(target).path
         if path == "/healthz" and method == "GET":
             store = "dynamodb" if self.settings.sessions_table else "sqlite"
-            return _json(200, {"ok": True, "store": store})
+            spec = self.slack.spec
+            bot = {"name": spec.name, "commands": sorted(spec.commands)}
+            return _json(200, {"ok": True, "store": store, "bot": bot})
         if path.startswith("/_fake/"):
             return self._fake(method, target, path, headers, body)
         if path == "/slack/events":
@@ -156,17 +158,23 @@ class LocalApp:
             data = json.loads(body or b"{}")
         else:
             data = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        if path == "/_fake/slack/api/views.open":
+            view = data.get("view")
+            view = json.loads(view) if isinstance(view, str) else view
+            self.outbox.add({"platform": "slack", "to": None, "text": None, "buttons": [],
+                             "modal": view})  # fmt: skip
+            return _json(200, {"ok": True, "view": {"id": "V0LOCAL"}})
         if path.startswith("/_fake/slack/api/"):
-            self._record("slack", data.get("channel"), data.get("text"), _blocks(data))
+            self._record("slack", data.get("channel"), data.get("text"), slack_buttons(data))
             return _json(200, {"ok": True, "channel": data.get("channel"), "ts": "1.0"})
         if path.startswith("/_fake/slack/response/"):
-            self._record("slack", path.rsplit("/", 1)[-1], data.get("text"), _blocks(data))
+            self._record("slack", path.rsplit("/", 1)[-1], data.get("text"), slack_buttons(data))
             return 200, {"content-type": "text/plain"}, b"ok"
         if path.startswith("/_fake/graph/"):
             message = data.get("message") or {}
-            quick = [q.get("title") for q in message.get("quick_replies") or []]
             psid = (data.get("recipient") or {}).get("id")
-            self._record("messenger", psid, message.get("text"), quick)
+            text, buttons = messenger_shown(message)
+            self._record("messenger", psid, text, buttons)
             return _json(200, {"recipient_id": psid, "message_id": "m_local"})
         return 404, {}, b""
 
@@ -181,16 +189,51 @@ class LocalApp:
         self.store.close()
 
 
-def _blocks(data: Mapping[str, Any]) -> list[str]:
+def slack_buttons(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The buttons of a Slack message, as the chat simulator presses them: label, action id,
+    value, block id, and the line they sit beside (``about``) or the link they open."""
     blocks = data.get("blocks")
     if isinstance(blocks, str):
         blocks = json.loads(blocks)
-    labels = []
+    found: list[dict[str, Any]] = []
     for block in blocks or []:
-        accessory = block.get("accessory") or {}
-        if accessory.get("type") == "button":
-            labels.append(f"{accessory['text']['text']} ({block['text']['text']})")
-    return labels
+        elements = [block.get("accessory") or {}, *(block.get("elements") or [])]
+        about = (block.get("text") or {}).get("text") if block.get("accessory") else None
+        for element in elements:
+            if element.get("type") == "button":
+                found.append({
+                    "label": element["text"]["text"],
+                    "action": element.get("action_id"),
+                    "value": element.get("value", ""),
+                    "block": block.get("block_id", ""),
+                    "url": element.get("url"),
+                    "about": about,
+                })  # fmt: skip
+    return found
+
+
+def messenger_shown(message: Mapping[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
+    """A Send API message as text and pressable buttons (quick replies, template buttons)."""
+    buttons: list[dict[str, Any]] = [
+        {"label": q.get("title"), "payload": q.get("payload"), "type": "quick_reply"}
+        for q in message.get("quick_replies") or []
+    ]
+    text = message.get("text")
+    attachment = message.get("attachment") or {}
+    payload = attachment.get("payload") or {}
+    if attachment.get("type") == "template":
+        parts = [payload.get("text")] if payload.get("text") else []
+        elements = payload.get("elements") or [payload]
+        for element in elements:
+            if element.get("title"):
+                parts.append(" - ".join(filter(None, [element["title"], element.get("subtitle")])))
+            for b in element.get("buttons") or []:
+                buttons.append({"label": b.get("title"), "payload": b.get("payload"),
+                                "url": b.get("url"), "type": "postback"})  # fmt: skip
+        text = "\n".join(str(p) for p in parts)
+    elif attachment:
+        text = f"[{attachment.get('type')}: {payload.get('url')}]"
+    return text, buttons
 
 
 def _json(status: int, data: Any) -> tuple[int, dict[str, str], bytes]:
