@@ -119,7 +119,15 @@ def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
             for prefix, waits in fake.delays.items():
                 if self.path.startswith(prefix) and waits:
                     time.sleep(waits.pop(0))
-            if self.path.startswith("/api/"):
+            if self.path.startswith("/tickets"):  # a ticketing system, for effects
+                with fake.lock:
+                    number = sum(c.path.startswith("/tickets") for c in fake.calls)
+                payload = json.dumps({"id": f"TK-{number}"})
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.end_headers()
+                self.wfile.write(payload.encode())
+            elif self.path.startswith("/api/"):
                 payload = json.dumps({"ok": True, "channel": body.get("channel"), "ts": "1.0"})
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
@@ -146,6 +154,26 @@ def fake_slack() -> Iterator[FakeSlack]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class QueueDeferrer:
+    """Keeps handed-off jobs (a Lambda async invoke, held) until the test runs them; a job may
+    be run twice, as Lambda's async retries may."""
+
+    def __init__(self) -> None:
+        self.jobs: list[dict[str, Any]] = []
+
+    def submit(self, job: dict[str, Any]) -> None:
+        self.jobs.append(json.loads(json.dumps(job)))  # what the Lambda payload carries
+
+    def drain(self, run: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
+        """Run every job (and the jobs those hand off) once; return what ran."""
+        ran = []
+        while self.jobs:
+            job = self.jobs.pop(0)
+            run(job)
+            ran.append(job)
+        return ran
 
 
 class StoreWrapper:

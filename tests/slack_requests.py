@@ -80,6 +80,7 @@ def slash(
     user: str = "U0001",
     response_url: str = "http://127.0.0.1:9/response",
     trigger_id: str | None = None,
+    command: str = "/todo",
 ) -> dict[str, Any]:
     body, headers = form(
         {
@@ -90,7 +91,7 @@ def slash(
             "channel_name": "general",
             "user_id": user,
             "user_name": "ada",
-            "command": "/todo",
+            "command": command,
             "text": text,
             "api_app_id": "A0001",
             "response_url": response_url,
@@ -152,6 +153,7 @@ def block_action(
     channel: str = "C0001",
     user: str = "U0001",
     response_url: str = "http://127.0.0.1:9/response",
+    action_id: str = "todo_done",
 ) -> dict[str, Any]:
     payload = {
         "type": "block_actions",
@@ -165,12 +167,57 @@ def block_action(
         "actions": [
             {
                 "type": "button",
-                "action_id": "todo_done",
+                "action_id": action_id,
                 "block_id": "b1",
                 "value": value,
                 "action_ts": f"{time.time():.6f}",
             }
         ],
+    }
+    body, headers = form({"payload": json.dumps(payload)})
+    return http_v2(body, headers)
+
+
+def view_submission(
+    view: dict[str, Any],
+    values: dict[str, str],
+    *,
+    team: str = "T0001",
+    user: str = "U0001",
+    trigger_id: str | None = None,
+) -> dict[str, Any]:
+    """A modal submitted: ``view`` as the bot opened it (``views.open``), each input block
+    answered from ``values`` (by block id), as Slack sends it."""
+    state: dict[str, Any] = {}
+    for block in view.get("blocks") or []:
+        if block.get("type") != "input" or block["block_id"] not in values:
+            continue
+        element = block["element"]
+        value = values[block["block_id"]]
+        if element["type"] == "static_select":
+            entry = {"type": "static_select", "selected_option": {
+                "text": {"type": "plain_text", "text": value}, "value": value}}  # fmt: skip
+        else:
+            entry = {"type": element["type"], "value": value}
+        state[block["block_id"]] = {element["action_id"]: entry}
+    payload = {
+        "type": "view_submission",
+        "team": {"id": team, "domain": "example"},
+        "user": {"id": user, "username": "ada", "name": "ada", "team_id": team},
+        "api_app_id": "A0001",
+        "token": "legacy-unused",
+        "trigger_id": trigger_id or f"{uuid.uuid4().int % 10**12}.{uuid.uuid4().hex[:10]}",
+        "view": {
+            **view,
+            "id": "V0001",
+            "team_id": team,
+            "hash": f"{int(time.time())}.{uuid.uuid4().hex[:8]}",
+            "state": {"values": state},
+            "app_id": "A0001",
+        },
+        "response_urls": [],
+        "is_enterprise_install": False,
+        "enterprise": None,
     }
     body, headers = form({"payload": json.dumps(payload)})
     return http_v2(body, headers)
