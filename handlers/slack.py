@@ -4,6 +4,14 @@
 (``X-Slack-Signature`` over the raw bytes, 300 s window) and answers ``url_verification`` and
 ``ssl_check``; our listeners turn payloads into bot messages and run them as turns.
 
+Routing comes from the bot's declarations, never from names in this module: the slash commands
+in ``bot.commands``, the button and modal ids in ``bot.actions`` / ``bot.action_prefix``, every
+DM. A command the bot does not declare is answered "I don't know /x" (not Bolt's 404); an
+undeclared action (a link button, an old message's button) is acked and dropped. A modal the
+bot opens carries its conversation in ``private_metadata``, so its ``view_submission`` comes
+back as a turn on that conversation; the ack closes the modal at once and the replies go to
+the conversation.
+
 Who retries what:
 
 - Events API: the turn runs inline (load, turn, commit, send, 200). An error of ours before

@@ -162,7 +162,8 @@ def test_secrets_are_ssm_references_never_values(packaged: dict[str, Path], stag
     for name, fn in functions(t).items():
         env = fn["Properties"]["Environment"]["Variables"]
         assert env["SESSIONS_TABLE"] == {"Ref": "SessionsTable"}
-        secret_vars = {k for k in env if k != "SESSIONS_TABLE"}
+        assert env["BOT"] == os.environ.get("BOT", "bot.todo:bot")  # not a secret: a name
+        secret_vars = {k for k in env if k not in ("SESSIONS_TABLE", "BOT")}
         # Each function gets its own platform's secrets and no other.
         assert secret_vars == SECRETS[name]
         for var in secret_vars:
