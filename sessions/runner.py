@@ -477,9 +477,7 @@ class Sessions:
                     expected=None,
                     state=None,
                     event_sk=event_sk,
-                    event=dataclasses.replace(
-                        record, generation=stone.generation if stone else 0
-                    ),
+                    event=dataclasses.replace(record, generation=stone.generation if stone else 0),
                     tombstone=stone,
                     now=now,
                 )
@@ -491,8 +489,10 @@ class Sessions:
                 if snap.event is not None and snap.event.expires_at > now:
                     return False
                 stone = _live_tombstone(snap.tombstone, now)
-                if stone is not None and event_time is not None and _at_or_before(
-                    event_time, stone
+                if (
+                    stone is not None
+                    and event_time is not None
+                    and _at_or_before(event_time, stone)
                 ):
                     return False
                 stone = snap.tombstone

@@ -294,3 +294,16 @@ def test_session_options_come_from_the_environment(
     assert edge.sessions.sent_mark is True
     edge.sessions.store.close()
     assert new_conversation() is None
+
+
+def test_a_state_newer_than_the_code_is_refused_and_kept(world: World) -> None:
+    slack, _ = world.edges(Quiz())
+    dm = ConversationKey.slack(team="T0001", channel="D0001", user="U0001")
+    newer = {"__schema__": 3, "state": {"shape": "from the future"}}
+    world.sessions.run(dm, "seed", lambda s, e: (newer, [], None), None)
+    ok(slack.handle(json_event(dm_body("score"))))
+    assert world.fake.posts()[-1].body["text"].startswith("Sorry, something went wrong")
+    [(_, letter)] = world.sessions.dead_letters(dm.user_key)
+    assert "StateVersionError" in str(letter.error) and "schema 3" in str(letter.error)
+    stored = world.sessions.get(dm)
+    assert stored is not None and stored.state == newer and stored.version == 1
