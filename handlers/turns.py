@@ -82,8 +82,9 @@ class Effects:
 
     def start(self, job: Job, effects: Sequence[Mapping[str, Any]]) -> None:
         """After the commit of ``job``'s turn (and its replies): start each effect. Never
-        raises: an effect that could not start is logged (at most once means it may be lost,
-        never doubled)."""
+        raises: an effect whose claim failed is handed to the deferral, which retries it; one
+        that cannot even be handed off is logged (at most once: it may be lost, never
+        doubled)."""
         for index, data in enumerate(effects):
             name = str(data.get("name"))
             effect_job: Job = {
@@ -95,16 +96,21 @@ class Effects:
                 "origin": {k: v for k, v in job.items() if k not in ("retry_failed", "origin")},
                 "event_time": job.get("event_time"),
             }
+            if self.spec.is_slow_effect(name):
+                try:
+                    self._deferrer().submit(effect_job)
+                    continue
+                except Exception:
+                    log.exception("could not hand off slow effect %s; running it now", name)
             try:
-                if self.spec.is_slow_effect(name):
-                    try:
-                        self._deferrer().submit(effect_job)
-                        continue
-                    except Exception:
-                        log.exception("could not hand off slow effect %s; running it now", name)
                 self.run(effect_job)
             except Exception:
-                log.exception("effect %s not run", name)
+                # The claim failed (the store): nothing ran. The deferral retries it.
+                log.warning("effect %s could not start; handing it off", name, exc_info=True)
+                try:
+                    self._deferrer().submit(effect_job)
+                except Exception:
+                    log.exception("effect %s not run", name)
 
     def run(self, job: Job) -> None:
         """Run one effect job (inline, or a deferred one), then its follow-up turn.

@@ -307,3 +307,24 @@ def test_a_state_newer_than_the_code_is_refused_and_kept(world: World) -> None:
     assert "StateVersionError" in str(letter.error) and "schema 3" in str(letter.error)
     stored = world.sessions.get(dm)
     assert stored is not None and stored.state == newer and stored.version == 1
+
+
+def test_an_effect_that_fails_comes_back_as_an_error_once(world: World) -> None:
+    _, messenger = world.edges(Intake())
+    world.fake.failures["/tickets"] = [503]
+    for line in ("ticket", "VPN down", "since 9am"):
+        ok(messenger.handle(post(single(text(line)))))
+    ok(
+        messenger.handle(
+            post(single(text("Low", quick_reply=encode_payload("intake:urgency", "low"))))
+        )
+    )
+    [job] = world.deferrer.jobs
+    world.deferrer.drain(messenger.run_deferred)
+    messenger.run_deferred(job)  # a retried job: the claim holds, nothing runs again
+    said = world.graph()[-1]["text"]
+    assert said.startswith("I could not file it (HTTPError: 503")
+    assert not world.calls("/tickets")  # the failed call was never recorded as filed
+    conversation = world.sessions.get(MESSENGER_KEY)
+    assert conversation is not None and conversation.state["filing"] == 0
+    assert [m.get("text") for m in world.graph()].count(said) == 1
