@@ -335,3 +335,36 @@ def test_the_bot_api_imports_neither_slack_bolt_nor_boto3() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_slack_files_reach_the_bot_as_attachments() -> None:
+    from sessions import ConversationKey
+
+    event = {
+        "type": "message",
+        "subtype": "file_share",
+        "channel_type": "im",
+        "channel": "D0001",
+        "user": "U0001",
+        "text": "",
+        "files": [
+            {"id": "F1", "name": "shot.png", "mimetype": "image/png",
+             "url_private": "https://files.slack.com/shot.png"},
+            {"id": "F2", "name": "notes.pdf", "mimetype": "application/pdf",
+             "url_private": "https://files.slack.com/notes.pdf"},
+            {"id": "F3", "name": "no url"},
+        ],
+    }  # fmt: skip
+    body = {"team_id": "T0001", "token": "legacy", "event": event, "event_time": 1_700_000_000}
+    assert slack_payloads.ignored_message(body, event) is None  # a file share with no text
+    key = ConversationKey.slack(team="T0001", channel="D0001", user="U0001")
+    message = slack_payloads.event_message(body, key, 1_700_000_000.0)
+    assert message.attachments == (
+        Attachment("image", "https://files.slack.com/shot.png", "shot.png", "image/png"),
+        Attachment("file", "https://files.slack.com/notes.pdf", "notes.pdf", "application/pdf"),
+    )
+    assert "token" not in message.raw and message.raw["event"]["files"][0]["id"] == "F1"
+    edited = {**event, "subtype": "message_changed"}
+    assert slack_payloads.ignored_message(body, edited) == "message subtype message_changed"
+    bare = {**event, "files": []}
+    assert slack_payloads.ignored_message(body, bare) == "message subtype file_share"
