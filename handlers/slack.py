@@ -366,19 +366,7 @@ class SlackEdge:
         trigger = body.get("trigger_id") if isinstance(body.get("trigger_id"), str) else None
         job = _job("action", key, payloads.action_idempotency_key(body, action), message,
                    response_url=response_url, event_time=when, trigger_id=trigger)  # fmt: skip
-        if self.spec.is_slow(message):
-            self._defer_interactive(ack, job)
-            return None
-        try:
-            self._run(job, bot_turn(self.spec), sender=self._sender(job))
-        except InvalidKeyError as exc:
-            log.warning("action with an invalid id: %s", exc)
-            return BoltResponse(status=400, body="invalid action id")
-        except SessionError:
-            log.exception("action turn failed", extra={"pk": key.pk})
-            self._apologise_for(job, key)
-        ack()
-        return None
+        return self._interactive(ack, job, key, message)
 
     def _on_view(
         self, ack: Any, body: dict[str, Any], view: dict[str, Any], request: BoltRequest
@@ -396,18 +384,24 @@ class SlackEdge:
         when = payloads.event_time(body, request.headers)
         message = payloads.view_message(body, key, when)
         job = _job("submission", key, payloads.view_idempotency_key(body), message, event_time=when)
-        # Slack closes the modal on an empty 200 within 3 s: the ack never waits for the turn's
-        # replies, which go to the modal's conversation.
+        # Slack closes the modal on an empty 200: the replies go to the modal's conversation.
+        return self._interactive(ack, job, key, message)
+
+    def _interactive(
+        self, ack: Any, job: Job, key: ConversationKey, message: Message
+    ) -> BoltResponse | None:
+        """A button press or a modal submission: Slack never redelivers either, so an error
+        of ours is a 200 with an apology (and a dead letter when it would recur)."""
         if self.spec.is_slow(message):
             self._defer_interactive(ack, job)
             return None
         try:
             self._run(job, bot_turn(self.spec), sender=self._sender(job))
         except InvalidKeyError as exc:
-            log.warning("modal submission with an invalid id: %s", exc)
-            return BoltResponse(status=400, body="invalid view id")
+            log.warning("%s with an invalid id: %s", job["kind"], exc)
+            return BoltResponse(status=400, body=f"invalid {job['kind']} id")
         except SessionError:
-            log.exception("modal submission turn failed", extra={"pk": key.pk})
+            log.exception("%s turn failed", job["kind"], extra={"pk": key.pk})
             self._apologise_for(job, key)
         ack()
         return None
