@@ -28,7 +28,7 @@ from bot.base import (
     effect,
 )
 from bot.messages import Attachment, Message
-from bot.replies import Button, Card, Cards, Field, Media, Modal, Reply
+from bot.replies import Button, Card, Cards, Field, FormErrors, Media, Modal, Reply
 
 #: The bot the edges run when ``BOT`` is unset.
 DEFAULT_BOT = "bot.todo:bot"
@@ -46,6 +46,7 @@ __all__ = [
     "Effect",
     "EffectCall",
     "Field",
+    "FormErrors",
     "Media",
     "Message",
     "Modal",

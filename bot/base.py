@@ -306,7 +306,7 @@ class BotSpec:
         if not isinstance(replies, Sequence):
             raise BotTypeError(
                 f"{self.name}.turn returned replies {_shown(replies)}; expected a list of "
-                "Reply, Cards, Media, Modal or str"
+                "Reply, Cards, Media, Modal, FormErrors or str"
             )
         checked: list[AnyReply] = []
         for item in replies:
@@ -314,7 +314,7 @@ class BotSpec:
             if not isinstance(reply, REPLY_KINDS):
                 raise BotTypeError(
                     f"{self.name}.turn returned a reply of unknown kind {_shown(reply)}; "
-                    "expected Reply, Cards, Media, Modal or str"
+                    "expected Reply, Cards, Media, Modal, FormErrors or str"
                 )
             for button in buttons_of(reply):
                 if button.url is None and not self.handles_action(button.action):

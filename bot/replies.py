@@ -17,6 +17,10 @@ kind          Slack                                 Messenger
 ``Modal``     ``views.open`` with the event's       ``fallback`` as text (Messenger has no
               trigger id (commands and buttons);    forms: ask field by field instead)
               without one, ``fallback`` as text
+``FormErrors``  answering a modal's submission:     the messages as text
+              the modal stays open with each
+              message under its field; elsewhere
+              the messages as text
 ============  ====================================  =========================================
 
 A bot may also return a plain ``str``: it is ``Reply(text)``.
@@ -225,8 +229,29 @@ class Modal:
         }
 
 
-AnyReply = Reply | Cards | Media | Modal
-REPLY_KINDS: tuple[type, ...] = (Reply, Cards, Media, Modal)
+@dataclass(frozen=True, slots=True)
+class FormErrors:
+    """The answer to a Slack modal's submission that keeps the modal open, with a message
+    under each named field (``{field name: message}``): how a bot refuses a form. Anywhere
+    else (a slow turn, Messenger) the messages are sent as text."""
+
+    errors: Mapping[str, str]
+
+    kind = "form_errors"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "errors", dict(self.errors))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(f"{name}: {message}" for name, message in self.errors.items())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "errors": dict(self.errors)}
+
+
+AnyReply = Reply | Cards | Media | Modal | FormErrors
+REPLY_KINDS: tuple[type, ...] = (Reply, Cards, Media, Modal, FormErrors)
 
 
 def _buttons(data: Sequence[Mapping[str, Any]] | None) -> tuple[Button, ...]:
@@ -285,6 +310,8 @@ def reply_from_dict(data: Mapping[str, Any]) -> AnyReply:
             fallback=str(data.get("fallback") or ""),
             view=data.get("view"),
         )
+    if kind == "form_errors":
+        return FormErrors({str(k): str(v) for k, v in (data.get("errors") or {}).items()})
     raise TypeError(f"unknown reply kind {kind!r}")
 
 

@@ -24,7 +24,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypedDict
 
-from bot import Bot, Button, Effect, EffectCall, Field, Message, Modal, Outcome, Reply, effect
+from bot import (
+    Bot,
+    Button,
+    Effect,
+    EffectCall,
+    Field,
+    FormErrors,
+    Message,
+    Modal,
+    Outcome,
+    Reply,
+    effect,
+)
 
 URGENCIES = ("low", "normal", "high")
 FORM = "intake:form"
@@ -58,6 +70,9 @@ class Intake(Bot[State]):
         if message.kind == "effect" and message.action == "file_ticket":
             return self._filed(state, message)
         if message.kind == "submission" and message.action == FORM:
+            if not " ".join((message.form.get("title") or "").split()):
+                # Keeps the modal open, the message under the field.
+                return Outcome(state, [FormErrors({"title": "A ticket needs a title."})])
             return self._submit(state, dict(message.form))
         if message.action == CANCEL:
             return Outcome({**state, "step": None, "draft": {}}, ["OK, dropped."])

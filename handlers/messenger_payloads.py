@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.messages import Attachment, Message
-from bot.replies import AnyReply, Button, Cards, Media, Reply
+from bot.replies import AnyReply, Button, Cards, FormErrors, Media, Reply
 from sessions.keys import ConversationKey
 
 TEXT_LIMIT = 2000  # Send API: text must be under 2,000 characters
@@ -271,6 +271,8 @@ def render(replies: Sequence[AnyReply]) -> list[dict[str, Any]]:
             messages.append({"attachment": {"type": reply.media, "payload": payload}})
             if reply.caption:
                 messages.extend({"text": piece} for piece in _chunks(reply.caption))
+        elif isinstance(reply, FormErrors):
+            messages.extend({"text": piece} for piece in _chunks(reply.text))
         else:  # a Modal: Messenger has no forms
             messages.extend({"text": piece} for piece in _chunks(reply.fallback))
     return messages

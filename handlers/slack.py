@@ -54,7 +54,7 @@ from slack_sdk.http_retry import response as retry_response
 from slack_sdk.webhook import WebhookClient
 
 from bot.messages import Message
-from bot.replies import AnyReply, Modal
+from bot.replies import AnyReply, FormErrors, Modal
 from handlers import slack_payloads as payloads
 from handlers.deferral import DEFERRED_KEY, Deferrer, Job, default_deferrer
 from handlers.http import BadRequest, from_lambda, response
@@ -242,12 +242,15 @@ class SlackEdge:
 
     # -- sending, after the commit ---------------------------------------------------------------
 
-    def _sender(self, job: Job, *, skip_first: bool = False) -> Any:
+    def _sender(self, job: Job, *, skip_first: bool = False, errors_in_ack: bool = False) -> Any:
         """What runs after ``job``'s turn commits: its replies go out (modals opened), then its
-        effects start. ``skip_first``: the first message already went in the ack's body."""
+        effects start. ``skip_first``: the first message already went in the ack's body;
+        ``errors_in_ack``: form errors go in the ack's body (an inline modal submission)."""
 
         def send(key: ConversationKey, items: Sequence[dict[str, Any]]) -> None:
             replies, effects = split(items)
+            if errors_in_ack:
+                replies = [r for r in replies if not isinstance(r, FormErrors)]
             try:
                 self._deliver(job, key, replies, skip_first=skip_first)
             finally:
@@ -384,7 +387,8 @@ class SlackEdge:
         when = payloads.event_time(body, request.headers)
         message = payloads.view_message(body, key, when)
         job = _job("submission", key, payloads.view_idempotency_key(body), message, event_time=when)
-        # Slack closes the modal on an empty 200: the replies go to the modal's conversation.
+        # Slack closes the modal on an empty 200 (the replies go to the modal's conversation);
+        # a FormErrors reply keeps it open with the bot's message under each field.
         return self._interactive(ack, job, key, message)
 
     def _interactive(
@@ -395,15 +399,26 @@ class SlackEdge:
         if self.spec.is_slow(message):
             self._defer_interactive(ack, job)
             return None
+        submission = job["kind"] == "submission"
         try:
-            self._run(job, bot_turn(self.spec), sender=self._sender(job))
+            result = self._run(
+                job,
+                bot_turn(self.spec, with_response=submission),
+                sender=self._sender(job, errors_in_ack=submission),
+            )
         except InvalidKeyError as exc:
             log.warning("%s with an invalid id: %s", job["kind"], exc)
             return BoltResponse(status=400, body=f"invalid {job['kind']} id")
         except SessionError:
             log.exception("%s turn failed", job["kind"], extra={"pk": key.pk})
             self._apologise_for(job, key)
-        ack()
+            ack()
+            return None
+        errors = payloads.form_errors(split(result.response or [])[0]) if submission else {}
+        if errors:
+            ack(response_action="errors", errors=errors)
+        else:
+            ack()
         return None
 
     def _on_message(

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.messages import Attachment, Message
-from bot.replies import AnyReply, Button, Cards, Media, Modal, Reply
+from bot.replies import AnyReply, Button, Cards, FormErrors, Media, Modal, Reply
 from sessions.errors import InvalidKeyError
 from sessions.keys import ConversationKey
 
@@ -378,6 +378,8 @@ def _fallback_text(reply: AnyReply) -> str:
         return escape(reply.text or " / ".join(c.title for c in reply.cards))
     if isinstance(reply, Media):
         return escape(reply.caption or reply.url)
+    if isinstance(reply, FormErrors):
+        return escape(reply.text)
     return escape(reply.fallback)
 
 
@@ -388,6 +390,8 @@ def _blocks(reply: AnyReply) -> list[dict[str, Any]]:
         return _cards_blocks(reply)
     if isinstance(reply, Media):
         return _media_blocks(reply)
+    if isinstance(reply, FormErrors):  # not answering a submission: the messages as text
+        return [_section(escape(reply.text))]
     return [_section(escape(reply.fallback))]  # a modal that cannot open: its fallback
 
 
@@ -413,6 +417,15 @@ def render(replies: Sequence[AnyReply], *, visibility: str | None = None) -> lis
         message["text"] = message["text"][:40000]
         message["blocks"] = message["blocks"][:50]
     return messages
+
+
+def form_errors(replies: Sequence[AnyReply]) -> dict[str, str]:
+    """The field errors a submission's replies carry (the ack's ``response_action``)."""
+    errors: dict[str, str] = {}
+    for reply in replies:
+        if isinstance(reply, FormErrors):
+            errors.update({name: message[:500] for name, message in reply.errors.items()})
+    return errors
 
 
 def modal_view(modal: Modal, *, channel: str) -> dict[str, Any]:

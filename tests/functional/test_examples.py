@@ -144,6 +144,13 @@ def test_intake_on_slack_modal_submission_effect_and_follow_up(world: World) -> 
     assert view["callback_id"] == "intake:form"
     assert json.loads(view["private_metadata"]) == {"channel": "C0001"}
 
+    blank = ok(slack.handle(view_submission(view, {"title": "  ", "urgency": "low"})))
+    assert json.loads(blank["body"]) == {
+        "response_action": "errors",
+        "errors": {"title": "A ticket needs a title."},
+    }  # the modal stays open; nothing said, nothing filed
+    assert not world.calls("/api/chat.post") and not world.deferrer.jobs
+
     values = {"title": "Printer on fire", "details": "smoke", "urgency": "high"}
     assert ok(slack.handle(view_submission(view, values)))["body"] == ""  # the modal closes
     [filing] = world.calls("/api/chat.postEphemeral")

@@ -21,6 +21,7 @@ from bot import (
     Effect,
     EffectCall,
     Field,
+    FormErrors,
     Media,
     Message,
     Modal,
@@ -177,6 +178,7 @@ def test_every_reply_kind_round_trips_through_its_stored_form() -> None:
         Cards([Card("T", "S", "https://x.test/i.png", [Button("Go", "again")])], text="pick"),
         Media("https://x.test/f.pdf", "file", "the file"),
         Modal("echo:form", "Title", [Field("name", "Name", options=("a", "b"))]),
+        FormErrors({"name": "too short"}),
     ]
     for reply in replies:
         assert reply_from_dict(json.loads(json.dumps(reply.to_dict()))) == reply
@@ -256,6 +258,7 @@ def test_messenger_renders_each_kind_with_its_fallbacks() -> None:
     }
     assert caption == {"text": "clip"}
     assert render([Modal("echo:f", "T", fallback="type it")]) == [{"text": "type it"}]
+    assert render([FormErrors({"title": "needed"})]) == [{"text": "title: needed"}]
 
 
 def test_messenger_payloads_become_actions_only_when_declared() -> None:
