@@ -317,6 +317,10 @@ class ChatClient:
             ]
         return self._show(found)
 
+    def more(self, timeout: float | None = None) -> list[str]:
+        """Replies that arrive later (a deferred turn's, an effect's follow-up), if any."""
+        return self._show(self._collect(self.timeout if timeout is None else timeout))
+
     def _show(self, messages: list[dict[str, Any]]) -> list[str]:
         """Printable replies; their buttons are numbered (``#1``) for :meth:`press`."""
         self.buttons = []

@@ -27,9 +27,10 @@ def _env() -> dict[str, str]:
 
 
 class Server:
-    def __init__(self, workdir: Path, port: int) -> None:
+    def __init__(self, workdir: Path, port: int, bot: str | None = None) -> None:
         self.workdir = workdir
         self.port = port
+        self.bot = bot
         self.url = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen[str] | None = None
 
@@ -37,7 +38,11 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "handlers.local", "--port", str(self.port)],
             cwd=self.workdir,
-            env=_env(),
+            env={
+                **_env(),
+                **({"BOT": self.bot} if self.bot else {}),
+                "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+            },
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -124,3 +129,48 @@ def test_a_busy_port_is_one_clear_line(server: Server) -> None:
         f"error: port {server.port} is already in use; try PORT={server.port + 1} make run"
     ]
     assert "Traceback" not in done.stdout + done.stderr
+
+
+@pytest.fixture
+def example_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    srv = Server(tmp_path, free_port(), bot=request.param)
+    srv.start()
+    yield srv
+    if srv.proc is not None:
+        srv.proc.kill()
+        srv.proc.wait()
+
+
+@pytest.mark.parametrize("example_server", ["examples.quiz:bot"], indirect=True)
+def test_make_chat_presses_buttons_and_quick_replies(example_server: Server) -> None:
+    slack = example_server.client("slack-dm")
+    assert slack.commands == ["/quiz"]
+    first = slack.send("/quiz")  # a declared command is sent as a slash command
+    assert "A quiz of 4 questions." in first[0] and "#2 [2x]" in first[0]
+    assert slack.press(2)[0].startswith("Right!")  # a signed block_actions payload
+    assert slack.press(9) == ["(no button #9: the last replies had 3)"]
+    fb = example_server.client("messenger")
+    asked = fb.send("quiz")
+    assert asked[1].startswith("Q1.") and "#3 [4x]" in asked[1]  # a button template
+    assert fb.press(1)[0] == "No: it is 2x."  # a postback
+
+
+@pytest.mark.parametrize("example_server", ["examples.intake:bot"], indirect=True)
+def test_make_chat_fills_a_slack_modal_and_sees_the_follow_up(example_server: Server) -> None:
+    slack = example_server.client("slack-dm")
+    assert slack.send("/ticket") == ["(a form opened: New ticket)"]
+    assert [f["name"] for f in slack.form_fields()] == ["title", "details", "urgency"]
+    said = slack.submit({"title": "Printer on fire", "details": "", "urgency": "high"})
+    # The effect runs after the commit (deferred) and its follow-up answers.
+    said += [] if len(said) > 1 else slack.more()
+    assert said == [
+        "Filing “Printer on fire” (high)…",
+        "Filed T-1: “Printer on fire”. We'll be in touch.",
+    ]
+    fb = example_server.client("messenger")
+    fb.send("ticket")
+    fb.send("Disk full")
+    assert fb.send("Since 9am") == ["How urgent is it?\n  #1 [Low]  #2 [Normal]  #3 [High]"]
+    said = fb.press(2)  # a quick reply
+    said += [] if len(said) > 1 else fb.more()
+    assert said[-1] == "Filed T-2: “Disk full”. We'll be in touch."
