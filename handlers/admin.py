@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None) -> int:
             create_table(make_client(), settings.sessions_table)
             print(f"table {settings.sessions_table} is ready (pk/sk, TTL on expires_at)")
             return 0
-        sessions = Sessions(store_from_settings(settings))
+        sessions = Sessions(store_from_settings(settings), **settings.session_options())
         user = UserKey.from_pk(args.user)
         return _run(args, sessions, user, stdin or sys.stdin)
     except (SessionError, OSError) as exc:

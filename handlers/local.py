@@ -117,7 +117,7 @@ class LocalApp:
 
         self.settings = from_env()
         self.store = store_from_settings(self.settings)
-        self.sessions = Sessions(self.store)
+        self.sessions = Sessions(self.store, **self.settings.session_options())
         self.slack = slack.build(self.settings, sessions=self.sessions)
         self.messenger = messenger.build(self.settings, sessions=self.sessions)
         self.outbox = Outbox()
