@@ -26,6 +26,7 @@ from sessions.store import Store
 from tests.fakes import Call, FakeSlack, QueueDeferrer, fake_slack
 from tests.functional.conftest import select_store
 from tests.messenger_requests import post, postback, single, text
+from tests.reliability.conftest import Crash
 from tests.slack_requests import block_action, dm_body, json_event, slash, view_submission
 
 SLACK_KEY = ConversationKey.slack(team="T0001", channel="C0001", user="U0001")
@@ -335,3 +336,41 @@ def test_an_effect_that_fails_comes_back_as_an_error_once(world: World) -> None:
     conversation = world.sessions.get(MESSENGER_KEY)
     assert conversation is not None and conversation.state["filing"] == 0
     assert [m.get("text") for m in world.graph()].count(said) == 1
+
+
+class CrashOnFirstHandOff(QueueDeferrer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.crashed = False
+
+    def submit(self, job: dict[str, Any]) -> None:
+        if not self.crashed:
+            self.crashed = True
+            raise Crash
+        super().submit(job)
+
+
+def test_sent_mark_mode_starts_effects_lost_in_a_crash_once(world: World) -> None:
+    """In sent-mark mode the effects travel with the outbox: a delivery that dies after the
+    commit, before its slow effect was handed off, is redelivered, and the effect still runs,
+    once (its claim stops the outbox's later resends from running it again)."""
+    sessions = Sessions(world.store, sent_mark=True, resend_after=0)
+    deferrer = CrashOnFirstHandOff()
+    messenger = handlers.messenger.build(
+        from_env(), sessions=sessions, bot=Intake(), deferrer=deferrer
+    )
+    for line in ("ticket", "Printer jam", "paper everywhere"):
+        ok(messenger.handle(post(single(text(line)))))
+    tapped = text("High", quick_reply=encode_payload("intake:urgency", "high"), mid="m_crash")
+    with pytest.raises(Crash):
+        messenger.handle(post(single(tapped)))  # committed and said "Filing…", then died
+    assert not deferrer.jobs
+    ok(messenger.handle(post(single(tapped))))  # Meta redelivers: the outbox goes out again
+    assert len(deferrer.jobs) == 1
+    ok(messenger.handle(post(single(tapped))))  # marked sent by now: nothing again
+    world.deferrer.jobs.extend(deferrer.jobs)
+    world.deferrer.jobs.extend(deferrer.jobs)  # and Lambda delivers the job twice
+    world.deferrer.drain(messenger.run_deferred)
+    assert len(world.calls("/tickets")) == 1
+    texts = [m.get("text") for m in world.graph()]
+    assert texts.count("Filed TK-1: “Printer jam”. We'll be in touch.") == 1
