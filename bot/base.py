@@ -323,6 +323,16 @@ class BotSpec:
                         "which the bot does not declare (add it to actions, or match "
                         "action_prefix); without that its press would never reach the bot"
                     )
+            if getattr(reply, "kind", "") == "media" and getattr(reply, "media", "") not in (
+                "image",
+                "video",
+                "audio",
+                "file",
+            ):
+                raise BotTypeError(
+                    f"{self.name}: Media kind {getattr(reply, 'media', '')!r}; expected image, "
+                    "video, audio or file"
+                )
             action = getattr(reply, "action", None)
             if getattr(reply, "kind", "") == "modal" and not self.handles_action(str(action)):
                 raise BotTypeError(

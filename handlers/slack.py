@@ -48,6 +48,7 @@ from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.request import payload_utils
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry import RetryHandler, RetryState
 from slack_sdk.http_retry import request as retry_request
 from slack_sdk.http_retry import response as retry_response
@@ -82,6 +83,10 @@ APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment.
 #: Seconds an inline turn may spend retrying lost races: Slack gives up after 3 s, and the
 #: replies and the ack still have to go out after the commit.
 TURN_BUDGET = 2.0
+
+
+class InvalidBlocks(ValueError):
+    """Slack refused a message's blocks; nothing was posted."""
 
 
 class NotSentRetryHandler(RetryHandler):
@@ -287,18 +292,37 @@ class SlackEdge:
         return True
 
     def _post(self, job: Job, key: ConversationKey, message: dict[str, Any]) -> None:
+        """Send one message where ``job``'s answers go. Blocks Slack refuses (a bot's own
+        Block Kit that does not validate) fall back to the message's text: Slack refused the
+        whole request, so sending again cannot repeat anything."""
         visibility = message.pop("visibility")
+        try:
+            self._send_once(job, key, visibility, message)
+        except InvalidBlocks as exc:
+            log.warning("Slack refused the blocks (%s); sending the text alone", exc)
+            self._send_once(job, key, visibility, {"text": message.get("text") or " "})
+
+    def _send_once(
+        self, job: Job, key: ConversationKey, visibility: str | None, message: dict[str, Any]
+    ) -> None:
         response_url = job.get("response_url")
-        if response_url:
-            result = _webhook(response_url).send(
-                response_type=visibility or "ephemeral", replace_original=False, **message
-            )
-            if result.status_code >= 300:
-                raise ConnectionError(f"response_url answered {result.status_code}")
-        elif visibility == "ephemeral":
-            self.web.chat_postEphemeral(channel=key.channel, user=key.user, **message)
-        else:
-            self.web.chat_postMessage(channel=key.channel, **message)
+        try:
+            if response_url:
+                result = _webhook(response_url).send(
+                    response_type=visibility or "ephemeral", replace_original=False, **message
+                )
+                if result.status_code == 400 and "invalid_blocks" in (result.body or ""):
+                    raise InvalidBlocks(result.body)
+                if result.status_code >= 300:
+                    raise ConnectionError(f"response_url answered {result.status_code}")
+            elif visibility == "ephemeral":
+                self.web.chat_postEphemeral(channel=key.channel, user=key.user, **message)
+            else:
+                self.web.chat_postMessage(channel=key.channel, **message)
+        except SlackApiError as exc:
+            if exc.response.get("error") in ("invalid_blocks", "invalid_blocks_format"):
+                raise InvalidBlocks(str(exc.response.get("error"))) from exc
+            raise
 
     # -- listeners ----------------------------------------------------------------------------
 

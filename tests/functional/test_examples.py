@@ -15,7 +15,7 @@ import pytest
 
 import handlers.messenger
 import handlers.slack
-from bot import Bot, Effect, EffectCall, Message, Outcome, effect
+from bot import Bot, Effect, EffectCall, Message, Outcome, Reply, effect
 from examples.intake import Intake
 from examples.quiz import Quiz
 from handlers.messenger_payloads import encode_payload
@@ -374,3 +374,30 @@ def test_sent_mark_mode_starts_effects_lost_in_a_crash_once(world: World) -> Non
     assert len(world.calls("/tickets")) == 1
     texts = [m.get("text") for m in world.graph()]
     assert texts.count("Filed TK-1: “Printer jam”. We'll be in touch.") == 1
+
+
+class Blocky(Bot[dict[str, Any]]):
+    commands: ClassVar[tuple[str, ...]] = ("/blocky",)
+
+    def turn(self, state: dict[str, Any], message: Message) -> Any:
+        return state, [Reply("the plain version", blocks=[{"type": "not-a-block"}])]
+
+
+def test_blocks_slack_refuses_fall_back_to_the_text(world: World) -> None:
+    slack, _ = world.edges(Blocky())
+    refused = (200, {"ok": False, "error": "invalid_blocks"})
+    world.fake.failures["/api/chat.postMessage"] = [refused]
+    ok(slack.handle(json_event(dm_body("hi"))))
+    [posted] = world.fake.posts()  # the refused request posted nothing
+    assert posted.body["text"] == "the plain version" and "blocks" not in posted.body
+    world.fake.failures["/response/"] = [(400, {"error": "invalid_blocks"})]
+    url = world.fake.response_url("b")
+    ok(slack.handle(block_action("1", action_id="x", response_url=url)))  # undeclared: dropped
+    Blocky.actions = ("press",)
+    try:
+        slack, _ = world.edges(Blocky())
+        ok(slack.handle(block_action("1", action_id="press", response_url=url)))
+    finally:
+        Blocky.actions = ()
+    [answered] = world.fake.responses()
+    assert answered.body["text"] == "the plain version" and "blocks" not in answered.body

@@ -108,6 +108,7 @@ def test_anything_with_a_turn_is_a_bot() -> None:
         (({}, [42]), "reply of unknown kind int 42"),
         (({}, [Reply("x", [Button("Go", "elsewhere")])]), "action 'elsewhere', which the bot"),
         (({}, [Modal("form", "T")]), "modal action 'form' is not declared"),
+        (({}, [Media("https://x.test/a.gif", "gif")]), "Media kind 'gif'"),  # type: ignore[arg-type]
         (({}, [], ["send_mail"]), "effect str 'send_mail'"),
         (({}, [], [Effect("send_mail")]), "no method is marked @effect('send_mail')"),
     ],
