@@ -79,7 +79,8 @@ class Reply:
         text: the message (Slack mrkdwn is escaped: user text never becomes a mention).
         buttons: buttons (Slack) or quick replies / template buttons (Messenger).
         blocks: Slack Block Kit blocks, passed through as given (``text`` is then Slack's
-            notification text and what Messenger shows).
+            notification text and what Messenger shows; blocks Slack refuses as invalid are
+            dropped and the text is sent alone).
         visibility: Slack only: ``"ephemeral"`` (only the user sees it) or ``"in_channel"``;
             default: ephemeral for slash commands and buttons, a normal message in DMs.
         persistent: Messenger only: buttons as a button template that stays, instead of
