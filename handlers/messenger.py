@@ -12,6 +12,12 @@ apology, and the rest of the batch, that sender's later messages included, still
 turn the bot declares slow is handed off (``handlers.deferral``) and answered through the
 Send API.
 
+Every text, attachment, quick reply and postback goes to the bot ``BOT`` names: a quick reply
+or postback whose action the bot declares arrives as an action, any other payload as the text
+the user tapped. Replies render as text, quick replies, button and generic templates or
+attachments by URL (``messenger_payloads.render``); a committed turn's effects start after its
+replies (``handlers.turns.Effects``).
+
 The Send API has no idempotency key, so a reply is retried only when it certainly did not
 arrive: the connection was refused, Meta answered 429, or a 5xx whose Graph error says it is
 transient. A timeout or a reset after the request went out may follow a delivered message;
