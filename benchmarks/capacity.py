@@ -5,18 +5,23 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from benchmarks.billing import Billing
+
 
 class Meter:
-    """Attach to a client: counts requests per operation and sums read/write units.
+    """Attach to a client: counts requests per operation and sums read/write units as the
+    engine reports them (and as AWS would bill them, with ``probe``).
 
     It asks DynamoDB for ``ReturnConsumedCapacity=TOTAL`` on every call through the
     ``provide-client-params`` hook, so the code under measurement is not changed.
     """
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, *, probe: Any = None) -> None:
         self.requests: Counter[str] = Counter()
         self.read_units = 0.0
         self.write_units = 0.0
+        #: What AWS would bill (``benchmarks.billing``), when given a probe client.
+        self.billing = Billing(client, probe) if probe is not None else None
         events = client.meta.events
         events.register("provide-client-params.dynamodb.*", self._ask)
         events.register("before-send.dynamodb", self._sent)
@@ -44,3 +49,5 @@ class Meter:
     def reset(self) -> None:
         self.requests.clear()
         self.read_units = self.write_units = 0.0
+        if self.billing is not None:
+            self.billing.reset()

@@ -1,32 +1,97 @@
-"""DynamoDB requests and capacity per turn: ours vs the common way (benchmarks/baseline.py),
-the same workloads on the same engine, counted with botocore's event hooks.
+"""DynamoDB requests and capacity per turn: ours vs the common way (AWS Lambda Powertools'
+idempotency utility around a session load and save, ``benchmarks/powertools_variant.py``), the
+same workloads on the same engine, at two state sizes (200 B and 3 KB of JSON), counted with
+botocore's event hooks. Capacity twice: as DynamoDB Local reports it, and billed by AWS's
+sizing rules from the real item sizes (``benchmarks/billing.py``).
 
 Scenarios: a new event; its duplicate; a conflict (a second event of the same conversation
 commits while the first one's turn runs); a failing turn (the handler raises). The conflict
-also counts lost updates: ours re-runs the loser's pure turn, the baseline overwrites.
+also counts lost updates: ours re-runs the loser's pure turn, the common way overwrites.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import random
 import uuid
 from typing import Any
 
-from benchmarks.baseline import PowertoolsStyle
 from benchmarks.capacity import Meter
+from benchmarks.powertools_variant import Powertools
 from sessions import ConversationKey, Sessions, TurnError
 from sessions.dynamodb import DynamoDBStore, create_table
 
-STATE = {"items": [{"id": str(i), "text": f"item number {i} on the list"} for i in range(10)]}
+WORDS = [
+    "call",
+    "mum",
+    "buy",
+    "milk",
+    "eggs",
+    "bread",
+    "fix",
+    "the",
+    "bike",
+    "book",
+    "flights",
+    "renew",
+    "passport",
+    "water",
+    "plants",
+    "pay",
+    "rent",
+    "invoice",
+    "clients",
+    "send",
+    "report",
+    "review",
+    "pull",
+    "request",
+    "plan",
+    "sprint",
+    "dentist",
+    "at",
+    "noon",
+    "return",
+    "parcel",
+    "pick",
+    "up",
+    "kids",
+    "gym",
+    "laundry",
+    "groceries",
+    "email",
+    "landlord",
+    "update",
+    "resume",
+]
+
+
+def state_of(size: int) -> dict[str, Any]:
+    """A todo-like state whose JSON is about ``size`` bytes (varied text, so it compresses
+    as real text does, not as a run of one letter)."""
+    rng = random.Random(size)
+    items: list[dict[str, str]] = []
+    while len(json.dumps({"items": items})) < size - 40:
+        words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 6)))
+        items.append({"id": str(len(items) + 1), "text": words})
+    return {"items": items}
+
+
+SIZES = {"200 B": state_of(200), "3 KB": state_of(3 * 1024)}
+STATE: dict[str, Any] = SIZES["200 B"]
 
 
 class Boom(RuntimeError):
     pass
 
 
-def _count(state: dict[str, Any], event: Any) -> tuple[dict[str, Any], list[str], str]:
-    new = {**STATE, **state, "n": state.get("n", 0) + 1}
-    return new, [f"n={new['n']}"], f"n={new['n']}"
+def _counter(base: dict[str, Any]) -> Any:
+    def count(state: dict[str, Any], event: Any) -> tuple[dict[str, Any], list[str], str]:
+        new = {**base, **state, "n": state.get("n", 0) + 1}
+        return new, [f"n={new['n']}"], f"n={new['n']}"
+
+    return count
 
 
 def _fail(state: dict[str, Any], event: Any) -> tuple[dict[str, Any], list[str], str]:
@@ -36,16 +101,20 @@ def _fail(state: dict[str, Any], event: Any) -> tuple[dict[str, Any], list[str],
 def _measure(meter: Meter, fn: Any) -> dict[str, float]:
     meter.reset()
     fn()
+    assert meter.billing is not None
     return {
         "requests": float(sum(meter.requests.values())),
         "read_units": round(meter.read_units, 2),
         "write_units": round(meter.write_units, 2),
+        "billed_read_units": round(meter.billing.read, 2),
+        "billed_write_units": round(meter.billing.write, 2),
         "operations": dict(meter.requests),  # type: ignore[dict-item]
     }
 
 
-def ours(client: Any, table: str) -> dict[str, Any]:
-    meter = Meter(client)
+def ours(client: Any, probe: Any, table: str, base: dict[str, Any]) -> dict[str, Any]:
+    meter = Meter(client, probe=probe)
+    _count = _counter(base)
     sessions = Sessions(DynamoDBStore(table, client=client))
     key = ConversationKey.slack(
         team="T0BENCH", channel="D0BENCH", user=f"U{uuid.uuid4().hex[:8].upper()}"
@@ -80,9 +149,10 @@ def ours(client: Any, table: str) -> dict[str, Any]:
     return out
 
 
-def baseline(client: Any, table: str) -> dict[str, Any]:
-    meter = Meter(client)
-    common = PowertoolsStyle(client, table)
+def powertools(client: Any, probe: Any, table: str, base: dict[str, Any]) -> dict[str, Any]:
+    meter = Meter(client, probe=probe)
+    _count = _counter(base)
+    common = Powertools(client, table)
     pk, sk = f"session#{uuid.uuid4().hex}", "D0BENCH"
     prefix = uuid.uuid4().hex
     common.run(pk, sk, f"{prefix}-warm", _count, None)
@@ -108,23 +178,35 @@ def baseline(client: Any, table: str) -> dict[str, Any]:
     return out
 
 
-def run(client: Any) -> dict[str, Any]:
-    table = f"bench-requests-{uuid.uuid4().hex[:8]}"
-    create_table(client, table)
-    return {"ours": ours(client, table), "baseline": baseline(client, table)}
+def run(client: Any, probe: Any) -> dict[str, Any]:
+    """Per state size: ``{"ours": {scenario: figures}, "powertools": {...}}``."""
+    out: dict[str, Any] = {}
+    for size, base in SIZES.items():
+        table = f"bench-requests-{uuid.uuid4().hex[:8]}"
+        create_table(client, table)
+        out[size] = {
+            "state_bytes": len(json.dumps(base)),
+            "ours": ours(client, probe, table, base),
+            "powertools": powertools(client, probe, table, base),
+        }
+    return out
 
 
 def table(results: dict[str, Any]) -> list[str]:
     lines = [
-        "| scenario | ours: requests | RCU | WCU "
-        "| common way: requests | RCU | WCU | lost updates (ours / common) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| state | scenario | ours: requests | billed RCU | billed WCU | (Local: RCU / WCU) "
+        "| Powertools: requests | billed RCU | billed WCU | lost updates (ours / Powertools) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for scenario, m in results["ours"].items():
-        b = results["baseline"][scenario]
-        lost = f"{m['lost_updates']} / {b['lost_updates']}" if "lost_updates" in m else ""
-        lines.append(
-            f"| {scenario} | {m['requests']:.0f} | {m['read_units']:.1f} | {m['write_units']:.1f} "
-            f"| {b['requests']:.0f} | {b['read_units']:.1f} | {b['write_units']:.1f} | {lost} |"
-        )
+    for size, row in results.items():
+        for scenario, m in row["ours"].items():
+            b = row["powertools"][scenario]
+            lost = f"{m['lost_updates']} / {b['lost_updates']}" if "lost_updates" in m else ""
+            lines.append(
+                f"| {size} | {scenario} | {m['requests']:.0f} | {m['billed_read_units']:.1f} "
+                f"| {m['billed_write_units']:.1f} "
+                f"| {m['read_units']:.1f} / {m['write_units']:.1f} "
+                f"| {b['requests']:.0f} | {b['billed_read_units']:.1f} "
+                f"| {b['billed_write_units']:.1f} | {lost} |"
+            )
     return lines
