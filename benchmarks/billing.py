@@ -97,9 +97,13 @@ class Billing:
         self._before: list[tuple[str, dict[str, Any], int]] = []
         self._consistent = True
         self._requested = 0
-        events = client.meta.events
-        events.register("before-parameter-build.dynamodb.*", self._before_send)
-        events.register("after-call.dynamodb.*", self._after_call)
+        self._events = client.meta.events
+        self._events.register("before-parameter-build.dynamodb.*", self._before_send)
+        self._events.register("after-call.dynamodb.*", self._after_call)
+
+    def close(self) -> None:
+        self._events.unregister("before-parameter-build.dynamodb.*", self._before_send)
+        self._events.unregister("after-call.dynamodb.*", self._after_call)
 
     def reset(self) -> None:
         self.read = self.write = 0.0

@@ -22,10 +22,28 @@ class Meter:
         self.write_units = 0.0
         #: What AWS would bill (``benchmarks.billing``), when given a probe client.
         self.billing = Billing(client, probe) if probe is not None else None
-        events = client.meta.events
-        events.register("provide-client-params.dynamodb.*", self._ask)
-        events.register("before-send.dynamodb", self._sent)
-        events.register("after-call.dynamodb.*", self._consumed)
+        self._events = client.meta.events
+        self._hooks = [
+            ("provide-client-params.dynamodb.*", self._ask),
+            ("before-send.dynamodb", self._sent),
+            ("after-call.dynamodb.*", self._consumed),
+        ]
+        for name, hook in self._hooks:
+            self._events.register(name, hook)
+
+    def close(self) -> None:
+        """Detach from the client (a meter left attached would tax every later benchmark on
+        the same client: the billing probe reads each written item)."""
+        for name, hook in self._hooks:
+            self._events.unregister(name, hook)
+        if self.billing is not None:
+            self.billing.close()
+
+    def __enter__(self) -> Meter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     @staticmethod
     def _ask(params: dict[str, Any], model: Any, **_: Any) -> None:

@@ -84,6 +84,7 @@ def inline(client: Any, table: str, events: int, spacing: float) -> dict[str, fl
 
 
 def _per_turn(meter: Meter, events: int) -> dict[str, float]:
+    meter.close()
     return {
         "requests_per_turn": sum(meter.requests.values()) / events,
         "read_units_per_turn": meter.read_units / events,

@@ -112,8 +112,12 @@ def _measure(meter: Meter, fn: Any) -> dict[str, float]:
     }
 
 
-def ours(client: Any, probe: Any, table: str, base: dict[str, Any]) -> dict[str, Any]:
-    meter = Meter(client, probe=probe)
+def _metered(variant: Any, client: Any, probe: Any, table: str, base: dict[str, Any]) -> Any:
+    with Meter(client, probe=probe) as meter:
+        return variant(meter, client, table, base)
+
+
+def ours(meter: Meter, client: Any, table: str, base: dict[str, Any]) -> dict[str, Any]:
     _count = _counter(base)
     sessions = Sessions(DynamoDBStore(table, client=client))
     key = ConversationKey.slack(
@@ -149,8 +153,7 @@ def ours(client: Any, probe: Any, table: str, base: dict[str, Any]) -> dict[str,
     return out
 
 
-def powertools(client: Any, probe: Any, table: str, base: dict[str, Any]) -> dict[str, Any]:
-    meter = Meter(client, probe=probe)
+def powertools(meter: Meter, client: Any, table: str, base: dict[str, Any]) -> dict[str, Any]:
     _count = _counter(base)
     common = Powertools(client, table)
     pk, sk = f"session#{uuid.uuid4().hex}", "D0BENCH"
@@ -186,8 +189,8 @@ def run(client: Any, probe: Any) -> dict[str, Any]:
         create_table(client, table)
         out[size] = {
             "state_bytes": len(json.dumps(base)),
-            "ours": ours(client, probe, table, base),
-            "powertools": powertools(client, probe, table, base),
+            "ours": _metered(ours, client, probe, table, base),
+            "powertools": _metered(powertools, client, probe, table, base),
         }
     return out
 
