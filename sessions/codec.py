@@ -24,8 +24,8 @@ COMPRESS_ABOVE = 2048
 ITEM_LIMIT = 400 * 1024
 MAX_STATE_BYTES = ITEM_LIMIT - 2048
 
-_RAW = b"j"
-_ZLIB = b"z"
+RAW = b"j"
+ZLIB = b"z"
 
 
 def encode(value: Any, *, limit: int = MAX_STATE_BYTES) -> bytes:
@@ -45,7 +45,7 @@ def encode(value: Any, *, limit: int = MAX_STATE_BYTES) -> bytes:
     except (TypeError, ValueError) as exc:
         raise CodecError(f"state is not JSON-serialisable: {exc}") from exc
     raw = text.encode()
-    blob = _RAW + raw if len(raw) <= COMPRESS_ABOVE else _ZLIB + zlib.compress(raw, 6)
+    blob = RAW + raw if len(raw) <= COMPRESS_ABOVE else ZLIB + zlib.compress(raw, 6)
     if len(blob) > limit:
         raise StateTooLargeError(
             f"encoded state is {len(blob)} bytes ({len(raw)} before compression); "
@@ -66,9 +66,9 @@ def decode(blob: bytes) -> Any:
         raise CodecError("empty state blob")
     marker, body = blob[:1], blob[1:]
     try:
-        if marker == _ZLIB:
+        if marker == ZLIB:
             body = zlib.decompress(body)
-        elif marker != _RAW:
+        elif marker != RAW:
             raise CodecError(f"unknown state encoding marker {marker!r}")
         envelope = json.loads(body)
     except (zlib.error, ValueError) as exc:

@@ -16,9 +16,14 @@ rest (no credentials, endpoint unreachable, read timeout) as :class:`StoreUnavai
 
 from __future__ import annotations
 
+import functools
+import struct
 import time
+import zlib
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from sessions import codec
 from sessions.codec import ITEM_LIMIT
 from sessions.errors import (
     ConflictError,
@@ -29,7 +34,7 @@ from sessions.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from sessions.keys import TOMBSTONE_SK, ConversationKey, UserKey
+from sessions.keys import EVENT_MARK, SEP, TOMBSTONE_SK, ConversationKey, UserKey
 from sessions.store import FAILED, EventRecord, Snapshot, StoredItem, StoredState, Tombstone
 
 if TYPE_CHECKING:
@@ -50,6 +55,24 @@ _RETRYABLE = {
 UNPROCESSED_RETRIES = 3
 
 
+ENTRY = struct.Struct(">8sII")
+"""An inline event record: the first 8 bytes of the event id's SHA-256, when it was
+committed and until when it deduplicates (epoch seconds)."""
+RESPONSE = struct.Struct(">8sIH")
+"""An inline recorded response: the event's digest, until when it is served, its length."""
+KB = 1024
+#: Room for inline records a conversation item keeps: when the state leaves less than this
+#: in its last KB, the item is allowed one KB more.
+MIN_ROOM = 8 * ENTRY.size
+#: An inline response longer than this goes to a sibling record with its event.
+MAX_INLINE_RESPONSE = 512
+#: How long after its last old-layout write a conversation item may still have old-layout
+#: sibling records (event records and dead letters) that its load must look at.
+LEGACY_SIBLINGS = 15 * 86_400
+#: Attributes of the conversation item besides the state (``kind`` only on old items).
+_CONVERSATION_KINDS = (None, "state")
+
+
 def _n(value: int) -> dict[str, str]:
     return {"N": str(value)}
 
@@ -58,14 +81,44 @@ def _key(pk: str, sk: str) -> Item:
     return {"pk": {"S": pk}, "sk": {"S": sk}}
 
 
-def _parse(item: Item) -> StoredItem:
-    def num(name: str, default: int = 0) -> int:
-        return int(item[name]["N"]) if name in item else default
+def _num(item: Item, name: str, default: int = 0) -> int:
+    return int(item[name]["N"]) if name in item else default
+
+
+def _digest(event_sk: str) -> bytes:
+    """The 8 bytes an inline record keeps of the event id's digest (the sort key's hash)."""
+    return bytes.fromhex(event_sk.rsplit(SEP, 1)[1][:16])
+
+
+def _size(item: Item) -> int:
+    """An item's size by DynamoDB's rules, for the attribute types this store writes."""
+    total = 0
+    for name, value in item.items():
+        ((kind, data),) = value.items()
+        if kind == "N":
+            digits = data.lstrip("-").replace(".", "").strip("0") or "0"
+            size = (len(digits) + 1) // 2 + 1
+        elif kind == "B":
+            size = len(data)
+        else:
+            size = len(str(data).encode())
+        total += len(name) + size
+    return total
+
+
+def _billed_kb(size: int) -> int:
+    return max(1, -(-size // KB))
+
+
+def _parse(item: Item) -> StoredItem | None:
+    """A stored item as a record (``None``: a conversation item with no state, which only
+    points at dead letters)."""
+    num = functools.partial(_num, item)
 
     def blob(name: str) -> bytes | None:
         return bytes(item[name]["B"]) if name in item else None
 
-    kind = item.get("kind", {}).get("S", "state")
+    kind = item.get("kind", {}).get("S")
     if kind == "event":
         return EventRecord(
             version=num("version"),
@@ -83,17 +136,99 @@ def _parse(item: Item) -> StoredItem:
         )
     if kind == "tombstone":
         return Tombstone(generation=num("gen"), expires_at=num("expires_at"))
+    if "state" not in item:
+        return None
     return StoredState(
         version=num("version"),
         blob=blob("state") or b"",
-        expires_at=num("expires_at"),
+        expires_at=num("idle_at", num("expires_at")),
         updated_at=num("updated_at"),
         enterprise=item["enterprise"]["S"] if "enterprise" in item else None,
         generation=num("gen"),
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Conversation:
+    """The conversation item as a load saw it: the handle passed back to ``commit``."""
+
+    item: Item | None
+    state: StoredState | None
+    entries: tuple[tuple[bytes, int, int], ...] = ()
+    responses: tuple[tuple[bytes, int, bytes], ...] = ()
+    #: Sibling records may hold events that happened up to ``spill`` (epoch seconds), until
+    #: ``spill_expires``; 0: none.
+    spill: int = 0
+    spill_expires: int = 0
+    legacy: bool = False
+    #: The event's record was read from a sibling item (a dead letter being replayed): the
+    #: commit replaces it there.
+    sibling: bool = False
+
+    @classmethod
+    def of(cls, item: Item | None) -> _Conversation:
+        if item is None:
+            return cls(item=None, state=None)
+        state = _parse(item)
+        ids = bytes(item["ids"]["B"]) if "ids" in item else b""
+        packed = bytes(item["rs"]["B"]) if "rs" in item else b""
+        responses = []
+        at = 0
+        while at < len(packed):
+            digest, until, length = RESPONSE.unpack_from(packed, at)
+            at += RESPONSE.size
+            responses.append((digest, until, packed[at : at + length]))
+            at += length
+        legacy = "kind" in item  # written before inline records: its siblings count
+        updated = _num(item, "updated_at")
+        return cls(
+            item=item,
+            state=state if isinstance(state, StoredState) else None,
+            entries=tuple(ENTRY.iter_unpack(ids)),
+            responses=tuple(responses),
+            # Old-layout records were all committed by the item's last old-layout write.
+            spill=_num(item, "sp") if not legacy else updated,
+            spill_expires=_num(item, "spx") if not legacy else updated + LEGACY_SIBLINGS,
+            legacy=legacy,
+        )
+
+    @property
+    def exists(self) -> bool:
+        return self.item is not None
+
+    def record(self, digest: bytes, generation: int) -> EventRecord | None:
+        """The inline record of the event with this digest, if any."""
+        for entry, committed, expires in self.entries:
+            if entry == digest:
+                response = next((r for d, _, r in self.responses if d == digest), None)
+                until = next((u for d, u, _ in self.responses if d == digest), 0)
+                return EventRecord(
+                    version=0,
+                    committed_at=committed,
+                    expires_at=expires,
+                    response=response,
+                    response_expires_at=until,
+                    generation=generation,
+                )
+        return None
+
+    def needs_sibling(self, event_time: float | None) -> bool:
+        """Whether the event may be recorded in a sibling item instead of inline."""
+        return self.spill > 0 and (event_time is None or event_time <= self.spill)
+
+    def needs_tombstone(self, event_time: float | None) -> bool:
+        """Whether a tombstone could postdate the event: only if the event happened before
+        this conversation item was created (its ``gen`` is the creating event's time, or the
+        generation of the tombstone it was written under)."""
+        return (
+            self.state is not None
+            and event_time is not None
+            and round(event_time * 1000) < self.state.generation
+        )
+
+
 def _state_item(key: ConversationKey, state: StoredState) -> Item:
+    """A conversation item in the old layout (kept for the contract suite's fixtures)."""
     item = _key(key.pk, key.sk) | {
         "kind": {"S": "state"},
         "version": _n(state.version),
@@ -132,6 +267,26 @@ def _event_item(pk: str, sk: str, event: EventRecord) -> Item:
     return item
 
 
+def _cheaper_blob(blob: bytes, base: int) -> bytes:
+    """The state blob, compressed or not, whichever bills fewer KB in an item of ``base``
+    other bytes (and keeps room for inline records); compression only when it pays."""
+    try:
+        if blob[:1] == codec.RAW and len(blob) > MIN_ROOM:
+            other = codec.ZLIB + zlib.compress(blob[1:], 6)
+        elif blob[:1] == codec.ZLIB:
+            other = codec.RAW + zlib.decompress(blob[1:])
+        else:
+            return blob
+    except zlib.error:
+        return blob
+    if len(other) > codec.MAX_STATE_BYTES:
+        return blob
+    raw, packed = (blob, other) if blob[:1] == codec.RAW else (other, blob)
+    if _billed_kb(base + len(packed) + MIN_ROOM) < _billed_kb(base + len(raw) + MIN_ROOM):
+        return packed
+    return raw
+
+
 def _convert(exc: Exception, table: str) -> SessionError | None:
     """A botocore error as ours (the caller raises it ``from exc``); ``None`` for anything
     that is not botocore's (a bug of ours must surface as itself)."""
@@ -154,6 +309,48 @@ def _convert(exc: Exception, table: str) -> SessionError | None:
     if code == "ValidationException" and "item size" in message.lower():
         return ItemTooLargeError(f"DynamoDB refused the item: {message}", size=0, limit=ITEM_LIMIT)
     return StoreError(f"DynamoDB {code or type(exc).__name__}: {message}")
+
+
+def _same(state: StoredState | None, expected: StoredState | None) -> bool:
+    if state is None or expected is None:
+        return state is None and expected is None
+    return (state.version, state.updated_at, state.generation) == (
+        expected.version,
+        expected.updated_at,
+        expected.generation,
+    )
+
+
+def _record_condition(now: int) -> dict[str, Any]:
+    """A record is written only if none is, or the one there expired (TTL has not removed
+    it yet) or is a dead letter (a later successful run of the same event replaces it)."""
+    return {
+        "ConditionExpression": (
+            "attribute_not_exists(pk) OR expires_at <= :now OR #status = :failed"
+        ),
+        "ExpressionAttributeNames": {"#status": "status"},
+        "ExpressionAttributeValues": {":now": _n(now), ":failed": {"S": FAILED}},
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
+
+
+def _sibling_sk(key: ConversationKey, digest: bytes) -> str:
+    """The sort key of a record moved out of the conversation item (its full id is not
+    kept inline, so its own item is named by the 8 bytes that are)."""
+    return f"{key.sk}{EVENT_MARK}{digest.hex()}"
+
+
+def _with_records(
+    base: Item,
+    entries: list[tuple[bytes, int, int]],
+    responses: list[tuple[bytes, int, bytes]],
+) -> Item:
+    item = dict(base)
+    if entries:
+        item["ids"] = {"B": b"".join(ENTRY.pack(*e) for e in entries)}
+    if responses:
+        item["rs"] = {"B": b"".join(RESPONSE.pack(d, u, len(r)) + r for d, u, r in responses)}
+    return item
 
 
 class DynamoDBStore:
@@ -184,17 +381,26 @@ class DynamoDBStore:
                 raise
             raise error from exc
 
-    def load(self, key: ConversationKey, event_sk: str | None) -> Snapshot:
-        keys = [_key(key.pk, key.sk), _key(key.pk, TOMBSTONE_SK)]
-        if event_sk:
-            keys.append(_key(key.pk, event_sk))
+    def _get(self, key: ConversationKey) -> Item | None:
+        out = self._call(
+            "get_item",
+            TableName=self.table,
+            Key=_key(key.pk, key.sk),
+            ConsistentRead=True,
+        )
+        item: Item | None = out.get("Item")
+        return item
+
+    def _batch_get(self, pk: str, sks: list[str]) -> dict[str, Item]:
+        """One consistent ``BatchGetItem`` of the user's ``sks`` (retrying unprocessed keys)."""
+        keys = [_key(pk, sk) for sk in sks]
         request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
-        found: dict[str, StoredItem] = {}
+        found: dict[str, Item] = {}
         delay = 0.02
         for retry in range(UNPROCESSED_RETRIES + 1):
             out = self._call("batch_get_item", RequestItems=request)
             for item in out.get("Responses", {}).get(self.table, []):
-                found[item["sk"]["S"]] = _parse(item)
+                found[item["sk"]["S"]] = item
             # Keys left unprocessed under throttling: retry them (more requests only then).
             request = dict(out.get("UnprocessedKeys") or {})
             if not request:
@@ -205,13 +411,56 @@ class DynamoDBStore:
                 )
             time.sleep(delay)
             delay *= 2
-        state = found.get(key.sk)
-        event = found.get(event_sk) if event_sk else None
-        stone = found.get(TOMBSTONE_SK)
+        return found
+
+    def load(
+        self,
+        key: ConversationKey,
+        event_sk: str | None,
+        *,
+        event_time: float | None = None,
+        exact: bool = False,
+    ) -> Snapshot:
+        """One consistent ``GetItem`` of the conversation item, which holds the state and the
+        conversation's recent event records inline. A second read (one ``BatchGetItem``) only
+        when the item says it is needed: the event may be recorded in a sibling item (a
+        spilled record, a dead letter, an outbox), or it happened before the item was created
+        and a delete may lie in between (the tombstone). ``exact``: state, record and
+        tombstone in one ``BatchGetItem``, always."""
+        if exact:
+            sks = [key.sk, TOMBSTONE_SK] + ([event_sk] if event_sk else [])
+            found = self._batch_get(key.pk, sks)
+            conversation = _Conversation.of(found.get(key.sk))
+        else:
+            found = {}
+            conversation = _Conversation.of(self._get(key))
+        event: EventRecord | None = None
+        if event_sk:
+            event = conversation.record(
+                _digest(event_sk), conversation.state.generation if conversation.state else 0
+            )
+        if not exact and event_sk and event is None:
+            more = []
+            if conversation.needs_sibling(event_time):
+                # Its own record, or one moved out of the item (named by the inline digest).
+                more += [event_sk, _sibling_sk(key, _digest(event_sk))]
+            if conversation.needs_tombstone(event_time):
+                more.append(TOMBSTONE_SK)
+            if more:
+                found = self._batch_get(key.pk, more)
+        if event is None and event_sk:
+            for sk in (event_sk, _sibling_sk(key, _digest(event_sk))):
+                record = _parse(found[sk]) if sk in found else None
+                if isinstance(record, EventRecord):
+                    event = record
+                    conversation = replace(conversation, sibling=True)
+                    break
+        stone = _parse(found[TOMBSTONE_SK]) if TOMBSTONE_SK in found else None
         return Snapshot(
-            state=state if isinstance(state, StoredState) else None,
-            event=event if isinstance(event, EventRecord) else None,
+            state=conversation.state,
+            event=event,
             tombstone=stone if isinstance(stone, Tombstone) else None,
+            handle=conversation,
         )
 
     def commit(
@@ -224,64 +473,253 @@ class DynamoDBStore:
         event: EventRecord,
         tombstone: Tombstone | None,
         now: int,
+        loaded: Snapshot | None = None,
+        event_time: float | None = None,
     ) -> None:
-        roles: list[str] = []
-        actions: list[dict[str, Any]] = []
-        if state is not None:
-            state_put: dict[str, Any] = {
+        """One conditional ``PutItem`` of the conversation item with the event's record
+        inline, when the conversation exists and its item has room (the usual turn). A
+        ``TransactWriteItems`` otherwise: with a ``ConditionCheck`` that the user's tombstone
+        predates the event when the commit creates the conversation; with sibling records
+        when a record goes to its own item (a dead letter, a sent-mark outbox, a large
+        response, or the oldest inline record moved out to make room)."""
+        if state is None and not event.failed:
+            # A claim (``Sessions.claim``): a record of its own, checked against the tombstone.
+            self._commit_record(key, event_sk, event, tombstone, now)
+            return
+        handle = loaded.handle if loaded is not None else None
+        if not isinstance(handle, _Conversation):
+            handle = _Conversation.of(self._get(key))
+            if not _same(handle.state, expected):
+                raise ConflictError("conversation version moved", current=handle.state)
+        event_ms = round(event_time * 1000) if event_time is not None else now * 1000
+        digest = _digest(event_sk)
+        creating = handle.state is None or handle.state.expires_at <= now
+        item, siblings = self._layout(key, handle, state, digest, event_sk, event, now, event_time)
+        if creating:
+            item["gen"] = _n(max(_num(item, "gen"), event_ms))
+            siblings = [
+                (sk, replace(record, generation=max(record.generation, event_ms)))
+                for sk, record in siblings
+            ]
+        put: dict[str, Any] = {
+            "TableName": self.table,
+            "Item": item,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if handle.item is None:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            # The very item the load saw: a version repeats when an item is removed (delete,
+            # TTL) and recreated, its write time does not.
+            put["ConditionExpression"] = "version = :v AND updated_at = :u"
+            put["ExpressionAttributeValues"] = {
+                ":v": handle.item["version"],
+                ":u": handle.item["updated_at"],
+            }
+        if not creating and not siblings:
+            try:
+                self.client.put_item(**put)
+            except Exception as exc:
+                error = self._refused(exc, digest)
+                if error is None:
+                    raise
+                raise error from exc
+            return
+        roles = ["state"]
+        actions: list[dict[str, Any]] = [{"Put": put}]
+        for sk, record in siblings:
+            sibling: dict[str, Any] = {
                 "TableName": self.table,
-                "Item": _state_item(key, state),
-                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                "Item": _event_item(key.pk, sk, record),
             }
-            if expected is None:
-                state_put["ConditionExpression"] = "attribute_not_exists(pk)"
+            if sk == event_sk:
+                roles.append("event")
+                sibling |= _record_condition(now)
             else:
-                # The very item the load returned: a version repeats when an item is removed
-                # (delete, TTL) and recreated, its generation and write time do not.
-                same_gen = "gen = :g" if expected.generation else "attribute_not_exists(gen)"
-                state_put["ConditionExpression"] = (
-                    f"version = :v AND updated_at = :u AND {same_gen}"
-                )
-                state_put["ExpressionAttributeValues"] = {
-                    ":v": _n(expected.version),
-                    ":u": _n(expected.updated_at),
-                } | ({":g": _n(expected.generation)} if expected.generation else {})
-            roles.append("state")
-            actions.append({"Put": state_put})
-        roles.append("event")
-        actions.append(
-            {
-                "Put": {
-                    "TableName": self.table,
-                    "Item": _event_item(key.pk, event_sk, event),
-                    # An expired record that TTL has not removed yet no longer counts, and a
-                    # dead letter gives way to a later successful run of the same event.
-                    "ConditionExpression": (
-                        "attribute_not_exists(pk) OR expires_at <= :now OR #status = :failed"
-                    ),
-                    "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": {":now": _n(now), ":failed": {"S": FAILED}},
-                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                roles.append("moved")
+            actions.append({"Put": sibling})
+        if creating:
+            roles.append("tombstone")
+            actions.append(
+                {
+                    "ConditionCheck": {
+                        "TableName": self.table,
+                        "Key": _key(key.pk, TOMBSTONE_SK),
+                        # No delete since the event happened, or none at all.
+                        "ConditionExpression": "attribute_not_exists(pk) OR gen < :ms",
+                        "ExpressionAttributeValues": {":ms": _n(event_ms)},
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                    }
                 }
-            }
+            )
+        self._transact(actions, roles, digest)
+
+    def _layout(
+        self,
+        key: ConversationKey,
+        handle: _Conversation,
+        state: StoredState | None,
+        digest: bytes,
+        event_sk: str,
+        event: EventRecord,
+        now: int,
+        event_time: float | None,
+    ) -> tuple[Item, list[tuple[str, EventRecord]]]:
+        """The conversation item to write and the records that go to sibling items."""
+        entries = [e for e in handle.entries if e[2] > now and e[0] != digest]
+        responses = [r for r in handle.responses if r[1] > now and r[0] != digest]
+        spill, spill_expires = (
+            (handle.spill, handle.spill_expires) if handle.spill_expires > now else (0, 0)
         )
+        siblings: list[tuple[str, EventRecord]] = []
+        if state is None:
+            # A dead letter: the state stays as it is, the item points at the record.
+            base = dict(handle.item) if handle.item is not None else _key(key.pk, key.sk)
+            base.pop("kind", None)
+            if handle.state is not None and "idle_at" not in base:
+                base["idle_at"] = base["expires_at"]
+            base.setdefault("version", _n(0))
+            base["updated_at"] = _n(now)
+            if handle.state is None:
+                base["gen"] = _n(event.generation)
+            inline = False
+        else:
+            base = _key(key.pk, key.sk) | {
+                "version": _n(state.version),
+                "updated_at": _n(state.updated_at),
+            }
+            if state.enterprise:
+                base["enterprise"] = {"S": state.enterprise}
+            if state.generation:
+                base["gen"] = _n(state.generation)
+            base["idle_at"] = _n(state.expires_at)
+            base["expires_at"] = _n(state.expires_at)
+            base["state"] = {"B": b""}
+            base["state"] = {"B": _cheaper_blob(state.blob, _size(base))}
+            inline = (
+                not handle.sibling
+                and event.outbox is None
+                and event.payload is None
+                and len(event.response or b"") <= MAX_INLINE_RESPONSE
+            )
+        for name in ("ids", "rs", "sp", "spx"):
+            base.pop(name, None)
+        target = _billed_kb(_size(base) + MIN_ROOM) * KB
+        if inline:
+            entries.append((digest, event.committed_at, event.expires_at))
+            if event.response is not None and event.response_expires_at > now:
+                responses.append((digest, event.response_expires_at, event.response))
+            moved = self._room(base, entries, responses, target, digest)
+            if moved is None:  # the record itself does not fit: it gets its own item
+                entries.pop()
+                responses = [r for r in responses if r[0] != digest]
+                inline = False
+            elif moved:
+                out, committed, expires = moved
+                response = next(((u, r) for d, u, r in responses if d == out), None)
+                responses = [r for r in responses if r[0] != out]
+                siblings.append(
+                    (
+                        _sibling_sk(key, out),
+                        EventRecord(
+                            version=0,
+                            committed_at=committed,
+                            expires_at=expires,
+                            response=response[1] if response else None,
+                            response_expires_at=response[0] if response else 0,
+                            generation=_num(base, "gen"),
+                        ),
+                    )
+                )
+                # Its event happened at or before it was committed.
+                spill = max(spill, committed)
+                spill_expires = max(spill_expires, expires)
+        if not inline:
+            siblings.append((event_sk, event))
+            happened = now if event_time is None else -(-event_time // 1)
+            spill = max(spill, int(happened))
+            spill_expires = max(spill_expires, event.expires_at)
+        item = _with_records(base, entries, responses)
+        if spill:
+            item["sp"] = _n(spill)
+            item["spx"] = _n(spill_expires)
+        ttl = max([_num(item, "idle_at"), spill_expires] + [e[2] for e in entries])
+        item["expires_at"] = _n(ttl)
+        if _num(item, "idle_at") == ttl or "state" not in item:
+            item.pop("idle_at", None)
+        return item, siblings
+
+    @staticmethod
+    def _room(
+        base: Item,
+        entries: list[tuple[bytes, int, int]],
+        responses: list[tuple[bytes, int, bytes]],
+        target: int,
+        digest: bytes,
+    ) -> tuple[bytes, int, int] | tuple[()] | None:
+        """Make the inline records fit ``target`` bytes: ``()`` when they fit as they are, the
+        oldest record (moved out to make room) when that is enough, ``None`` otherwise."""
+        if _size(_with_records(base, entries, responses)) <= target:
+            return ()
+        older = [e for e in entries if e[0] != digest]
+        if not older:
+            return None
+        oldest = min(older, key=lambda e: (e[1], e[2]))
+        rest = [e for e in entries if e is not oldest]
+        kept = [r for r in responses if r[0] != oldest[0]]
+        if _size(_with_records(base, rest, kept)) > target:
+            return None
+        entries.remove(oldest)
+        return oldest
+
+    def _refused(self, exc: Exception, digest: bytes) -> SessionError | None:
+        """A conditional ``PutItem`` of the conversation item that failed, as ours."""
+        response: dict[str, Any] = getattr(exc, "response", None) or {}
+        if response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            return _convert(exc, self.table)
+        return self._lost(response.get("Item"), digest)
+
+    @staticmethod
+    def _lost(old: Item | None, digest: bytes) -> SessionError:
+        """The conversation item moved: a duplicate if it now holds this event, else a
+        conflict."""
+        current = _Conversation.of(old)
+        record = current.record(digest, current.state.generation if current.state else 0)
+        if record is not None:
+            return DuplicateEventError("event already committed", record=record)
+        return ConflictError("conversation version moved", current=current.state)
+
+    def _transact(self, actions: list[dict[str, Any]], roles: list[str], digest: bytes) -> None:
+        try:
+            self.client.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
+        except Exception as exc:
+            error = self._cancelled(exc, roles, digest)
+            if error is None:
+                raise
+            raise error from exc
+
+    def _commit_record(
+        self,
+        key: ConversationKey,
+        event_sk: str,
+        event: EventRecord,
+        tombstone: Tombstone | None,
+        now: int,
+    ) -> None:
+        """A record of its own, only if the tombstone is still ``tombstone``."""
         check: dict[str, Any] = {"TableName": self.table, "Key": _key(key.pk, TOMBSTONE_SK)}
         if tombstone is None:
             check["ConditionExpression"] = "attribute_not_exists(pk)"
         else:
             check["ConditionExpression"] = "gen = :gen"
             check["ExpressionAttributeValues"] = {":gen": _n(tombstone.generation)}
-        roles.append("tombstone")
-        actions.append({"ConditionCheck": check})
-        try:
-            self.client.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
-        except Exception as exc:
-            error = self._cancelled(exc, roles)
-            if error is None:
-                raise
-            raise error from exc
+        record = {"TableName": self.table, "Item": _event_item(key.pk, event_sk, event)}
+        record |= _record_condition(now)
+        self._transact(
+            [{"Put": record}, {"ConditionCheck": check}], ["event", "tombstone"], _digest(event_sk)
+        )
 
-    def _cancelled(self, exc: Exception, roles: list[str]) -> SessionError | None:
+    def _cancelled(self, exc: Exception, roles: list[str], digest: bytes) -> SessionError | None:
         response: dict[str, Any] = getattr(exc, "response", None) or {}
         if response.get("Error", {}).get("Code") != "TransactionCanceledException":
             return _convert(exc, self.table)
@@ -299,14 +737,14 @@ class DynamoDBStore:
                 "event already committed",
                 record=record if isinstance(record, EventRecord) else None,
             )
-        if "tombstone" in failed:
-            return ConflictError("the user was deleted since the turn's read")
         if "state" in failed:
-            old = failed["state"].get("Item")
-            current = _parse(old) if old else None
+            return self._lost(failed["state"].get("Item"), digest)
+        if "tombstone" in failed:
+            old = failed["tombstone"].get("Item")
+            stone = _parse(old) if old else None
             return ConflictError(
-                "conversation version moved",
-                current=current if isinstance(current, StoredState) else None,
+                "the user was deleted since the turn's read",
+                tombstone=stone if isinstance(stone, Tombstone) else None,
             )
         if "TransactionConflict" in codes or not reasons:
             # Another transaction held one of the items: a lost race like any other.
@@ -372,34 +810,83 @@ class DynamoDBStore:
             kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
 
     def user_items(self, user: UserKey) -> list[tuple[str, StoredItem]]:
-        return [(item["sk"]["S"], _parse(item)) for item in self._query(user.pk)]
-
-    def delete_user(self, user: UserKey, *, tombstone: Tombstone) -> int:
-        """Tombstone first, then one conditional ``DeleteItem`` per older item.
-
-        Between the tombstone and the deletes, turns go on: one that loaded before the
-        tombstone cannot commit (its commit checks the tombstone); one that loads after it
-        reads older items as absent and writes items of the tombstone's generation. Each
-        delete is conditioned on the item still being older than the tombstone, so nothing
-        such a turn wrote is removed and nothing the delete removes can come back. (Batch
-        deletes cannot carry that condition; this is an admin operation, not a turn.)
-        """
-        # From this moment a late redelivery of an older event is a no-op.
-        self._call(
-            "put_item",
-            TableName=self.table,
-            Item=_key(user.pk, TOMBSTONE_SK)
-            | {
-                "kind": {"S": "tombstone"},
-                "gen": _n(tombstone.generation),
-                "expires_at": _n(tombstone.expires_at),
-                "updated_at": _n(int(tombstone.deleted_at)),
-            },
-        )
-        deleted = 0
+        """Every record of the user, the inline ones listed as if they were items of their
+        own (``<channel>#evt#<digest>``); a conversation item that only points at dead
+        letters is not listed itself."""
+        found: list[tuple[str, StoredItem]] = []
         for item in self._query(user.pk):
             sk = item["sk"]["S"]
-            if sk == TOMBSTONE_SK or int(item.get("gen", {}).get("N", 0)) >= tombstone.generation:
+            record = _parse(item)
+            if record is not None:
+                found.append((sk, record))
+            if item.get("kind", {}).get("S") in _CONVERSATION_KINDS:
+                conversation = _Conversation.of(item)
+                for digest, _, _ in conversation.entries:
+                    inline = conversation.record(digest, _num(item, "gen"))
+                    assert inline is not None
+                    found.append((f"{sk}{EVENT_MARK}{digest.hex()}", inline))
+        return sorted(found, key=lambda pair: pair[0])
+
+    def delete_user(self, user: UserKey, *, tombstone: Tombstone) -> int:
+        """The tombstone and the user's conversation items in one ``TransactWriteItems``
+        (100 items at most: more conversations take further transactions), then one
+        conditional ``DeleteItem`` per older sibling record.
+
+        A turn reads the conversation item and not the tombstone, so the two change
+        together: a conversation item that exists was written before the delete began and
+        is gone with the tombstone's write, or was created after it by a commit that checked
+        the tombstone. A turn in flight during the delete fails its commit's condition and
+        re-reads. Sibling records are deleted afterwards, each only if still older than the
+        tombstone, so nothing a genuine new event writes meanwhile is removed. (Batch deletes
+        cannot carry that condition; this is an admin operation, not a turn.) A user with
+        more than 99 conversations has the rest deleted by the next transactions, moments
+        later: an event in between on one of those sees its pre-delete state.
+        """
+        stone = _key(user.pk, TOMBSTONE_SK) | {
+            "kind": {"S": "tombstone"},
+            "gen": _n(tombstone.generation),
+            "expires_at": _n(tombstone.expires_at),
+            "updated_at": _n(int(tombstone.deleted_at)),
+        }
+        deleted = 0
+        for attempt in range(UNPROCESSED_RETRIES + 1):
+            items = {
+                item["sk"]["S"]: item
+                for item in self._query(user.pk)
+                if item.get("kind", {}).get("S") in _CONVERSATION_KINDS
+                and _num(item, "gen") < tombstone.generation
+            }
+            conversations = list(items)
+            chunks = [conversations[:99]] + [
+                conversations[i : i + 100] for i in range(99, len(conversations), 100)
+            ]
+            try:
+                for n, chunk in enumerate(chunks):
+                    actions: list[dict[str, Any]] = [
+                        {"Delete": {"TableName": self.table, "Key": _key(user.pk, sk)}}
+                        for sk in chunk
+                    ]
+                    if n == 0:
+                        # From this moment a late redelivery of an older event is a no-op.
+                        actions.insert(0, {"Put": {"TableName": self.table, "Item": stone}})
+                    self.client.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
+                    # Counted as ``user_items`` lists them: the state and each inline record.
+                    for sk in chunk:
+                        listed = _Conversation.of(items[sk])
+                        deleted += (listed.state is not None) + len(listed.entries)
+                break
+            except Exception as exc:
+                error = _convert(exc, self.table) if not _conflicted(exc) else None
+                if error is not None:
+                    raise error from exc
+                if not _conflicted(exc):
+                    raise
+                if attempt == UNPROCESSED_RETRIES:
+                    raise ConflictError("the user's items kept changing during the delete") from exc
+                time.sleep(0.02 * 2**attempt)
+        for item in self._query(user.pk):
+            sk = item["sk"]["S"]
+            if sk == TOMBSTONE_SK or _num(item, "gen") >= tombstone.generation:
                 continue
             try:
                 self._call(
@@ -422,6 +909,15 @@ class DynamoDBStore:
         self._client = None
 
 
+def _conflicted(exc: Exception) -> bool:
+    """A transaction cancelled because another request held one of its items."""
+    response: dict[str, Any] = getattr(exc, "response", None) or {}
+    if response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return False
+    codes = {r.get("Code") for r in response.get("CancellationReasons") or []}
+    return "TransactionConflict" in codes
+
+
 def _condition_failed(error: SessionError) -> bool:
     cause = error.__cause__
     response = getattr(cause, "response", None) or {}
@@ -434,6 +930,9 @@ def make_client(**overrides: Any) -> DynamoDBClient:
     from botocore.config import Config
 
     config = Config(
+        # The store builds every request itself: botocore's validation of each parameter
+        # is time on the hot path that finds nothing (DynamoDB still validates).
+        parameter_validation=False,
         connect_timeout=2,
         read_timeout=3,
         retries={"mode": "standard", "total_max_attempts": 3},

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sessions.store import EventRecord, StoredState
+    from sessions.store import EventRecord, StoredState, Tombstone
 
 
 class SessionError(Exception):
@@ -83,13 +83,22 @@ class StoreUnavailableError(StoreError):
 class ConflictError(StoreError):
     """The commit lost a race: the conversation's version moved since it was read.
 
-    ``current`` is the stored state when the engine returned it (DynamoDB's ``ALL_OLD``).
-    The turn runner catches this, re-reads and re-runs the pure turn.
+    ``current`` is the stored state when the engine returned it (DynamoDB's ``ALL_OLD``);
+    ``tombstone`` the user's tombstone when the commit was refused because of it (a store
+    that does not read the tombstone on every load learns it this way). The turn runner
+    catches this, re-reads and re-runs the pure turn.
     """
 
-    def __init__(self, message: str, *, current: StoredState | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        current: StoredState | None = None,
+        tombstone: Tombstone | None = None,
+    ) -> None:
         super().__init__(message)
         self.current = current
+        self.tombstone = tombstone
 
 
 class DuplicateEventError(StoreError):

@@ -232,25 +232,30 @@ class Sessions:
             StoreError: the store failed; a redelivery is safe.
         """
         event_sk = key.event_sk(idempotency_key)
+        # A tombstone learnt from a refused commit (a store may not read it on every load).
+        learnt: Tombstone | None = None
         for attempt in range(1, self.max_attempts + 1):
-            snap = self.store.load(key, event_sk)
+            snap = self.store.load(key, event_sk, event_time=event_time, exact=retry_failed)
             now = int(self.clock())
             seen = snap.event
             if seen is not None and seen.expires_at > now and not (seen.failed and retry_failed):
                 return self._duplicate(key, event_sk, seen, now, attempt, sender)
-            stone = snap.tombstone if snap.tombstone and snap.tombstone.expires_at > now else None
+            stone = _live_tombstone(snap.tombstone or learnt, now)
             if stone is not None and event_time is not None and _at_or_before(event_time, stone):
                 log.info("event for a deleted user ignored", extra={"pk": key.pk})
                 return TurnResult(response=None, ignored=True, attempts=attempt)
-            generation = stone.generation if stone else 0
 
             stored = snap.state
+            floor = stone.generation if stone else 0
             try:
                 live = (
                     stored is not None
                     and stored.expires_at > now
-                    and stored.generation >= generation  # older: pre-delete data
+                    and stored.generation >= floor  # older: pre-delete data
                 )
+                # Items keep the generation they were written under (a store that skipped the
+                # tombstone still knows the item is newer than it).
+                generation = max(floor, stored.generation if live and stored else 0)
                 state = (
                     codec.decode(stored.blob) if live and stored else (initial or self.initial)()
                 )
@@ -263,13 +268,17 @@ class Sessions:
                 blob = codec.encode(new_state)
                 record = self._record(version, now, generation, response, replies)
             except PermanentError as exc:
+                generation = floor
                 try:
-                    self._record_failure(key, event_sk, snap, exc, now, generation, dead_letter)
+                    self._record_failure(
+                        key, event_sk, snap, exc, now, generation, dead_letter, event_time
+                    )
                 except DuplicateEventError as dup:  # a racing delivery committed the event
                     if dup.record is not None:
                         return self._duplicate(key, event_sk, dup.record, now, attempt, sender)
                     continue
-                except ConflictError:  # a delete ran meanwhile: judge the event again
+                except ConflictError as conflict:  # a delete ran meanwhile: judge it again
+                    learnt = conflict.tombstone or learnt
                     continue
                 raise exc from exc.__cause__
 
@@ -289,13 +298,18 @@ class Sessions:
                     event=record,
                     tombstone=snap.tombstone,
                     now=now,
+                    loaded=snap,
+                    event_time=event_time,
                 )
             except DuplicateEventError as exc:
                 # Another delivery of this event committed first: we are the duplicate.
                 if exc.record is not None:
                     return self._duplicate(key, event_sk, exc.record, now, attempt, sender)
                 continue  # the engine did not return the record: the next load reads it
-            except ConflictError:
+            except ConflictError as exc:
+                if exc.tombstone is not None:
+                    learnt = exc.tombstone
+                    continue  # no backoff: judge the event against the delete at once
                 if attempt < self.max_attempts:
                     pause = self.rand() * min(self.max_backoff, self.backoff * 2**attempt)
                     if deadline is not None and time.monotonic() + pause >= deadline:
@@ -355,6 +369,7 @@ class Sessions:
         now: int,
         generation: int,
         dead_letter: Any,
+        event_time: float | None,
     ) -> None:
         """Record the event as a dead letter (one conditional write, no state), then mark
         ``error`` recorded. Raises what ``commit`` raises."""
@@ -382,6 +397,8 @@ class Sessions:
             ),
             tombstone=snap.tombstone,
             now=now,
+            loaded=snap,
+            event_time=event_time,
         )
         error.recorded = True
         log.error("event recorded as a dead letter: %s", description, extra={"pk": key.pk})
@@ -485,7 +502,7 @@ class Sessions:
             except DuplicateEventError:
                 return False
             except ConflictError:  # a tombstone that we did not expect: read it
-                snap = self.store.load(key, event_sk)
+                snap = self.store.load(key, event_sk, exact=True)
                 if snap.event is not None and snap.event.expires_at > now:
                     return False
                 stone = _live_tombstone(snap.tombstone, now)

@@ -177,7 +177,15 @@ class SQLiteStore:
         sql = f"SELECT {_COLUMNS} FROM items WHERE pk = ? AND sk IN ({marks})"
         return {row[0]: _item(row) for row in self._conn().execute(sql, (pk, *sks))}
 
-    def load(self, key: ConversationKey, event_sk: str | None) -> Snapshot:
+    def load(
+        self,
+        key: ConversationKey,
+        event_sk: str | None,
+        *,
+        event_time: float | None = None,
+        exact: bool = False,
+    ) -> Snapshot:
+        # Local reads are free: every load is exact.
         sks = [key.sk, TOMBSTONE_SK] + ([event_sk] if event_sk else [])
         try:
             # One statement reads one consistent snapshot of all three rows.
@@ -203,6 +211,8 @@ class SQLiteStore:
         event: EventRecord,
         tombstone: Tombstone | None,
         now: int,
+        loaded: Snapshot | None = None,
+        event_time: float | None = None,
     ) -> None:
         with self._write() as conn:
             found = self._rows(key.pk, [key.sk, event_sk, TOMBSTONE_SK])

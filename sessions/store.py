@@ -27,7 +27,7 @@ Both stores (SQLite, DynamoDB) run the same contract suite in ``tests/contract``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from sessions.keys import ConversationKey, UserKey
 
@@ -95,11 +95,18 @@ class Tombstone:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """What one consistent read returns. Records are as stored: expiry is the caller's call."""
+    """What one consistent read returns. Records are as stored: expiry is the caller's call.
+
+    ``tombstone`` is ``None`` both when there is none and when the store did not need to read
+    it (a store may skip it when the conversation item proves it irrelevant, see
+    ``Store.load``). ``handle`` is the store's own view of what it read, passed back to
+    ``commit`` as ``loaded``; callers treat it as opaque.
+    """
 
     state: StoredState | None
     event: EventRecord | None
     tombstone: Tombstone | None
+    handle: Any = None
 
 
 StoredItem = StoredState | EventRecord | Tombstone
@@ -108,8 +115,22 @@ StoredItem = StoredState | EventRecord | Tombstone
 class Store(Protocol):
     """Primitives a storage engine implements. See the module docstring for the contract."""
 
-    def load(self, key: ConversationKey, event_sk: str | None) -> Snapshot:
+    def load(
+        self,
+        key: ConversationKey,
+        event_sk: str | None,
+        *,
+        event_time: float | None = None,
+        exact: bool = False,
+    ) -> Snapshot:
         """Read state, event record (when ``event_sk`` is given) and tombstone at once.
+
+        A store may leave out the tombstone when it cannot matter: the conversation item
+        exists and was created after ``event_time`` could have been deleted (a delete removes
+        conversation items in the same atomic write as it leaves its tombstone), or the
+        conversation item is absent, in which case its creation is conditioned on the
+        tombstone and refused with ``ConflictError(tombstone=...)``. ``exact`` asks for the
+        event record and tombstone as stored, always.
 
         Raises:
             StoreError: the engine failed (``StoreUnavailableError`` when retryable).
@@ -126,8 +147,14 @@ class Store(Protocol):
         event: EventRecord,
         tombstone: Tombstone | None,
         now: int,
+        loaded: Snapshot | None = None,
+        event_time: float | None = None,
     ) -> None:
         """Write state and event record atomically, or nothing.
+
+        ``loaded`` is the turn's load (``None``: the store reads what it needs itself);
+        ``event_time`` the event's time (``None``: now), which a conversation created by this
+        commit must be later than any tombstone of the user.
 
         The state is written only if the stored state item is still ``expected``, the one the
         turn's load returned (``None``: no item stored): same version, generation and

@@ -30,22 +30,42 @@ PAGE_KEY = ConversationKey.messenger(page="100200300", psid="5550001")
 
 
 def live_sks(store: Store, user: UserKey) -> list[str]:
-    return [sk for sk, _ in store.user_items(user)]
+    return [short(sk) for sk, _ in store.user_items(user)]
+
+
+def short(sk: str) -> str:
+    """An event record's sort key as every store can list it: the DynamoDB store keeps
+    records inline by the first 8 bytes of the digest and lists them so."""
+    head, mark, digest = sk.partition("#evt#")
+    return f"{head}{mark}{digest[:16]}" if mark else sk
 
 
 def tombstone_only(store: Store, user: UserKey, stone: Tombstone) -> None:
-    """The moment inside a DynamoDB delete between its tombstone and its deletes."""
+    """The moment inside a delete between its tombstone and its last deletes (on DynamoDB
+    the conversation items go in the tombstone's transaction; sibling records follow)."""
     if isinstance(store, DynamoDBStore):
-        store.client.put_item(
-            TableName=store.table,
-            Item={
-                "pk": {"S": user.pk},
-                "sk": {"S": "#tombstone"},
-                "kind": {"S": "tombstone"},
-                "gen": {"N": str(stone.generation)},
-                "expires_at": {"N": str(stone.expires_at)},
-                "updated_at": {"N": str(int(stone.deleted_at))},
-            },
+        conversations = [
+            {"Delete": {"TableName": store.table, "Key": {"pk": {"S": user.pk}, "sk": {"S": sk}}}}
+            for sk, item in store.user_items(user)
+            if "#" not in sk
+        ]
+        store.client.transact_write_items(
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": store.table,
+                        "Item": {
+                            "pk": {"S": user.pk},
+                            "sk": {"S": "#tombstone"},
+                            "kind": {"S": "tombstone"},
+                            "gen": {"N": str(stone.generation)},
+                            "expires_at": {"N": str(stone.expires_at)},
+                            "updated_at": {"N": str(int(stone.deleted_at))},
+                        },
+                    }
+                },
+                *conversations,
+            ]
         )
     else:
         assert isinstance(store, SQLiteStore)
@@ -80,7 +100,8 @@ def test_turn_in_flight_during_a_delete_does_not_write_the_user_back(
         return count(state, event)
 
     result = sessions.run(KEY, "in-flight", turn_racing_a_delete, None, event_time=event_time)
-    assert result.ignored and result.attempts == 2
+    # 2 attempts, or 3 on a store that learns of the tombstone from its refused re-creation.
+    assert result.ignored and result.attempts in (2, 3)
     assert live_sks(store, KEY.user_key) == ["#tombstone"]
     assert sessions.conversations(KEY.user_key) == []
 
@@ -108,11 +129,13 @@ def test_a_genuine_event_during_a_delete_starts_afresh_and_survives_the_delete(
     assert fresh.state == {"n": 1}  # not {"n": 3}: the old state is gone for the turn
 
     deleted = store.delete_user(KEY.user_key, tombstone=stone)  # the delete goes on
-    assert deleted == 4  # DM's state, and the three old event records
+    # SQLite: DM's state and the three old event records; DynamoDB: those went with the
+    # conversation items in the tombstone's transaction.
+    assert deleted == (0 if isinstance(store, DynamoDBStore) else 4)
     [conversation] = sessions.conversations(KEY.user_key)
     assert conversation.key.channel == KEY.channel and conversation.state == {"n": 1}
     assert sorted(live_sks(store, KEY.user_key)) == sorted(
-        ["#tombstone", KEY.channel, KEY.event_sk("after")]
+        ["#tombstone", KEY.channel, short(KEY.event_sk("after"))]
     )
 
 
@@ -256,8 +279,8 @@ def test_concurrent_redeliveries_past_resend_after_resend_once(store: Store) -> 
     both_loaded = threading.Barrier(2, timeout=10)
 
     class LoadTogether(StoreWrapper):
-        def load(self, key: ConversationKey, event_sk: str | None) -> Snapshot:
-            snap = self.inner.load(key, event_sk)
+        def load(self, key: ConversationKey, event_sk: str | None, **kw: Any) -> Snapshot:
+            snap = self.inner.load(key, event_sk, **kw)
             both_loaded.wait()  # both redeliveries saw the unsent outbox
             return snap
 

@@ -1,101 +1,207 @@
-"""DynamoDB requests per turn, counted with botocore's event hooks on AWS's DynamoDB Local."""
+"""DynamoDB requests and billed capacity per turn, path by path, on AWS's DynamoDB Local.
+
+Requests are counted with botocore's event hooks; capacity is what AWS would bill, computed
+from the real item sizes by ``benchmarks.billing`` (DynamoDB Local does not report a
+transaction's capacity as AWS bills it). Each path has a budget; a layout change that makes a
+path dearer fails here.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from sessions import ConversationKey, Sessions
-from sessions.dynamodb import DynamoDBStore
+from benchmarks.billing import Billing
+from benchmarks.requests_per_turn import state_of
+from sessions import ConversationKey, Sessions, TurnError
+from sessions.dynamodb import DynamoDBStore, make_client
+from tests.contract.test_guarantees import Clock
 
 KEY = ConversationKey.slack(team="T0001", channel="C0001", user="U0001")
+SMALL = state_of(200)
+LARGE = state_of(3 * 1024)
 
 
-class RequestCounter:
+class Meter:
     """Counts every HTTP request the client sends (``before-send`` fires once per attempt,
-    so botocore's own retries would be counted too)."""
+    so botocore's own retries would be counted too) and the units AWS would bill."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, probe: Any) -> None:
         self.calls: Counter[str] = Counter()
         client.meta.events.register("before-send.dynamodb", self._count)
+        self.billing = Billing(client, probe)
 
     def _count(self, request: Any, **_: Any) -> None:
         operation = request.headers["X-Amz-Target"].decode().split(".")[-1]
         self.calls[operation] += 1
 
-    def take(self) -> Counter[str]:
-        calls, self.calls = self.calls, Counter()
-        return calls
+    def take(self) -> tuple[Counter[str], float, float]:
+        """Requests by operation, billed read units, billed write units since the last take."""
+        taken = (self.calls, self.billing.read, self.billing.write)
+        self.calls = Counter()
+        self.billing.reset()
+        return taken
 
 
-def count(state: dict[str, Any], event: Any) -> tuple[dict[str, Any], list[str], str]:
-    n = state.get("n", 0) + 1
-    return {"n": n}, [f"count is {n}"], f"count is {n}"
+def counter(base: dict[str, Any], *, respond: bool = True) -> Any:
+    """A turn over a state of ``base``'s size; ``respond``: with a recorded response, as a
+    slash command's ack has (events and Messenger messages have none)."""
+
+    def count(state: dict[str, Any], event: Any) -> tuple[dict[str, Any], list[str], Any]:
+        n = state.get("n", 0) + 1
+        return {**base, "n": n}, [f"count is {n}"], f"count is {n}" if respond else None
+
+    return count
 
 
 @pytest.fixture
-def counted(local_client: Any, local_table: str) -> tuple[DynamoDBStore, RequestCounter]:
-    counter = RequestCounter(local_client)
-    return DynamoDBStore(local_table, client=local_client), counter
+def metered(
+    local_client: Any, local_table: str, dynamodb_endpoint: str
+) -> Iterator[tuple[Sessions, Meter, Clock]]:
+    clock = Clock()  # in the future: DynamoDB Local sweeps expired items
+    meter = Meter(local_client, make_client(endpoint_url=dynamodb_endpoint))
+    sessions = Sessions(
+        DynamoDBStore(local_table, client=local_client), clock=clock, sleep=lambda s: None
+    )
+    yield sessions, meter, clock
+    meter.billing.close()
 
 
-def test_new_event_costs_two_requests(counted: tuple[DynamoDBStore, RequestCounter]) -> None:
-    store, counter = counted
-    sessions = Sessions(store)
-    sent: list[Any] = []
-    sessions.run(KEY, "Ev1", count, None, sender=lambda k, r: sent.extend(r))
-    assert counter.take() == {"BatchGetItem": 1, "TransactWriteItems": 1}
-    sessions.run(KEY, "Ev2", count, None, sender=lambda k, r: sent.extend(r))
-    assert counter.take() == {"BatchGetItem": 1, "TransactWriteItems": 1}
-    assert sent == ["count is 1", "count is 2"]
+def run(sessions: Sessions, clock: Clock, event: str, turn: Any) -> Any:
+    clock.now += 60
+    return sessions.run(KEY, event, turn, None, event_time=clock.now - 1)
 
 
-def test_duplicate_costs_one_request(counted: tuple[DynamoDBStore, RequestCounter]) -> None:
-    store, counter = counted
-    sessions = Sessions(store)
-    sessions.run(KEY, "Ev1", count, None)
-    counter.take()
-    result = sessions.run(KEY, "Ev1", count, None)
-    assert result.duplicate and result.response == "count is 1"
-    assert counter.take() == {"BatchGetItem": 1}
-
-
-def test_sent_mark_costs_a_third_request(counted: tuple[DynamoDBStore, RequestCounter]) -> None:
-    store, counter = counted
-    sessions = Sessions(store, sent_mark=True)
-    sessions.run(KEY, "Ev1", count, None, sender=lambda k, r: None)
-    assert counter.take() == {"BatchGetItem": 1, "TransactWriteItems": 1, "UpdateItem": 1}
-
-
-def test_lost_race_costs_one_more_read_and_write(
-    counted: tuple[DynamoDBStore, RequestCounter],
+@pytest.mark.parametrize(("base", "wcu"), [(SMALL, 1.0), (LARGE, 1.0)], ids=["200B", "3KB"])
+def test_new_event_is_a_read_and_one_conditional_put(
+    metered: tuple[Sessions, Meter, Clock], base: dict[str, Any], wcu: float
 ) -> None:
-    store, counter = counted
-    sessions = Sessions(store, sleep=lambda s: None)
+    sessions, meter, clock = metered
+    count = counter(base)
+    sent: list[Any] = []
+    run(sessions, clock, "Ev0", count)
+    meter.take()
+    result = sessions.run(
+        KEY, "Ev1", count, None, event_time=clock.now, sender=lambda k, r: sent.extend(r)
+    )
+    assert result.state["n"] == 2 and sent == ["count is 2"]
+    assert meter.take() == ({"GetItem": 1, "PutItem": 1}, 1.0, wcu)
+
+
+def test_first_event_of_a_conversation_checks_the_tombstone_in_its_transaction(
+    metered: tuple[Sessions, Meter, Clock],
+) -> None:
+    sessions, meter, clock = metered
+    run(sessions, clock, "Ev0", counter(SMALL))
+    # The conversation item (1 KB) and the tombstone's ConditionCheck, each billed double.
+    assert meter.take() == ({"GetItem": 1, "TransactWriteItems": 1}, 1.0, 4.0)
+
+
+def test_duplicate_is_one_read_of_one_unit(metered: tuple[Sessions, Meter, Clock]) -> None:
+    sessions, meter, clock = metered
+    count = counter(SMALL)
+    run(sessions, clock, "Ev0", count)
+    run(sessions, clock, "Ev1", count)
+    meter.take()
+    result = sessions.run(KEY, "Ev1", count, None, event_time=clock.now - 1)
+    assert result.duplicate and result.response == "count is 2"
+    assert meter.take() == ({"GetItem": 1}, 1.0, 0.0)
+
+
+def test_conflict_costs_a_failed_put_and_one_more_round(
+    metered: tuple[Sessions, Meter, Clock],
+) -> None:
+    sessions, meter, clock = metered
+    count = counter(SMALL)
+    run(sessions, clock, "Ev0", count)
+    meter.take()
     raced = False
 
-    def racing(state: dict[str, Any], event: Any) -> tuple[dict[str, Any], list[str], str]:
+    def racing(state: dict[str, Any], event: Any) -> Any:
         nonlocal raced
         if not raced:
             raced = True  # another delivery commits between our read and our write
-            sessions.run(KEY, "other", count, None)
+            sessions.run(KEY, "other", count, None, event_time=clock.now)
         return count(state, event)
 
-    result = sessions.run(KEY, "Ev1", racing, None)
-    assert result.attempts == 2 and result.state == {"n": 2}
-    # ours: 2 reads + 2 writes (one lost); the other delivery: 1 read + 1 write
-    assert counter.take() == {"BatchGetItem": 3, "TransactWriteItems": 3}
+    result = sessions.run(KEY, "Ev1", racing, None, event_time=clock.now)
+    assert result.attempts == 2 and result.state["n"] == 3
+    # ours: 2 reads + 2 puts (one refused, still billed); the other delivery: 1 read + 1 put
+    assert meter.take() == ({"GetItem": 3, "PutItem": 3}, 3.0, 3.0)
 
 
-def test_user_operations_use_one_query(counted: tuple[DynamoDBStore, RequestCounter]) -> None:
-    store, counter = counted
-    sessions = Sessions(store)
+def test_a_busy_conversation_spills_the_oldest_record_and_still_deduplicates_it(
+    metered: tuple[Sessions, Meter, Clock],
+) -> None:
+    sessions, meter, clock = metered
+    count = counter(SMALL, respond=False)
+    spilled_at = None
+    for i in range(200):
+        run(sessions, clock, f"Ev{i}", count)
+        calls, _, wcu = meter.take()
+        if "TransactWriteItems" in calls and i > 0:
+            # The oldest inline record moves to its own item with this commit.
+            assert calls == {"GetItem": 1, "TransactWriteItems": 1} and wcu == 4.0
+            spilled_at = i
+            break
+        assert calls == {"GetItem": 1, "PutItem": 1 if i else 0} or i == 0
+    assert spilled_at is not None and spilled_at >= 30  # ~40 records fit beside 200 B of state
+    run(sessions, clock, "next", count)
+    # A new event after the spill: newer than anything spilled, so no second read.
+    assert meter.take()[0]["GetItem"] == 1
+    # The first event's redelivery: found in its own item (a second, two-key read).
+    again = sessions.run(KEY, "Ev0", count, None, event_time=1_800_000_059.0)
+    assert again.duplicate
+    calls, rcu, wcu = meter.take()
+    assert calls == {"GetItem": 1, "BatchGetItem": 1} and rcu == 3.0 and wcu == 0.0
+
+
+def test_failing_turn_records_a_dead_letter_beside_the_state(
+    metered: tuple[Sessions, Meter, Clock],
+) -> None:
+    sessions, meter, clock = metered
+    run(sessions, clock, "Ev0", counter(SMALL))
+    meter.take()
+
+    def broken(state: Any, event: Any) -> Any:
+        raise RuntimeError("bot bug")
+
+    with contextlib.suppress(TurnError):
+        run(sessions, clock, "Ev1", broken)
+    assert meter.take() == ({"GetItem": 1, "TransactWriteItems": 1}, 1.0, 4.0)
+    again = sessions.run(KEY, "Ev1", broken, None, event_time=clock.now - 1)
+    assert again.duplicate and again.failed
+    assert meter.take() == ({"GetItem": 1, "BatchGetItem": 1}, 3.0, 0.0)
+
+
+def test_sent_mark_costs_a_third_request(
+    local_client: Any, local_table: str, dynamodb_endpoint: str
+) -> None:
+    meter = Meter(local_client, make_client(endpoint_url=dynamodb_endpoint))
+    clock = Clock()
+    store = DynamoDBStore(local_table, client=local_client)
+    sessions = Sessions(store, clock=clock, sent_mark=True)
+    count = counter(SMALL)
+    sessions.run(KEY, "Ev0", count, None, event_time=clock.now)
+    meter.take()
+    clock.now += 5
+    sessions.run(KEY, "Ev1", count, None, event_time=clock.now, sender=lambda k, r: None)
+    # The record keeps the outbox in its own item until the mark: a transaction, then the mark.
+    calls, _, wcu = meter.take()
+    assert calls == {"GetItem": 1, "TransactWriteItems": 1, "UpdateItem": 1} and wcu == 5.0
+    meter.billing.close()
+
+
+def test_user_operations_use_one_query(metered: tuple[Sessions, Meter, Clock]) -> None:
+    sessions, meter, clock = metered
     for i in range(3):
-        sessions.run(KEY, f"Ev{i}", count, None)
-    counter.take()
+        run(sessions, clock, f"Ev{i}", counter(SMALL))
+    meter.take()
     assert len(sessions.conversations(KEY.user_key)) == 1
-    assert counter.take() == {"Query": 1}
+    assert meter.take()[0] == {"Query": 1}
     sessions.export(KEY.user_key)
-    assert counter.take() == {"Query": 1}
+    assert meter.take()[0] == {"Query": 1}

@@ -54,9 +54,9 @@ class FaultyStore:
             self.fired.append(step)
             raise Crash(step)
 
-    def load(self, key: ConversationKey, event_sk: str | None) -> Snapshot:
+    def load(self, key: ConversationKey, event_sk: str | None, **kw: Any) -> Snapshot:
         self._maybe("before_load")
-        snap = self.inner.load(key, event_sk)
+        snap = self.inner.load(key, event_sk, **kw)
         self._maybe("after_load")
         return snap
 
