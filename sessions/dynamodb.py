@@ -53,6 +53,8 @@ _RETRYABLE = {
 #: ``UnprocessedKeys`` (throttling inside a BatchGetItem) is retried this many times with
 #: backoff, then the load fails as unavailable: the webhook's deadline bounds the wait.
 UNPROCESSED_RETRIES = 3
+#: A user delete is tried again this many times when conversations keep changing under it.
+DELETE_ATTEMPTS = 8
 
 
 ENTRY = struct.Struct(">8sII")
@@ -493,6 +495,9 @@ class DynamoDBStore:
                 raise ConflictError("conversation version moved", current=handle.state)
         event_ms = round(event_time * 1000) if event_time is not None else now * 1000
         digest = _digest(event_sk)
+        inline = handle.record(digest, 0)
+        if inline is not None and inline.expires_at > now:
+            raise DuplicateEventError("event already committed", record=inline)
         creating = handle.state is None or handle.state.expires_at <= now
         item, siblings = self._layout(key, handle, state, digest, event_sk, event, now, event_time)
         if creating:
@@ -510,12 +515,15 @@ class DynamoDBStore:
             put["ConditionExpression"] = "attribute_not_exists(pk)"
         else:
             # The very item the load saw: a version repeats when an item is removed (delete,
-            # TTL) and recreated, its write time does not.
-            put["ConditionExpression"] = "version = :v AND updated_at = :u"
-            put["ExpressionAttributeValues"] = {
-                ":v": handle.item["version"],
-                ":u": handle.item["updated_at"],
-            }
+            # TTL) and recreated, and a write time may repeat within its second; the
+            # generation (the creating event's time) tells a recreated item apart.
+            values = {":v": handle.item["version"], ":u": handle.item["updated_at"]}
+            same_gen = "attribute_not_exists(gen)"
+            if "gen" in handle.item:
+                values[":g"] = handle.item["gen"]
+                same_gen = "gen = :g"
+            put["ConditionExpression"] = f"version = :v AND updated_at = :u AND {same_gen}"
+            put["ExpressionAttributeValues"] = values
         if not creating and not siblings:
             try:
                 self.client.put_item(**put)
@@ -539,15 +547,23 @@ class DynamoDBStore:
                 roles.append("moved")
             actions.append({"Put": sibling})
         if creating:
+            # The user's record (where a delete leaves its tombstone) counts the conversations
+            # created, so that a delete notices one created while it runs; and it refuses the
+            # creation if a delete happened at or after the event.
             roles.append("tombstone")
             actions.append(
                 {
-                    "ConditionCheck": {
+                    "Update": {
                         "TableName": self.table,
                         "Key": _key(key.pk, TOMBSTONE_SK),
-                        # No delete since the event happened, or none at all.
-                        "ConditionExpression": "attribute_not_exists(pk) OR gen < :ms",
-                        "ExpressionAttributeValues": {":ms": _n(event_ms)},
+                        "UpdateExpression": "ADD created :one "
+                        "SET expires_at = if_not_exists(expires_at, :x)",
+                        "ConditionExpression": "attribute_not_exists(gen) OR gen < :ms",
+                        "ExpressionAttributeValues": {
+                            ":ms": _n(event_ms),
+                            ":one": _n(1),
+                            ":x": item["expires_at"],
+                        },
                         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                     }
                 }
@@ -708,8 +724,8 @@ class DynamoDBStore:
     ) -> None:
         """A record of its own, only if the tombstone is still ``tombstone``."""
         check: dict[str, Any] = {"TableName": self.table, "Key": _key(key.pk, TOMBSTONE_SK)}
-        if tombstone is None:
-            check["ConditionExpression"] = "attribute_not_exists(pk)"
+        if tombstone is None:  # the user's record may exist, counting conversations
+            check["ConditionExpression"] = "attribute_not_exists(gen)"
         else:
             check["ConditionExpression"] = "gen = :gen"
             check["ExpressionAttributeValues"] = {":gen": _n(tombstone.generation)}
@@ -842,18 +858,38 @@ class DynamoDBStore:
         more than 99 conversations has the rest deleted by the next transactions, moments
         later: an event in between on one of those sees its pre-delete state.
         """
-        stone = _key(user.pk, TOMBSTONE_SK) | {
-            "kind": {"S": "tombstone"},
-            "gen": _n(tombstone.generation),
-            "expires_at": _n(tombstone.expires_at),
-            "updated_at": _n(int(tombstone.deleted_at)),
-        }
         deleted = 0
-        for attempt in range(UNPROCESSED_RETRIES + 1):
+        for attempt in range(DELETE_ATTEMPTS):
+            # How many conversations were ever created, read before listing them: the
+            # tombstone's write is conditioned on it, so a conversation created between the
+            # listing and the write (by an event older than the delete) is not missed.
+            record = self._call(
+                "get_item",
+                TableName=self.table,
+                Key=_key(user.pk, TOMBSTONE_SK),
+                ConsistentRead=True,
+            ).get("Item", {})
+            stone: dict[str, Any] = {
+                "TableName": self.table,
+                "Item": _key(user.pk, TOMBSTONE_SK)
+                | {
+                    "kind": {"S": "tombstone"},
+                    "gen": _n(tombstone.generation),
+                    "expires_at": _n(tombstone.expires_at),
+                    "updated_at": _n(int(tombstone.deleted_at)),
+                },
+            }
+            if "created" in record:
+                stone["Item"]["created"] = record["created"]
+                stone["ConditionExpression"] = "created = :created"
+                stone["ExpressionAttributeValues"] = {":created": record["created"]}
+            else:
+                stone["ConditionExpression"] = "attribute_not_exists(created)"
             items = {
                 item["sk"]["S"]: item
                 for item in self._query(user.pk)
                 if item.get("kind", {}).get("S") in _CONVERSATION_KINDS
+                and item["sk"]["S"] != TOMBSTONE_SK
                 and _num(item, "gen") < tombstone.generation
             }
             conversations = list(items)
@@ -868,7 +904,7 @@ class DynamoDBStore:
                     ]
                     if n == 0:
                         # From this moment a late redelivery of an older event is a no-op.
-                        actions.insert(0, {"Put": {"TableName": self.table, "Item": stone}})
+                        actions.insert(0, {"Put": stone})
                     self.client.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
                     # Counted as ``user_items`` lists them: the state and each inline record.
                     for sk in chunk:
@@ -881,7 +917,7 @@ class DynamoDBStore:
                     raise error from exc
                 if not _conflicted(exc):
                     raise
-                if attempt == UNPROCESSED_RETRIES:
+                if attempt == DELETE_ATTEMPTS - 1:
                     raise ConflictError("the user's items kept changing during the delete") from exc
                 time.sleep(0.02 * 2**attempt)
         for item in self._query(user.pk):
@@ -910,12 +946,13 @@ class DynamoDBStore:
 
 
 def _conflicted(exc: Exception) -> bool:
-    """A transaction cancelled because another request held one of its items."""
+    """A transaction cancelled because another request held one of its items, or because a
+    conversation was created meanwhile (the tombstone's condition)."""
     response: dict[str, Any] = getattr(exc, "response", None) or {}
     if response.get("Error", {}).get("Code") != "TransactionCanceledException":
         return False
     codes = {r.get("Code") for r in response.get("CancellationReasons") or []}
-    return "TransactionConflict" in codes
+    return bool(codes & {"TransactionConflict", "ConditionalCheckFailed"})
 
 
 def _condition_failed(error: SessionError) -> bool:

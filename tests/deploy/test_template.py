@@ -39,6 +39,7 @@ ROUTES = {
 TABLE_ACTIONS = {
     "dynamodb:BatchGetItem",
     "dynamodb:ConditionCheckItem",
+    "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
 }
@@ -297,6 +298,7 @@ def test_the_policy_covers_what_a_turn_really_does(packaged: dict[str, Path]) ->
             sessions = Sessions(DynamoDBStore("t", client=client), sent_mark=sent_mark)
             sessions.run(key, f"Ev{sent_mark}", turn, None, sender=lambda k, r: None)
             sessions.run(key, f"Ev{sent_mark}", turn, None, sender=lambda k, r: None)
+        sessions.claim(key, "effect:1", event_time=None)  # a bot's effect
     granted: set[str] = set()
     for stmt in statements(template(packaged, "prod")):
         actions = as_list(stmt["Action"])

@@ -26,20 +26,31 @@ SMALL = state_of(200)
 LARGE = state_of(3 * 1024)
 
 
-class Meter:
+class RequestCounter:
     """Counts every HTTP request the client sends (``before-send`` fires once per attempt,
-    so botocore's own retries would be counted too) and the units AWS would bill."""
+    so botocore's own retries would be counted too)."""
 
-    def __init__(self, client: Any, probe: Any) -> None:
+    def __init__(self, client: Any) -> None:
         self.calls: Counter[str] = Counter()
         client.meta.events.register("before-send.dynamodb", self._count)
-        self.billing = Billing(client, probe)
 
     def _count(self, request: Any, **_: Any) -> None:
         operation = request.headers["X-Amz-Target"].decode().split(".")[-1]
         self.calls[operation] += 1
 
-    def take(self) -> tuple[Counter[str], float, float]:
+    def take(self) -> Counter[str]:
+        calls, self.calls = self.calls, Counter()
+        return calls
+
+
+class Meter(RequestCounter):
+    """Requests, and the units AWS would bill for them."""
+
+    def __init__(self, client: Any, probe: Any) -> None:
+        super().__init__(client)
+        self.billing = Billing(client, probe)
+
+    def take(self) -> tuple[Counter[str], float, float]:  # type: ignore[override]
         """Requests by operation, billed read units, billed write units since the last take."""
         taken = (self.calls, self.billing.read, self.billing.write)
         self.calls = Counter()

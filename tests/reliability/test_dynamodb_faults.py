@@ -112,15 +112,15 @@ def test_a_short_burst_is_absorbed_by_botocore(
 ) -> None:
     store, injector = injected
     messenger, raw, key, sessions = messenger_turn(fake, store, "9990001")
-    injector.fail("BatchGetItem", error, error)
-    injector.fail("TransactWriteItems", error, error)
+    injector.fail("GetItem", error, error)
+    injector.fail("TransactWriteItems", error, error)  # the new conversation's creation
     assert messenger.handle(mr.post(raw))["statusCode"] == 200
-    assert injector.injected == {"BatchGetItem": 2, "TransactWriteItems": 2}
+    assert injector.injected == {"GetItem": 2, "TransactWriteItems": 2}
     assert items(sessions, key) == ["tea"]
     assert replies_to(fake, "9990001") == 1
 
 
-@pytest.mark.parametrize("operation", ["BatchGetItem", "TransactWriteItems"])
+@pytest.mark.parametrize("operation", ["GetItem", "TransactWriteItems"])
 @pytest.mark.parametrize("error", [THROTTLED, SERVER_ERROR])
 def test_a_long_outage_answers_5xx_and_writes_nothing(
     operation: str,

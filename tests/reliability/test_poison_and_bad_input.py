@@ -282,12 +282,20 @@ class AlwaysUnprocessed:
         self.calls += 1
         return {"Responses": {}, "UnprocessedKeys": RequestItems}
 
+    def get_item(self, Key: dict[str, Any], **_: Any) -> dict[str, Any]:
+        # A conversation item whose records spilled to their own items.
+        item = {"version": {"N": "1"}, "updated_at": {"N": "1"}, "state": {"B": b"j{}"}}
+        return {"Item": Key | item | {"sp": {"N": "2"}, "spx": {"N": "9"}}}
 
-def test_unprocessed_keys_are_retried_a_bounded_number_of_times() -> None:
+
+@pytest.mark.parametrize("exact", [True, False], ids=["exact", "second-read"])
+def test_unprocessed_keys_are_retried_a_bounded_number_of_times(exact: bool) -> None:
     client = AlwaysUnprocessed()
     store = DynamoDBStore("sessions", client=client)  # type: ignore[arg-type]
     with pytest.raises(StoreUnavailableError, match="unprocessed"):
-        store.load(DM_KEY, "x")
+        # exact: one read of state, record and tombstone; else the conversation item says a
+        # second read is needed (its records spilled) and that read is the one throttled.
+        store.load(DM_KEY, DM_KEY.event_sk("x"), event_time=1.0, exact=exact)
     assert client.calls == 4
 
 
