@@ -20,7 +20,6 @@ for _name, _value in {
 from benchmarks import (  # noqa: E402
     ack_latency,
     cold_start,
-    event_records,
     pipeline,
     requests_per_turn,
     throughput,
@@ -54,9 +53,14 @@ def main() -> int:
         probe = make_client(endpoint_url=server.endpoint)  # reads item sizes, unmetered
         results["requests_per_turn"] = requests_per_turn.run(client, probe)
         _section(
-            "DynamoDB requests and capacity per turn: ours vs Powertools idempotency + session "
-            "load/save (billed: AWS's sizing rules; Local: as DynamoDB Local reports it)",
+            "DynamoDB requests and capacity per turn: ours, the bare floor, Powertools "
+            "idempotency + session load/save, the single-item variant (billed: AWS's sizing "
+            "rules; Local: as DynamoDB Local reports it)",
             requests_per_turn.table(results["requests_per_turn"]),
+        )
+        _section(
+            "Latency of a new event's turn, the four ways interleaved (session core, no edge)",
+            requests_per_turn.latency_table(results["requests_per_turn"]),
         )
         results["pipeline"] = pipeline.run(client)
         _section(
@@ -72,23 +76,8 @@ def main() -> int:
         create_table(client, cold_table)
         results["cold_start"] = cold_start.run(server.endpoint, cold_table)
         _section("Cold start (fresh interpreters)", cold_start.table(results["cold_start"]))
-        records = event_records.run(client)
-        results["event_records"] = records
     results["ack_latency"] = ack_latency.run()
     _section("Ack latency of a slow turn", ack_latency.table(results["ack_latency"]))
-
-    lines = [
-        f"| {'scenario':34} | layout  | requests | read units | write units |",
-        f"|{'-' * 36}|---------|----------|------------|-------------|",
-    ]
-    for row in records:
-        for layout in ("sibling", "inline"):
-            m = row[layout]
-            lines.append(
-                f"| {row['scenario']:34} | {layout:7} | {m['requests_per_turn']:8.2f} "
-                f"| {m['read_units_per_turn']:10.2f} | {m['write_units_per_turn']:11.2f} |"
-            )
-    _section("Event records: per turn, on DynamoDB Local (consumed capacity as reported)", lines)
     RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False))
     print(f"\nwritten to {RESULTS}")
     return 0

@@ -1,12 +1,19 @@
-"""DynamoDB requests and capacity per turn: ours vs the common way (AWS Lambda Powertools'
-idempotency utility around a session load and save, ``benchmarks/powertools_variant.py``), the
-same workloads on the same engine, at two state sizes (200 B and 3 KB of JSON), counted with
-botocore's event hooks. Capacity twice: as DynamoDB Local reports it, and billed by AWS's
-sizing rules from the real item sizes (``benchmarks/billing.py``).
+"""DynamoDB requests, billed capacity and latency per turn, four ways on the same engine: ours,
+the bare floor (``GetItem`` + ``PutItem``, no deduplication, last writer wins), the common way
+(AWS Lambda Powertools' idempotency utility around a session load and save,
+``benchmarks/powertools_variant.py``) and the single-item variant (state, version and the last
+10 event ids in one item, ``benchmarks/single_item.py``), at two state sizes (200 B and 3 KB
+of JSON).
 
-Scenarios: a new event; its duplicate; a conflict (a second event of the same conversation
-commits while the first one's turn runs); a failing turn (the handler raises). The conflict
-also counts lost updates: ours re-runs the loser's pure turn, the common way overwrites.
+Requests are counted with botocore's event hooks; capacity twice: as DynamoDB Local reports it,
+and billed by AWS's sizing rules from the real item sizes (``benchmarks/billing.py``). Latency
+is timed on a separate, unmetered client, the four ways interleaved round by round.
+
+Scenarios: a new event of an existing conversation; its duplicate; a conflict (a second event
+of the same conversation commits while the first one's turn runs; lost updates counted); and,
+for ours, the first event of a conversation, a failing turn (the dead letter) and a busy
+conversation (200 events a minute apart, per event on average: records spill to their own
+items once the conversation item is full).
 """
 
 from __future__ import annotations
@@ -14,13 +21,16 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import statistics
+import time
 import uuid
 from typing import Any
 
 from benchmarks.capacity import Meter
 from benchmarks.powertools_variant import Powertools
+from benchmarks.single_item import Bare, SingleItem
 from sessions import ConversationKey, Sessions, TurnError
-from sessions.dynamodb import DynamoDBStore, create_table
+from sessions.dynamodb import DynamoDBStore, create_table, make_client
 
 WORDS = [
     "call",
@@ -79,7 +89,7 @@ def state_of(size: int) -> dict[str, Any]:
 
 
 SIZES = {"200 B": state_of(200), "3 KB": state_of(3 * 1024)}
-STATE: dict[str, Any] = SIZES["200 B"]
+VARIANTS = ("ours", "bare", "powertools", "single item")
 
 
 class Boom(RuntimeError):
@@ -87,9 +97,9 @@ class Boom(RuntimeError):
 
 
 def _counter(base: dict[str, Any]) -> Any:
-    def count(state: dict[str, Any], event: Any) -> tuple[dict[str, Any], list[str], str]:
+    def count(state: dict[str, Any], event: Any) -> tuple[dict[str, Any], list[str], None]:
         new = {**base, **state, "n": state.get("n", 0) + 1}
-        return new, [f"n={new['n']}"], f"n={new['n']}"
+        return new, [f"n={new['n']}"], None
 
     return count
 
@@ -98,7 +108,34 @@ def _fail(state: dict[str, Any], event: Any) -> tuple[dict[str, Any], list[str],
     raise Boom("handler failed")
 
 
-def _measure(meter: Meter, fn: Any) -> dict[str, float]:
+class Ours:
+    """Our turn, behind the interface the other variants have."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        self.sessions = Sessions(DynamoDBStore(table, client=client))
+        self.keys: dict[tuple[str, str], ConversationKey] = {}
+
+    def key(self, pk: str, sk: str) -> ConversationKey:
+        return self.keys.setdefault(
+            (pk, sk), ConversationKey.slack(team="T0BENCH", channel=sk, user=pk.upper())
+        )
+
+    def run(self, pk: str, sk: str, idempotency_key: str, turn: Any, event: Any) -> Any:
+        when = event if isinstance(event, float) else time.time()
+        return self.sessions.run(self.key(pk, sk), idempotency_key, turn, None, event_time=when)
+
+    def state(self, pk: str, sk: str) -> dict[str, Any]:
+        conversation = self.sessions.get(self.key(pk, sk))
+        return conversation.state if conversation else {}
+
+
+def _variant(name: str, client: Any, table: str) -> Any:
+    return {"ours": Ours, "bare": Bare, "powertools": Powertools, "single item": SingleItem}[name](
+        client, table
+    )
+
+
+def _measure(meter: Meter, fn: Any) -> dict[str, Any]:
     meter.reset()
     fn()
     assert meter.billing is not None
@@ -108,108 +145,128 @@ def _measure(meter: Meter, fn: Any) -> dict[str, float]:
         "write_units": round(meter.write_units, 2),
         "billed_read_units": round(meter.billing.read, 2),
         "billed_write_units": round(meter.billing.write, 2),
-        "operations": dict(meter.requests),  # type: ignore[dict-item]
+        "operations": dict(meter.requests),
     }
 
 
-def _metered(variant: Any, client: Any, probe: Any, table: str, base: dict[str, Any]) -> Any:
-    with Meter(client, probe=probe) as meter:
-        return variant(meter, client, table, base)
-
-
-def ours(meter: Meter, client: Any, table: str, base: dict[str, Any]) -> dict[str, Any]:
-    _count = _counter(base)
-    sessions = Sessions(DynamoDBStore(table, client=client))
-    key = ConversationKey.slack(
-        team="T0BENCH", channel="D0BENCH", user=f"U{uuid.uuid4().hex[:8].upper()}"
-    )
-    sessions.run(key, "warm", _count, None)
+def _scenarios(name: str, variant: Any, meter: Meter, base: dict[str, Any]) -> dict[str, Any]:
+    count = _counter(base)
+    pk, sk = f"u{uuid.uuid4().hex[:8]}", "D0BENCH"
+    prefix = uuid.uuid4().hex[:8]
     out: dict[str, Any] = {}
-    out["new event"] = _measure(meter, lambda: sessions.run(key, "Ev1", _count, None))
-    out["duplicate"] = _measure(meter, lambda: sessions.run(key, "Ev1", _count, None))
+    first = _measure(meter, lambda: variant.run(pk, sk, f"{prefix}-0", count, None))
+    if name == "ours":
+        out["first event of a conversation"] = first
+    out["new event"] = _measure(meter, lambda: variant.run(pk, sk, f"{prefix}-1", count, None))
+    out["duplicate"] = _measure(meter, lambda: variant.run(pk, sk, f"{prefix}-1", count, None))
 
     def conflict() -> None:
-        raced = []
+        raced: list[bool] = []
 
         def loser(state: dict[str, Any], event: Any) -> Any:
-            if not raced:
-                # While this turn runs, another event of the conversation commits.
+            if not raced:  # while this turn runs, another event of the conversation commits
                 raced.append(True)
-                sessions.run(key, "Ev3", _count, None)
-            return _count(state, event)
+                variant.run(pk, sk, f"{prefix}-3", count, None)
+            return count(state, event)
 
-        sessions.run(key, "Ev2", loser, None)
+        variant.run(pk, sk, f"{prefix}-2", loser, None)
 
     out["conflict (2 events)"] = _measure(meter, conflict)
-    conversation = sessions.get(key)
-    assert conversation is not None
-    out["conflict (2 events)"]["lost_updates"] = 4 - conversation.state["n"]
+    # The bare floor also applied the duplicate: it has no way to know.
+    expected = 5 if name == "bare" else 4
+    out["conflict (2 events)"]["lost_updates"] = expected - variant.state(pk, sk)["n"]
+    if name == "ours":
 
-    def failing() -> None:
-        with contextlib.suppress(TurnError):
-            sessions.run(key, "Ev4", _fail, None)
+        def failing() -> None:
+            with contextlib.suppress(TurnError):
+                variant.run(pk, sk, f"{prefix}-4", _fail, None)
 
-    out["failing turn"] = _measure(meter, failing)
+        out["failing turn"] = _measure(meter, failing)
+        busy_pk = f"b{uuid.uuid4().hex[:8]}"
+        start = time.time() - 200 * 60
+
+        def busy() -> None:
+            for i in range(200):
+                variant.run(busy_pk, sk, f"{prefix}-busy-{i}", count, start + 60 * i)
+
+        m = _measure(meter, busy)
+        out["busy: 200 events, 1 a minute (per event)"] = {
+            k: (round(v / 200, 2) if isinstance(v, float) else v) for k, v in m.items()
+        }
     return out
 
 
-def powertools(meter: Meter, client: Any, table: str, base: dict[str, Any]) -> dict[str, Any]:
-    _count = _counter(base)
-    common = Powertools(client, table)
-    pk, sk = f"session#{uuid.uuid4().hex}", "D0BENCH"
-    prefix = uuid.uuid4().hex
-    common.run(pk, sk, f"{prefix}-warm", _count, None)
-    out: dict[str, Any] = {}
-    out["new event"] = _measure(meter, lambda: common.run(pk, sk, f"{prefix}-1", _count, None))
-    out["duplicate"] = _measure(meter, lambda: common.run(pk, sk, f"{prefix}-1", _count, None))
-
-    def conflict() -> None:
-        def loser(state: dict[str, Any], event: Any) -> Any:
-            common.run(pk, sk, f"{prefix}-3", _count, None)
-            return _count(state, event)
-
-        common.run(pk, sk, f"{prefix}-2", loser, None)
-
-    out["conflict (2 events)"] = _measure(meter, conflict)
-    out["conflict (2 events)"]["lost_updates"] = 4 - common.state(pk, sk)["n"]
-
-    def failing() -> None:
-        with contextlib.suppress(Boom):
-            common.run(pk, sk, f"{prefix}-4", _fail, None)
-
-    out["failing turn"] = _measure(meter, failing)
+def _latency(client: Any, table: str, base: dict[str, Any], rounds: int) -> dict[str, Any]:
+    count = _counter(base)
+    variants = {name: _variant(name, client, table) for name in VARIANTS}
+    pk, sk = f"t{uuid.uuid4().hex[:8]}", "D0TIME"
+    samples: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    order = list(VARIANTS)
+    rng = random.Random(7)
+    for i in range(rounds + 20):
+        rng.shuffle(order)  # no variant always runs right after another
+        for name in order:
+            t = time.perf_counter()
+            variants[name].run(pk, sk, f"{name}-{i}", count, None)
+            if i >= 20:
+                samples[name].append(time.perf_counter() - t)
+    floor = statistics.median(samples["bare"])
+    out = {}
+    for name, values in samples.items():
+        ordered = sorted(values)
+        out[name] = {
+            "median_ms": round(statistics.median(ordered) * 1000, 2),
+            "p99_ms": round(ordered[round(0.99 * (len(ordered) - 1))] * 1000, 2),
+            "ratio": round(statistics.median(ordered) / floor, 2),
+        }
     return out
 
 
-def run(client: Any, probe: Any) -> dict[str, Any]:
-    """Per state size: ``{"ours": {scenario: figures}, "powertools": {...}}``."""
+def run(client: Any, probe: Any, *, rounds: int = 300) -> dict[str, Any]:
+    """Per state size: ``{"scenarios": {variant: {scenario: figures}}, "latency": {...}}``."""
+    metered = make_client(endpoint_url=client.meta.endpoint_url)
     out: dict[str, Any] = {}
     for size, base in SIZES.items():
         table = f"bench-requests-{uuid.uuid4().hex[:8]}"
         create_table(client, table)
+        scenarios = {}
+        for name in VARIANTS:
+            with Meter(metered, probe=probe) as meter:
+                scenarios[name] = _scenarios(name, _variant(name, metered, table), meter, base)
         out[size] = {
             "state_bytes": len(json.dumps(base)),
-            "ours": _metered(ours, client, probe, table, base),
-            "powertools": _metered(powertools, client, probe, table, base),
+            "scenarios": scenarios,
+            "latency": _latency(client, table, base, rounds),
         }
     return out
 
 
 def table(results: dict[str, Any]) -> list[str]:
     lines = [
-        "| state | scenario | ours: requests | billed RCU | billed WCU | (Local: RCU / WCU) "
-        "| Powertools: requests | billed RCU | billed WCU | lost updates (ours / Powertools) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| state | variant | scenario | requests | billed RCU | billed WCU | (Local: RCU / WCU) "
+        "| lost updates |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for size, row in results.items():
-        for scenario, m in row["ours"].items():
-            b = row["powertools"][scenario]
-            lost = f"{m['lost_updates']} / {b['lost_updates']}" if "lost_updates" in m else ""
+        for name, scenarios in row["scenarios"].items():
+            for scenario, m in scenarios.items():
+                lost = str(m["lost_updates"]) if "lost_updates" in m else ""
+                lines.append(
+                    f"| {size} | {name} | {scenario} | {m['requests']:g} "
+                    f"| {m['billed_read_units']:g} | {m['billed_write_units']:g} "
+                    f"| {m['read_units']:g} / {m['write_units']:g} | {lost} |"
+                )
+    return lines
+
+
+def latency_table(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "| state | variant | median ms | p99 ms | x bare Get+Put |",
+        "|---|---|---|---|---|",
+    ]
+    for size, row in results.items():
+        for name, m in row["latency"].items():
             lines.append(
-                f"| {size} | {scenario} | {m['requests']:.0f} | {m['billed_read_units']:.1f} "
-                f"| {m['billed_write_units']:.1f} "
-                f"| {m['read_units']:.1f} / {m['write_units']:.1f} "
-                f"| {b['requests']:.0f} | {b['billed_read_units']:.1f} "
-                f"| {b['billed_write_units']:.1f} | {lost} |"
+                f"| {size} | {name} | {m['median_ms']:.2f} | {m['p99_ms']:.2f} | {m['ratio']:.2f} |"
             )
     return lines

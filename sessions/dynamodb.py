@@ -3,12 +3,26 @@
 This is the only module of ``sessions`` that imports boto3, and it does so lazily: the client
 is passed in or built on first use, then kept for warm invocations.
 
-Per turn: ``load`` is one consistent ``BatchGetItem`` (state, event record, tombstone) and
-``commit`` one ``TransactWriteItems``: the state Put conditioned on the very item the load saw
-(version, generation, write time), the record Put conditioned on its absence, and a
-``ConditionCheck`` that the user's tombstone is still the one the load saw (a delete that ran
-in between cancels the commit instead of being undone). Both Puts ask for ``ALL_OLD`` on a
-failed condition, so a lost race or a duplicate costs no extra read.
+Per turn (the usual one: the conversation exists and its item has room): ``load`` is one
+consistent ``GetItem`` of the conversation item, which holds the state and the conversation's
+recent event records inline, and ``commit`` one ``PutItem`` conditioned on the very item the
+load saw (version, write time, generation). A lost race or a duplicate costs no extra read:
+the refused ``PutItem`` returns the item (``ALL_OLD``).
+
+A ``TransactWriteItems`` only where one item cannot do: creating a conversation item (with an
+``Update`` of the user's record that refuses it if a delete came at or after the event, and
+counts the creation for a delete running meanwhile), a record that goes to a sibling item
+(the oldest inline record moved out to make room, a dead letter, a sent-mark outbox, a
+response too large to keep inline), and an effect's claim. A second read only where the item
+says one is needed (``_Conversation.needs_sibling``/``needs_tombstone``).
+
+Item layout (``pk`` user, ``sk`` channel): ``state`` (codec blob, compressed only when that
+lowers the billed KB), ``version``, ``updated_at``, ``expires_at`` (TTL: the latest of the
+state's idle expiry, ``idle_at`` when different, and the records'), ``gen`` (the time in ms of
+the event that created the item, or of the tombstone it was written under), ``ids`` (inline
+records, ``ENTRY`` each), ``rs`` (inline responses), ``sp``/``spx`` (events kept in sibling
+items happened at or before ``sp``, until ``spx``). Items written before inline records
+(``kind = "state"``) are read as having sibling records up to their last write.
 
 Every botocore failure leaves this module as one of ours: ``ClientError`` by its code, and the
 rest (no credentials, endpoint unreachable, read timeout) as :class:`StoreUnavailableError`.

@@ -1,21 +1,33 @@
 """The turn runner: load, run the pure turn, commit with a condition, then hand off replies.
 
-One delivered event is one *turn*. On DynamoDB a new event costs two requests and a duplicate
-one::
+One delivered event is one *turn*. On DynamoDB a new event of an existing conversation costs
+two requests, a read unit and (state under 1 KB) one billed write unit; a duplicate one request
+and one read unit::
 
     delivery ──► load ────────────► turn(state, event) ──► commit ──────────► send replies
-                 BatchGetItem         pure; may run          TransactWriteItems   after the
-                 (state, event         again after a         (state if version    commit only
-                 record, tombstone)    lost race             = v, record if new)
+                 GetItem of the       pure; may run          one PutItem          after the
+                 conversation item    again after a          conditioned on the   commit only
+                 (state + recent      lost race              item the load saw
+                 event records)
 
-    duplicate ─► load: record found ─► recorded response (nothing written, nothing sent)
+    duplicate ─► load: record found inline ─► recorded response (nothing written or sent)
 
-Why the event record is a sibling item (``sk = <channel>#evt#<sha256>``) rather than a list
-inside the conversation item: the conversation item then holds only the state, so however
-chatty a conversation is it never grows toward DynamoDB's 400 KB limit, and dedup is exact for
-the whole 24 h redelivery window instead of "the last N ids". The price is the transaction's
-double write units (``benchmarks/event_records.py`` measures both layouts); the request count
-is the same, 2 per new event and 1 per duplicate.
+Where event records live, and why (the DynamoDB store; ``make bench`` measures it): inline in
+the conversation item, 16 bytes each (8 bytes of the id's SHA-256, commit and expiry times),
+for as long as they fit in the KB the state already bills; DynamoDB bills writes per started
+KB, so records that fit there are free. A record that does not fit, or a conversation busy
+enough to fill its item within the event TTL (24 h: Slack's delayed-event retries), moves its
+oldest record to a sibling item in the same ``TransactWriteItems`` (4 billed write units for
+that turn, what every turn cost before) and notes in the item the latest time of an event kept
+outside; an event that happened after that time needs no second read, so new events and fresh
+retries stay at one read. Dead letters and sent-mark outboxes always have an item of their
+own. Alternatives measured: sibling items for every record (exact, but 4 billed write units
+per turn and 3 read units per load: the transaction bills double, and the load read three
+keys); a single item with the last N ids (1 write unit, but a redelivery older than N events
+is applied again). A user delete no longer needs a read of its tombstone on every turn: it
+removes the conversation items in the same transaction as it writes the tombstone, so an
+existing item proves no delete came since it was created; creating an item is a transaction
+that checks the tombstone.
 
 Guarantees (the README's "Guarantees, precisely" states them for users):
 
