@@ -286,8 +286,10 @@ def _event_item(pk: str, sk: str, event: EventRecord) -> Item:
 def _cheaper_blob(blob: bytes, base: int) -> bytes:
     """The state blob, compressed or not, whichever bills fewer KB in an item of ``base``
     other bytes (and keeps room for inline records); compression only when it pays."""
+    if blob[:1] == codec.RAW and _billed_kb(base + len(blob) + MIN_ROOM) == 1:
+        return blob  # already the least an item bills: compressing cannot pay
     try:
-        if blob[:1] == codec.RAW and len(blob) > MIN_ROOM:
+        if blob[:1] == codec.RAW:
             other = codec.ZLIB + zlib.compress(blob[1:], 6)
         elif blob[:1] == codec.ZLIB:
             other = codec.RAW + zlib.decompress(blob[1:])

@@ -216,3 +216,35 @@ def test_user_operations_use_one_query(metered: tuple[Sessions, Meter, Clock]) -
     assert meter.take()[0] == {"Query": 1}
     sessions.export(KEY.user_key)
     assert meter.take()[0] == {"Query": 1}
+
+
+def test_items_of_the_old_layout_keep_deduplicating(
+    local_client: Any, local_table: str, dynamodb_endpoint: str
+) -> None:
+    """A conversation written before inline records (``kind = "state"``, each event record an
+    item of its own) still recognises its events' redeliveries, and its next commit moves it
+    to the new layout without forgetting them."""
+    from sessions.dynamodb import _event_item, _state_item
+    from sessions.store import EventRecord, StoredState
+
+    clock = Clock()
+    now = int(clock.now)
+    old_state = StoredState(version=3, blob=b'j{"v":1,"s":{"n":3}}', expires_at=now + 600,
+                            updated_at=now - 5)  # fmt: skip
+    record = EventRecord(version=3, committed_at=now - 5, expires_at=now + 3600)
+    for item in (_state_item(KEY, old_state), _event_item(KEY.pk, KEY.event_sk("old"), record)):
+        local_client.put_item(TableName=local_table, Item=item)
+    sessions = Sessions(DynamoDBStore(local_table, client=local_client), clock=clock)
+    count = counter(SMALL)
+
+    assert sessions.run(KEY, "old", count, None, event_time=clock.now - 6).duplicate
+    clock.now += 1
+    assert sessions.run(KEY, "new", count, None, event_time=clock.now).state["n"] == 4
+    # Converted: its next event after the old records is one read; the old record still counts.
+    meter = Meter(local_client, make_client(endpoint_url=dynamodb_endpoint))
+    clock.now += 1
+    assert sessions.run(KEY, "newer", count, None, event_time=clock.now).state["n"] == 5
+    assert meter.take()[0] == {"GetItem": 1, "PutItem": 1}
+    assert sessions.run(KEY, "old", count, None, event_time=clock.now - 8).duplicate
+    assert sessions.get(KEY).state["n"] == 5  # type: ignore[union-attr]
+    meter.billing.close()
