@@ -21,6 +21,7 @@ from benchmarks import (  # noqa: E402
     ack_latency,
     cold_start,
     pipeline,
+    readme,
     requests_per_turn,
     throughput,
 )
@@ -80,6 +81,7 @@ def main() -> int:
     _section("Ack latency of a slow turn", ack_latency.table(results["ack_latency"]))
     RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False))
     print(f"\nwritten to {RESULTS}")
+    readme.main()
     return 0
 
 

@@ -195,3 +195,25 @@ def test_an_applied_commit_whose_every_answer_is_lost(
     assert items(sessions, key) == ["tea"]
     assert consistency(store, key) == (1, 1)
     assert replies_to(fake, psid) == (1 if sent_mark else 0)
+
+
+def test_a_put_applied_but_answered_500_is_known_as_ours_on_the_retry(
+    fake: FakeSlack, injected: tuple[DynamoDBStore, Injector]
+) -> None:
+    """An existing conversation's turn is one conditional PutItem, which has no idempotency
+    token: botocore's retry after a lost answer fails its condition. The item it gets back
+    carries the write's own token, so the turn counts as committed and its reply goes out
+    once (not taken for another delivery's duplicate, which would lose the reply)."""
+    store, injector = injected
+    psid = "9990008"
+    messenger, raw, key, sessions = messenger_turn(fake, store, psid)
+    assert messenger.handle(mr.post(raw))["statusCode"] == 200  # creates the conversation
+    second = json.dumps(mr.single(mr.text("add jam", psid=psid))).encode()
+    injector.fail("PutItem", SERVER_ERROR, applied=True)
+    assert messenger.handle(mr.post(second))["statusCode"] == 200
+    assert injector.sent["PutItem"] == 2
+    assert items(sessions, key) == ["tea", "jam"]
+    assert consistency(store, key) == (2, 2)
+    assert replies_to(fake, psid) == 2
+    assert messenger.handle(mr.post(second))["statusCode"] == 200  # Meta redelivers anyway
+    assert items(sessions, key) == ["tea", "jam"] and replies_to(fake, psid) == 2
