@@ -81,6 +81,8 @@ KB = 1024
 #: Room for inline records a conversation item keeps: when the state leaves less than this
 #: in its last KB, the item is allowed one KB more.
 MIN_ROOM = 8 * ENTRY.size
+#: Bytes ``sp`` and ``spx`` take at most (names and 10-digit numbers).
+SPILL_ATTRIBUTES = 2 * (3 + 6)
 #: An inline response longer than this goes to a sibling record with its event.
 MAX_INLINE_RESPONSE = 512
 #: How long after its last old-layout write a conversation item may still have old-layout
@@ -287,8 +289,8 @@ def _event_item(pk: str, sk: str, event: EventRecord) -> Item:
 def _cheaper_blob(blob: bytes, base: int) -> bytes:
     """The state blob, compressed or not, whichever bills fewer KB in an item of ``base``
     other bytes (and keeps room for inline records); compression only when it pays."""
-    if blob[:1] == codec.RAW and _billed_kb(base + len(blob) + MIN_ROOM) == 1:
-        return blob  # already the least an item bills: compressing cannot pay
+    if _billed_kb(base + len(blob) + MIN_ROOM) == 1:
+        return blob  # already the least an item bills: the other form cannot bill less
     try:
         if blob[:1] == codec.RAW:
             other = codec.ZLIB + zlib.compress(blob[1:], 6)
@@ -517,6 +519,8 @@ class DynamoDBStore:
             raise DuplicateEventError("event already committed", record=inline)
         creating = handle.state is None or handle.state.expires_at <= now
         item, siblings = self._layout(key, handle, state, digest, event_sk, event, now, event_time)
+        # This write's token: the next commit is conditioned on it.
+        item["w"] = {"B": os.urandom(8)}
         if creating:
             item["gen"] = _n(max(_num(item, "gen"), event_ms))
             siblings = [
@@ -531,31 +535,32 @@ class DynamoDBStore:
         if handle.item is None:
             put["ConditionExpression"] = "attribute_not_exists(pk)"
         else:
-            # The very item the load saw: a version repeats when an item is removed (delete,
-            # TTL) and recreated; the generation (the time in ms of the event that created
-            # the item) tells a recreated item apart. Items without one (old layout, no
-            # delete seen) are told apart by their write time too. (Each clause costs: on
-            # DynamoDB Local a conditional write is ~10 % slower than a plain one.)
-            values = {":v": handle.item["version"]}
-            if "gen" in handle.item:
-                values[":g"] = handle.item["gen"]
-                condition = "version = :v AND gen = :g"
+            # The very item the load saw, by the token every write leaves in it (a version
+            # repeats when an item is removed, by a delete or TTL, and recreated). One clause:
+            # on DynamoDB Local each clause of a condition costs time. Items of the old layout
+            # have no token: their version, write time and generation say it.
+            if "w" in handle.item:
+                values = {":w": handle.item["w"]}
+                condition = "w = :w"
             else:
-                values[":u"] = handle.item["updated_at"]
-                condition = "version = :v AND updated_at = :u AND attribute_not_exists(gen)"
+                values = {":v": handle.item["version"], ":u": handle.item["updated_at"]}
+                condition = "version = :v AND updated_at = :u"
+                if "gen" in handle.item:
+                    values[":g"] = handle.item["gen"]
+                    condition += " AND gen = :g"
+                else:
+                    condition += " AND attribute_not_exists(gen)"
             put["ConditionExpression"] = condition
             put["ExpressionAttributeValues"] = values
         if not creating and not siblings:
-            # A token of this write: when DynamoDB applies the put but its answer is lost,
-            # botocore's retry fails the condition and gets the item back; the token says the
-            # item is ours (a transaction has botocore's ClientRequestToken for that).
-            item["w"] = {"B": os.urandom(4)}
             try:
                 self.client.put_item(**put)
             except Exception as exc:
                 old = (getattr(exc, "response", None) or {}).get("Item") or {}
                 if old.get("w") == item["w"]:
-                    return  # applied by the attempt whose answer was lost
+                    # Applied by the attempt whose answer was lost (botocore's retry then
+                    # fails the condition; a transaction has a ClientRequestToken for that).
+                    return
                 error = self._refused(exc, digest)
                 if error is None:
                     raise
@@ -620,7 +625,6 @@ class DynamoDBStore:
             # A dead letter: the state stays as it is, the item points at the record.
             base = dict(handle.item) if handle.item is not None else _key(key.pk, key.sk)
             base.pop("kind", None)
-            base.pop("w", None)
             if handle.state is not None and "idle_at" not in base:
                 base["idle_at"] = base["expires_at"]
             base.setdefault("version", _n(0))
@@ -649,7 +653,9 @@ class DynamoDBStore:
             )
         for name in ("ids", "rs", "sp", "spx"):
             base.pop(name, None)
-        target = _billed_kb(_size(base) + MIN_ROOM) * KB
+        base["w"] = {"B": bytes(8)}  # the write's token, counted in its size (set by commit)
+        # Room for ``sp``/``spx``, which are set once the records are placed.
+        target = _billed_kb(_size(base) + MIN_ROOM) * KB - SPILL_ATTRIBUTES
         if inline:
             entries.append((digest, event.committed_at, event.expires_at))
             if event.response is not None and event.response_expires_at > now:
