@@ -6,16 +6,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 3000
+DYNAMODB_PORT ?= 8000
+DYNAMODB_DATA ?= .data/dynamodb
 STAGE ?= dev
 REGION ?= us-east-1
 NPM_STAMP := node_modules/.installed
 
-.PHONY: help venv java run chat admin test lint typecheck dynamodb-local bench package clean
+.PHONY: help venv java run chat admin test lint typecheck dynamodb-local dynamodb bench package clean
 
 help:
 	@echo "make run      serve the bot locally on 127.0.0.1:$(PORT) (embedded SQLite store)"
 	@echo "make chat     talk to the running local bot (ARGS=\"--platform messenger\")"
 	@echo "make admin    sessions admin CLI (ARGS=\"list slack#T0LOCAL#U0LOCAL\")"
+	@echo "make dynamodb DynamoDB Local on 127.0.0.1:$(DYNAMODB_PORT) until Ctrl-C (tables in .data/dynamodb)"
 	@echo "make test     lint, type-check and the whole test suite (what CI runs)"
 	@echo "make bench    benchmarks against DynamoDB Local"
 	@echo "make package  serverless package offline + cfn-lint"
@@ -39,6 +42,10 @@ java:
 
 dynamodb-local: $(STAMP) java
 	@$(BIN)/python -m tests.dynamodb_local
+
+# AWS's DynamoDB Local on a port, for `make run` and `make admin` with SESSIONS_TABLE set.
+dynamodb: $(STAMP) java
+	@$(BIN)/python -m tests.dynamodb_local --serve --port $(DYNAMODB_PORT) --db-path $(DYNAMODB_DATA)
 
 lint: $(STAMP)
 	$(BIN)/ruff check sessions handlers bot examples tests benchmarks scripts

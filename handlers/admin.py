@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from handlers.settings import from_env
@@ -78,6 +79,12 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None) -> int:
             create_table(make_client(), settings.sessions_table)
             print(f"table {settings.sessions_table} is ready (pk/sk, TTL on expires_at)")
             return 0
+        if not settings.sessions_table and not Path(settings.sessions_db).is_file():
+            # Opening it would create an empty database and answer "nothing stored".
+            raise SessionError(
+                f"SESSIONS_DB={settings.sessions_db!r} does not exist (set SESSIONS_TABLE "
+                "for DynamoDB, or --db for another file)"
+            )
         sessions = Sessions(store_from_settings(settings), **settings.session_options())
         user = UserKey.from_pk(args.user)
         return _run(args, sessions, user, stdin or sys.stdin)
@@ -93,7 +100,7 @@ def _run(args: Any, sessions: Sessions, user: UserKey, stdin: TextIO) -> int:
     if args.command == "list":
         conversations = sessions.conversations(user)
         for c in conversations:
-            times = f"updated {c.updated_at}\texpires {c.expires_at}"
+            times = f"updated {_date(c.updated_at)}\texpires {_date(c.expires_at)}"
             print(f"{c.key.channel}\tversion {c.version}\t{times}")
         if not conversations:
             print(f"no conversations stored for {user.pk}")
@@ -119,9 +126,9 @@ def _run(args: Any, sessions: Sessions, user: UserKey, stdin: TextIO) -> int:
     if args.command == "dead-letters":
         letters = sessions.dead_letters(user)
         for sk, letter in letters:
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(letter.committed_at))
+            when = _date(letter.committed_at)
             replay = "replayable" if letter.payload else "no replay payload"
-            print(f"{sk}\t{when} UTC\t{replay}\t{letter.error}")
+            print(f"{sk}\t{when}\t{replay}\t{letter.error}")
         if not letters:
             print(f"no dead letters for {user.pk}")
         return 0
@@ -177,6 +184,11 @@ def _retry(sessions: Sessions, user: UserKey, event_sk: str) -> int:
         return 1
     print(f"replayed {event_sk} for {user.pk}")
     return 0
+
+
+def _date(epoch: int) -> str:
+    """An epoch time as a UTC date, as the admin tools show times."""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
 
 
 if __name__ == "__main__":

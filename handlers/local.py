@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from sessions.errors import SessionError
+
 CONFIG = Path(os.environ.get("LOCAL_CONFIG", ".data/local.env"))
 SECRET_NAMES = (
     "SLACK_SIGNING_SECRET",
@@ -131,6 +133,11 @@ class LocalApp:
             store = "dynamodb" if self.settings.sessions_table else "sqlite"
             spec = self.slack.spec
             bot = {"name": spec.name, "commands": sorted(spec.commands)}
+            try:
+                self.store.health()  # the table exists, the file opens
+            except SessionError as exc:
+                log.warning("health check failed: %s", exc)
+                return _json(503, {"ok": False, "store": store, "error": str(exc), "bot": bot})
             return _json(200, {"ok": True, "store": store, "bot": bot})
         if path.startswith("/_fake/"):
             return self._fake(method, target, path, headers, body)

@@ -208,7 +208,12 @@ class MessengerEdge:
         send_api: SendAPI | None = None,
         workers: int = 4,
     ) -> None:
-        settings.require("messenger_app_secret", "messenger_verify_token")
+        settings.require(
+            "messenger_app_secret",
+            "messenger_verify_token",
+            # Inside Lambda the page token too: a cold start fails by name, not the first send.
+            *(["messenger_page_token"] * settings.in_lambda),
+        )
         self.settings = settings
         self.sessions = sessions
         self.spec = spec_of(bot)

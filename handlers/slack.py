@@ -138,7 +138,9 @@ class SlackEdge:
         deferrer: Deferrer | None = None,
         web: WebClient | None = None,
     ) -> None:
-        settings.require("slack_signing_secret")
+        # Inside Lambda the bot token too: a missing one fails the cold start by name, not
+        # the first reply.
+        settings.require("slack_signing_secret", *(["slack_bot_token"] * settings.in_lambda))
         self.settings = settings
         self.sessions = sessions
         self.spec = spec_of(bot)

@@ -976,6 +976,13 @@ class DynamoDBStore:
             deleted += 1
         return deleted
 
+    def health(self) -> None:
+        """Raise ``StoreConfigError`` when the table does not exist (``StoreError`` for any
+        other failure): one ``DescribeTable``."""
+        status = self._call("describe_table", TableName=self.table)["Table"]["TableStatus"]
+        if status not in ("ACTIVE", "UPDATING"):
+            raise StoreError(f"DynamoDB table {self.table!r} is {status}")
+
     def close(self) -> None:
         self._client = None
 

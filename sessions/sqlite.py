@@ -286,6 +286,13 @@ class SQLiteStore:
             )
         return cur.rowcount
 
+    def health(self) -> None:
+        """Raise ``StoreError`` unless the database opens and its table answers."""
+        try:
+            self._conn().execute("SELECT 1 FROM items LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            raise self._convert(exc) from exc
+
     def close(self) -> None:
         with self._lock:
             for conn in self._all:

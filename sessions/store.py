@@ -199,6 +199,14 @@ class Store(Protocol):
         """
         ...
 
+    def health(self) -> None:
+        """Check that the store is there and answers (DynamoDB: the table exists).
+
+        Raises:
+            StoreError: it is not (``StoreConfigError`` for a missing table).
+        """
+        ...
+
     def close(self) -> None:
         """Release connections. The store must not be used afterwards."""
         ...

@@ -5,7 +5,9 @@ DynamoDB Local ships inside the npm package ``amplify-dynamodb-simulator`` (its
 it once with ``npm pack`` into ``.cache/`` (git-ignored), then start it on a free loopback port
 with ``-inMemory -disableTelemetry`` and stop it by its pid.
 
-Run ``python -m tests.dynamodb_local`` to install it ahead of time (``make test`` does).
+Run ``python -m tests.dynamodb_local`` to install it ahead of time (``make test`` does), and
+``python -m tests.dynamodb_local --serve --port 8000`` (``make dynamodb``) to keep one running
+on a port for the local server and the admin CLI, its tables kept in ``.data/dynamodb/``.
 """
 
 from __future__ import annotations
@@ -110,11 +112,20 @@ def _answers(endpoint: str) -> bool:
 
 
 @contextlib.contextmanager
-def running(*, startup_timeout: float = 60.0) -> Iterator[Running]:
-    """Start DynamoDB Local in memory on a free loopback port; stop it on exit."""
+def running(
+    *, startup_timeout: float = 60.0, port: int | None = None, db_path: Path | None = None
+) -> Iterator[Running]:
+    """Start DynamoDB Local on a loopback port (a free one unless given), in memory unless
+    ``db_path`` is given (then one shared database file there, whatever the credentials and
+    region of the client); stop it on exit."""
     folder = install()
     java = java_binary()
-    port = free_port()
+    port = port or free_port()
+    if db_path is None:
+        storage = ["-inMemory"]
+    else:
+        db_path.mkdir(parents=True, exist_ok=True)
+        storage = ["-sharedDb", "-dbPath", str(db_path.resolve())]
     log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
     proc = subprocess.Popen(
         [
@@ -122,7 +133,7 @@ def running(*, startup_timeout: float = 60.0) -> Iterator[Running]:
             "-Djava.library.path=DynamoDBLocal_lib",
             "-jar",
             "DynamoDBLocal.jar",
-            "-inMemory",
+            *storage,
             "-disableTelemetry",
             "-port",
             str(port),
@@ -159,8 +170,33 @@ def running(*, startup_timeout: float = 60.0) -> Iterator[Running]:
         log.close()
 
 
+def serve(port: int, db_path: Path) -> None:
+    """Run DynamoDB Local on ``port`` until Ctrl-C (``make dynamodb``)."""
+    with running(port=port, db_path=db_path) as server:
+        print(f"DynamoDB Local {VERSION} on {server.endpoint}, tables in {db_path}/ (Ctrl-C stops)")
+        print(
+            "In another terminal: export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local "
+            f"AWS_DEFAULT_REGION=us-east-1 AWS_ENDPOINT_URL_DYNAMODB={server.endpoint}",
+            flush=True,
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+            while True:
+                time.sleep(3600)
+
+
 if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tests.dynamodb_local")
+    parser.add_argument("--serve", action="store_true", help="run it until Ctrl-C")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--db-path", type=Path, default=ROOT / ".data" / "dynamodb")
+    args = parser.parse_args()
     try:
+        if args.serve:
+            serve(args.port, args.db_path)
+            sys.exit(0)
         print(f"DynamoDB Local {VERSION} in {install()}")
         java_binary()
     except (DynamoDBLocalUnavailable, subprocess.CalledProcessError) as exc:
