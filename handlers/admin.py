@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from handlers.settings import from_env
-from handlers.store import store_from_settings
+from handlers.store import sessions_from_settings
 from sessions import ConversationKey, SessionError, Sessions, UserKey, codec
 
 
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None) -> int:
                 f"SESSIONS_DB={settings.sessions_db!r} does not exist (set SESSIONS_TABLE "
                 "for DynamoDB, or --db for another file)"
             )
-        sessions = Sessions(store_from_settings(settings), **settings.session_options())
+        sessions = sessions_from_settings(settings)
         user = UserKey.from_pk(args.user)
         return _run(args, sessions, user, stdin or sys.stdin)
     except (SessionError, OSError) as exc:

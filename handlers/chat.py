@@ -349,14 +349,14 @@ class ChatClient:
     def state(self) -> Any:
         """What the store holds for this conversation (the same store the server uses)."""
         from handlers.settings import from_env
-        from handlers.store import store_from_settings
-        from sessions import ConversationKey, Sessions
+        from handlers.store import sessions_from_settings
+        from sessions import ConversationKey
 
         if self.platform == "messenger":
             key = ConversationKey.messenger(page=self.channel, psid=self.user)
         else:
             key = ConversationKey.slack(team=self.team, channel=self.channel, user=self.user)
-        conversation = Sessions(store_from_settings(from_env())).get(key)
+        conversation = sessions_from_settings(from_env()).get(key)
         if conversation is None:
             return None
         return {

@@ -114,12 +114,11 @@ class LocalApp:
     def __init__(self, *, port: int) -> None:
         from handlers import messenger, slack
         from handlers.settings import from_env
-        from handlers.store import store_from_settings
-        from sessions import Sessions
+        from handlers.store import sessions_from_settings, store_from_settings
 
         self.settings = from_env()
         self.store = store_from_settings(self.settings)
-        self.sessions = Sessions(self.store, **self.settings.session_options())
+        self.sessions = sessions_from_settings(self.settings, self.store)
         self.slack = slack.build(self.settings, sessions=self.sessions)
         self.messenger = messenger.build(self.settings, sessions=self.sessions)
         self.outbox = Outbox()

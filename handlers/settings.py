@@ -35,6 +35,10 @@ class Settings:
     dead_letter_ttl: int | None = None
     max_attempts: int | None = None
     sent_mark: bool = False
+    kms_key_id: str | None = None
+    kms_old_key_ids: str = ""
+    encryption_key: str | None = None
+    encryption_old_keys: str = ""
 
     def session_options(self) -> dict[str, Any]:
         """Keyword arguments for :class:`sessions.Sessions`: only what the environment set."""
@@ -109,5 +113,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         sessions_db=env.get("SESSIONS_DB") or ".data/sessions.sqlite3",
         lambda_function_name=env.get("AWS_LAMBDA_FUNCTION_NAME") or None,
         bot=env.get("BOT") or None,
+        kms_key_id=env.get("SESSIONS_KMS_KEY_ID") or None,
+        kms_old_key_ids=env.get("SESSIONS_KMS_OLD_KEY_IDS") or "",
+        encryption_key=env.get("SESSIONS_ENCRYPTION_KEY") or None,
+        encryption_old_keys=env.get("SESSIONS_ENCRYPTION_OLD_KEYS") or "",
         **_session_values(env),
     )

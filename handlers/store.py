@@ -4,7 +4,11 @@ configuration error, not a silent SQLite file on a read-only, per-container disk
 
 from __future__ import annotations
 
+from typing import Any
+
 from handlers.settings import ConfigError, Settings
+from sessions import Sessions
+from sessions.encryption import Envelope, KMSKeyring, LocalKeyring
 from sessions.store import Store
 
 
@@ -27,3 +31,43 @@ def store_from_settings(settings: Settings) -> Store:
     from sessions.sqlite import SQLiteStore
 
     return SQLiteStore(settings.sessions_db)
+
+
+def encryption_from_settings(settings: Settings) -> Envelope | None:
+    """Envelope encryption under ``SESSIONS_KMS_KEY_ID`` (a KMS key ARN; the deploy sets it)
+    or, locally, ``SESSIONS_ENCRYPTION_KEY`` (32 bytes in base64); ``None`` when neither is
+    set. ``SESSIONS_KMS_OLD_KEY_IDS`` / ``SESSIONS_ENCRYPTION_OLD_KEYS`` (comma-separated)
+    still open what retired keys sealed.
+
+    Raises:
+        ConfigError: both are set, or the local key is not 32 bytes of base64.
+    """
+    if settings.kms_key_id and settings.encryption_key:
+        raise ConfigError("set SESSIONS_KMS_KEY_ID or SESSIONS_ENCRYPTION_KEY, not both")
+    if settings.kms_key_id:
+        old = [k.strip() for k in settings.kms_old_key_ids.split(",") if k.strip()]
+        return Envelope(KMSKeyring(settings.kms_key_id, readable=old))
+    if settings.encryption_key:
+        try:
+            keyring = LocalKeyring.from_text(
+                settings.encryption_key, old=settings.encryption_old_keys
+            )
+        except ValueError as exc:
+            raise ConfigError(f"SESSIONS_ENCRYPTION_KEY (or _OLD_KEYS): {exc}") from None
+        return Envelope(keyring)
+    return None
+
+
+def sessions_from_settings(
+    settings: Settings, store: Store | None = None, **options: Any
+) -> Sessions:
+    """The session runner the environment configures: its store, session options and
+    encryption (``options`` override them)."""
+    return Sessions(
+        store if store is not None else store_from_settings(settings),
+        **{
+            **settings.session_options(),
+            "encryption": encryption_from_settings(settings),
+            **options,
+        },
+    )

@@ -194,12 +194,10 @@ def build_edge(edge: Callable[..., E], settings: Settings | None, **overrides: A
     unless ``overrides`` (tests, the local server) say otherwise."""
     import bot as bot_api
     from handlers.settings import from_env
-    from handlers.store import store_from_settings
+    from handlers.store import sessions_from_settings
 
     settings = settings or from_env()
-    sessions = overrides.pop("sessions", None) or Sessions(
-        store_from_settings(settings), **settings.session_options()
-    )
+    sessions = overrides.pop("sessions", None) or sessions_from_settings(settings)
     the_bot = overrides.pop("bot", None) or load_bot(settings.bot or bot_api.DEFAULT_BOT)
     return edge(settings=settings, sessions=sessions, bot=the_bot, **overrides)
 

@@ -628,8 +628,8 @@ class DynamoDBStore:
             if handle.state is not None and "idle_at" not in base:
                 base["idle_at"] = base["expires_at"]
             base.setdefault("version", _n(0))
-            base["updated_at"] = _n(now)
-            if handle.state is None:
+            if handle.state is None:  # a pointer: the state's own time stays as it was
+                base["updated_at"] = _n(now)
                 base["gen"] = _n(event.generation)
             inline = False
         else:

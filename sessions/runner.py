@@ -77,6 +77,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sessions import codec
+from sessions.encryption import DecryptError, Envelope, sealed
 from sessions.errors import (
     BusyError,
     CodecError,
@@ -84,10 +85,11 @@ from sessions.errors import (
     DuplicateEventError,
     ItemTooLargeError,
     PermanentError,
+    StateTooLargeError,
     StoreError,
     TurnError,
 )
-from sessions.keys import ConversationKey, UserKey
+from sessions.keys import EVENT_MARK, ConversationKey, UserKey
 from sessions.store import FAILED, EventRecord, Snapshot, Store, StoredState, Tombstone
 
 log = logging.getLogger("sessions")
@@ -105,6 +107,8 @@ RECORD_OVERHEAD = 2048
 #: A dead letter keeps its replay payload only up to this size (the event itself, bounded by
 #: the platforms' own message limits; anything larger is recorded without it).
 MAX_PAYLOAD_BYTES = 128 * 1024
+#: What a stored value is (part of what an encrypted value is bound to).
+STATE, RESPONSE, OUTBOX, PAYLOAD = "state", "response", "outbox", "payload"
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +164,9 @@ class Sessions:
             the commit is at least this old (younger: the first delivery is likely still
             sending, and resending would double it).
         initial: factory for a new (or expired) conversation's state.
+        encryption: seals everything stored from the conversation (state, recorded responses,
+            outboxes, replay payloads) bound to its key; values stored in clear before it was
+            turned on still read, and are sealed on their next write.
         clock, sleep, rand: injectable for tests.
     """
 
@@ -178,6 +185,7 @@ class Sessions:
         sent_mark: bool = False,
         resend_after: float = 10.0,
         initial: Callable[[], Any] = dict,
+        encryption: Envelope | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
@@ -196,6 +204,7 @@ class Sessions:
         self.sent_mark = sent_mark
         self.resend_after = resend_after
         self.initial = initial
+        self.encryption = encryption
         self.clock = clock
         self.sleep = sleep
         self.rand = rand
@@ -269,7 +278,9 @@ class Sessions:
                 # tombstone still knows the item is newer than it).
                 generation = max(floor, stored.generation if live and stored else 0)
                 state = (
-                    codec.decode(stored.blob) if live and stored else (initial or self.initial)()
+                    self._decode(stored.blob, key.pk, key.sk, STATE)
+                    if live and stored
+                    else (initial or self.initial)()
                 )
                 try:
                     new_state, replies, response = turn(state, event)
@@ -277,8 +288,8 @@ class Sessions:
                     raise TurnError(f"turn failed: {type(exc).__name__}: {exc}") from exc
                 replies = tuple(replies)
                 version = (stored.version if stored else 0) + 1
-                blob = codec.encode(new_state)
-                record = self._record(version, now, generation, response, replies)
+                blob = self._encode(new_state, key, STATE)
+                record = self._record(key, version, now, generation, response, replies)
             except PermanentError as exc:
                 generation = floor
                 try:
@@ -348,12 +359,18 @@ class Sessions:
         )
 
     def _record(
-        self, version: int, now: int, generation: int, response: Any, replies: tuple[Any, ...]
+        self,
+        key: ConversationKey,
+        version: int,
+        now: int,
+        generation: int,
+        response: Any,
+        replies: tuple[Any, ...],
     ) -> EventRecord:
         """The event record of a successful turn, refused (as the state is) when it would not
         fit in one item, so that both stores fail alike and before anything is written."""
-        encoded = None if response is None else codec.encode(response)
-        outbox = codec.encode(list(replies)) if self.sent_mark and replies else None
+        encoded = None if response is None else self._encode(response, key, RESPONSE)
+        outbox = self._encode(list(replies), key, OUTBOX) if self.sent_mark and replies else None
         size = RECORD_OVERHEAD + len(encoded or b"") + len(outbox or b"")
         if size > codec.ITEM_LIMIT:
             raise ItemTooLargeError(
@@ -389,7 +406,7 @@ class Sessions:
         note = ""
         if dead_letter is not None:
             try:
-                payload = codec.encode(dead_letter, limit=MAX_PAYLOAD_BYTES)
+                payload = self._encode(dead_letter, key, PAYLOAD, limit=MAX_PAYLOAD_BYTES)
             except (CodecError, ItemTooLargeError) as exc:
                 note = f" (replay payload not kept: {exc})"
         description = f"{type(error).__name__}: {error}"[:2000] + note
@@ -435,7 +452,7 @@ class Sessions:
             )
         response = None
         if record.response is not None and record.response_expires_at > now:
-            response = codec.decode(record.response)
+            response = self._decode(record.response, key.pk, key.sk, RESPONSE)
         sent, send_error = False, None
         if (
             self.sent_mark
@@ -449,7 +466,7 @@ class Sessions:
         ):
             # The first delivery committed but never marked its replies sent (it crashed, or
             # its send failed): send them now. This is the "possible repeat" of sent-mark mode.
-            replies = tuple(codec.decode(record.outbox))
+            replies = tuple(self._decode(record.outbox, key.pk, key.sk, OUTBOX))
             sent, send_error = self._send(key, event_sk, replies, sender)
         return TurnResult(
             response=response,
@@ -527,6 +544,54 @@ class Sessions:
                 stone = snap.tombstone
         raise BusyError(f"could not claim {token!r}", attempts=self.max_attempts)
 
+    # -- encoding: codec, then sealing ----------------------------------------------------
+
+    def _encode(
+        self, value: Any, key: ConversationKey, kind: str, *, limit: int = codec.MAX_STATE_BYTES
+    ) -> bytes:
+        blob = codec.encode(value, limit=limit)
+        if self.encryption is None:
+            return blob
+        blob = self.encryption.seal(blob, aad=_aad(key.pk, key.sk, kind))
+        if len(blob) > limit:
+            raise StateTooLargeError(
+                f"encrypted {kind} is {len(blob)} bytes; one item holds at most {limit}",
+                size=len(blob),
+                limit=limit,
+            )
+        return blob
+
+    def _open(self, blob: bytes, pk: str, sk: str, kind: str) -> bytes:
+        if not sealed(blob):
+            return blob  # stored in clear (before encryption was turned on)
+        if self.encryption is None:
+            raise DecryptError(
+                f"the stored {kind} is encrypted and no key is configured "
+                "(SESSIONS_KMS_KEY_ID or SESSIONS_ENCRYPTION_KEY)"
+            )
+        return self.encryption.open(blob, aad=_aad(pk, sk, kind))
+
+    def _decode(self, blob: bytes, pk: str, sk: str, kind: str) -> Any:
+        return codec.decode(self._open(blob, pk, sk, kind))
+
+    def _decoded(self, blob: bytes | None, pk: str, sk: str, kind: str) -> Any:
+        """For export: the value, or why it does not decode."""
+        if blob is None:
+            return None
+        try:
+            return self._decode(blob, pk, sk, kind)
+        except CodecError as exc:
+            return {"undecodable": str(exc)}
+
+    def _conversation(self, key: ConversationKey, item: StoredState) -> Conversation:
+        return Conversation(
+            key=key,
+            state=self._decode(item.blob, key.pk, key.sk, STATE),
+            version=item.version,
+            updated_at=item.updated_at,
+            expires_at=item.expires_at,
+        )
+
     # -- reading and user records -----------------------------------------------------------
 
     def get(self, key: ConversationKey) -> Conversation | None:
@@ -535,7 +600,7 @@ class Sessions:
         now = int(self.clock())
         if snap.state is None or not _live(snap.state, _live_tombstone(snap.tombstone, now), now):
             return None
-        return _conversation(key, snap.state)
+        return self._conversation(key, snap.state)
 
     def conversations(self, user: UserKey) -> list[Conversation]:
         """The user's live conversations (one Query on DynamoDB)."""
@@ -546,14 +611,26 @@ class Sessions:
         for sk, item in items:
             if isinstance(item, StoredState) and _live(item, stone, now):
                 key = ConversationKey(user.platform, user.workspace, sk, user.user, item.enterprise)
-                found.append(_conversation(key, item))
+                found.append(self._conversation(key, item))
         return found
 
     def dead_letters(self, user: UserKey) -> list[tuple[str, EventRecord]]:
-        """The user's unexpired dead letters as ``(sort key, record)`` (one Query)."""
+        """The user's unexpired dead letters as ``(sort key, record)`` (one Query); a record's
+        ``payload`` is opened (decrypted) for :func:`sessions.codec.decode`.
+
+        Raises:
+            DecryptError: a payload does not open (``CodecError``).
+        """
         now = int(self.clock())
         return [
-            (sk, item)
+            (
+                sk,
+                dataclasses.replace(
+                    item,
+                    payload=item.payload
+                    and self._open(item.payload, user.pk, _channel_of(sk), PAYLOAD),
+                ),
+            )
             for sk, item in self.store.user_items(user)
             if isinstance(item, EventRecord) and item.failed and item.expires_at > now
         ]
@@ -582,10 +659,11 @@ class Sessions:
                         "expires_at": item.expires_at,
                         "expired": item.expires_at <= now,
                         "deleted": _pre_delete(item.generation, stone),
-                        "state": _decoded(item.blob),
+                        "state": self._decoded(item.blob, user.pk, sk, STATE),
                     }
                 )
             elif isinstance(item, EventRecord):
+                channel = _channel_of(sk)
                 events.append(
                     {
                         "sk": sk,
@@ -596,10 +674,10 @@ class Sessions:
                         "expires_at": item.expires_at,
                         "expired": item.expires_at <= now,
                         "deleted": _pre_delete(item.generation, stone),
-                        "response": None if item.response is None else _decoded(item.response),
-                        "replies": None if item.outbox is None else _decoded(item.outbox),
+                        "response": self._decoded(item.response, user.pk, channel, RESPONSE),
+                        "replies": self._decoded(item.outbox, user.pk, channel, OUTBOX),
                         "sent_at": item.sent_at,
-                        "payload": None if item.payload is None else _decoded(item.payload),
+                        "payload": self._decoded(item.payload, user.pk, channel, PAYLOAD),
                     }
                 )
             else:
@@ -660,21 +738,14 @@ def _live(state: StoredState, stone: Tombstone | None, now: int) -> bool:
     return state.expires_at > now and not _pre_delete(state.generation, stone)
 
 
-def _decoded(blob: bytes) -> Any:
-    try:
-        return codec.decode(blob)
-    except CodecError as exc:
-        return {"undecodable": str(exc)}
+def _aad(pk: str, sk: str, kind: str) -> bytes:
+    """What a sealed value is bound to: its user, its conversation and its role."""
+    return f"{pk}\0{sk}\0{kind}".encode()
 
 
-def _conversation(key: ConversationKey, item: StoredState) -> Conversation:
-    return Conversation(
-        key=key,
-        state=codec.decode(item.blob),
-        version=item.version,
-        updated_at=item.updated_at,
-        expires_at=item.expires_at,
-    )
+def _channel_of(event_sk: str) -> str:
+    """The conversation's sort key in an event record's (``<channel>#evt#<hash>``)."""
+    return event_sk.split(EVENT_MARK, 1)[0]
 
 
 __all__ = [

@@ -15,13 +15,13 @@ import pytest
 from sessions import (
     ConversationKey,
     ItemTooLargeError,
-    Sessions,
     StoreUnavailableError,
     UserKey,
 )
 from sessions.dynamodb import DynamoDBStore
 from sessions.sqlite import SQLiteStore
 from sessions.store import Snapshot, Store, Tombstone
+from tests.contract.sealing import Sessions
 from tests.contract.test_guarantees import KEY, Clock, Outbox, count
 from tests.fakes import StoreWrapper
 

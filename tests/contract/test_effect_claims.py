@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from sessions import ConversationKey, Sessions
+from sessions import ConversationKey
 from sessions.store import Store
+from tests.contract.sealing import Sessions
 from tests.contract.test_guarantees import Clock
 
 KEY = ConversationKey.slack(team="T0001", channel="D0001", user="U0001")

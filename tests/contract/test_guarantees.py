@@ -16,11 +16,11 @@ from sessions import (
     BusyError,
     ConversationKey,
     InvalidKeyError,
-    Sessions,
     StateTooLargeError,
     TurnError,
 )
 from sessions.store import Store
+from tests.contract.sealing import Sessions
 
 KEY = ConversationKey.slack(team="T0001", channel="C0001", user="U0001")
 
