@@ -35,7 +35,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
@@ -54,6 +54,9 @@ from handlers.turns import (
     split,
 )
 from sessions import ConversationKey, InvalidKeyError, PermanentError, SessionError, Sessions
+
+if TYPE_CHECKING:
+    from handlers.telemetry import Telemetry
 
 log = logging.getLogger("handlers.messenger")
 
@@ -197,6 +200,9 @@ class MessengerEdge:
         workers: senders handled in parallel within one batch (one sender's messages always
             run in timestamp order).
     """
+
+    #: Logs and metrics around each invocation (set by ``build``; ``None``: off).
+    telemetry: Telemetry | None = None
 
     def __init__(
         self,

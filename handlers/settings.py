@@ -39,6 +39,8 @@ class Settings:
     kms_old_key_ids: str = ""
     encryption_key: str | None = None
     encryption_old_keys: str = ""
+    #: JSON turn logs and EMF metrics (``SESSIONS_TELEMETRY``; default: inside Lambda only).
+    telemetry: bool = False
 
     def session_options(self) -> dict[str, Any]:
         """Keyword arguments for :class:`sessions.Sessions`: only what the environment set."""
@@ -90,6 +92,15 @@ def _session_values(env: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
+def _switch(env: Mapping[str, str], variable: str, *, default: bool) -> bool:
+    text = (env.get(variable) or "").strip().lower()
+    if not text:
+        return default
+    if text not in TRUE + FALSE:
+        raise ConfigError(f"{variable}={text!r}: expected on or off")
+    return text in TRUE
+
+
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     """The settings, read once.
 
@@ -117,5 +128,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         kms_old_key_ids=env.get("SESSIONS_KMS_OLD_KEY_IDS") or "",
         encryption_key=env.get("SESSIONS_ENCRYPTION_KEY") or None,
         encryption_old_keys=env.get("SESSIONS_ENCRYPTION_OLD_KEYS") or "",
+        telemetry=_switch(
+            env, "SESSIONS_TELEMETRY", default=bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
+        ),
         **_session_values(env),
     )

@@ -42,7 +42,7 @@ import time
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.authorization import AuthorizeResult
@@ -76,6 +76,9 @@ from sessions import (
     SessionError,
     Sessions,
 )
+
+if TYPE_CHECKING:
+    from handlers.telemetry import Telemetry
 
 log = logging.getLogger("handlers.slack")
 
@@ -128,6 +131,9 @@ class SlackEdge:
             pool outside it.
         web: the Web API client (``chat.postMessage``), built for ``SLACK_API_URL``.
     """
+
+    #: Logs and metrics around each invocation (set by ``build``; ``None``: off).
+    telemetry: Telemetry | None = None
 
     def __init__(
         self,

@@ -20,6 +20,7 @@ from sessions import ConversationKey, Sessions, Turn
 
 if TYPE_CHECKING:
     from handlers.settings import Settings
+    from handlers.telemetry import Telemetry
 
 log = logging.getLogger("handlers.turns")
 
@@ -182,6 +183,9 @@ def _conversation_key(job: Job) -> ConversationKey:
 
 
 class Edge(Protocol):
+    #: Logs and metrics around each invocation (``None``: off).
+    telemetry: Telemetry | None
+
     def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]: ...
 
 
@@ -197,9 +201,18 @@ def build_edge(edge: Callable[..., E], settings: Settings | None, **overrides: A
     from handlers.store import sessions_from_settings
 
     settings = settings or from_env()
-    sessions = overrides.pop("sessions", None) or sessions_from_settings(settings)
+    telemetry = overrides.pop("telemetry", None)
+    if telemetry is None and settings.telemetry:
+        from handlers.telemetry import Telemetry
+
+        telemetry = Telemetry()
+    sessions = overrides.pop("sessions", None) or sessions_from_settings(
+        settings, observer=telemetry
+    )
     the_bot = overrides.pop("bot", None) or load_bot(settings.bot or bot_api.DEFAULT_BOT)
-    return edge(settings=settings, sessions=sessions, bot=the_bot, **overrides)
+    built = edge(settings=settings, sessions=sessions, bot=the_bot, **overrides)
+    built.telemetry = telemetry
+    return built
 
 
 def spec_of(bot: Any) -> BotSpec:
@@ -258,7 +271,14 @@ class Entry(Generic[E]):
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         if self._edge is None:
             self._edge = self._build()
-        return self._edge.handle(event, context)
+        telemetry = self._edge.telemetry
+        if telemetry is None:
+            return self._edge.handle(event, context)
+        telemetry.begin(context)
+        try:
+            return self._edge.handle(event, context)
+        finally:
+            telemetry.end()
 
     def reset(self) -> None:
         self._edge = None

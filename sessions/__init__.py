@@ -22,7 +22,7 @@ from sessions.errors import (
     TurnError,
 )
 from sessions.keys import ConversationKey, UserKey
-from sessions.runner import Conversation, Sender, Sessions, Turn, TurnResult
+from sessions.runner import Conversation, Sender, Sessions, Turn, TurnReport, TurnResult
 
 __all__ = [
     "BusyError",
@@ -43,6 +43,7 @@ __all__ = [
     "StoreUnavailableError",
     "Turn",
     "TurnError",
+    "TurnReport",
     "TurnResult",
     "UserKey",
 ]

@@ -71,6 +71,7 @@ import dataclasses
 import logging
 import math
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -136,6 +137,66 @@ class TurnResult:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnReport:
+    """One delivery as the observer sees it (after the turn, whatever its outcome).
+
+    ``outcome``: ``applied`` (committed), ``duplicate`` (already committed; ``replayed``
+    when its recorded response was served), ``ignored`` (the user was deleted after the
+    event), ``dead_lettered`` (a permanent error, recorded once; also a redelivery of a dead
+    letter), ``busy`` (every attempt lost a race) or ``error`` (the store or the key service
+    failed; the platform redelivers). ``store_ms``/``store_calls``: time in, and calls to,
+    the store; ``key_requests``: key-service (KMS) requests the turn made.
+    """
+
+    key: ConversationKey
+    idempotency_key: str
+    outcome: str
+    attempts: int
+    turn_ms: float
+    store_ms: float
+    store_calls: int
+    replayed: bool = False
+    sent: bool | None = None
+    send_error: str | None = None
+    error: str | None = None
+    key_requests: int = 0
+
+
+#: Receives a :class:`TurnReport` after every delivery; its errors are logged, never raised.
+Observer = Callable[[TurnReport], None]
+
+
+class _Timed:
+    """The store, timed: every call's duration and count, per thread (one turn at a time on a
+    thread), for the turn's report."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._local = threading.local()
+
+    def take(self) -> tuple[float, int]:
+        taken = (getattr(self._local, "ms", 0.0), getattr(self._local, "calls", 0))
+        self._local.ms, self._local.calls = 0.0, 0
+        return taken
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if not callable(attr):
+            return attr
+        local = self._local
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                local.ms = getattr(local, "ms", 0.0) + (time.perf_counter() - started) * 1000
+                local.calls = getattr(local, "calls", 0) + 1
+
+        return timed
+
+
+@dataclass(frozen=True, slots=True)
 class Conversation:
     """A stored conversation, as the admin tools and exports show it."""
 
@@ -164,6 +225,7 @@ class Sessions:
             the commit is at least this old (younger: the first delivery is likely still
             sending, and resending would double it).
         initial: factory for a new (or expired) conversation's state.
+        observer: gets a :class:`TurnReport` after every delivery (logs, metrics).
         encryption: seals everything stored from the conversation (state, recorded responses,
             outboxes, replay payloads) bound to its key; values stored in clear before it was
             turned on still read, and are sealed on their next write.
@@ -186,12 +248,17 @@ class Sessions:
         resend_after: float = 10.0,
         initial: Callable[[], Any] = dict,
         encryption: Envelope | None = None,
+        observer: Observer | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        self.observer = observer
+        self._timed = _Timed(store) if observer is not None else None
+        #: What the runner calls: the store itself, or timed for the observer.
+        self._store: Store = self._timed if self._timed is not None else store
         self.store = store
         self.idle_ttl = idle_ttl
         self.event_ttl = event_ttl
@@ -252,11 +319,58 @@ class Sessions:
             BusyError: every attempt lost a race; nothing was written by this delivery.
             StoreError: the store failed; a redelivery is safe.
         """
+        if self.observer is None:
+            return self._run(
+                key, idempotency_key, turn, event, event_time, sender, dead_letter,
+                retry_failed, deadline, initial,
+            )  # fmt: skip
+        assert self._timed is not None
+        self._timed.take()
+        keys_before = self.encryption.key_requests if self.encryption else 0
+        started = time.perf_counter()
+        result: TurnResult | None = None
+        failure: BaseException | None = None
+        try:
+            result = self._run(
+                key, idempotency_key, turn, event, event_time, sender, dead_letter,
+                retry_failed, deadline, initial,
+            )  # fmt: skip
+            return result
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            turn_ms = (time.perf_counter() - started) * 1000
+            store_ms, store_calls = self._timed.take()
+            keys = (self.encryption.key_requests if self.encryption else 0) - keys_before
+            report = _report(key, idempotency_key, result, failure, turn_ms, store_ms, store_calls)
+            self._observe(dataclasses.replace(report, key_requests=keys) if keys else report)
+
+    def _observe(self, report: TurnReport) -> None:
+        try:
+            assert self.observer is not None
+            self.observer(report)
+        except Exception:  # an observer's bug must not fail a committed turn
+            log.exception("turn observer failed")
+
+    def _run(
+        self,
+        key: ConversationKey,
+        idempotency_key: str,
+        turn: Turn,
+        event: Any,
+        event_time: float | None,
+        sender: Sender | None,
+        dead_letter: Any,
+        retry_failed: bool,
+        deadline: float | None,
+        initial: Callable[[], Any] | None,
+    ) -> TurnResult:
         event_sk = key.event_sk(idempotency_key)
         # A tombstone learnt from a refused commit (a store may not read it on every load).
         learnt: Tombstone | None = None
         for attempt in range(1, self.max_attempts + 1):
-            snap = self.store.load(key, event_sk, event_time=event_time, exact=retry_failed)
+            snap = self._store.load(key, event_sk, event_time=event_time, exact=retry_failed)
             now = int(self.clock())
             seen = snap.event
             if seen is not None and seen.expires_at > now and not (seen.failed and retry_failed):
@@ -306,7 +420,7 @@ class Sessions:
                 raise exc from exc.__cause__
 
             try:
-                self.store.commit(
+                self._store.commit(
                     key,
                     expected=stored,
                     state=StoredState(
@@ -410,7 +524,7 @@ class Sessions:
             except (CodecError, ItemTooLargeError) as exc:
                 note = f" (replay payload not kept: {exc})"
         description = f"{type(error).__name__}: {error}"[:2000] + note
-        self.store.commit(
+        self._store.commit(
             key,
             expected=None,
             state=None,
@@ -460,7 +574,7 @@ class Sessions:
             and record.sent_at is None
             and now - record.committed_at >= self.resend_after
             # Two redeliveries may race here: only the one that claims the outbox resends.
-            and self.store.claim_outbox(
+            and self._store.claim_outbox(
                 key, event_sk, now=now, stale=now - math.ceil(self.resend_after)
             )
         ):
@@ -495,7 +609,7 @@ class Sessions:
             return False, exc
         if self.sent_mark:
             try:
-                self.store.mark_sent(key, event_sk, sent_at=int(self.clock()))
+                self._store.mark_sent(key, event_sk, sent_at=int(self.clock()))
             except StoreError:
                 # Sent already: failing the delivery now would only make the platform
                 # redeliver and (after resend_after) repeat the replies.
@@ -518,7 +632,7 @@ class Sessions:
         stone: Tombstone | None = None
         for _ in range(self.max_attempts):
             try:
-                self.store.commit(
+                self._store.commit(
                     key,
                     expected=None,
                     state=None,
@@ -531,7 +645,7 @@ class Sessions:
             except DuplicateEventError:
                 return False
             except ConflictError:  # a tombstone that we did not expect: read it
-                snap = self.store.load(key, event_sk, exact=True)
+                snap = self._store.load(key, event_sk, exact=True)
                 if snap.event is not None and snap.event.expires_at > now:
                     return False
                 stone = _live_tombstone(snap.tombstone, now)
@@ -596,7 +710,7 @@ class Sessions:
 
     def get(self, key: ConversationKey) -> Conversation | None:
         """The live conversation, or ``None`` when absent, expired or deleted."""
-        snap = self.store.load(key, None)
+        snap = self._store.load(key, None)
         now = int(self.clock())
         if snap.state is None or not _live(snap.state, _live_tombstone(snap.tombstone, now), now):
             return None
@@ -738,6 +852,52 @@ def _live(state: StoredState, stone: Tombstone | None, now: int) -> bool:
     return state.expires_at > now and not _pre_delete(state.generation, stone)
 
 
+def _report(
+    key: ConversationKey,
+    idempotency_key: str,
+    result: TurnResult | None,
+    failure: BaseException | None,
+    turn_ms: float,
+    store_ms: float,
+    store_calls: int,
+) -> TurnReport:
+    attempts = result.attempts if result else getattr(failure, "attempts", 1)
+    common: dict[str, Any] = {
+        "key": key,
+        "idempotency_key": idempotency_key,
+        "attempts": attempts,
+        "turn_ms": round(turn_ms, 3),
+        "store_ms": round(store_ms, 3),
+        "store_calls": store_calls,
+    }
+    if result is None:
+        if isinstance(failure, PermanentError):
+            outcome = "dead_lettered"
+        elif isinstance(failure, BusyError):
+            outcome = "busy"
+        else:
+            outcome = "error"
+        error = f"{type(failure).__name__}: {failure}"[:300] if failure else None
+        return TurnReport(outcome=outcome, error=error, **common)
+    if result.ignored:
+        outcome = "ignored"
+    elif result.failed:
+        outcome = "dead_lettered"
+    elif result.duplicate:
+        outcome = "duplicate"
+    else:
+        outcome = "applied"
+    sent = result.sent if (result.replies or result.sent or result.send_error) else None
+    return TurnReport(
+        outcome=outcome,
+        replayed=result.duplicate and result.response is not None,
+        sent=sent,
+        send_error=type(result.send_error).__name__ if result.send_error else None,
+        error=result.error,
+        **common,
+    )
+
+
 def _aad(pk: str, sk: str, kind: str) -> bytes:
     """What a sealed value is bound to: its user, its conversation and its role."""
     return f"{pk}\0{sk}\0{kind}".encode()
@@ -753,5 +913,6 @@ __all__ = [
     "Sender",
     "Sessions",
     "Turn",
+    "TurnReport",
     "TurnResult",
 ]
