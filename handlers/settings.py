@@ -39,6 +39,9 @@ class Settings:
     kms_old_key_ids: str = ""
     encryption_key: str | None = None
     encryption_old_keys: str = ""
+    large_state_bucket: str | None = None
+    large_state_dir: str | None = None
+    large_state_above: int | None = None
     #: JSON turn logs and EMF metrics (``SESSIONS_TELEMETRY``; default: inside Lambda only).
     telemetry: bool = False
 
@@ -71,6 +74,7 @@ SESSION_VARIABLES = (
     ("SESSIONS_RESPONSE_TTL", "response_ttl", 1),
     ("SESSIONS_DEAD_LETTER_TTL", "dead_letter_ttl", 3600),
     ("SESSIONS_MAX_ATTEMPTS", "max_attempts", 1),
+    ("SESSIONS_LARGE_STATE_ABOVE", "large_state_above", 1024),
 )
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("", "0", "false", "no", "off")
@@ -128,6 +132,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         kms_old_key_ids=env.get("SESSIONS_KMS_OLD_KEY_IDS") or "",
         encryption_key=env.get("SESSIONS_ENCRYPTION_KEY") or None,
         encryption_old_keys=env.get("SESSIONS_ENCRYPTION_OLD_KEYS") or "",
+        large_state_bucket=env.get("SESSIONS_LARGE_STATE_BUCKET") or None,
+        large_state_dir=env.get("SESSIONS_LARGE_STATE_DIR") or None,
         telemetry=_switch(
             env, "SESSIONS_TELEMETRY", default=bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
         ),

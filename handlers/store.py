@@ -8,6 +8,7 @@ from typing import Any
 
 from handlers.settings import ConfigError, Settings
 from sessions import Sessions
+from sessions.blobs import BlobStore, DirectoryBlobs, S3Blobs
 from sessions.encryption import Envelope, KMSKeyring, LocalKeyring
 from sessions.store import Store
 
@@ -58,6 +59,21 @@ def encryption_from_settings(settings: Settings) -> Envelope | None:
     return None
 
 
+def large_state_from_settings(settings: Settings) -> BlobStore | None:
+    """Where states too large for their item go: the S3 bucket
+    ``SESSIONS_LARGE_STATE_BUCKET`` (the deploy sets it), else the directory
+    ``SESSIONS_LARGE_STATE_DIR``, else, for the embedded SQLite store, ``<SESSIONS_DB>.large/``
+    next to the database; ``None`` (states must fit in their item) on DynamoDB without a
+    bucket."""
+    if settings.large_state_bucket:
+        return S3Blobs(settings.large_state_bucket)
+    if settings.large_state_dir:
+        return DirectoryBlobs(settings.large_state_dir)
+    if not settings.sessions_table and settings.sessions_db != ":memory:":
+        return DirectoryBlobs(settings.sessions_db + ".large")
+    return None
+
+
 def sessions_from_settings(
     settings: Settings, store: Store | None = None, **options: Any
 ) -> Sessions:
@@ -68,6 +84,12 @@ def sessions_from_settings(
         **{
             **settings.session_options(),
             "encryption": encryption_from_settings(settings),
+            "large": large_state_from_settings(settings),
+            **(
+                {"large_above": settings.large_state_above}
+                if settings.large_state_above is not None
+                else {}
+            ),
             **options,
         },
     )

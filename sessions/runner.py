@@ -77,7 +77,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sessions import codec
+from sessions import blobs, codec
+from sessions.blobs import BlobStore
 from sessions.encryption import DecryptError, Envelope, sealed
 from sessions.errors import (
     BusyError,
@@ -145,7 +146,8 @@ class TurnReport:
     event), ``dead_lettered`` (a permanent error, recorded once; also a redelivery of a dead
     letter), ``busy`` (every attempt lost a race) or ``error`` (the store or the key service
     failed; the platform redelivers). ``store_ms``/``store_calls``: time in, and calls to,
-    the store; ``key_requests``: key-service (KMS) requests the turn made.
+    the store; ``large_reads``/``large_writes``: large-state objects read and written (S3);
+    ``key_requests``: key-service (KMS) requests the turn made.
     """
 
     key: ConversationKey
@@ -155,6 +157,8 @@ class TurnReport:
     turn_ms: float
     store_ms: float
     store_calls: int
+    large_reads: int = 0
+    large_writes: int = 0
     replayed: bool = False
     sent: bool | None = None
     send_error: str | None = None
@@ -225,6 +229,12 @@ class Sessions:
             the commit is at least this old (younger: the first delivery is likely still
             sending, and resending would double it).
         initial: factory for a new (or expired) conversation's state.
+        large: where a state past ``large_above`` bytes (encoded, compressed and sealed) goes,
+            written before the commit under a content-addressed name, the item keeping a
+            pointer (S3, or a directory); without it a state must fit in its item.
+        large_above: the threshold, in bytes.
+        max_large_state: the largest state ``large`` takes (a bot's runaway state is refused,
+            not stored).
         observer: gets a :class:`TurnReport` after every delivery (logs, metrics).
         encryption: seals everything stored from the conversation (state, recorded responses,
             outboxes, replay payloads) bound to its key; values stored in clear before it was
@@ -248,6 +258,9 @@ class Sessions:
         resend_after: float = 10.0,
         initial: Callable[[], Any] = dict,
         encryption: Envelope | None = None,
+        large: BlobStore | None = None,
+        large_above: int = 64 * 1024,
+        max_large_state: int = 32 * 1024 * 1024,
         observer: Observer | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
@@ -272,6 +285,10 @@ class Sessions:
         self.resend_after = resend_after
         self.initial = initial
         self.encryption = encryption
+        self.large = large
+        self.large_above = large_above
+        self.max_large_state = max_large_state
+        self._io = threading.local()  # large-state reads and writes of this thread's turn
         self.clock = clock
         self.sleep = sleep
         self.rand = rand
@@ -326,6 +343,7 @@ class Sessions:
             )  # fmt: skip
         assert self._timed is not None
         self._timed.take()
+        self._io.reads = self._io.writes = 0
         keys_before = self.encryption.key_requests if self.encryption else 0
         started = time.perf_counter()
         result: TurnResult | None = None
@@ -343,8 +361,13 @@ class Sessions:
             turn_ms = (time.perf_counter() - started) * 1000
             store_ms, store_calls = self._timed.take()
             keys = (self.encryption.key_requests if self.encryption else 0) - keys_before
-            report = _report(key, idempotency_key, result, failure, turn_ms, store_ms, store_calls)
-            self._observe(dataclasses.replace(report, key_requests=keys) if keys else report)
+            report = dataclasses.replace(
+                _report(key, idempotency_key, result, failure, turn_ms, store_ms, store_calls),
+                key_requests=keys,
+                large_reads=self._io.reads,
+                large_writes=self._io.writes,
+            )
+            self._observe(report)
 
     def _observe(self, report: TurnReport) -> None:
         try:
@@ -663,19 +686,37 @@ class Sessions:
     def _encode(
         self, value: Any, key: ConversationKey, kind: str, *, limit: int = codec.MAX_STATE_BYTES
     ) -> bytes:
+        large = self.large if kind == STATE else None
+        if large is not None:
+            limit = self.max_large_state
         blob = codec.encode(value, limit=limit)
-        if self.encryption is None:
+        if self.encryption is not None:
+            blob = self.encryption.seal(blob, aad=_aad(key.pk, key.sk, kind))
+            if len(blob) > limit:
+                raise StateTooLargeError(
+                    f"encrypted {kind} is {len(blob)} bytes; at most {limit} are kept",
+                    size=len(blob),
+                    limit=limit,
+                )
+        if large is None or len(blob) <= self.large_above:
             return blob
-        blob = self.encryption.seal(blob, aad=_aad(key.pk, key.sk, kind))
-        if len(blob) > limit:
-            raise StateTooLargeError(
-                f"encrypted {kind} is {len(blob)} bytes; one item holds at most {limit}",
-                size=len(blob),
-                limit=limit,
-            )
-        return blob
+        # Before the commit, under its content's name: until the commit points at it, the
+        # object is invisible (a crash or a lost race leaves an orphan the lifecycle removes).
+        name = blobs.name_for(key.pk, blob)
+        large.put(name, blob)
+        self._io.writes = getattr(self._io, "writes", 0) + 1
+        return blobs.POINTER + name.encode()
 
     def _open(self, blob: bytes, pk: str, sk: str, kind: str) -> bytes:
+        if blobs.is_pointer(blob):
+            if self.large is None:
+                raise CodecError(
+                    f"the stored {kind} is in the large-state store, and none is configured "
+                    "(SESSIONS_LARGE_STATE_BUCKET or SESSIONS_LARGE_STATE_DIR)"
+                )
+            name = blob[1:].decode(errors="replace")
+            blob = blobs.check(name, pk, self.large.get(name))
+            self._io.reads = getattr(self._io, "reads", 0) + 1
         if not sealed(blob):
             return blob  # stored in clear (before encryption was turned on)
         if self.encryption is None:
@@ -815,7 +856,8 @@ class Sessions:
         A late redelivery of an event that happened before this call is then ignored instead
         of recreating the user's data, and a turn in flight cannot commit pre-delete state
         back. The delete's time is kept in milliseconds and compared with each event's time
-        at its platform's resolution. Returns how many items were deleted.
+        at its platform's resolution. Returns how many items were deleted (large-state objects,
+        also deleted, are not counted).
         """
         now = self.clock()
         deleted = self.store.delete_user(
@@ -824,7 +866,10 @@ class Sessions:
                 generation=int(now * 1000), expires_at=int(now) + self.tombstone_ttl
             ),
         )
-        log.info("user deleted", extra={"pk": user.pk, "items": deleted})
+        objects = 0
+        if self.large is not None:  # after the tombstone: nothing can point at them again
+            objects = self.large.delete_prefix(blobs.user_prefix(user.pk))
+        log.info("user deleted", extra={"pk": user.pk, "items": deleted, "objects": objects})
         return deleted
 
 

@@ -1,21 +1,32 @@
-"""The guarantees suite runs twice: values stored in clear, and sealed (envelope encryption
-with a local master key). ``Sessions`` here is the runner with the current mode's encryption;
-the ``sealing`` fixture (tests/contract/conftest.py) picks the mode per test."""
+"""The guarantees suite runs in two modes: values stored in clear, in their item; and sealed
+(envelope encryption with a local master key) with every state in the large-
+state store (a directory here; S3 on moto in tests/integration/test_large_state.py).
+``Sessions`` here is the runner with the current mode's options; the ``mode`` fixture
+(tests/contract/conftest.py) picks the mode per test."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from sessions import Sessions as _Sessions
+from sessions.blobs import DirectoryBlobs
 from sessions.encryption import Envelope, LocalKeyring
 
-MODE: dict[str, Envelope | None] = {"encryption": None}
+MODE: dict[str, Any] = {}
 
 
-def seal(on: bool) -> None:
-    MODE["encryption"] = Envelope(LocalKeyring(os.urandom(32))) if on else None
+def seal(folder: Path | None) -> None:
+    """Sealed and large when ``folder`` is given (the large-state directory), else clear."""
+    MODE.clear()
+    if folder is not None:
+        MODE.update(
+            encryption=Envelope(LocalKeyring(os.urandom(32))),
+            large=DirectoryBlobs(folder),
+            large_above=0,  # every state, however small, through the large-state store
+        )
 
 
 def Sessions(store: Any, **options: Any) -> _Sessions:
-    return _Sessions(store, **{"encryption": MODE["encryption"], **options})
+    return _Sessions(store, **{**MODE, **options})

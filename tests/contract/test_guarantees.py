@@ -200,7 +200,7 @@ def test_invalid_idempotency_key_is_rejected(store: Store) -> None:
 
 
 def test_oversized_state_fails_writes_no_state_and_is_dead_lettered(store: Store) -> None:
-    sessions = Sessions(store)
+    sessions = Sessions(store, max_large_state=400_000)  # (the large-state mode takes more)
     sessions.run(KEY, "seed", count, None)
     before = snapshot(store)
 
