@@ -107,6 +107,8 @@ class Telemetry:
                 "store_ms": report.store_ms,
                 "store_calls": report.store_calls,
                 "key_requests": report.key_requests,
+                "large_reads": report.large_reads,
+                "large_writes": report.large_writes,
                 "sent": report.sent,
                 "send_error": report.send_error,
                 "error": report.error.split(":", 1)[0] if report.error else None,
@@ -126,6 +128,10 @@ class Telemetry:
                 m.add_metric(name="SendFailures", unit=count, value=1)
             if report.key_requests:
                 m.add_metric(name="KeyRequests", unit=count, value=report.key_requests)
+            if report.large_reads:
+                m.add_metric(name="LargeStateReads", unit=count, value=report.large_reads)
+            if report.large_writes:
+                m.add_metric(name="LargeStateWrites", unit=count, value=report.large_writes)
             m.add_metric(name="TurnLatency", unit=ms, value=report.turn_ms)
             m.add_metric(name="StoreLatency", unit=ms, value=report.store_ms)
 

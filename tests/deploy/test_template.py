@@ -30,6 +30,15 @@ SECRETS = {
     "slack": {"SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN"},
     "messenger": {"MESSENGER_APP_SECRET", "MESSENGER_VERIFY_TOKEN", "MESSENGER_PAGE_TOKEN"},
 }
+NOT_SECRETS = {
+    "SESSIONS_TABLE",
+    "SESSIONS_KMS_KEY_ID",
+    "SESSIONS_LARGE_STATE_BUCKET",
+    "SESSIONS_LARGE_STATE_ABOVE",
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "BOT",
+}
 ROUTES = {
     "POST /slack/events": "slack",
     "GET /messenger/webhook": "messenger",
@@ -162,9 +171,16 @@ def test_secrets_are_ssm_references_never_values(packaged: dict[str, Path], stag
     t = template(packaged, stage)
     for name, fn in functions(t).items():
         env = fn["Properties"]["Environment"]["Variables"]
-        assert env["SESSIONS_TABLE"] == {"Ref": "SessionsTable"}
-        assert env["BOT"] == os.environ.get("BOT", "bot.todo:bot")  # not a secret: a name
-        secret_vars = {k for k in env if k not in ("SESSIONS_TABLE", "BOT")}
+        assert {k: v for k, v in env.items() if k in NOT_SECRETS} == {
+            "SESSIONS_TABLE": {"Ref": "SessionsTable"},
+            "SESSIONS_KMS_KEY_ID": {"Fn::GetAtt": ["SessionsKey", "Arn"]},  # on by default
+            "SESSIONS_LARGE_STATE_BUCKET": {"Ref": "LargeStateBucket"},
+            "SESSIONS_LARGE_STATE_ABOVE": "65536",
+            "POWERTOOLS_SERVICE_NAME": "chat-sessions",
+            "POWERTOOLS_METRICS_NAMESPACE": "ChatSessions",
+            "BOT": os.environ.get("BOT", "bot.todo:bot"),  # not a secret: a name
+        }
+        secret_vars = {k for k in env if k not in NOT_SECRETS}
         # Each function gets its own platform's secrets and no other.
         assert secret_vars == SECRETS[name]
         for var in secret_vars:
@@ -176,6 +192,7 @@ def test_every_statement_we_add_names_its_resources(packaged: dict[str, Path]) -
     t = template(packaged, "prod")
     fns = functions(t)
     own_arns = []
+    kms_conditions: list[dict[str, Any]] = []
     for name, stmt in ((n, s) for n, s in enumerate(statements(t))):
         actions = as_list(stmt["Action"])
         resources_ = as_list(stmt["Resource"])
@@ -197,8 +214,23 @@ def test_every_statement_we_add_names_its_resources(packaged: dict[str, Path]) -
         elif services == {"sqs"}:
             assert actions == ["sqs:SendMessage"]
             assert resources_ == [{"Fn::GetAtt": ["DeferredFailures", "Arn"]}]
+        elif services == {"kms"}:
+            # Only the two data-key actions, only on our key, only under a condition: the
+            # code's encryption context, or S3 acting for the large-state bucket.
+            assert sorted(actions) == ["kms:Decrypt", "kms:GenerateDataKey"]
+            assert resources_ == [{"Fn::GetAtt": ["SessionsKey", "Arn"]}]
+            kms_conditions.append(stmt["Condition"]["StringEquals"])
+        elif services == {"s3"}:
+            assert sorted(actions) == ["s3:GetObject", "s3:PutObject"]
+            assert resources_ == [
+                {"Fn::Join": ["", [{"Fn::GetAtt": ["LargeStateBucket", "Arn"]}, "/*"]]}
+            ]
         else:
             pytest.fail(f"unexpected statement {stmt}")
+    assert sorted(kms_conditions, key=str) == [
+        {"kms:EncryptionContext:purpose": "chat-sessions data key"},
+        {"kms:ViaService": "s3.us-east-1.amazonaws.com"},
+    ]
     # The async hand-off may invoke exactly our two functions, nothing else.
     assert sorted(own_arns) == sorted(f["Properties"]["FunctionName"] for f in fns.values())
 
@@ -305,3 +337,92 @@ def test_the_policy_covers_what_a_turn_really_does(packaged: dict[str, Path]) ->
         if any(a.startswith("dynamodb:") for a in actions):
             granted.update(actions)
     assert used == granted == TABLE_ACTIONS
+
+
+def test_the_sessions_key_rotates_and_only_the_account_administers_it(
+    packaged: dict[str, Path],
+) -> None:
+    from sessions.encryption import CONTEXT
+
+    for stage, kept in (("dev", "Delete"), ("prod", "Retain")):
+        key = resources(template(packaged, stage), "AWS::KMS::Key")["SessionsKey"]
+        assert key["DeletionPolicy"] == kept
+        props = key["Properties"]
+        assert props["EnableKeyRotation"] is True and props["KeySpec"] == "SYMMETRIC_DEFAULT"
+        [stmt] = props["KeyPolicy"]["Statement"]
+        # AWS's default key policy: the account's root, so IAM decides; no one else named.
+        assert stmt["Principal"] == {
+            "AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
+        }
+        assert stmt["Effect"] == "Allow"
+    # The condition the role's statement sets is the context the code passes.
+    assert CONTEXT == {"purpose": "chat-sessions data key"}
+
+
+def test_the_large_state_bucket_is_private_encrypted_and_expires(
+    packaged: dict[str, Path],
+) -> None:
+    t = template(packaged, "prod")
+    bucket = resources(t, "AWS::S3::Bucket")["LargeStateBucket"]
+    assert bucket["DeletionPolicy"] == "Retain"
+    props = bucket["Properties"]
+    [rule] = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "aws:kms",
+        "KMSMasterKeyID": {"Fn::GetAtt": ["SessionsKey", "Arn"]},
+    }
+    assert props["PublicAccessBlockConfiguration"] == dict.fromkeys(
+        ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"],
+        True,
+    )
+    [expiry] = props["LifecycleConfiguration"]["Rules"]
+    # Expiry after the sessions' idle TTL (7 days by default), never before it.
+    assert expiry["Status"] == "Enabled" and expiry["ExpirationInDays"] * 86400 > 7 * 86400
+    policy = resources(t, "AWS::S3::BucketPolicy")["LargeStateBucketPolicy"]["Properties"]
+    [tls] = policy["PolicyDocument"]["Statement"]
+    assert tls["Effect"] == "Deny" and tls["Condition"] == {
+        "Bool": {"aws:SecureTransport": "false"}
+    }
+
+
+def test_alarms_dashboard_and_json_logs(packaged: dict[str, Path]) -> None:
+    from handlers.telemetry import NAMESPACE, OUTCOME_METRICS, SERVICE
+
+    t = template(packaged, "prod")
+    alarms = resources(t, "AWS::CloudWatch::Alarm")
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    # Dead letters, per platform, on the metric the code emits, with its dimensions.
+    for platform in ("slack", "messenger"):
+        props = alarms[f"{platform.capitalize()}DeadLettersAlarm"]["Properties"]
+        assert (props["Namespace"], props["MetricName"]) == (
+            NAMESPACE,
+            OUTCOME_METRICS["dead_lettered"],
+        )
+        assert props["Dimensions"] == [
+            {"Name": "service", "Value": SERVICE},
+            {"Name": "platform", "Value": platform},
+        ]
+        assert props["Threshold"] == 1
+    rate = alarms["Http5xxRateAlarm"]["Properties"]["Metrics"]
+    assert {m["Id"]: m.get("MetricStat", {}).get("Metric", {}).get("MetricName") for m in rate} == {
+        "rate": None,
+        "errors": "5xx",
+        "requests": "Count",
+    }
+    throttled = alarms["ThrottlingAlarm"]["Properties"]["Metrics"]
+    names = {m["MetricStat"]["Metric"]["MetricName"] for m in throttled if "MetricStat" in m}
+    assert names == {"ReadThrottleEvents", "WriteThrottleEvents", "Throttles"}
+    depth = alarms["DeferredFailuresAlarm"]["Properties"]
+    assert depth["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert depth["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["DeferredFailures", "QueueName"]}}
+    ]
+    body, names_ = resources(t, "AWS::CloudWatch::Dashboard")["Dashboard"]["Properties"][
+        "DashboardBody"
+    ]["Fn::Sub"]
+    assert names_["Service"] == SERVICE
+    widgets = json.loads(body.replace("${", "{"))["widgets"]
+    assert len(widgets) == 5
+    for fn in functions(t).values():
+        assert fn["Properties"]["LoggingConfig"]["LogFormat"] == "JSON"

@@ -75,6 +75,7 @@ def test_a_slack_turn_and_its_duplicate_log_one_line_each_and_emit_metrics(
     assert turn["idempotency_key"] == f"event:{body['event_id']}"
     assert turn["attempts"] == 1 and turn["retries"] == 0 and turn["sent"] is True
     assert turn["store_calls"] == 2 and turn["store_ms"] > 0
+    assert (turn["large_reads"], turn["large_writes"], turn["key_requests"]) == (0, 0, 0)
     assert turn["turn_ms"] >= turn["store_ms"]
     # Nothing the user said, no user id, no secret.
     text = json.dumps(logs)
