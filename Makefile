@@ -12,13 +12,14 @@ STAGE ?= dev
 REGION ?= us-east-1
 NPM_STAMP := node_modules/.installed
 
-.PHONY: help venv java run chat admin test lint typecheck dynamodb-local dynamodb bench package clean
+.PHONY: help venv java run chat admin test lint typecheck dynamodb-local dynamodb offline bench package clean
 
 help:
 	@echo "make run      serve the bot locally on 127.0.0.1:$(PORT) (embedded SQLite store)"
 	@echo "make chat     talk to the running local bot (ARGS=\"--platform messenger\")"
 	@echo "make admin    sessions admin CLI (ARGS=\"list slack#T0LOCAL#U0LOCAL\")"
 	@echo "make dynamodb DynamoDB Local on 127.0.0.1:$(DYNAMODB_PORT) until Ctrl-C (tables in .data/dynamodb)"
+	@echo "make offline  the deploy's functions under serverless-offline on 127.0.0.1:$(PORT)"
 	@echo "make test     lint, type-check and the whole test suite (what CI runs)"
 	@echo "make bench    benchmarks against DynamoDB Local"
 	@echo "make package  serverless package offline + cfn-lint"
@@ -68,12 +69,21 @@ run: $(STAMP)
 chat: $(STAMP)
 	@PORT=$(PORT) $(BIN)/python -m handlers.chat $(ARGS)
 
+# The deploy's own functions under serverless-offline (a third-party emulator of API Gateway
+# and Lambda) on 127.0.0.1:$(PORT), stage `offline`: plain environment values instead of the
+# SSM references (SLACK_SIGNING_SECRET, ..., SESSIONS_TABLE; AWS_ENDPOINT_URL_DYNAMODB for
+# DynamoDB Local), the project's venv as the Python that runs them.
+offline: $(STAMP) $(NPM_STAMP)
+	@VIRTUAL_ENV="$(abspath $(VENV))" OFFLINE_HTTP_PORT=$(PORT) \
+		SLS_TELEMETRY_DISABLED=1 SLS_NOTIFICATIONS_MODE=off \
+		npx --no-install serverless offline start --stage offline --region $(REGION)
+
 # The sessions admin CLI: make admin ARGS="list slack#T0LOCAL#U0LOCAL"
 admin: $(STAMP)
 	@$(BIN)/python -m handlers.admin $(ARGS)
 
 # osls and serverless-python-requirements from package.json (a lock without registry URLs).
-$(NPM_STAMP): package.json package-lock.json
+$(NPM_STAMP): package.json package-lock.json .npmrc
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $(NPM_STAMP)
 

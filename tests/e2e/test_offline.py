@@ -1,0 +1,130 @@
+"""The deploy's functions under serverless-offline (`make offline`), serverless.yml unedited:
+the offline stage's plain environment values stand in for the SSM references, DynamoDB Local
+for the table, a fake Slack and Graph API for the outbound calls. Really signed requests in;
+replies out; the state in the table; JSON turn lines on the emulator's output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from sessions import ConversationKey, Sessions
+from sessions.dynamodb import DynamoDBStore
+from tests import messenger_requests as mr
+from tests.dynamodb_local import free_port
+from tests.fakes import FakeSlack, fake_slack
+from tests.slack_requests import SECRET, dm_body, sign
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env() -> dict[str, str]:
+    drop = ("SLACK_", "MESSENGER_", "SESSIONS_", "PORT", "AWS_LAMBDA", "MAKEFLAGS", "BOT")
+    return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+
+
+@pytest.fixture
+def offline(
+    dynamodb_endpoint: str, local_table: str, tmp_path: Path
+) -> Iterator[tuple[str, FakeSlack, Path]]:
+    if not (ROOT / "node_modules" / ".bin" / "serverless").exists():
+        pytest.fail("node_modules is missing: run `make package` (make test does) first")
+    port = free_port()
+    with fake_slack() as fake:
+        log = (tmp_path / "offline.log").open("w+")
+        proc = subprocess.Popen(
+            ["make", "--no-print-directory", "offline", f"PORT={port}"],
+            cwd=ROOT,
+            env={
+                **_env(),
+                **fake.edge_env(),
+                "OFFLINE_LAMBDA_PORT": str(free_port()),
+                "SESSIONS_TABLE": local_table,
+                "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint,
+            },
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                assert proc.poll() is None, Path(log.name).read_text()
+                assert time.monotonic() < deadline, Path(log.name).read_text()
+                try:
+                    requests.get(f"{url}/messenger/webhook", timeout=2)
+                    break
+                except requests.ConnectionError:
+                    time.sleep(0.5)
+            yield url, fake, Path(log.name)
+        finally:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            output = Path(log.name).read_text()
+            log.close()
+            print(output[-5000:])
+
+
+def test_the_deployed_functions_run_under_serverless_offline(
+    offline: tuple[str, FakeSlack, Path],
+    local_client: Any,
+    local_table: str,
+) -> None:
+    url, fake, log = offline
+    # Meta's verification handshake.
+    answer = requests.get(
+        f"{url}/messenger/webhook",
+        params={
+            "hub.mode": "subscribe",
+            "hub.verify_token": mr.VERIFY_TOKEN,
+            "hub.challenge": "1158201444",
+        },
+        timeout=30,
+    )
+    assert (answer.status_code, answer.text) == (200, "1158201444")
+
+    raw = json.dumps(mr.single(mr.text("add water plants", psid="5550001"))).encode()
+    headers = {**mr.signed(raw), "Content-Type": "application/json"}
+    answer = requests.post(f"{url}/messenger/webhook", data=raw, headers=headers, timeout=30)
+    assert (answer.status_code, answer.text) == (200, "EVENT_RECEIVED")
+    assert any("water plants" in c.body["message"]["text"] for c in fake.sends())
+
+    body = json.dumps(dm_body("add buy milk")).encode()
+    headers = {**sign(body, secret=SECRET), "Content-Type": "application/json"}
+    answer = requests.post(f"{url}/slack/events", data=body, headers=headers, timeout=30)
+    assert answer.status_code == 200
+    assert fake.posts() and "buy milk" in fake.posts()[-1].body["text"]
+
+    unsigned = requests.post(f"{url}/slack/events", data=body, timeout=30)
+    assert unsigned.status_code == 401
+
+    sessions = Sessions(DynamoDBStore(local_table, client=local_client))
+    slack = sessions.get(ConversationKey.slack(team="T0001", channel="D0001", user="U0001"))
+    assert slack is not None and slack.state["items"][0]["text"] == "buy milk"
+    fb = sessions.get(ConversationKey.messenger(page=mr.PAGE, psid="5550001"))
+    assert fb is not None and fb.state["items"][0]["text"] == "water plants"
+
+    # Telemetry is on, as in Lambda: one JSON turn line per delivery on the function's output.
+    turns = []
+    for line in log.read_text().splitlines():
+        if line.startswith("{") and '"message":"turn"' in line:
+            turns.append(json.loads(line))
+    assert sorted((t["platform"], t["outcome"]) for t in turns) == [
+        ("messenger", "applied"),
+        ("slack", "applied"),
+    ]
