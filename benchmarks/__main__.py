@@ -20,6 +20,7 @@ for _name, _value in {
 from benchmarks import (  # noqa: E402
     ack_latency,
     cold_start,
+    operability,
     pipeline,
     readme,
     requests_per_turn,
@@ -72,6 +73,11 @@ def main() -> int:
         _section(
             "Throughput through the session core (distinct conversations, then one shared)",
             throughput.table(results["throughput"]),
+        )
+        results["operability"] = operability.run(client)
+        _section(
+            "What encryption and logs/metrics cost per turn (warm container, interleaved)",
+            operability.table(results["operability"]),
         )
         cold_table = "bench-cold-start"
         create_table(client, cold_table)

@@ -11,7 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import ack_latency, cold_start, pipeline, requests_per_turn, throughput
+from benchmarks import (
+    ack_latency,
+    cold_start,
+    operability,
+    pipeline,
+    requests_per_turn,
+    throughput,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results.json"
@@ -22,6 +29,7 @@ TABLES: dict[str, tuple[str, Callable[[Any], list[str]]]] = {
     "pipeline": ("pipeline", pipeline.table),
     "throughput": ("throughput", throughput.table),
     "cold-start": ("cold_start", cold_start.table),
+    "operability": ("operability", operability.table),
     "ack-latency": ("ack_latency", ack_latency.table),
 }
 
