@@ -109,6 +109,8 @@ class Telemetry:
                 "key_requests": report.key_requests,
                 "large_reads": report.large_reads,
                 "large_writes": report.large_writes,
+                "read_units": report.read_units,
+                "write_units": report.write_units,
                 "sent": report.sent,
                 "send_error": report.send_error,
                 "error": report.error.split(":", 1)[0] if report.error else None,
@@ -132,6 +134,9 @@ class Telemetry:
                 m.add_metric(name="LargeStateReads", unit=count, value=report.large_reads)
             if report.large_writes:
                 m.add_metric(name="LargeStateWrites", unit=count, value=report.large_writes)
+            if report.read_units is not None and report.write_units is not None:
+                m.add_metric(name="ReadUnits", unit=count, value=report.read_units)
+                m.add_metric(name="WriteUnits", unit=count, value=report.write_units)
             m.add_metric(name="TurnLatency", unit=ms, value=report.turn_ms)
             m.add_metric(name="StoreLatency", unit=ms, value=report.store_ms)
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import os
 import struct
+import threading
 import time
 import zlib
 from dataclasses import dataclass, replace
@@ -383,15 +384,49 @@ class DynamoDBStore:
             ``AWS_ENDPOINT_URL_DYNAMODB``), with short timeouts that fit a 3 s webhook deadline.
     """
 
-    def __init__(self, table: str, *, client: DynamoDBClient | None = None) -> None:
+    def __init__(
+        self, table: str, *, client: DynamoDBClient | None = None, capacity: bool = True
+    ) -> None:
         self.table = table
         self._client = client
+        self._capacity = capacity
+        self._units = threading.local()
+        if client is not None and capacity:
+            self._watch_capacity(client)
 
     @property
     def client(self) -> DynamoDBClient:
         if self._client is None:
             self._client = make_client()
+            if self._capacity:
+                self._watch_capacity(self._client)
         return self._client
+
+    # -- capacity, as DynamoDB reports it (for the turn's metrics) --------------------------
+
+    def _watch_capacity(self, client: Any) -> None:
+        """Ask every data request for its consumed capacity (no extra request: the answer
+        carries it) and add it up per thread, for :meth:`take_capacity`."""
+        events = client.meta.events
+        for operation in CAPACITY_OPERATIONS:
+            events.register(f"before-parameter-build.dynamodb.{operation}", _ask_capacity)
+            events.register(f"after-call.dynamodb.{operation}", self._add_capacity)
+
+    def _add_capacity(self, parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        consumed = parsed.get("ConsumedCapacity") or []
+        units = sum(
+            float(c.get("CapacityUnits") or 0)
+            for c in (consumed if isinstance(consumed, list) else [consumed])
+        )
+        kind = "read" if model.name in READ_OPERATIONS else "write"
+        setattr(self._units, kind, getattr(self._units, kind, 0.0) + units)
+
+    def take_capacity(self) -> tuple[float, float]:
+        """Read and write capacity units DynamoDB reported for this thread's requests since
+        the last call (a conditional write that failed is billed but not reported)."""
+        taken = (getattr(self._units, "read", 0.0), getattr(self._units, "write", 0.0))
+        self._units.read = self._units.write = 0.0
+        return taken
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
         try:
@@ -1001,6 +1036,23 @@ def _condition_failed(error: SessionError) -> bool:
     cause = error.__cause__
     response = getattr(cause, "response", None) or {}
     return bool(response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
+
+
+#: Data requests whose answers report consumed capacity; the reads among them.
+CAPACITY_OPERATIONS = (
+    "GetItem",
+    "BatchGetItem",
+    "Query",
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+    "TransactWriteItems",
+)
+READ_OPERATIONS = ("GetItem", "BatchGetItem", "Query")
+
+
+def _ask_capacity(params: dict[str, Any], **_: Any) -> None:
+    params.setdefault("ReturnConsumedCapacity", "TOTAL")
 
 
 def make_client(**overrides: Any) -> DynamoDBClient:

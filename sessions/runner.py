@@ -147,7 +147,9 @@ class TurnReport:
     letter), ``busy`` (every attempt lost a race) or ``error`` (the store or the key service
     failed; the platform redelivers). ``store_ms``/``store_calls``: time in, and calls to,
     the store; ``large_reads``/``large_writes``: large-state objects read and written (S3);
-    ``key_requests``: key-service (KMS) requests the turn made.
+    ``key_requests``: key-service (KMS) requests the turn made; ``read_units``/
+    ``write_units``: capacity the store reported (DynamoDB; ``None`` for a store that does
+    not report it).
     """
 
     key: ConversationKey
@@ -159,6 +161,8 @@ class TurnReport:
     store_calls: int
     large_reads: int = 0
     large_writes: int = 0
+    read_units: float | None = None
+    write_units: float | None = None
     replayed: bool = False
     sent: bool | None = None
     send_error: str | None = None
@@ -344,6 +348,9 @@ class Sessions:
         assert self._timed is not None
         self._timed.take()
         self._io.reads = self._io.writes = 0
+        capacity = getattr(self.store, "take_capacity", None)
+        if capacity is not None:
+            capacity()
         keys_before = self.encryption.key_requests if self.encryption else 0
         started = time.perf_counter()
         result: TurnResult | None = None
@@ -367,6 +374,9 @@ class Sessions:
                 large_reads=self._io.reads,
                 large_writes=self._io.writes,
             )
+            if capacity is not None:
+                read_units, write_units = capacity()
+                report = dataclasses.replace(report, read_units=read_units, write_units=write_units)
             self._observe(report)
 
     def _observe(self, report: TurnReport) -> None:

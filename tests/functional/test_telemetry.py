@@ -15,6 +15,7 @@ import handlers.messenger
 import handlers.slack
 from handlers.telemetry import conversation_hash
 from sessions import ConversationKey
+from sessions.dynamodb import DynamoDBStore
 from tests import messenger_requests as mr
 from tests.functional.conftest import MessengerWorld, SlackWorld
 from tests.slack_requests import dm_body, json_event
@@ -94,6 +95,11 @@ def test_a_slack_turn_and_its_duplicate_log_one_line_each_and_emit_metrics(
     [turn] = [entry for entry in logs if entry["message"] == "turn"]
     assert turn["outcome"] == "duplicate" and turn["function_request_id"] == "req-2"
     assert turn["cold_start"] is False and turn["store_calls"] == 1
+    # Capacity as DynamoDB reports it (SQLite reports none): a duplicate is one read.
+    dynamodb = isinstance(slack.store, DynamoDBStore)
+    units = (turn.get("read_units"), turn.get("write_units"))  # a None field is left out
+    assert units == ((1.0, 0.0) if dynamodb else (None, None))
+    assert ("ReadUnits" in metrics_of(emf[0])) is dynamodb
     assert metrics_of(emf[0])["Duplicates"] == ([1.0], "Count")
 
 
