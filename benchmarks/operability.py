@@ -128,10 +128,49 @@ def _micro(repeats: int) -> dict[str, Any]:
     return out
 
 
+def _key_requests(client: Any, table: str) -> dict[str, Any]:
+    """Key-service requests (KMS on AWS) and DynamoDB requests, cold and warm: the data key
+    is made once per container and other containers' data keys are unwrapped once each."""
+    sent: list[int] = []
+
+    def count(**_: Any) -> None:
+        sent.append(1)
+
+    client.meta.events.register("before-send.dynamodb", count)
+    store = DynamoDBStore(table, client=client)
+    keyring = LocalKeyring(os.urandom(32))
+    key = ConversationKey.slack(team="TKEYS", channel="D1", user="U1")
+
+    def turn(state: Any, event: Any) -> Any:
+        return {"n": state.get("n", 0) + 1}, [], None
+
+    Sessions(store).run(key, uuid.uuid4().hex, turn, None)  # the conversation exists
+    out: dict[str, Any] = {}
+    cold = Envelope(keyring)
+    sessions = Sessions(store, encryption=cold)
+    sent.clear()
+    sessions.run(key, uuid.uuid4().hex, turn, None)
+    out["a cold container's first turn"] = (cold.key_requests, len(sent))
+    sent.clear()
+    for _ in range(100):
+        sessions.run(key, uuid.uuid4().hex, turn, None)
+    out["its next 100 turns"] = (cold.key_requests - 1, len(sent))
+    other = Envelope(keyring)  # another container meets the first one's data key
+    sent.clear()
+    Sessions(store, encryption=other).run(key, uuid.uuid4().hex, turn, None)
+    out["another container's first turn"] = (other.key_requests, len(sent))
+    client.meta.events.unregister("before-send.dynamodb", count)
+    return {name: {"key_requests": k, "dynamodb_requests": d} for name, (k, d) in out.items()}
+
+
 def run(client: Any, *, rounds: int = 300, repeats: int = 2000) -> dict[str, Any]:
     table = "bench-operability"
     create_table(client, table)
-    return {"per_turn": _per_turn(client, table, rounds), "micro": _micro(repeats)}
+    return {
+        "per_turn": _per_turn(client, table, rounds),
+        "micro": _micro(repeats),
+        "key_requests": _key_requests(client, table),
+    }
 
 
 def table(results: dict[str, Any]) -> list[str]:
@@ -144,6 +183,15 @@ def table(results: dict[str, Any]) -> list[str]:
         lines.append(f"| {size} state, median | " + " | ".join(cells) + " |")
     lines += ["", "| the pieces alone | |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in results["micro"].items()]
+    lines += [
+        "",
+        "| encryption on | key-service (KMS) requests | DynamoDB requests |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {r['key_requests']} | {r['dynamodb_requests']} |"
+        for name, r in results["key_requests"].items()
+    ]
     return lines
 
 

@@ -407,7 +407,10 @@ class DynamoDBStore:
     def _watch_capacity(self, client: Any) -> None:
         """Ask every data request for its consumed capacity (no extra request: the answer
         carries it) and add it up per thread, for :meth:`take_capacity`."""
-        events = client.meta.events
+        meta = getattr(client, "meta", None)
+        if meta is None:  # not a botocore client (a test's stand-in): nothing to watch
+            return
+        events = meta.events
         for operation in CAPACITY_OPERATIONS:
             events.register(f"before-parameter-build.dynamodb.{operation}", _ask_capacity)
             events.register(f"after-call.dynamodb.{operation}", self._add_capacity)
