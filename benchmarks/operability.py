@@ -1,6 +1,7 @@
 """What encryption and logs/metrics cost per turn, on a warm container.
 
-1. A turn through the session core on DynamoDB Local, four ways interleaved: plain; with the
+1. A turn through the session core on DynamoDB Local (an existing conversation, one of 50 per
+   way taken in turn), four ways interleaved: plain; with the
    telemetry observer (one JSON line, the metrics, and the EMF blob written at the end of the
    invocation, as ``Entry`` does; output to /dev/null); with envelope encryption (a local
    master key: a warm container's data key is cached, so the work is AES-GCM; KMS is only
@@ -30,6 +31,7 @@ from sessions.encryption import Envelope, LocalKeyring
 
 SIZES = {"200 B": 150, "3 KB": 3000}
 WAYS = ("plain", "logs+metrics", "encryption", "both")
+CONVERSATIONS = 50
 
 
 WORDS = "buy milk call mum water the plants book dentist pay rent renew passport pick up"
@@ -66,17 +68,24 @@ def _per_turn(client: Any, table: str, rounds: int) -> dict[str, Any]:
                 return {**base, "n": state.get("n", 0) + 1}, ["ok"], None
 
             runners = {way: _sessions(store, way, telemetry) for way in WAYS}
+            # Each way round-robins over its own conversations, a few turns each (a
+            # conversation that takes hundreds of turns in a minute is another benchmark's).
             keys = {
-                way: ConversationKey.slack(team="TBENCH", channel="D1", user=f"U{n}{len(size)}")
+                way: [
+                    ConversationKey.slack(team="TBENCH", channel="D1", user=f"U{n}{c}{pad}")
+                    for c in range(CONVERSATIONS)
+                ]
                 for n, way in enumerate(WAYS)
             }
-            for way in WAYS:  # warm: the conversation exists, the data key is made
-                runners[way].run(keys[way], uuid.uuid4().hex, turn, None)
+            for way in WAYS:  # warm: the conversations exist, the data key is made
+                for key in keys[way]:
+                    runners[way].run(key, uuid.uuid4().hex, turn, None, event_time=time.time())
             samples: dict[str, list[float]] = {way: [] for way in WAYS}
-            for _ in range(rounds):
+            for i in range(rounds):
                 for way in WAYS:
+                    key = keys[way][i % CONVERSATIONS]
                     started = time.perf_counter()
-                    runners[way].run(keys[way], uuid.uuid4().hex, turn, None)
+                    runners[way].run(key, uuid.uuid4().hex, turn, None, event_time=time.time())
                     if way in ("logs+metrics", "both"):
                         telemetry.end()  # the EMF blob, once per invocation
                     samples[way].append(time.perf_counter() - started)
@@ -144,20 +153,22 @@ def _key_requests(client: Any, table: str) -> dict[str, Any]:
     def turn(state: Any, event: Any) -> Any:
         return {"n": state.get("n", 0) + 1}, [], None
 
-    Sessions(store).run(key, uuid.uuid4().hex, turn, None)  # the conversation exists
+    Sessions(store).run(
+        key, uuid.uuid4().hex, turn, None, event_time=time.time()
+    )  # the conversation exists
     out: dict[str, Any] = {}
     cold = Envelope(keyring)
     sessions = Sessions(store, encryption=cold)
     sent.clear()
-    sessions.run(key, uuid.uuid4().hex, turn, None)
+    sessions.run(key, uuid.uuid4().hex, turn, None, event_time=time.time())
     out["a cold container's first turn"] = (cold.key_requests, len(sent))
     sent.clear()
     for _ in range(100):
-        sessions.run(key, uuid.uuid4().hex, turn, None)
+        sessions.run(key, uuid.uuid4().hex, turn, None, event_time=time.time())
     out["its next 100 turns"] = (cold.key_requests - 1, len(sent))
     other = Envelope(keyring)  # another container meets the first one's data key
     sent.clear()
-    Sessions(store, encryption=other).run(key, uuid.uuid4().hex, turn, None)
+    Sessions(store, encryption=other).run(key, uuid.uuid4().hex, turn, None, event_time=time.time())
     out["another container's first turn"] = (other.key_requests, len(sent))
     client.meta.events.unregister("before-send.dynamodb", count)
     return {name: {"key_requests": k, "dynamodb_requests": d} for name, (k, d) in out.items()}
