@@ -128,3 +128,13 @@ def test_the_deployed_functions_run_under_serverless_offline(
         ("messenger", "applied"),
         ("slack", "applied"),
     ]
+
+
+def test_the_plugin_did_not_replace_osls() -> None:
+    """serverless-offline declares serverless@3 as a peer; `.npmrc` keeps npm from installing
+    it, so `serverless` is still osls's binary (the maintained fork this project packages
+    with), and no second framework sits in node_modules."""
+    binary = (ROOT / "node_modules" / ".bin" / "serverless").resolve()
+    assert binary.parts[-3:] == ("osls", "bin", "serverless.js"), binary
+    assert not (ROOT / "node_modules" / "serverless").exists()
+    assert (ROOT / "node_modules" / "serverless-offline" / "package.json").exists()
