@@ -20,7 +20,14 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
-from sessions.errors import CodecError, StoreConfigError, StoreError, StoreUnavailableError
+from sessions import aws
+from sessions.errors import (
+    CodecError,
+    SessionError,
+    StoreConfigError,
+    StoreError,
+    StoreUnavailableError,
+)
 
 POINTER = b"s"
 
@@ -122,17 +129,7 @@ class S3Blobs:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            self._client = boto3.client(
-                "s3",
-                config=Config(
-                    connect_timeout=2,
-                    read_timeout=5,
-                    retries={"mode": "standard", "total_max_attempts": 3},
-                ),
-            )
+            self._client = aws.make_client("s3", read_timeout=5)
         return self._client
 
     def put(self, name: str, data: bytes) -> None:
@@ -156,19 +153,14 @@ class S3Blobs:
             token = {"ContinuationToken": page["NextContinuationToken"]}
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return getattr(self.client, operation)(**kwargs)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
+        def classify(code: str) -> SessionError | None:
             if code in ("NoSuchKey", "404"):
-                raise CodecError(f"large state {kwargs.get('Key')!r} is missing") from exc
+                return CodecError(f"large state {kwargs.get('Key')!r} is missing")
             if code in ("NoSuchBucket", "AccessDenied", "403"):
-                raise StoreConfigError(f"S3 bucket {self.bucket!r}: {code}") from exc
-            raise StoreUnavailableError(f"S3 {operation} failed: {code}") from exc
-        except BotoCoreError as exc:
-            raise StoreUnavailableError(f"S3 {operation} failed: {exc}") from exc
+                return StoreConfigError(f"S3 bucket {self.bucket!r}: {code}")
+            return None
+
+        return aws.call(self.client, operation, service="S3", classify=classify, **kwargs)
 
 
 __all__ = ["BlobStore", "DirectoryBlobs", "S3Blobs", "check", "is_pointer", "name_for"]

@@ -34,7 +34,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from sessions.errors import CodecError, StoreConfigError, StoreUnavailableError
+from sessions import aws
+from sessions.errors import CodecError, SessionError, StoreConfigError
 
 MARKER = b"e"
 FORMAT = 1
@@ -128,17 +129,7 @@ class KMSKeyring:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            self._client = boto3.client(
-                "kms",
-                config=Config(
-                    connect_timeout=2,
-                    read_timeout=3,
-                    retries={"mode": "standard", "total_max_attempts": 3},
-                ),
-            )
+            self._client = aws.make_client("kms", read_timeout=3)
         return self._client
 
     def generate_data_key(self) -> tuple[bytes, bytes]:
@@ -154,25 +145,20 @@ class KMSKeyring:
         return bytes(out["Plaintext"])
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
+        return aws.call(self.client, operation, service="KMS", classify=self._classify, **kwargs)
 
-        try:
-            return getattr(self.client, operation)(**kwargs)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("InvalidCiphertextException", "IncorrectKeyException"):
-                raise DecryptError(f"KMS refused the data key: {code}") from exc
-            if code in (
-                "AccessDeniedException",
-                "NotFoundException",
-                "DisabledException",
-                "KMSInvalidStateException",
-                "InvalidKeyUsageException",
-            ):
-                raise StoreConfigError(f"KMS key {self.key_id!r}: {code}") from exc
-            raise StoreUnavailableError(f"KMS {operation} failed: {code}") from exc
-        except BotoCoreError as exc:
-            raise StoreUnavailableError(f"KMS {operation} failed: {exc}") from exc
+    def _classify(self, code: str) -> SessionError | None:
+        if code in ("InvalidCiphertextException", "IncorrectKeyException"):
+            return DecryptError(f"KMS refused the data key: {code}")
+        if code in (
+            "AccessDeniedException",
+            "NotFoundException",
+            "DisabledException",
+            "KMSInvalidStateException",
+            "InvalidKeyUsageException",
+        ):
+            return StoreConfigError(f"KMS key {self.key_id!r}: {code}")
+        return None
 
 
 class Envelope:

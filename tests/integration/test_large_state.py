@@ -185,3 +185,13 @@ def test_deleting_a_user_deletes_their_objects(aws: tuple[Store, S3Blobs, Any]) 
     sessions.delete_user(ADA.user_key)
     assert [n.split("/")[0] for n in objects(s3)] == [user_prefix(BOB.pk)]
     assert sessions.get(ADA) is None
+
+
+def test_s3_errors_are_ours(aws: tuple[Store, S3Blobs, Any]) -> None:
+    from sessions.errors import StoreConfigError
+
+    _, large, s3 = aws
+    with pytest.raises(CodecError, match="missing"):
+        large.get(f"{user_prefix(ADA.pk)}/{'0' * 64}")  # permanent: a dead letter
+    with pytest.raises(StoreConfigError, match="no-such-bucket"):
+        S3Blobs("no-such-bucket", client=s3).put("x/y", b"z")
