@@ -89,10 +89,19 @@ def _moto() -> Iterator[Store]:
     import boto3
     from moto import mock_aws
 
+    from sessions.blobs import S3Blobs
+    from tests.contract import sealing
+
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         create_table(client, "sessions")
-        yield DynamoDBStore("sessions", client=SerialClient(client))  # type: ignore[arg-type]
+        store = DynamoDBStore("sessions", client=SerialClient(client))  # type: ignore[arg-type]
+        # The contract suite's large-state mode puts this store's large states in S3 (moto).
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="large-states")
+        sealing.S3_FOR[id(store)] = S3Blobs("large-states", client=SerialClient(s3))
+        yield store
+        sealing.S3_FOR.pop(id(store), None)
 
 
 @pytest.fixture(params=["sqlite", "moto", "dynamodb_local"])

@@ -1,6 +1,6 @@
 """The guarantees suite runs in two modes: values stored in clear, in their item; and sealed
-(envelope encryption with a local master key) with every state in the large-
-state store (a directory here; S3 on moto in tests/integration/test_large_state.py).
+(envelope encryption with a local master key) with every state in the large-state store:
+S3 (moto) for the moto store, a directory for the others.
 ``Sessions`` here is the runner with the current mode's options; the ``mode`` fixture
 (tests/contract/conftest.py) picks the mode per test."""
 
@@ -15,6 +15,8 @@ from sessions.blobs import DirectoryBlobs
 from sessions.encryption import Envelope, LocalKeyring
 
 MODE: dict[str, Any] = {}
+#: Stores whose large states go to S3 in this mode (the moto store: S3 on the same mock).
+S3_FOR: dict[int, Any] = {}
 
 
 def seal(folder: Path | None) -> None:
@@ -29,4 +31,7 @@ def seal(folder: Path | None) -> None:
 
 
 def Sessions(store: Any, **options: Any) -> _Sessions:
-    return _Sessions(store, **{**MODE, **options})
+    mode = dict(MODE)
+    if mode and id(store) in S3_FOR:
+        mode["large"] = S3_FOR[id(store)]
+    return _Sessions(store, **{**mode, **options})
