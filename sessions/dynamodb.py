@@ -35,9 +35,10 @@ import os
 import struct
 import threading
 import time
+import weakref
 import zlib
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sessions import codec
 from sessions.codec import ITEM_LIMIT
@@ -390,7 +391,7 @@ class DynamoDBStore:
         self.table = table
         self._client = client
         self._capacity = capacity
-        self._units = threading.local()
+        self._meter: _CapacityMeter | None = None
         if client is not None and capacity:
             self._watch_capacity(client)
 
@@ -405,31 +406,13 @@ class DynamoDBStore:
     # -- capacity, as DynamoDB reports it (for the turn's metrics) --------------------------
 
     def _watch_capacity(self, client: Any) -> None:
-        """Ask every data request for its consumed capacity (no extra request: the answer
-        carries it) and add it up per thread, for :meth:`take_capacity`."""
-        meta = getattr(client, "meta", None)
-        if meta is None:  # not a botocore client (a test's stand-in): nothing to watch
-            return
-        events = meta.events
-        for operation in CAPACITY_OPERATIONS:
-            events.register(f"before-parameter-build.dynamodb.{operation}", _ask_capacity)
-            events.register(f"after-call.dynamodb.{operation}", self._add_capacity)
-
-    def _add_capacity(self, parsed: dict[str, Any], model: Any, **_: Any) -> None:
-        consumed = parsed.get("ConsumedCapacity") or []
-        units = sum(
-            float(c.get("CapacityUnits") or 0)
-            for c in (consumed if isinstance(consumed, list) else [consumed])
-        )
-        kind = "read" if model.name in READ_OPERATIONS else "write"
-        setattr(self._units, kind, getattr(self._units, kind, 0.0) + units)
+        self._meter = _CapacityMeter.on(client)
 
     def take_capacity(self) -> tuple[float, float]:
-        """Read and write capacity units DynamoDB reported for this thread's requests since
-        the last call (a conditional write that failed is billed but not reported)."""
-        taken = (getattr(self._units, "read", 0.0), getattr(self._units, "write", 0.0))
-        self._units.read = self._units.write = 0.0
-        return taken
+        """Read and write capacity units DynamoDB reported for this thread's requests on the
+        store's client since the last call (a conditional write that failed is billed but
+        not reported)."""
+        return self._meter.take() if self._meter is not None else (0.0, 0.0)
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
         try:
@@ -1056,6 +1039,47 @@ READ_OPERATIONS = ("GetItem", "BatchGetItem", "Query")
 
 def _ask_capacity(params: dict[str, Any], **_: Any) -> None:
     params.setdefault("ReturnConsumedCapacity", "TOTAL")
+
+
+class _CapacityMeter:
+    """The capacity DynamoDB reports on one client's answers, added up per thread. One meter
+    (one pair of botocore hooks) per client, however many stores share it: every data request
+    asks for its consumed capacity (no extra request: the answer carries it)."""
+
+    _meters: ClassVar[weakref.WeakKeyDictionary[Any, _CapacityMeter]] = weakref.WeakKeyDictionary()
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self) -> None:
+        self._units = threading.local()
+
+    @classmethod
+    def on(cls, client: Any) -> _CapacityMeter | None:
+        meta = getattr(client, "meta", None)
+        if meta is None:  # not a botocore client (a test's stand-in): nothing to watch
+            return None
+        events = meta.events  # the client's own (a wrapper's ``meta`` is the client's)
+        with cls._lock:
+            meter = cls._meters.get(events)
+            if meter is None:
+                meter = cls._meters[events] = cls()
+                for operation in CAPACITY_OPERATIONS:
+                    events.register(f"before-parameter-build.dynamodb.{operation}", _ask_capacity)
+                    events.register(f"after-call.dynamodb.{operation}", meter.add)
+            return meter
+
+    def add(self, parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        consumed = parsed.get("ConsumedCapacity") or []
+        units = sum(
+            float(c.get("CapacityUnits") or 0)
+            for c in (consumed if isinstance(consumed, list) else [consumed])
+        )
+        kind = "read" if model.name in READ_OPERATIONS else "write"
+        setattr(self._units, kind, getattr(self._units, kind, 0.0) + units)
+
+    def take(self) -> tuple[float, float]:
+        taken = (getattr(self._units, "read", 0.0), getattr(self._units, "write", 0.0))
+        self._units.read = self._units.write = 0.0
+        return taken
 
 
 def make_client(**overrides: Any) -> DynamoDBClient:

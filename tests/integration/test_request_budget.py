@@ -248,3 +248,31 @@ def test_items_of_the_old_layout_keep_deduplicating(
     assert sessions.run(KEY, "old", count, None, event_time=clock.now - 8).duplicate
     assert sessions.get(KEY).state["n"] == 5  # type: ignore[union-attr]
     meter.billing.close()
+
+
+def test_stores_sharing_a_client_share_one_capacity_meter(
+    local_table: str, dynamodb_endpoint: str
+) -> None:
+    """A store hooks its client once, however many stores are built on it (a process that
+    builds a store per request must not pile up handlers), and a turn's capacity is taken
+    once, by the turn that spent it."""
+    client = make_client(endpoint_url=dynamodb_endpoint)
+    model = client.meta.service_model.operation_model("GetItem")
+
+    def handlers() -> int:
+        emitted = client.meta.events.emit(
+            "after-call.dynamodb.GetItem", parsed={}, model=model, http_response=None, context={}
+        )
+        return len(emitted)
+
+    bare = handlers()
+    stores = [DynamoDBStore(local_table, client=client) for _ in range(5)]
+    assert handlers() == bare + 1
+    reports: list[Any] = []
+    clock = Clock()
+    sessions = Sessions(stores[0], clock=clock, sleep=lambda s: None, observer=reports.append)
+    run(sessions, clock, "Ev0", counter(SMALL))
+    (report,) = reports
+    assert report.read_units is not None and report.read_units > 0
+    assert report.write_units is not None and report.write_units > 0
+    assert stores[1].take_capacity() == (0.0, 0.0)
