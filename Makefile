@@ -10,6 +10,7 @@ DYNAMODB_PORT ?= 8000
 DYNAMODB_DATA ?= .data/dynamodb
 STAGE ?= dev
 REGION ?= us-east-1
+OFFLINE_LAMBDA_PORT ?= 3002
 NPM_STAMP := node_modules/.installed
 
 .PHONY: help venv java run chat admin test lint typecheck dynamodb-local dynamodb offline bench package clean
@@ -72,9 +73,12 @@ chat: $(STAMP)
 # The deploy's own functions under serverless-offline (a third-party emulator of API Gateway
 # and Lambda) on 127.0.0.1:$(PORT), stage `offline`: plain environment values instead of the
 # SSM references (SLACK_SIGNING_SECRET, ..., SESSIONS_TABLE; AWS_ENDPOINT_URL_DYNAMODB for
-# DynamoDB Local), the project's venv as the Python that runs them.
+# DynamoDB Local), the project's venv as the Python that runs them. A slow turn's async
+# self-invoke goes to the emulator's Lambda port, never to AWS.
 offline: $(STAMP) $(NPM_STAMP)
 	@VIRTUAL_ENV="$(abspath $(VENV))" OFFLINE_HTTP_PORT=$(PORT) \
+		OFFLINE_LAMBDA_PORT=$(OFFLINE_LAMBDA_PORT) \
+		AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:$(OFFLINE_LAMBDA_PORT) \
 		SLS_TELEMETRY_DISABLED=1 SLS_NOTIFICATIONS_MODE=off \
 		npx --no-install serverless offline start --stage offline --region $(REGION)
 

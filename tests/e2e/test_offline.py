@@ -5,6 +5,7 @@ replies out; the state in the table; JSON turn lines on the emulator's output.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -32,10 +33,11 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
 
 
-@pytest.fixture
-def offline(
-    dynamodb_endpoint: str, local_table: str, tmp_path: Path
+@contextlib.contextmanager
+def serverless_offline(
+    dynamodb_endpoint: str, local_table: str, tmp_path: Path, **env: str
 ) -> Iterator[tuple[str, FakeSlack, Path]]:
+    """`make offline` on free ports with DynamoDB Local and the fake APIs; ``env`` on top."""
     if not (ROOT / "node_modules" / ".bin" / "serverless").exists():
         pytest.fail("node_modules is missing: run `make package` (make test does) first")
     port = free_port()
@@ -50,6 +52,7 @@ def offline(
                 "OFFLINE_LAMBDA_PORT": str(free_port()),
                 "SESSIONS_TABLE": local_table,
                 "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint,
+                **env,
             },
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -78,6 +81,23 @@ def offline(
             output = Path(log.name).read_text()
             log.close()
             print(output[-5000:])
+
+
+@pytest.fixture
+def offline(
+    dynamodb_endpoint: str, local_table: str, tmp_path: Path
+) -> Iterator[tuple[str, FakeSlack, Path]]:
+    with serverless_offline(dynamodb_endpoint, local_table, tmp_path) as running:
+        yield running
+
+
+def turn_lines(log: Path) -> list[dict[str, Any]]:
+    """The JSON turn lines (one per delivery) on the emulator's output."""
+    turns = []
+    for line in log.read_text().splitlines():
+        if line.startswith("{") and '"message":"turn"' in line:
+            turns.append(json.loads(line))
+    return turns
 
 
 def test_the_deployed_functions_run_under_serverless_offline(
@@ -120,11 +140,7 @@ def test_the_deployed_functions_run_under_serverless_offline(
     assert fb is not None and fb.state["items"][0]["text"] == "water plants"
 
     # Telemetry is on, as in Lambda: one JSON turn line per delivery on the function's output.
-    turns = []
-    for line in log.read_text().splitlines():
-        if line.startswith("{") and '"message":"turn"' in line:
-            turns.append(json.loads(line))
-    assert sorted((t["platform"], t["outcome"]) for t in turns) == [
+    assert sorted((t["platform"], t["outcome"]) for t in turn_lines(log)) == [
         ("messenger", "applied"),
         ("slack", "applied"),
     ]
@@ -138,3 +154,34 @@ def test_the_plugin_did_not_replace_osls() -> None:
     assert binary.parts[-3:] == ("osls", "bin", "serverless.js"), binary
     assert not (ROOT / "node_modules" / "serverless").exists()
     assert (ROOT / "node_modules" / "serverless-offline" / "package.json").exists()
+
+
+def test_a_slow_turn_is_handed_off_through_the_emulators_lambda_port(
+    dynamodb_endpoint: str, local_table: str, tmp_path: Path
+) -> None:
+    """A turn the bot declares slow is acked at once and runs in an async self-invoke, as in
+    Lambda: `make offline` points that invoke at the emulator, not at AWS."""
+    with serverless_offline(
+        dynamodb_endpoint, local_table, tmp_path, BOT="benchmarks.slow_bot:bot"
+    ) as (url, fake, log):
+        body = json.dumps(dm_body("report", event_id="Ev0SLOW")).encode()
+        headers = {**sign(body, secret=SECRET), "Content-Type": "application/json"}
+        answer = requests.post(f"{url}/slack/events", data=body, headers=headers, timeout=30)
+        assert answer.status_code == 200
+        assert not fake.posts()  # acked before the five-second turn ran
+
+        raw = json.dumps(mr.single(mr.text("report", psid="5550002"))).encode()
+        headers = {**mr.signed(raw), "Content-Type": "application/json"}
+        answer = requests.post(f"{url}/messenger/webhook", data=raw, headers=headers, timeout=30)
+        assert (answer.status_code, answer.text) == (200, "EVENT_RECEIVED")
+        assert not fake.sends()
+
+        deadline = time.monotonic() + 60
+        while not (fake.posts() and fake.sends()) and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert [p.body["text"] for p in fake.posts()] == ["Report: 0 open items."]
+        assert [s.body["message"]["text"] for s in fake.sends()] == ["Report: 0 open items."]
+        assert sorted((t["platform"], t["outcome"]) for t in turn_lines(log)) == [
+            ("messenger", "applied"),
+            ("slack", "applied"),
+        ]
