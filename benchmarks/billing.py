@@ -11,7 +11,7 @@ Units (AWS, "DynamoDB read and write operations", and what real DynamoDB reports
 - a strongly consistent read: 1 unit per 4 KB of the item (eventually consistent: half), a
   missing item counts as one read (``GetItem`` and each key of a ``BatchGetItem`` alike); a
   ``Query``: the sum of the items' sizes, rounded up to 4 KB once;
-- ``PutItem``/``UpdateItem``/``DeleteItem``: 1 unit per 1 KB of the larger of the item
+- ``PutItem``/``UpdateItem``/``DeleteItem`` (and each item of a ``BatchWriteItem``): 1 unit per 1 KB of the larger of the item
   before and after (a delete: before); a conditional write whose condition fails still
   consumes the units of the item as it is (at least 1);
 - ``TransactWriteItems``: 2 units per 1 KB for each item, a ``ConditionCheck`` included (a
@@ -125,6 +125,16 @@ class Billing:
             return [(operation, dict(params))]
         if operation == "TransactWriteItems":
             return [next(iter(action.items())) for action in params.get("TransactItems", [])]
+        if operation == "BatchWriteItem":  # each put or delete billed as the single request
+            targets: list[tuple[str, dict[str, Any]]] = []
+            for table, requests in params.get("RequestItems", {}).items():
+                for request in requests:
+                    if "PutRequest" in request:
+                        targets.append(("PutItem", {"TableName": table, **request["PutRequest"]}))
+                    else:
+                        delete = request["DeleteRequest"]
+                        targets.append(("DeleteItem", {"TableName": table, **delete}))
+            return targets
         return []
 
     def _before_send(self, params: dict[str, Any], model: Any, **_: Any) -> None:

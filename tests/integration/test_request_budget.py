@@ -19,6 +19,7 @@ from benchmarks.billing import Billing
 from benchmarks.requests_per_turn import state_of
 from sessions import ConversationKey, Sessions, TurnError
 from sessions.dynamodb import DynamoDBStore, make_client
+from sessions.dynamodb_layout import MAX_SKEW
 from tests.contract.test_guarantees import Clock
 
 KEY = ConversationKey.slack(team="T0001", channel="C0001", user="U0001")
@@ -145,30 +146,47 @@ def test_conflict_costs_a_failed_put_and_one_more_round(
     assert meter.take() == ({"GetItem": 3, "PutItem": 3}, 3.0, 3.0)
 
 
-def test_a_busy_conversation_spills_the_oldest_record_and_still_deduplicates_it(
-    metered: tuple[Sessions, Meter, Clock],
+@pytest.mark.parametrize(
+    "offset",
+    [-1.0, -0.3, 180.000123, -240.5],
+    ids=["seconds", "milliseconds", "microseconds-clock-ahead", "clock-behind"],
+)
+def test_a_busy_conversation_pages_its_records_and_still_deduplicates_them(
+    metered: tuple[Sessions, Meter, Clock], offset: float
 ) -> None:
+    """Every record moves out to one page when the item is full: one more plain write, then
+    the usual turn again. A redelivery of a paged event is found by one ``Query``, whatever
+    the event time's resolution and however far the platform's clock is from ours."""
     sessions, meter, clock = metered
     count = counter(SMALL, respond=False)
-    spilled_at = None
+    times: dict[str, float] = {}
+
+    def deliver(event: str) -> Any:
+        clock.now += 60
+        times.setdefault(event, clock.now + offset)
+        return sessions.run(KEY, event, count, None, event_time=times[event])
+
+    paged_at = None
     for i in range(200):
-        run(sessions, clock, f"Ev{i}", count)
+        deliver(f"Ev{i}")
         calls, _, wcu = meter.take()
-        if "TransactWriteItems" in calls and i > 0:
-            # The oldest inline record moves to its own item with this commit.
-            assert calls == {"GetItem": 1, "TransactWriteItems": 1} and wcu == 4.0
-            spilled_at = i
+        if "BatchWriteItem" in calls:
+            # The page first, then the conversation item: 1 write unit each.
+            assert calls == {"GetItem": 1, "BatchWriteItem": 1, "PutItem": 1} and wcu == 2.0
+            paged_at = i
             break
-        assert calls == {"GetItem": 1, "PutItem": 1 if i else 0} or i == 0
-    assert spilled_at is not None and spilled_at >= 30  # ~40 records fit beside 200 B of state
-    run(sessions, clock, "next", count)
-    # A new event after the spill: newer than anything spilled, so no second read.
-    assert meter.take()[0]["GetItem"] == 1
-    # The first event's redelivery: found in its own item (a second, two-key read).
-    again = sessions.run(KEY, "Ev0", count, None, event_time=1_800_000_059.0)
-    assert again.duplicate
-    calls, rcu, wcu = meter.take()
-    assert calls == {"GetItem": 1, "BatchGetItem": 1} and rcu == 3.0 and wcu == 0.0
+        assert calls == {"GetItem": 1, "PutItem": 1} or i == 0
+    assert paged_at is not None and paged_at >= 20  # ~30 records fit beside 200 B of state
+    deliver("next")
+    # A new event after the page: newer than anything paged, so no second read.
+    assert meter.take()[0] == {"GetItem": 1, "PutItem": 1}
+    for event in ("Ev0", f"Ev{paged_at - 1}"):  # the oldest and the newest paged record
+        clock.now += 60
+        again = sessions.run(KEY, event, count, None, event_time=times[event])
+        assert again.duplicate
+        calls, rcu, wcu = meter.take()
+        assert calls == {"GetItem": 1, "Query": 1} and rcu == 2.0 and wcu == 0.0
+    assert sessions.get(KEY).state["n"] == paged_at + 2  # type: ignore[union-attr]
 
 
 def test_failing_turn_records_a_dead_letter_beside_the_state(
@@ -224,7 +242,7 @@ def test_items_of_the_old_layout_keep_deduplicating(
     """A conversation written before inline records (``kind = "state"``, each event record an
     item of its own) still recognises its events' redeliveries, and its next commit moves it
     to the new layout without forgetting them."""
-    from sessions.dynamodb import _event_item, _state_item
+    from sessions.dynamodb_layout import event_item, state_item
     from sessions.store import EventRecord, StoredState
 
     clock = Clock()
@@ -232,7 +250,10 @@ def test_items_of_the_old_layout_keep_deduplicating(
     old_state = StoredState(version=3, blob=b'j{"v":1,"s":{"n":3}}', expires_at=now + 600,
                             updated_at=now - 5)  # fmt: skip
     record = EventRecord(version=3, committed_at=now - 5, expires_at=now + 3600)
-    for item in (_state_item(KEY, old_state), _event_item(KEY.pk, KEY.event_sk("old"), record)):
+    for item in (
+        state_item(KEY.pk, KEY.sk, old_state),
+        event_item(KEY.pk, KEY.event_sk("old"), record),
+    ):
         local_client.put_item(TableName=local_table, Item=item)
     sessions = Sessions(DynamoDBStore(local_table, client=local_client), clock=clock)
     count = counter(SMALL)
@@ -240,12 +261,14 @@ def test_items_of_the_old_layout_keep_deduplicating(
     assert sessions.run(KEY, "old", count, None, event_time=clock.now - 6).duplicate
     clock.now += 1
     assert sessions.run(KEY, "new", count, None, event_time=clock.now).state["n"] == 4
-    # Converted: its next event after the old records is one read; the old record still counts.
+    # Converted: an event later than the old records could be (their time is our commit
+    # time, and the platform's clock may be up to MAX_SKEW ahead) is one read; the old
+    # record still counts.
     meter = Meter(local_client, make_client(endpoint_url=dynamodb_endpoint))
-    clock.now += 1
+    clock.now += MAX_SKEW + 1
     assert sessions.run(KEY, "newer", count, None, event_time=clock.now).state["n"] == 5
     assert meter.take()[0] == {"GetItem": 1, "PutItem": 1}
-    assert sessions.run(KEY, "old", count, None, event_time=clock.now - 8).duplicate
+    assert sessions.run(KEY, "old", count, None, event_time=clock.now - MAX_SKEW - 8).duplicate
     assert sessions.get(KEY).state["n"] == 5  # type: ignore[union-attr]
     meter.billing.close()
 

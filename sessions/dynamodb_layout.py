@@ -1,0 +1,590 @@
+"""How a conversation lives in DynamoDB items: pure functions of items and times, no I/O and no
+clock of its own (``now`` is always an argument). :mod:`sessions.dynamodb` makes the requests.
+
+The conversation item (``pk`` user, ``sk`` channel) holds the state and the conversation's
+recent event records inline, so that the usual turn is one ``GetItem`` and one conditional
+``PutItem``. Its attributes: ``state`` (codec blob, compressed only when that lowers the billed
+KB), ``version``, ``updated_at``, ``gen`` (the time in ms of the event that created the item, or
+of the tombstone it was written under), ``w`` (the write's token: the next commit is
+conditioned on it), ``expires_at`` (TTL: the latest of the state's idle expiry ``idle_at`` and
+every record's), ``ev`` (inline records, :data:`ENTRY` each), ``rs`` (inline recorded
+responses), and the marks below.
+
+Every record carries its event's *key*: the platform's event time in milliseconds, rounded up
+(:func:`event_key`). Deciding whether a redelivery must look outside the item compares keys with
+keys, both from the platform's clock, so the rule holds whatever the platform's resolution
+(Slack's whole seconds, Messenger's milliseconds, ``action_ts`` microseconds) and however far
+the platform's clock is from ours: a redelivery carries its event's time again, so its key is
+the one its record was filed under. (The first layout compared event times with our commit
+clock floored to seconds, and a Messenger event committed in the same second as a record moved
+out compared as newer than the move: its redelivery was applied again.)
+
+When the inline records no longer fit beside the state, *all* of them move out at once:
+
+- into a **page**: one item (``sk = <channel>#evt#p.<chain>.<hi>``) holding every record whose
+  key is above the conversation's page mark ``pm``; ``hi`` is the page's highest key, and it
+  becomes the new ``pm``. So the pages of a chain partition the keys: page *i* holds the keys in
+  ``(hi[i-1], hi[i]]``, and the one page that can hold a key ``k`` is the first page of the chain
+  whose ``hi >= k``: one ``Query`` with ``Limit=1`` finds it. Many records in one plain write:
+  a busy conversation pays about one more write unit per page, not a transaction per event.
+- into a record item of its own (``<channel>#evt#<digest>``) for each *late* record: one whose
+  key is at or below ``pm`` (an event that arrived after newer ones had been paged) or unknown.
+  The own-record mark ``om`` covers them, as it covers the records that never go inline (a dead
+  letter, a sent-mark outbox, a large response: ``<channel>#evt#<event hash>``).
+
+Pages and moved records are written *before* the conversation item, as plain writes, and the
+conversation item's conditional write is what makes them count. That is safe without a
+transaction because what moves out is a function of the item the turn read alone: whether it
+moves (the item is full), and what (every record, split by the page mark). Every writer that
+read the same item writes the same page under the same name; a page whose conversation write
+then failed is either rewritten identically by the writer that succeeds, or belongs to an item
+that nobody will write again. A new chain (the first page, or after every paged record
+expired) gets a fresh random name from the caller, so pages of an abandoned chain are never
+read. Every record in any page is a committed event: a page can only make an event look
+already done if it was.
+
+Marks (``om``/``omx``: own records; ``pc``/``pm``/``pmx``: the page chain, its mark and expiry)
+are in keys, ms. Items of older layouts still deduplicate: 16-byte ``ids`` entries and the
+``sp``/``spx`` spill mark carry our commit time, not the event's, so they are read with a
+margin of :data:`MAX_SKEW` for the platform's clock.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from sessions import codec
+from sessions.keys import EVENT_MARK, SEP
+from sessions.store import FAILED, EventRecord, StoredItem, StoredState, Tombstone
+
+Item = dict[str, Any]
+
+KB = 1024
+ENTRY = struct.Struct(">8sIIQ")
+"""An inline record: the first 8 bytes of the event id's SHA-256, when it was committed and
+until when it deduplicates (epoch seconds, our clock), and its event's key (0: unknown)."""
+LEGACY_ENTRY = struct.Struct(">8sII")
+"""An inline record of the previous layout (attribute ``ids``): no event key."""
+RESPONSE = struct.Struct(">8sIH")
+"""An inline recorded response: the event's digest, until when it is served, its length."""
+#: Room for inline records a conversation item keeps: when the state leaves less than this
+#: in its last KB, the item is allowed one KB more.
+MIN_ROOM = 8 * ENTRY.size
+#: Bytes the marks (``om omx pc pm pmx``) take at most: names, 16-digit numbers, the chain.
+MARKS = 64
+#: An inline response longer than this goes to a record item with its event.
+MAX_INLINE_RESPONSE = 512
+#: How long after its last old-layout write a conversation item may still have old-layout
+#: record items (event records and dead letters) that its load must look at.
+LEGACY_SIBLINGS = 15 * 86_400
+#: How far the platform's clock may run ahead of ours, for records of older layouts only
+#: (they kept our commit time, not the event's).
+MAX_SKEW = 900
+#: The largest key: events of unknown or absurd time are filed as unknown instead.
+MAX_KEY = 2**53
+#: Sort-key infix of a page (digests are hex, so no record item's name starts with it).
+PAGE = "p."
+#: Attributes of the conversation item besides the state (``kind`` only on old items).
+CONVERSATION_KINDS = (None, "state")
+
+
+class Entry(NamedTuple):
+    digest: bytes
+    committed: int
+    expires: int
+    key: int  # the event's time in ms, rounded up; 0: unknown
+
+
+class Response(NamedTuple):
+    digest: bytes
+    until: int
+    body: bytes
+
+
+class Mark(NamedTuple):
+    """Records at or below ``key`` (ms) may be filed elsewhere, until ``expires``."""
+
+    key: int
+    expires: int
+
+
+class Lookup(NamedTuple):
+    """Where a redelivery not found inline must look: its own record items, a page."""
+
+    own: bool
+    page: bool
+
+    def __bool__(self) -> bool:
+        return self.own or self.page
+
+
+def event_key(event_time: float | None) -> int:
+    """The event's time as records are filed by it: milliseconds, rounded up (so a time at
+    any resolution keeps its order with every other), 0 when unknown. Deterministic: the same
+    event time always gives the same key, which is all a redelivery needs."""
+    if event_time is None or not math.isfinite(event_time) or event_time <= 0:
+        return 0
+    key = math.ceil(event_time * 1000)
+    return key if key < MAX_KEY else 0
+
+
+def digest(event_sk: str) -> bytes:
+    """The 8 bytes a record keeps of the event id's digest (the sort key's hash)."""
+    return bytes.fromhex(event_sk.rsplit(SEP, 1)[1][:16])
+
+
+def record_sk(channel_sk: str, digest: bytes) -> str:
+    """The sort key of a record moved out of the conversation item on its own (its full id
+    is not kept inline, so its item is named by the 8 bytes that are)."""
+    return f"{channel_sk}{EVENT_MARK}{digest.hex()}"
+
+
+def page_sk(channel_sk: str, chain: str, hi: int) -> str:
+    """The sort key of a page: ordered by its highest key within its chain."""
+    return f"{channel_sk}{EVENT_MARK}{PAGE}{chain}.{hi:016d}"
+
+
+def page_range(channel_sk: str, chain: str, key: int) -> tuple[str, str]:
+    """The sort keys between which the first page is the one that may hold ``key``."""
+    return page_sk(channel_sk, chain, key), f"{channel_sk}{EVENT_MARK}{PAGE}{chain}.~"
+
+
+def n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def key_of(pk: str, sk: str) -> Item:
+    return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+def num(item: Item, name: str, default: int = 0) -> int:
+    return int(item[name]["N"]) if name in item else default
+
+
+def size(item: Item) -> int:
+    """An item's size by DynamoDB's rules, for the attribute types this store writes."""
+    total = 0
+    for name, value in item.items():
+        ((kind, data),) = value.items()
+        if kind == "N":
+            digits = data.lstrip("-").replace(".", "").strip("0") or "0"
+            length = (len(digits) + 1) // 2 + 1
+        elif kind == "B":
+            length = len(data)
+        else:
+            length = len(str(data).encode())
+        total += len(name) + length
+    return total
+
+
+def billed_kb(length: int) -> int:
+    return max(1, -(-length // KB))
+
+
+def parse(item: Item) -> StoredItem | None:
+    """A stored item as a record (``None``: a page, or a conversation item with no state,
+    which only points at dead letters)."""
+    get = functools.partial(num, item)
+
+    def blob(name: str) -> bytes | None:
+        return bytes(item[name]["B"]) if name in item else None
+
+    kind = item.get("kind", {}).get("S")
+    if kind == "event":
+        return EventRecord(
+            version=get("version"),
+            committed_at=get("updated_at"),
+            expires_at=get("expires_at"),
+            response=blob("response"),
+            response_expires_at=get("response_expires_at"),
+            outbox=blob("outbox"),
+            sent_at=get("sent_at") if "sent_at" in item else None,
+            status=item["status"]["S"] if "status" in item else "done",
+            error=item["error"]["S"] if "error" in item else None,
+            payload=blob("payload"),
+            generation=get("gen"),
+            claimed_at=get("claimed_at") if "claimed_at" in item else None,
+        )
+    if kind == "tombstone":
+        return Tombstone(generation=get("gen"), expires_at=get("expires_at"))
+    if kind == "page" or "state" not in item:
+        return None
+    return StoredState(
+        version=get("version"),
+        blob=blob("state") or b"",
+        expires_at=get("idle_at", get("expires_at")),
+        updated_at=get("updated_at"),
+        enterprise=item["enterprise"]["S"] if "enterprise" in item else None,
+        generation=get("gen"),
+    )
+
+
+def _entries(item: Item) -> tuple[Entry, ...]:
+    found = [Entry(*e) for e in ENTRY.iter_unpack(bytes(item["ev"]["B"]))] if "ev" in item else []
+    if "ids" in item:  # the previous layout: no event key
+        found += [
+            Entry(d, c, x, 0) for d, c, x in LEGACY_ENTRY.iter_unpack(bytes(item["ids"]["B"]))
+        ]
+    return tuple(found)
+
+
+def _responses(item: Item) -> tuple[Response, ...]:
+    packed = bytes(item["rs"]["B"]) if "rs" in item else b""
+    found = []
+    at = 0
+    while at < len(packed):
+        d, until, length = RESPONSE.unpack_from(packed, at)
+        at += RESPONSE.size
+        found.append(Response(d, until, packed[at : at + length]))
+        at += length
+    return tuple(found)
+
+
+def _record(
+    entries: tuple[Entry, ...], responses: tuple[Response, ...], d: bytes, generation: int
+) -> EventRecord | None:
+    for entry in entries:
+        if entry.digest == d:
+            response = next((r for r in responses if r.digest == d), None)
+            return EventRecord(
+                version=0,
+                committed_at=entry.committed,
+                expires_at=entry.expires,
+                response=response.body if response else None,
+                response_expires_at=response.until if response else 0,
+                generation=generation,
+            )
+    return None
+
+
+def _pack(entries: list[Entry], responses: list[Response]) -> Item:
+    item: Item = {}
+    if entries:
+        item["ev"] = {"B": b"".join(ENTRY.pack(*e) for e in entries)}
+    if responses:
+        item["rs"] = {"B": b"".join(RESPONSE.pack(r.digest, r.until, len(r.body)) + r.body
+                                    for r in responses)}  # fmt: skip
+    return item
+
+
+def _late_mark(entry: Entry) -> int:
+    """The own-record mark that covers a record moved out on its own: its key, or for a
+    record of unknown time an upper bound of any key its event can have."""
+    return entry.key or min(MAX_KEY, (entry.committed + MAX_SKEW) * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """The conversation item as a load saw it: the handle passed back to ``commit``."""
+
+    item: Item | None
+    state: StoredState | None
+    entries: tuple[Entry, ...] = ()
+    responses: tuple[Response, ...] = ()
+    own: Mark | None = None
+    chain: str = ""
+    paged: Mark | None = None
+    #: The event's record was read from an item of its own (a dead letter being replayed):
+    #: the commit replaces it there.
+    sibling: bool = False
+
+    @classmethod
+    def of(cls, item: Item | None) -> Conversation:
+        if item is None:
+            return cls(item=None, state=None)
+        state = parse(item)
+        own = None
+        if "kind" in item:  # written before inline records: its record items count
+            updated = num(item, "updated_at")
+            own = Mark((updated + MAX_SKEW) * 1000, updated + LEGACY_SIBLINGS)
+        elif "sp" in item:  # the previous spill mark: our commit time, in seconds
+            own = Mark((num(item, "sp") + MAX_SKEW) * 1000, num(item, "spx"))
+        if "om" in item:
+            own = _join(own, Mark(num(item, "om"), num(item, "omx")))
+        paged = Mark(num(item, "pm"), num(item, "pmx")) if "pm" in item else None
+        return cls(
+            item=item,
+            state=state if isinstance(state, StoredState) else None,
+            entries=_entries(item),
+            responses=_responses(item),
+            own=own,
+            chain=item["pc"]["S"] if "pc" in item else "",
+            paged=paged,
+        )
+
+    @property
+    def exists(self) -> bool:
+        return self.item is not None
+
+    @property
+    def generation(self) -> int:
+        return self.state.generation if self.state else 0
+
+    def record(self, d: bytes) -> EventRecord | None:
+        """The inline record of the event with this digest, if any."""
+        return _record(self.entries, self.responses, d, self.generation)
+
+    def lookup(self, key: int) -> Lookup:
+        """Must an event of this key, not recorded inline, look outside the item? Its own
+        record items if it may have been filed there; the chain's page if it may be paged."""
+        own = self.own is not None and (key == 0 or key <= self.own.key)
+        page = self.paged is not None and key != 0 and key <= self.paged.key
+        return Lookup(own=own, page=page)
+
+    def needs_tombstone(self, event_time: float | None) -> bool:
+        """Whether a tombstone could postdate the event: only if the event happened before
+        this conversation item was created (its ``gen`` is the creating event's time, or the
+        generation of the tombstone it was written under)."""
+        return (
+            self.state is not None
+            and event_time is not None
+            and round(event_time * 1000) < self.state.generation
+        )
+
+    def full(self) -> bool:
+        """Whether the item as read has no room for one more record: then every record moves
+        out with the next write. A function of the item alone (see the module docstring)."""
+        assert self.item is not None
+        records = {k: v for k, v in self.item.items() if k in ("ev", "ids", "rs")}
+        base = size(self.item) - size(records) - size(_marks(self.item))
+        target = billed_kb(base + MIN_ROOM) * KB - MARKS
+        return base + size(records) + ENTRY.size + 2 > target
+
+
+def _marks(item: Item) -> Item:
+    return {k: v for k, v in item.items() if k in ("om", "omx", "pc", "pm", "pmx", "sp", "spx")}
+
+
+def _join(a: Mark | None, b: Mark | None) -> Mark | None:
+    if a is None or b is None:
+        return a or b
+    return Mark(max(a.key, b.key), max(a.expires, b.expires))
+
+
+def page_record(page: Item, d: bytes, generation: int) -> EventRecord | None:
+    """The record of the event with this digest in a page, if any."""
+    return _record(_entries(page), _responses(page), d, generation)
+
+
+def page_entries(page: Item) -> tuple[Entry, ...]:
+    return _entries(page)
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """A commit's writes: ``moved`` (pages and records moved out on their own, plain writes
+    made first), then ``item`` (the conversation item, conditioned on the one the load saw)
+    with ``records`` (the event's own record item, if it does not go inline) in the same
+    atomic write."""
+
+    item: Item
+    moved: list[Item]
+    records: list[tuple[str, EventRecord]]
+
+
+def event_item(pk: str, sk: str, event: EventRecord) -> Item:
+    """A record item of its own."""
+    item = key_of(pk, sk) | {
+        "kind": {"S": "event"},
+        "version": n(event.version),
+        "expires_at": n(event.expires_at),
+        "updated_at": n(event.committed_at),
+    }
+    if event.response is not None:
+        item["response"] = {"B": event.response}
+        item["response_expires_at"] = n(event.response_expires_at)
+    if event.outbox is not None:
+        item["outbox"] = {"B": event.outbox}
+    if event.sent_at is not None:
+        item["sent_at"] = n(event.sent_at)
+    if event.failed:
+        item["status"] = {"S": FAILED}
+        item["error"] = {"S": event.error or "unknown error"}
+    if event.payload is not None:
+        item["payload"] = {"B": event.payload}
+    if event.generation:
+        item["gen"] = n(event.generation)
+    return item
+
+
+def state_item(pk: str, sk: str, state: StoredState) -> Item:
+    """A conversation item in the oldest layout (kept for tests of that layout)."""
+    item = key_of(pk, sk) | {
+        "kind": {"S": "state"},
+        "version": n(state.version),
+        "state": {"B": state.blob},
+        "expires_at": n(state.expires_at),
+        "updated_at": n(state.updated_at),
+    }
+    if state.enterprise:
+        item["enterprise"] = {"S": state.enterprise}
+    if state.generation:
+        item["gen"] = n(state.generation)
+    return item
+
+
+def cheaper_blob(blob: bytes, base: int) -> bytes:
+    """The state blob, compressed or not, whichever bills fewer KB in an item of ``base``
+    other bytes (and keeps room for inline records); compression only when it pays."""
+    if billed_kb(base + len(blob) + MIN_ROOM) == 1:
+        return blob  # already the least an item bills: the other form cannot bill less
+    try:
+        if blob[:1] == codec.RAW:
+            other = codec.ZLIB + zlib.compress(blob[1:], 6)
+        elif blob[:1] == codec.ZLIB:
+            other = codec.RAW + zlib.decompress(blob[1:])
+        else:
+            return blob
+    except zlib.error:
+        return blob
+    if len(other) > codec.MAX_STATE_BYTES:
+        return blob
+    raw, packed = (blob, other) if blob[:1] == codec.RAW else (other, blob)
+    if billed_kb(base + len(packed) + MIN_ROOM) < billed_kb(base + len(raw) + MIN_ROOM):
+        return packed
+    return raw
+
+
+def _move_out(
+    conversation: Conversation, pk: str, sk: str, chain: str, paged: Mark | None
+) -> tuple[list[Item], Mark | None, Mark | None]:
+    """Every record of the item as read moves out: those above the page mark to one page of
+    ``chain``, the late ones (at or below it, or of unknown time) to items of their own.
+    Returns the items to write, the page mark and the own-record mark they add."""
+    entries, responses = conversation.entries, conversation.responses
+    generation = num(conversation.item or {}, "gen")
+    floor = paged.key if paged else 0
+    fresh = [e for e in entries if e.key > floor]
+    late = [e for e in entries if e.key <= floor]
+    items: list[Item] = []
+    page_mark = own_mark = None
+    if fresh:
+        fresh.sort(key=lambda e: (e.key, e.digest))
+        hi = fresh[-1].key
+        digests = {e.digest for e in fresh}
+        page = key_of(pk, page_sk(sk, chain, hi)) | {"kind": {"S": "page"}}
+        page |= _pack(fresh, [r for r in responses if r.digest in digests])
+        expires = max(e.expires for e in fresh)
+        page["expires_at"] = n(expires)
+        if generation:
+            page["gen"] = n(generation)
+        items.append(page)
+        page_mark = Mark(hi, expires)
+    for entry in sorted(late):
+        record = _record((entry,), responses, entry.digest, generation)
+        assert record is not None
+        items.append(event_item(pk, record_sk(sk, entry.digest), record))
+        own_mark = _join(own_mark, Mark(_late_mark(entry), entry.expires))
+    return items, page_mark, own_mark
+
+
+def place(
+    conversation: Conversation,
+    *,
+    pk: str,
+    sk: str,
+    state: StoredState | None,
+    event_sk: str,
+    event: EventRecord,
+    key: int,
+    now: int,
+    new_chain: str,
+) -> Placement:
+    """The writes of a commit: the conversation item with the event's record inline when it
+    fits (else in an item of its own), after moving every record out when the item as read is
+    full. ``new_chain`` names a page chain if one starts here (the caller's random name).
+    ``state`` ``None``: a dead letter (the state stays as it is, the record goes to its own
+    item). Pure: the same arguments always give the same writes."""
+    d = digest(event_sk)
+    own = conversation.own if conversation.own and conversation.own.expires > now else None
+    chain, paged = conversation.chain, conversation.paged
+    if paged is None or paged.expires <= now:
+        chain, paged = new_chain, None  # no live page: a new chain when one is written
+    entries = [e for e in conversation.entries if e.expires > now and e.digest != d]
+    responses = [r for r in conversation.responses if r.until > now and r.digest != d]
+    moved: list[Item] = []
+    if conversation.exists and conversation.entries and conversation.full():
+        moved, page_mark, own_mark = _move_out(conversation, pk, sk, chain, paged)
+        paged, own = _join(paged, page_mark), _join(own, own_mark)
+        entries, responses = [], []
+    records: list[tuple[str, EventRecord]] = []
+    item = conversation.item
+    if state is None:
+        # A dead letter: the state stays as it is, the item points at the record.
+        base = dict(item) if item is not None else key_of(pk, sk)
+        base.pop("kind", None)
+        if conversation.state is not None and "idle_at" not in base:
+            base["idle_at"] = base["expires_at"]
+        base.setdefault("version", n(0))
+        if conversation.state is None:  # a pointer: the state's own time stays as it was
+            base["updated_at"] = n(now)
+            base["gen"] = n(event.generation)
+        inline = False
+    else:
+        base = key_of(pk, sk) | {"version": n(state.version), "updated_at": n(state.updated_at)}
+        if state.enterprise:
+            base["enterprise"] = {"S": state.enterprise}
+        if state.generation:
+            base["gen"] = n(state.generation)
+        base["idle_at"] = n(state.expires_at)
+        base["expires_at"] = n(state.expires_at)
+        base["state"] = {"B": b""}
+        base["state"] = {"B": cheaper_blob(state.blob, size(base))}
+        inline = (
+            not conversation.sibling
+            and event.outbox is None
+            and event.payload is None
+            and len(event.response or b"") <= MAX_INLINE_RESPONSE
+        )
+    for name in ("ev", "ids", "rs", "sp", "spx", "om", "omx", "pc", "pm", "pmx"):
+        base.pop(name, None)
+    base["w"] = {"B": bytes(8)}  # the write's token, counted in its size (set by the caller)
+    if inline:
+        target = billed_kb(size(base) + MIN_ROOM) * KB - MARKS
+        mine = Entry(d, event.committed_at, event.expires_at, key)
+        answer = []
+        if event.response is not None and event.response_expires_at > now:
+            answer = [Response(d, event.response_expires_at, event.response)]
+        # The record goes inline if it fits; records already there stay even if a grown
+        # state leaves them short of room (the next write moves them out).
+        if size(base | _pack([*entries, mine], [*responses, *answer])) <= target:
+            entries.append(mine)
+            responses += answer
+        else:
+            inline = False
+    if not inline:
+        records.append((event_sk, event))
+        own = _join(own, Mark(key or _late_mark(Entry(d, now, 0, 0)), event.expires_at))
+    new = base | _pack(entries, responses)
+    if own is not None:
+        new["om"], new["omx"] = n(own.key), n(own.expires)
+    if paged is not None:
+        new["pc"], new["pm"], new["pmx"] = {"S": chain}, n(paged.key), n(paged.expires)
+    ttl = max(
+        [num(new, "idle_at"), own.expires if own else 0, paged.expires if paged else 0]
+        + [e.expires for e in entries]
+    )
+    new["expires_at"] = n(ttl)
+    if num(new, "idle_at") == ttl or "state" not in new:
+        new.pop("idle_at", None)
+    return Placement(item=new, moved=moved, records=records)
+
+
+def listed(item: Item) -> list[tuple[str, EventRecord]]:
+    """The records a conversation item or a page holds inline, each named as if it were an
+    item of its own (``<channel>#evt#<digest>``)."""
+    kind = item.get("kind", {}).get("S")
+    if kind not in CONVERSATION_KINDS and kind != "page":
+        return []
+    channel = item["sk"]["S"].split(EVENT_MARK, 1)[0]
+    entries, responses, generation = _entries(item), _responses(item), num(item, "gen")
+    return [
+        (record_sk(channel, e.digest), record)
+        for e in entries
+        if (record := _record(entries, responses, e.digest, generation)) is not None
+    ]
