@@ -11,9 +11,9 @@ Units (AWS, "DynamoDB read and write operations", and what real DynamoDB reports
 - a strongly consistent read: 1 unit per 4 KB of the item (eventually consistent: half), a
   missing item counts as one read (``GetItem`` and each key of a ``BatchGetItem`` alike); a
   ``Query``: the sum of the items' sizes, rounded up to 4 KB once;
-- ``PutItem``/``UpdateItem``/``DeleteItem`` (and each item of a ``BatchWriteItem``): 1 unit per 1 KB of the larger of the item
-  before and after (a delete: before); a conditional write whose condition fails still
-  consumes the units of the item as it is (at least 1);
+- ``PutItem``/``UpdateItem``/``DeleteItem`` (and each item of a ``BatchWriteItem``): 1 unit
+  per 1 KB of the larger of the item before and after (a delete: before); a conditional
+  write whose condition fails still consumes the units of the item as it is (at least 1);
 - ``TransactWriteItems``: 2 units per 1 KB for each item, a ``ConditionCheck`` included (a
   standalone check reports 2 write units on real DynamoDB). A transaction cancelled by a
   condition reports no capacity; we count it like a committed one over the items as they

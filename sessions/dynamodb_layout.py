@@ -38,13 +38,15 @@ transaction because what moves out is a function of the item the turn read alone
 moves (the item is full), and what (every record, split by the page mark). Every writer that
 read the same item writes the same page under the same name; a page whose conversation write
 then failed is either rewritten identically by the writer that succeeds, or belongs to an item
-that nobody will write again. A new chain (the first page, or after every paged record
-expired) gets a fresh random name from the caller, so pages of an abandoned chain are never
-read. Every record in any page is a committed event: a page can only make an event look
+that nobody will write again. A chain lives as long as its conversation item (whose TTL
+never falls below its pages'); a new item starts a chain under a fresh random name from the
+caller, so the pages of an item that expired or was deleted are never read again. A page that
+TTL removed held only expired records: the next page of the chain then answers "not there",
+which is right. Every record in any page is a committed event: a page can only make an event look
 already done if it was.
 
-Marks (``om``/``omx``: own records; ``pc``/``pm``/``pmx``: the page chain, its mark and expiry)
-are in keys, ms. Items of older layouts still deduplicate: 16-byte ``ids`` entries and the
+Marks (``om``/``omx``: own records and their expiry; ``pc``/``pm``: the page chain and its
+mark) are in keys, ms. Items of older layouts still deduplicate: 16-byte ``ids`` entries and the
 ``sp``/``spx`` spill mark carry our commit time, not the event's, so they are read with a
 margin of :data:`MAX_SKEW` for the platform's clock.
 """
@@ -65,18 +67,22 @@ from sessions.store import FAILED, EventRecord, StoredItem, StoredState, Tombsto
 Item = dict[str, Any]
 
 KB = 1024
-ENTRY = struct.Struct(">8sIIQ")
-"""An inline record: the first 8 bytes of the event id's SHA-256, when it was committed and
-until when it deduplicates (epoch seconds, our clock), and its event's key (0: unknown)."""
+ENTRY = struct.Struct(">8sHIH")
+"""An inline record, 16 bytes: the first 8 bytes of the event id's SHA-256; its event's key
+(48 bits, in two parts); until when it deduplicates, in whole hours after the event's time
+(rounded up: a record may deduplicate up to an hour longer than asked, never shorter). A record
+of unknown time keeps its expiry (epoch seconds) in the key's place, flagged by
+:data:`UNKNOWN`. Its commit time is not kept: an inline record reports its event's time."""
+#: The flag of a record of unknown time (the key field then holds its expiry).
+UNKNOWN = 1 << 47
 LEGACY_ENTRY = struct.Struct(">8sII")
 """An inline record of the previous layout (attribute ``ids``): no event key."""
 RESPONSE = struct.Struct(">8sIH")
 """An inline recorded response: the event's digest, until when it is served, its length."""
 #: Room for inline records a conversation item keeps: when the state leaves less than this
-#: in its last KB, the item is allowed one KB more.
-MIN_ROOM = 8 * ENTRY.size
-#: Bytes the marks (``om omx pc pm pmx``) take at most: names, 16-digit numbers, the chain.
-MARKS = 64
+#: in its last KB, the item is allowed one KB more. (Moving the records out every few events
+#: costs less than a KB more on every write: a page is one write unit for all of them.)
+MIN_ROOM = 4 * ENTRY.size + 32
 #: An inline response longer than this goes to a record item with its event.
 MAX_INLINE_RESPONSE = 512
 #: How long after its last old-layout write a conversation item may still have old-layout
@@ -85,8 +91,8 @@ LEGACY_SIBLINGS = 15 * 86_400
 #: How far the platform's clock may run ahead of ours, for records of older layouts only
 #: (they kept our commit time, not the event's).
 MAX_SKEW = 900
-#: The largest key: events of unknown or absurd time are filed as unknown instead.
-MAX_KEY = 2**53
+#: Keys are below this (47 bits: the year 6429): a time beyond it is filed as unknown.
+MAX_KEY = UNKNOWN
 #: Sort-key infix of a page (digests are hex, so no record item's name starts with it).
 PAGE = "p."
 #: Attributes of the conversation item besides the state (``kind`` only on old items).
@@ -95,9 +101,25 @@ CONVERSATION_KINDS = (None, "state")
 
 class Entry(NamedTuple):
     digest: bytes
-    committed: int
-    expires: int
     key: int  # the event's time in ms, rounded up; 0: unknown
+    expires: int
+    committed: int = 0  # kept by the previous layout only
+
+
+def _pack_entry(entry: Entry) -> bytes:
+    if entry.key:
+        field = entry.key
+        hours = min(65_535, max(1, -(-(entry.expires - entry.key // 1000) // 3600)))
+    else:
+        field, hours = UNKNOWN | min(entry.expires, 0xFFFFFFFF), 0
+    return ENTRY.pack(entry.digest, field >> 32, field & 0xFFFFFFFF, hours)
+
+
+def _unpack_entry(d: bytes, high: int, low: int, hours: int) -> Entry:
+    field = high << 32 | low
+    if field & UNKNOWN:
+        return Entry(d, 0, field & 0xFFFFFFFF)
+    return Entry(d, field, field // 1000 + hours * 3600)
 
 
 class Response(NamedTuple):
@@ -225,11 +247,11 @@ def parse(item: Item) -> StoredItem | None:
 
 
 def _entries(item: Item) -> tuple[Entry, ...]:
-    found = [Entry(*e) for e in ENTRY.iter_unpack(bytes(item["ev"]["B"]))] if "ev" in item else []
-    if "ids" in item:  # the previous layout: no event key
-        found += [
-            Entry(d, c, x, 0) for d, c, x in LEGACY_ENTRY.iter_unpack(bytes(item["ids"]["B"]))
-        ]
+    packed = bytes(item["ev"]["B"]) if "ev" in item else b""
+    found = [_unpack_entry(*fields) for fields in ENTRY.iter_unpack(packed)]
+    if "ids" in item:  # the previous layout: no event key, the commit time
+        legacy = LEGACY_ENTRY.iter_unpack(bytes(item["ids"]["B"]))
+        found += [Entry(d, 0, x, c) for d, c, x in legacy]
     return tuple(found)
 
 
@@ -253,7 +275,7 @@ def _record(
             response = next((r for r in responses if r.digest == d), None)
             return EventRecord(
                 version=0,
-                committed_at=entry.committed,
+                committed_at=entry.committed or entry.key // 1000,
                 expires_at=entry.expires,
                 response=response.body if response else None,
                 response_expires_at=response.until if response else 0,
@@ -265,7 +287,7 @@ def _record(
 def _pack(entries: list[Entry], responses: list[Response]) -> Item:
     item: Item = {}
     if entries:
-        item["ev"] = {"B": b"".join(ENTRY.pack(*e) for e in entries)}
+        item["ev"] = {"B": b"".join(_pack_entry(e) for e in entries)}
     if responses:
         item["rs"] = {"B": b"".join(RESPONSE.pack(r.digest, r.until, len(r.body)) + r.body
                                     for r in responses)}  # fmt: skip
@@ -274,8 +296,11 @@ def _pack(entries: list[Entry], responses: list[Response]) -> Item:
 
 def _late_mark(entry: Entry) -> int:
     """The own-record mark that covers a record moved out on its own: its key, or for a
-    record of unknown time an upper bound of any key its event can have."""
-    return entry.key or min(MAX_KEY, (entry.committed + MAX_SKEW) * 1000)
+    record of unknown time an upper bound of any key its event can have (from its commit time
+    for the previous layout's records; else every key)."""
+    if entry.key:
+        return entry.key
+    return min(MAX_KEY, (entry.committed + MAX_SKEW) * 1000) if entry.committed else MAX_KEY
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +313,8 @@ class Conversation:
     responses: tuple[Response, ...] = ()
     own: Mark | None = None
     chain: str = ""
-    paged: Mark | None = None
+    #: Records with keys up to this are in the chain's pages (``pm``; 0: no page).
+    paged: int = 0
     #: The event's record was read from an item of its own (a dead letter being replayed):
     #: the commit replaces it there.
     sibling: bool = False
@@ -306,15 +332,14 @@ class Conversation:
             own = Mark((num(item, "sp") + MAX_SKEW) * 1000, num(item, "spx"))
         if "om" in item:
             own = _join(own, Mark(num(item, "om"), num(item, "omx")))
-        paged = Mark(num(item, "pm"), num(item, "pmx")) if "pm" in item else None
         return cls(
             item=item,
             state=state if isinstance(state, StoredState) else None,
             entries=_entries(item),
             responses=_responses(item),
             own=own,
-            chain=item["pc"]["S"] if "pc" in item else "",
-            paged=paged,
+            chain=bytes(item["pc"]["B"]).hex() if "pc" in item else "",
+            paged=num(item, "pm"),
         )
 
     @property
@@ -333,7 +358,7 @@ class Conversation:
         """Must an event of this key, not recorded inline, look outside the item? Its own
         record items if it may have been filed there; the chain's page if it may be paged."""
         own = self.own is not None and (key == 0 or key <= self.own.key)
-        page = self.paged is not None and key != 0 and key <= self.paged.key
+        page = key != 0 and key <= self.paged
         return Lookup(own=own, page=page)
 
     def needs_tombstone(self, event_time: float | None) -> bool:
@@ -350,14 +375,19 @@ class Conversation:
         """Whether the item as read has no room for one more record: then every record moves
         out with the next write. A function of the item alone (see the module docstring)."""
         assert self.item is not None
-        records = {k: v for k, v in self.item.items() if k in ("ev", "ids", "rs")}
-        base = size(self.item) - size(records) - size(_marks(self.item))
-        target = billed_kb(base + MIN_ROOM) * KB - MARKS
-        return base + size(records) + ENTRY.size + 2 > target
+        more = ENTRY.size + (0 if "ev" in self.item else len("ev"))
+        return size(self.item) + more > _target(self.item)
 
 
-def _marks(item: Item) -> Item:
-    return {k: v for k, v in item.items() if k in ("om", "omx", "pc", "pm", "pmx", "sp", "spx")}
+#: What a conversation item holds besides its state: records and marks.
+_RECORDS = ("ev", "ids", "rs")
+_MARKS = ("om", "omx", "pc", "pm", "sp", "spx")
+
+
+def _target(item: Item) -> int:
+    """The bytes the item may take: its KB with the state (and :data:`MIN_ROOM`), whole."""
+    base = {k: v for k, v in item.items() if k not in _RECORDS and k not in _MARKS}
+    return billed_kb(size(base) + MIN_ROOM) * KB
 
 
 def _join(a: Mark | None, b: Mark | None) -> Mark | None:
@@ -451,14 +481,14 @@ def cheaper_blob(blob: bytes, base: int) -> bytes:
 
 
 def _move_out(
-    conversation: Conversation, pk: str, sk: str, chain: str, paged: Mark | None
+    conversation: Conversation, pk: str, sk: str, chain: str
 ) -> tuple[list[Item], Mark | None, Mark | None]:
     """Every record of the item as read moves out: those above the page mark to one page of
     ``chain``, the late ones (at or below it, or of unknown time) to items of their own.
     Returns the items to write, the page mark and the own-record mark they add."""
     entries, responses = conversation.entries, conversation.responses
     generation = num(conversation.item or {}, "gen")
-    floor = paged.key if paged else 0
+    floor = conversation.paged
     fresh = [e for e in entries if e.key > floor]
     late = [e for e in entries if e.key <= floor]
     items: list[Item] = []
@@ -495,22 +525,26 @@ def place(
     now: int,
     new_chain: str,
 ) -> Placement:
-    """The writes of a commit: the conversation item with the event's record inline when it
-    fits (else in an item of its own), after moving every record out when the item as read is
-    full. ``new_chain`` names a page chain if one starts here (the caller's random name).
-    ``state`` ``None``: a dead letter (the state stays as it is, the record goes to its own
-    item). Pure: the same arguments always give the same writes."""
+    """The writes of a commit: the conversation item with the event's record inline (in an
+    item of its own when it carries more than dedup needs: a dead letter's payload, an outbox,
+    a large response), after moving every record out when the item as read is full. A record
+    that does not fit beside a grown state goes inline all the same, that once: the next write
+    finds the item full. ``new_chain`` (hex) names a page chain if one starts here (the
+    caller's random name). ``state`` ``None``: a dead letter (the state stays as it is, the
+    record goes to its own item). Pure: the same arguments always give the same writes."""
     d = digest(event_sk)
     own = conversation.own if conversation.own and conversation.own.expires > now else None
-    chain, paged = conversation.chain, conversation.paged
-    if paged is None or paged.expires <= now:
-        chain, paged = new_chain, None  # no live page: a new chain when one is written
+    chain, paged = conversation.chain or new_chain, conversation.paged
+    # The item lives as long as its pages' records (its chain goes with it).
+    ttl = num(conversation.item, "expires_at") if conversation.paged and conversation.item else 0
     entries = [e for e in conversation.entries if e.expires > now and e.digest != d]
     responses = [r for r in conversation.responses if r.until > now and r.digest != d]
     moved: list[Item] = []
     if conversation.exists and conversation.entries and conversation.full():
-        moved, page_mark, own_mark = _move_out(conversation, pk, sk, chain, paged)
-        paged, own = _join(paged, page_mark), _join(own, own_mark)
+        moved, page_mark, own_mark = _move_out(conversation, pk, sk, chain)
+        own = _join(own, own_mark)
+        if page_mark is not None:
+            paged, ttl = page_mark.key, max(ttl, page_mark.expires)
         entries, responses = [], []
     records: list[tuple[str, EventRecord]] = []
     item = conversation.item
@@ -541,34 +575,22 @@ def place(
             and event.payload is None
             and len(event.response or b"") <= MAX_INLINE_RESPONSE
         )
-    for name in ("ev", "ids", "rs", "sp", "spx", "om", "omx", "pc", "pm", "pmx"):
+    for name in _RECORDS + _MARKS:
         base.pop(name, None)
     base["w"] = {"B": bytes(8)}  # the write's token, counted in its size (set by the caller)
     if inline:
-        target = billed_kb(size(base) + MIN_ROOM) * KB - MARKS
-        mine = Entry(d, event.committed_at, event.expires_at, key)
-        answer = []
+        entries.append(Entry(d, key, event.expires_at))
         if event.response is not None and event.response_expires_at > now:
-            answer = [Response(d, event.response_expires_at, event.response)]
-        # The record goes inline if it fits; records already there stay even if a grown
-        # state leaves them short of room (the next write moves them out).
-        if size(base | _pack([*entries, mine], [*responses, *answer])) <= target:
-            entries.append(mine)
-            responses += answer
-        else:
-            inline = False
-    if not inline:
+            responses.append(Response(d, event.response_expires_at, event.response))
+    else:
         records.append((event_sk, event))
-        own = _join(own, Mark(key or _late_mark(Entry(d, now, 0, 0)), event.expires_at))
+        own = _join(own, Mark(key or MAX_KEY, event.expires_at))
     new = base | _pack(entries, responses)
     if own is not None:
         new["om"], new["omx"] = n(own.key), n(own.expires)
-    if paged is not None:
-        new["pc"], new["pm"], new["pmx"] = {"S": chain}, n(paged.key), n(paged.expires)
-    ttl = max(
-        [num(new, "idle_at"), own.expires if own else 0, paged.expires if paged else 0]
-        + [e.expires for e in entries]
-    )
+    if paged:
+        new["pc"], new["pm"] = {"B": bytes.fromhex(chain)}, n(paged)
+    ttl = max([ttl, num(new, "idle_at"), own.expires if own else 0] + [e.expires for e in entries])
     new["expires_at"] = n(ttl)
     if num(new, "idle_at") == ttl or "state" not in new:
         new.pop("idle_at", None)

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,9 +48,11 @@ ROUTES = {
 #: The item actions the Lambda code performs on the table (checked against a real run below).
 TABLE_ACTIONS = {
     "dynamodb:BatchGetItem",
+    "dynamodb:BatchWriteItem",
     "dynamodb:ConditionCheckItem",
     "dynamodb:GetItem",
     "dynamodb:PutItem",
+    "dynamodb:Query",
     "dynamodb:UpdateItem",
 }
 
@@ -306,7 +309,8 @@ def _iam_actions(operation: str, params: dict[str, Any]) -> set[str]:
 
 
 def test_the_policy_covers_what_a_turn_really_does(packaged: dict[str, Path]) -> None:
-    """Every DynamoDB call of a turn (new, duplicate, conflict, sent-mark mode), mapped to the
+    """Every DynamoDB call of a turn (new, duplicate, conflict, sent-mark mode, a busy
+    conversation's page and a redelivery found in it), mapped to the
     IAM actions that authorise it, is granted by the template; nothing granted goes unused."""
     from moto import mock_aws
 
@@ -331,6 +335,12 @@ def test_the_policy_covers_what_a_turn_really_does(packaged: dict[str, Path]) ->
             sessions.run(key, f"Ev{sent_mark}", turn, None, sender=lambda k, r: None)
             sessions.run(key, f"Ev{sent_mark}", turn, None, sender=lambda k, r: None)
         sessions.claim(key, "effect:1", event_time=None)  # a bot's effect
+        busy = ConversationKey.slack(team="T1", channel="C2", user="U1")
+        sessions = Sessions(DynamoDBStore("t", client=client))
+        start = time.time() - 3600
+        for i in range(60):  # fills the item: its records move out to a page
+            sessions.run(busy, f"busy{i}", turn, None, event_time=start + i * 0.5)
+        assert sessions.run(busy, "busy0", turn, None, event_time=start).duplicate
     granted: set[str] = set()
     for stmt in statements(template(packaged, "prod")):
         actions = as_list(stmt["Action"])

@@ -1,0 +1,292 @@
+"""Property, model-based: the DynamoDB record layout (``sessions.dynamodb_layout``, pure)
+against a plain reference model, a dict of every event id ever committed with its expiry.
+
+The machine plays one conversation as DynamoDB would hold it: a dict of items by sort key, the
+layout's writes applied to it, its lookups answered from it (``Query`` as "the first sort key
+in the range"). Events come with times at the platforms' real resolutions (whole seconds,
+milliseconds, microseconds, unknown), from a platform clock minutes ahead of or behind ours;
+conversations are quiet or busy, items fill and move out, records expire and TTL removes
+them, any earlier event is redelivered at any later time, and writers die between the moved
+records and the conversation item or write the pages of an item they read long ago.
+
+Invariant: a redelivery is found as a duplicate for as long as its record lives (and at most
+an hour longer: inline records keep their expiry in whole hours), and a new event is never
+taken for one.
+
+``LAYOUT_EXAMPLES`` sets the number of examples (the default keeps ``make test`` quick;
+``make test-long`` runs thousands).
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import os
+import random
+
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from sessions import dynamodb_layout as layout
+from sessions.keys import ConversationKey
+from sessions.store import EventRecord, StoredState
+
+KEY = ConversationKey.messenger(page="100", psid="200")
+TTL = 3_600  # record lifetime (the rule does not depend on it; short, so records expire)
+START = 1_800_000_000
+RESOLUTIONS = ("s", "ms", "us", "none")
+
+
+def platform_time(our_now: float, skew: float, resolution: str) -> float | None:
+    when = our_now + skew
+    if resolution == "s":
+        return float(int(when))
+    if resolution == "ms":
+        return int(when * 1000) / 1000
+    if resolution == "us":
+        return int(when * 1_000_000) / 1_000_000
+    return None
+
+
+class Table:
+    """One conversation's items, as DynamoDB holds them (writes are whole-item puts)."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, layout.Item] = {}
+
+    def put(self, item: layout.Item) -> None:
+        self.items[item["sk"]["S"]] = item
+
+    def first_in(self, low: str, high: str) -> layout.Item | None:
+        keys = sorted(self.items)
+        at = bisect.bisect_left(keys, low)
+        if at < len(keys) and keys[at] <= high:
+            return self.items[keys[at]]
+        return None
+
+    def sweep(self, now: int, rng: random.Random) -> None:
+        """TTL: some expired items go (DynamoDB removes them late and in no order)."""
+        for sk, item in list(self.items.items()):
+            if layout.num(item, "expires_at") <= now and rng.random() < 0.7:
+                del self.items[sk]
+
+
+class LayoutMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = Table()
+        self.committed: dict[str, int] = {}  # the reference: event id -> expiry
+        self.times: dict[str, float | None] = {}
+        self.now = float(START)
+        self.skew = 0.0
+        self.state_size = 200
+        self.version = 0
+        self.snapshots: list[layout.Item] = []
+        self.rng = random.Random(0)
+        self.events = 0
+        self.found = 0
+
+    @initialize(
+        skew=st.floats(min_value=-300, max_value=300, allow_nan=False),
+        state_size=st.sampled_from([50, 200, 700, 900, 1500]),
+        seed=st.integers(0, 2**32),
+    )
+    def setup(self, skew: float, state_size: int, seed: int) -> None:
+        self.skew = skew
+        self.state_size = state_size
+        self.rng = random.Random(seed)
+
+    # -- the store's requests, answered by the table --------------------------------------------
+
+    def conversation(self) -> layout.Conversation:
+        return layout.Conversation.of(self.table.items.get(KEY.sk))
+
+    def lookup(self, name: str) -> tuple[layout.Conversation, EventRecord | None]:
+        conversation = self.conversation()
+        event_sk = KEY.event_sk(name)
+        d = layout.digest(event_sk)
+        key = layout.event_key(self.times[name])
+        record = conversation.record(d)
+        if record is None:
+            where = conversation.lookup(key)
+            if where.own:
+                for sk in (event_sk, layout.record_sk(KEY.sk, d)):
+                    found = layout.parse(self.table.items[sk]) if sk in self.table.items else None
+                    if isinstance(found, EventRecord):
+                        record = found
+                        event("found in an item of its own")
+                        break
+            if record is None and where.page:
+                page = self.table.first_in(*layout.page_range(KEY.sk, conversation.chain, key))
+                if page is not None:
+                    record = layout.page_record(page, d, conversation.generation)
+                    event("found in a page" if record else "not in the page")
+        return conversation, record
+
+    def deliver(self, name: str, response: int) -> None:
+        now = int(self.now)
+        conversation, record = self.lookup(name)
+        duplicate = record is not None and record.expires_at > now
+        live = self.committed.get(name, 0) > now
+        where = f"{name} at key {layout.event_key(self.times[name])}"
+        assert duplicate or not live, f"{where}: applied again"
+        # A record may outlive its expiry by up to an hour (the layout rounds it up), so only
+        # an event never committed is sure to be new.
+        assert not duplicate or name in self.committed, f"{where}: taken for a duplicate"
+        assert not duplicate or now < self.committed[name] + 3_600, f"{where}: kept too long"
+        if duplicate:
+            self.found += 1
+            return
+        self.version += 1
+        state = StoredState(
+            version=self.version,
+            blob=b"j" + os.urandom(self.state_size // 2).hex().encode()[: self.state_size],
+            expires_at=now + 30 * 86_400,
+            updated_at=now,
+        )
+        answer = b"r" * response if response else None
+        placed = layout.place(
+            conversation,
+            pk=KEY.pk,
+            sk=KEY.sk,
+            state=state,
+            event_sk=KEY.event_sk(name),
+            event=EventRecord(
+                version=self.version,
+                committed_at=now,
+                expires_at=now + TTL,
+                response=answer,
+                response_expires_at=now + 300 if answer else 0,
+            ),
+            key=layout.event_key(self.times[name]),
+            now=now,
+            new_chain=hashlib.sha256(f"{name}{now}".encode()).hexdigest()[:8],
+        )
+        if conversation.item is not None:
+            self.snapshots.append(conversation.item)
+        if placed.moved:
+            event("records moved out")
+        for item in placed.moved:
+            self.table.put(item)
+        for sk, own in placed.records:
+            self.table.put(layout.event_item(KEY.pk, sk, own))
+        self.table.put(placed.item | {"w": {"B": os.urandom(8)}})
+        self.committed[name] = now + TTL
+        self.events += 1
+
+    # -- rules ------------------------------------------------------------------------------------
+
+    @rule(
+        resolution=st.sampled_from(RESOLUTIONS),
+        late=st.sampled_from([0.0, 0.0, 0.0, 2.0, 90.0, 1_800.0]),
+        response=st.sampled_from([0, 0, 0, 40, 600]),
+    )
+    def new_event(self, resolution: str, late: float, response: int) -> None:
+        """A new event; sometimes one that happened a while before newer ones arrived."""
+        event = f"e{len(self.times)}"
+        self.times[event] = platform_time(self.now - late, self.skew, resolution)
+        self.deliver(event, response)
+
+    @rule(count=st.integers(5, 60), gap=st.sampled_from([0.001, 0.3, 1.0, 5.0, 60.0]))
+    def burst(self, count: int, gap: float) -> None:
+        """A busy stretch: many events at a cadence, Messenger-like millisecond times."""
+        for _ in range(count):
+            self.now += gap
+            event = f"e{len(self.times)}"
+            self.times[event] = platform_time(self.now, self.skew, self.rng.choice(RESOLUTIONS))
+            self.deliver(event, 0)
+
+    @precondition(lambda self: bool(self.times))
+    @rule(data=st.data())
+    def redeliver(self, data: st.DataObject) -> None:
+        """Any earlier event again, with its own time."""
+        event = data.draw(st.sampled_from(sorted(self.times)))
+        self.deliver(event, 0)
+
+    @rule(seconds=st.sampled_from([0.0, 0.001, 0.7, 1.0, 30.0, 299.0, 1_200.0, 3_599.0, 3_601.0]))
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    @rule(drift=st.floats(min_value=-5, max_value=5, allow_nan=False))
+    def drift(self, drift: float) -> None:
+        """The platform's clock drifts against ours (within a few minutes)."""
+        self.skew = max(-300.0, min(300.0, self.skew + drift))
+
+    @rule()
+    def ttl_sweep(self) -> None:
+        self.table.sweep(int(self.now), self.rng)
+
+    @rule(
+        resolution=st.sampled_from(RESOLUTIONS),
+        size=st.sampled_from([50, 200, 900, 1500]),
+    )
+    def crash_after_moving(self, resolution: str, size: int) -> None:
+        """A writer dies between its moved records and the conversation item."""
+        conversation = self.conversation()
+        if conversation.item is None:
+            return
+        event = f"crashed{len(self.times)}"
+        self.times[event] = platform_time(self.now, self.skew, resolution)
+        placed = layout.place(
+            conversation,
+            pk=KEY.pk,
+            sk=KEY.sk,
+            state=StoredState(version=0, blob=b"j" + b"x" * size, expires_at=0, updated_at=0),
+            event_sk=KEY.event_sk(event),
+            event=EventRecord(version=0, committed_at=int(self.now), expires_at=int(self.now) + 1),
+            key=layout.event_key(self.times[event]),
+            now=int(self.now),
+            new_chain=f"{self.rng.getrandbits(32):08x}",
+        )
+        for item in placed.moved:
+            self.table.put(item)
+        del self.times[event]  # it never happened: never redelivered as committed
+
+    @precondition(lambda self: bool(self.snapshots))
+    @rule(data=st.data())
+    def stale_writer(self, data: st.DataObject) -> None:
+        """A slow writer that read an older item writes its moved records now (its
+        conversation write then fails: the item moved on)."""
+        old = data.draw(st.sampled_from(self.snapshots[-20:]))
+        placed = layout.place(
+            layout.Conversation.of(old),
+            pk=KEY.pk,
+            sk=KEY.sk,
+            state=StoredState(version=0, blob=b"j{}", expires_at=0, updated_at=0),
+            event_sk=KEY.event_sk("stale"),
+            event=EventRecord(version=0, committed_at=int(self.now), expires_at=int(self.now) + 1),
+            key=0,
+            now=data.draw(st.sampled_from([layout.num(old, "updated_at"), int(self.now)])),
+            new_chain=f"{self.rng.getrandbits(32):08x}",
+        )
+        for item in placed.moved:
+            self.table.put(item)
+
+    @invariant()
+    def item_stays_small(self) -> None:
+        item = self.table.items.get(KEY.sk)
+        if item is not None:
+            # The records never push the item past the state's KB plus one.
+            base = layout.billed_kb(self.state_size + 200 + layout.MIN_ROOM)
+            assert layout.size(item) <= (base + 1) * layout.KB + 600
+
+
+LayoutMachine.TestCase.settings = settings(
+    max_examples=int(os.environ.get("LAYOUT_EXAMPLES", "150")),
+    stateful_step_count=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+TestLayoutModel = LayoutMachine.TestCase
+
+
+def test_event_key_keeps_order_at_every_resolution() -> None:
+    """Keys are monotone in the time and identical for the same time, whatever the digits."""
+    times = [1_800_000_000.0, 1_800_000_000.0001, 1_800_000_000.000999, 1_800_000_000.7,
+             1_800_000_000.700001, 1_800_000_001.0]  # fmt: skip
+    keys = [layout.event_key(t) for t in times]
+    assert keys == sorted(keys)
+    assert keys[0] < keys[1] and keys[3] < keys[4]
+    assert layout.event_key(None) == 0 and layout.event_key(float("nan")) == 0
+    assert layout.event_key(float("inf")) == 0 and layout.event_key(-5.0) == 0
