@@ -13,7 +13,8 @@ REGION ?= us-east-1
 OFFLINE_LAMBDA_PORT ?= 3002
 NPM_STAMP := node_modules/.installed
 
-.PHONY: help venv java run chat admin test lint typecheck dynamodb-local dynamodb offline bench package clean
+
+.PHONY: help venv java run chat admin test test-long lint typecheck dynamodb-local dynamodb offline bench package clean
 
 help:
 	@echo "make run      serve the bot locally on 127.0.0.1:$(PORT) (embedded SQLite store)"
@@ -22,6 +23,7 @@ help:
 	@echo "make dynamodb DynamoDB Local on 127.0.0.1:$(DYNAMODB_PORT) until Ctrl-C (tables in .data/dynamodb)"
 	@echo "make offline  the deploy's functions under serverless-offline on 127.0.0.1:$(PORT)"
 	@echo "make test     lint, type-check and the whole test suite (what CI runs)"
+	@echo "make test-long  the property tests with thousands of examples (minutes)"
 	@echo "make bench    benchmarks against DynamoDB Local"
 	@echo "make package  serverless package offline + cfn-lint"
 
@@ -58,6 +60,11 @@ typecheck: $(STAMP)
 
 test: lint typecheck dynamodb-local package
 	$(BIN)/python -m pytest
+
+# The record layout's model test with 2,000 examples (make test runs 150).
+test-long: $(STAMP)
+	LAYOUT_EXAMPLES=2000 $(BIN)/python -m pytest -q \
+		tests/property/test_layout_model.py --hypothesis-show-statistics
 
 bench: $(STAMP) dynamodb-local
 	$(BIN)/python -m benchmarks

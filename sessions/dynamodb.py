@@ -225,24 +225,25 @@ class DynamoDBStore:
         ``exact``: state, record and tombstone in one ``BatchGetItem``, always (then the page
         too when the item says so)."""
         key_ms = layout.event_key(event_time)
-        d = layout.digest(event_sk) if event_sk else b""
-        own_sks = [event_sk, layout.record_sk(key.sk, d)] if event_sk else []
         if exact:
-            found = self._batch_get(key.pk, [key.sk, TOMBSTONE_SK, *own_sks])
+            sks = [key.sk, TOMBSTONE_SK] + ([event_sk] if event_sk else [])
+            found = self._batch_get(key.pk, sks)
             conversation = Conversation.of(found.get(key.sk))
         else:
             found = {}
             conversation = Conversation.of(self._get(key))
+        d = layout.digest(event_sk) if event_sk else b""
+        own_sks = [event_sk, layout.record_sk(key.sk, d)] if event_sk else []
         event = conversation.record(d) if event_sk else None
         if event_sk and event is None:
             where = conversation.lookup(key_ms)
             more = []
-            if not exact and where.own:
-                more += own_sks
+            if where.own:
+                more += [sk for sk in own_sks if sk not in found]
             if not exact and conversation.needs_tombstone(event_time):
                 more.append(TOMBSTONE_SK)
             if more:
-                found = self._batch_get(key.pk, more)
+                found = found | self._batch_get(key.pk, more)
             for sk in own_sks:
                 record = layout.parse(found[sk]) if sk in found else None
                 if isinstance(record, EventRecord):

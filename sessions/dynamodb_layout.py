@@ -69,11 +69,12 @@ Item = dict[str, Any]
 KB = 1024
 ENTRY = struct.Struct(">8sHIH")
 """An inline record, 16 bytes: the first 8 bytes of the event id's SHA-256; its event's key
-(48 bits, in two parts); until when it deduplicates, in whole hours after the event's time
-(rounded up: a record may deduplicate up to an hour longer than asked, never shorter). A record
-of unknown time keeps its expiry (epoch seconds) in the key's place, flagged by
-:data:`UNKNOWN`. Its commit time is not kept: an inline record reports its event's time."""
-#: The flag of a record of unknown time (the key field then holds its expiry).
+(48 bits, in two parts); until when it deduplicates, in units of :data:`UNIT` seconds after
+the event's time (rounded up: a record may deduplicate up to a minute longer than asked, never
+shorter). A record of unknown time keeps its commit time (epoch seconds) in the key's place,
+flagged by :data:`UNKNOWN`, and its expiry in units after that. A record of known time does
+not keep its commit time: it reports its event's time instead."""
+#: The flag of a record of unknown time (the key field then holds its commit time).
 UNKNOWN = 1 << 47
 LEGACY_ENTRY = struct.Struct(">8sII")
 """An inline record of the previous layout (attribute ``ids``): no event key."""
@@ -93,6 +94,8 @@ LEGACY_SIBLINGS = 15 * 86_400
 MAX_SKEW = 900
 #: Keys are below this (47 bits: the year 6429): a time beyond it is filed as unknown.
 MAX_KEY = UNKNOWN
+#: The unit of an inline record's expiry, in seconds.
+UNIT = 64
 #: Sort-key infix of a page (digests are hex, so no record item's name starts with it).
 PAGE = "p."
 #: Attributes of the conversation item besides the state (``kind`` only on old items).
@@ -103,23 +106,28 @@ class Entry(NamedTuple):
     digest: bytes
     key: int  # the event's time in ms, rounded up; 0: unknown
     expires: int
-    committed: int = 0  # kept by the previous layout only
+    committed: int = 0  # kept for records of unknown time only
+
+
+def _span(entry: Entry) -> int:
+    """The record's life in :data:`UNIT` s after its event's time (or its commit, if unknown),
+    rounded up: more than 65,535 does not fit an inline record (a platform clock 48 days behind
+    ours, or a dedup window that long), which then goes to an item of its own."""
+    since = entry.key // 1000 if entry.key else entry.committed
+    return max(1, -(-(entry.expires - since) // UNIT))
 
 
 def _pack_entry(entry: Entry) -> bytes:
-    if entry.key:
-        field = entry.key
-        hours = min(65_535, max(1, -(-(entry.expires - entry.key // 1000) // 3600)))
-    else:
-        field, hours = UNKNOWN | min(entry.expires, 0xFFFFFFFF), 0
-    return ENTRY.pack(entry.digest, field >> 32, field & 0xFFFFFFFF, hours)
+    field = entry.key or UNKNOWN | min(entry.committed, 0xFFFFFFFF)
+    return ENTRY.pack(entry.digest, field >> 32, field & 0xFFFFFFFF, _span(entry))
 
 
-def _unpack_entry(d: bytes, high: int, low: int, hours: int) -> Entry:
+def _unpack_entry(d: bytes, high: int, low: int, span: int) -> Entry:
     field = high << 32 | low
     if field & UNKNOWN:
-        return Entry(d, 0, field & 0xFFFFFFFF)
-    return Entry(d, field, field // 1000 + hours * 3600)
+        committed = field & 0xFFFFFFFF
+        return Entry(d, 0, committed + span * UNIT, committed)
+    return Entry(d, field, field // 1000 + span * UNIT)
 
 
 class Response(NamedTuple):
@@ -296,8 +304,8 @@ def _pack(entries: list[Entry], responses: list[Response]) -> Item:
 
 def _late_mark(entry: Entry) -> int:
     """The own-record mark that covers a record moved out on its own: its key, or for a
-    record of unknown time an upper bound of any key its event can have (from its commit time
-    for the previous layout's records; else every key)."""
+    record of unknown time an upper bound of any key its event can have (from its commit
+    time; else every key)."""
     if entry.key:
         return entry.key
     return min(MAX_KEY, (entry.committed + MAX_SKEW) * 1000) if entry.committed else MAX_KEY
@@ -578,8 +586,10 @@ def place(
     for name in _RECORDS + _MARKS:
         base.pop(name, None)
     base["w"] = {"B": bytes(8)}  # the write's token, counted in its size (set by the caller)
+    mine = Entry(d, key, event.expires_at, event.committed_at)
+    inline = inline and _span(mine) <= 0xFFFF
     if inline:
-        entries.append(Entry(d, key, event.expires_at))
+        entries.append(mine)
         if event.response is not None and event.response_expires_at > now:
             responses.append(Response(d, event.response_expires_at, event.response))
     else:

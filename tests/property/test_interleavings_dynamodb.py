@@ -136,7 +136,20 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     delete = draw(st.booleans())
     after = draw(st.lists(st.sampled_from(["C1", "C2"]), max_size=3)) if delete else []
     copies = draw(st.lists(st.integers(1, 2), min_size=len(before), max_size=len(before)))
-    return {"before": list(zip(before, copies, strict=True)), "delete": delete, "after": after}
+    # A busy conversation: C1 already holds this many events (a full item moves its records
+    # out to a page with the next commit), some of them redelivered during the run; event
+    # times in milliseconds from a platform clock minutes off ours.
+    busy = draw(st.sampled_from([0, 0, 24, 31, 40]))
+    again = draw(st.lists(st.integers(0, busy - 1), max_size=2)) if busy else []
+    skew = draw(st.sampled_from([0.0, -180.25, 240.125]))
+    return {
+        "before": list(zip(before, copies, strict=True)),
+        "delete": delete,
+        "after": after,
+        "busy": busy,
+        "again": again,
+        "skew": skew,
+    }
 
 
 def append(state: dict[str, Any], event: str) -> tuple[dict[str, Any], list[str], None]:
@@ -188,7 +201,10 @@ def test_every_interleaving_keeps_the_guarantees(
             # differ by a millisecond or not from run to run, and so would the requests.
             deliver(key, f"after{i}", now + 0.5)
 
-    now = time.time()
+    # The platform's clock (which event times and, here, the delete's time are read from)
+    # runs ``skew`` seconds off ours.
+    skew = scenario["skew"]
+    now = round(time.time() + skew, 3)
     stone = Tombstone(generation=int(now * 1000), expires_at=int(now) + 3600)
     started = threading.Event()
 
@@ -214,8 +230,16 @@ def test_every_interleaving_keeps_the_guarantees(
         DynamoDBStore(local_table, client=StartsAfterTombstone()).delete_user(user, tombstone=stone)  # type: ignore[arg-type]
         delete_state["done"] = True
 
+    # A busy conversation's earlier events, committed before the run (unscheduled).
+    busy_at = now - 60
+    setup = Sessions(DynamoDBStore(local_table, client=local_client))
+    busy_key = ConversationKey.slack(team=team, channel="C1", user="U1")
+    for i in range(scenario["busy"]):
+        setup.run(busy_key, f"busy{i}", append, f"busy{i}", event_time=busy_at + i * 0.25)
+    for i in scenario["again"]:  # redelivered during the run, perhaps after a page move
+        deliver(busy_key, f"busy{i}", busy_at + i * 0.25)
     # Events before the delete happened already (their time is in the past).
-    happened = time.time() - 5
+    happened = now - 5 + 0.0007
     for i, (channel, copies) in enumerate(scenario["before"]):
         key = ConversationKey.slack(team=team, channel=channel, user="U1")
         for _ in range(copies):  # duplicate deliveries, possibly concurrent
@@ -258,6 +282,7 @@ def test_every_interleaving_keeps_the_guarantees(
     # -- invariants ----------------------------------------------------------------------------
     items = dict(DynamoDBStore(local_table, client=local_client).user_items(user))
     before_events = {f"before{i}" for i in range(len(scenario["before"]))}
+    before_events |= {f"busy{i}" for i in range(scenario["busy"])}
     after_events = {f"after{i}" for i in range(len(scenario["after"]))}
     applied = [
         e for item in items.values() if isinstance(item, StoredState)

@@ -10,7 +10,7 @@ them, any earlier event is redelivered at any later time, and writers die betwee
 records and the conversation item or write the pages of an item they read long ago.
 
 Invariant: a redelivery is found as a duplicate for as long as its record lives (and at most
-an hour longer: inline records keep their expiry in whole hours), and a new event is never
+a minute longer: inline records keep their expiry in units of 64 s), and a new event is never
 taken for one.
 
 ``LAYOUT_EXAMPLES`` sets the number of examples (the default keeps ``make test`` quick;
@@ -131,10 +131,10 @@ class LayoutMachine(RuleBasedStateMachine):
         live = self.committed.get(name, 0) > now
         where = f"{name} at key {layout.event_key(self.times[name])}"
         assert duplicate or not live, f"{where}: applied again"
-        # A record may outlive its expiry by up to an hour (the layout rounds it up), so only
-        # an event never committed is sure to be new.
+        # A record may outlive its expiry by up to a minute (the layout rounds it up), so
+        # only an event never committed is sure to be new.
         assert not duplicate or name in self.committed, f"{where}: taken for a duplicate"
-        assert not duplicate or now < self.committed[name] + 3_600, f"{where}: kept too long"
+        assert not duplicate or now < self.committed[name] + layout.UNIT, f"{where}: kept too long"
         if duplicate:
             self.found += 1
             return

@@ -1,0 +1,172 @@
+"""The DynamoDB record layout on moto: the redelivery that the first layout applied twice, and
+the cases of records that move out (pages, late records, unknown times, the previous layout)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from sessions import ConversationKey, Sessions
+from sessions import dynamodb_layout as layout
+from sessions.dynamodb import DynamoDBStore, create_table
+from sessions.store import EventRecord, StoredState
+
+KEY = ConversationKey.messenger(page="100", psid="200")
+START = 1_800_000_000
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = float(START)
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Counted:
+    """The moto client, counting requests by operation."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.client, name)
+        if not callable(attr) or name.startswith("get_waiter"):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
+            return attr(*args, **kwargs)
+
+        return call
+
+    def take(self) -> Counter[str]:
+        calls, self.calls = self.calls, Counter()
+        return calls
+
+
+@pytest.fixture
+def moto() -> Iterator[Counted]:
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_table(client, "sessions")
+        yield Counted(client)
+
+
+def count(state: dict[str, Any], event: Any) -> tuple[dict[str, Any], list[str], None]:
+    return {"n": state.get("n", 0) + 1, "seen": [*state.get("seen", []), event]}, [], None
+
+
+def test_a_messenger_redelivery_after_its_record_moved_out_is_a_duplicate(moto: Counted) -> None:
+    """The first layout's double apply: Messenger events every 5 s, stamped ``.700``, each
+    committed in the same second of our clock, until the oldest record moves out; the first
+    event's redelivery a minute later must be found (it was applied again: its time compared
+    as newer than the move's mark, floored to the second)."""
+    clock = Clock()
+    sessions = Sessions(DynamoDBStore("sessions", client=moto), clock=clock)  # type: ignore[arg-type]
+    times: dict[str, float] = {}
+    moved = False
+    i = 0
+    while not moved:
+        times[f"m{i}"] = START + 5 * i + 0.7
+        clock.now = times[f"m{i}"] + 0.05
+        sessions.run(KEY, f"m{i}", count, f"m{i}", event_time=times[f"m{i}"])
+        moved = moto.take()["batch_write_item"] > 0
+        i += 1
+        assert i < 200, "the item never filled"
+    clock.now += 60
+    again = sessions.run(KEY, "m0", count, "m0", event_time=times["m0"])
+    assert again.duplicate
+    conversation = sessions.get(KEY)
+    assert conversation is not None and conversation.state["seen"].count("m0") == 1
+    assert conversation.state["n"] == i
+
+
+@pytest.mark.parametrize(
+    "time_of",
+    [
+        lambda i: float(START + i),  # Slack: whole seconds
+        lambda i: START + i * 0.001,  # Messenger: a burst within one second
+        lambda i: START + i + 0.123456,  # action_ts: microseconds
+        lambda i: START + 300 + i * 0.25,  # the platform's clock 5 minutes ahead of ours
+        lambda i: START - 300 + i * 0.25,  # ... and behind
+    ],
+    ids=["seconds", "milliseconds", "microseconds", "ahead", "behind"],
+)
+def test_every_event_of_a_busy_conversation_is_found_again(moto: Counted, time_of: Any) -> None:
+    clock = Clock()
+    sessions = Sessions(DynamoDBStore("sessions", client=moto), clock=clock)  # type: ignore[arg-type]
+    for i in range(120):
+        clock.now = START + i * 0.5
+        sessions.run(KEY, f"e{i}", count, f"e{i}", event_time=time_of(i))
+    assert moto.take()["batch_write_item"] >= 2  # records moved out more than once
+    clock.now += 600
+    for i in range(120):
+        assert sessions.run(KEY, f"e{i}", count, f"e{i}", event_time=time_of(i)).duplicate
+    conversation = sessions.get(KEY)
+    assert conversation is not None and conversation.state["n"] == 120
+
+
+def test_late_and_timeless_records_move_out_on_their_own(moto: Counted) -> None:
+    """An event older than what was already paged, and one with no time, leave the item as
+    records of their own when it fills; both are still found, and a new event is not taken
+    for either."""
+    clock = Clock()
+    sessions = Sessions(DynamoDBStore("sessions", client=moto), clock=clock)  # type: ignore[arg-type]
+    paged = 0
+    i = 0
+    while paged < 2:
+        clock.now = START + i
+        when = None if i == 5 else START + i - (3_000 if i == 40 else 0)
+        sessions.run(KEY, f"e{i}", count, f"e{i}", event_time=when)
+        paged += moto.take()["batch_write_item"]
+        i += 1
+    items = moto.client.scan(TableName="sessions")["Items"]
+    kinds = Counter(item.get("kind", {}).get("S", "conversation") for item in items)
+    assert kinds["page"] == 2 and kinds["event"] >= 1
+    clock.now += 60
+    assert sessions.run(KEY, "e5", count, "e5", event_time=None).duplicate
+    assert sessions.run(KEY, "e40", count, "e40", event_time=START + 40 - 3_000).duplicate
+    assert not sessions.run(KEY, "fresh", count, "fresh", event_time=START + 1).duplicate
+
+
+def test_the_layout_is_a_function_of_the_item_read() -> None:
+    """Two writers that read the same full item write the same page under the same name,
+    whatever their own event, state and clock (what makes plain writes of pages safe)."""
+    item = layout.key_of(KEY.pk, KEY.sk) | {
+        "version": layout.n(3),
+        "updated_at": layout.n(START),
+        "expires_at": layout.n(START + 86_400),
+        "state": {"B": b"j" + b"x" * 900},
+        "w": {"B": b"12345678"},
+    }
+    entries: list[layout.Entry] = []
+    conversation = layout.Conversation.of(item)
+    while not conversation.full():
+        entries.append(layout.Entry(bytes([len(entries)]) * 8, (START + len(entries)) * 1000,
+                                    START + 86_400))  # fmt: skip
+        conversation = layout.Conversation.of(item | layout._pack(entries, []))
+    assert len(entries) > 3
+
+    def writes(event: str, now: int, size: int) -> list[layout.Item]:
+        placed = layout.place(
+            conversation,
+            pk=KEY.pk,
+            sk=KEY.sk,
+            state=StoredState(version=4, blob=b"j" + b"y" * size, expires_at=now, updated_at=now),
+            event_sk=KEY.event_sk(event),
+            event=EventRecord(version=4, committed_at=now, expires_at=now + 60),
+            key=(now + 1) * 1000,
+            now=now,
+            new_chain="abcd0123",
+        )
+        return placed.moved
+
+    assert writes("a", START + 10, 50) == writes("b", START + 20, 2_000)
