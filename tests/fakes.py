@@ -142,9 +142,16 @@ def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    # The default backlog (5) drops connections when a load test has 16 senders at once: a
+    # reply would then time out (replies are at most once), as a real Slack never makes it.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 @contextmanager
 def fake_slack() -> Iterator[FakeSlack]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(FakeSlack("")))
+    server = _Server(("127.0.0.1", 0), _handler(FakeSlack("")))
     fake = FakeSlack(f"http://127.0.0.1:{server.server_address[1]}")
     server.RequestHandlerClass = _handler(fake)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
