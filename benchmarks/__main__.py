@@ -61,6 +61,10 @@ def main() -> int:
             requests_per_turn.table(results["requests_per_turn"]),
         )
         _section(
+            "Busy conversations, per event amortised (records move out to pages)",
+            requests_per_turn.busy_table(results["requests_per_turn"]),
+        )
+        _section(
             "Latency of a new event's turn, the four ways interleaved (session core, no edge)",
             requests_per_turn.latency_table(results["requests_per_turn"]),
         )

@@ -25,6 +25,7 @@ RESULTS = Path(__file__).resolve().parent / "results.json"
 
 TABLES: dict[str, tuple[str, Callable[[Any], list[str]]]] = {
     "requests": ("requests_per_turn", requests_per_turn.table),
+    "busy": ("requests_per_turn", requests_per_turn.busy_table),
     "latency": ("requests_per_turn", requests_per_turn.latency_table),
     "pipeline": ("pipeline", pipeline.table),
     "throughput": ("throughput", throughput.table),

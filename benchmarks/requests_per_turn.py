@@ -287,3 +287,27 @@ def latency_table(results: dict[str, Any]) -> list[str]:
                 f"| {size} | {name} | {m['median_ms']:.2f} | {m['p99_ms']:.2f} | {m['ratio']:.2f} |"
             )
     return lines
+
+
+def busy_table(results: dict[str, Any]) -> list[str]:
+    """Busy conversations, per event amortised, against the floor's new event (the bare
+    ``GetItem`` + ``PutItem`` of the same state)."""
+    lines = [
+        "| state | cadence | events | requests | billed RCU | billed WCU | x floor's WCU "
+        "| pages written |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for size, row in results.items():
+        floor = row["scenarios"]["bare"]["new event"]["billed_write_units"]
+        for scenario, m in row["scenarios"]["ours"].items():
+            if not scenario.startswith("busy"):
+                continue
+            events = int(scenario.split()[1])
+            cadence = scenario.split(", ")[1].split(" (")[0]
+            pages = m["operations"].get("BatchWriteItem", 0)
+            lines.append(
+                f"| {size} | {cadence} | {events} | {m['requests']:g} "
+                f"| {m['billed_read_units']:g} | {m['billed_write_units']:g} "
+                f"| {m['billed_write_units'] / floor:.2f} | {pages} |"
+            )
+    return lines
