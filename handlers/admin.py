@@ -38,6 +38,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see --help)\n")
 
 
+#: How long a turn in flight during a delete may still write: the deploy's function timeout
+#: (60 s), and a margin.
+DELETE_SETTLE = 65.0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m handlers.admin", description=__doc__.split("\n")[0])
     parser.add_argument("--table", help="DynamoDB table (default: SESSIONS_TABLE)")
@@ -53,6 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     delete = sub.add_parser("delete", help="delete everything stored for a user")
     delete.add_argument("user")
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    delete.add_argument(
+        "--settle",
+        type=float,
+        default=None,
+        help="seconds to wait before deleting again what turns in flight wrote meanwhile "
+        f"(default: SESSIONS_DELETE_SETTLE, else {DELETE_SETTLE:g} on DynamoDB: the "
+        "functions' timeout; 0 on SQLite)",
+    )
     sub.add_parser("dead-letters", help="a user's dead letters").add_argument("user")
     retry = sub.add_parser("retry", help="replay one dead letter through the bot")
     retry.add_argument("user")
@@ -70,6 +83,11 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None) -> int:
         env["SESSIONS_DB"] = args.db
         env.pop("SESSIONS_TABLE", None)
     settings = from_env(env)
+    if args.command == "delete" and args.settle is None:
+        # On DynamoDB, the deployed functions' turns may be in flight; locally (SQLite) only
+        # the local server's, which end in milliseconds.
+        default = DELETE_SETTLE if settings.sessions_table else 0.0
+        args.settle = float(env.get("SESSIONS_DELETE_SETTLE") or default)
     try:
         if args.command == "create-table":
             if not settings.sessions_table:
@@ -150,7 +168,11 @@ def _run(args: Any, sessions: Sessions, user: UserKey, stdin: TextIO) -> int:
         if stdin.readline().strip() != user.pk:
             print("error: not confirmed; nothing deleted", file=sys.stderr)
             return 1
-    deleted = sessions.delete_user(user)
+    settle = args.settle
+    if settle > 0:
+        print(f"deleting; then, in {settle:g} s, again what turns in flight wrote meanwhile")
+        sys.stdout.flush()
+    deleted = sessions.delete_user(user, settle=settle)
     print(f"deleted {deleted} items for {user.pk} (a tombstone blocks late redeliveries)")
     return 0
 

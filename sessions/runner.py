@@ -860,7 +860,7 @@ class Sessions:
             "tombstone": tombstone,
         }
 
-    def delete_user(self, user: UserKey) -> int:
+    def delete_user(self, user: UserKey, *, settle: float = 0.0) -> int:
         """Delete everything stored for the user and leave a short-lived tombstone.
 
         A late redelivery of an event that happened before this call is then ignored instead
@@ -868,19 +868,30 @@ class Sessions:
         back. The delete's time is kept in milliseconds and compared with each event's time
         at its platform's resolution. Returns how many items were deleted (large-state objects,
         also deleted, are not counted).
+
+        A turn in flight during the delete may still write what it writes *before* its commit
+        (a large state's object, a busy conversation's page of event records) after the delete
+        has removed everything: its commit then fails, and what it wrote is unreachable, but
+        it is there. ``settle``: wait that long (the longest a turn can still be running: the
+        function's timeout) and delete again under the same tombstone, which removes exactly
+        those leftovers and nothing written since by genuine new events.
         """
         now = self.clock()
-        deleted = self.store.delete_user(
-            user,
-            tombstone=Tombstone(
-                generation=int(now * 1000), expires_at=int(now) + self.tombstone_ttl
-            ),
-        )
+        stone = Tombstone(generation=int(now * 1000), expires_at=int(now) + self.tombstone_ttl)
+        deleted, objects = self._delete_once(user, stone)
+        if settle > 0:
+            self.sleep(settle)
+            more, more_objects = self._delete_once(user, stone)
+            deleted, objects = deleted + more, objects + more_objects
+        log.info("user deleted", extra={"pk": user.pk, "items": deleted, "objects": objects})
+        return deleted
+
+    def _delete_once(self, user: UserKey, stone: Tombstone) -> tuple[int, int]:
+        deleted = self.store.delete_user(user, tombstone=stone)
         objects = 0
         if self.large is not None:  # after the tombstone: nothing can point at them again
             objects = self.large.delete_prefix(blobs.user_prefix(user.pk))
-        log.info("user deleted", extra={"pk": user.pk, "items": deleted, "objects": objects})
-        return deleted
+        return deleted, objects
 
 
 def _at_or_before(event_time: float, stone: Tombstone) -> bool:

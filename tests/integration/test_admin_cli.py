@@ -68,14 +68,17 @@ def test_delete_leaves_exactly_the_other_users(
     before_bob = store.user_items(BOB.user_key)
     before_eve = store.user_items(EVE.user_key)
     # Without --yes it asks, and a wrong answer deletes nothing.
-    assert admin.main([*flags, "delete", ADA.pk], stdin=io.StringIO("no\n")) == 1
+    assert admin.main([*flags, "delete", ADA.pk, "--settle", "0"], stdin=io.StringIO("no\n")) == 1
     assert len(store.user_items(ADA.user_key)) == 5
-    assert admin.main([*flags, "delete", ADA.pk], stdin=io.StringIO(ADA.pk + "\n")) == 0
+    assert (
+        admin.main([*flags, "delete", ADA.pk, "--settle", "0"], stdin=io.StringIO(ADA.pk + "\n"))
+        == 0
+    )
     assert "deleted 5 items" in capsys.readouterr().out
     assert [sk for sk, _ in store.user_items(ADA.user_key)] == ["#tombstone"]
     assert store.user_items(BOB.user_key) == before_bob
     assert store.user_items(EVE.user_key) == before_eve
-    assert admin.main([*flags, "delete", "--yes", BOB.pk]) == 0
+    assert admin.main([*flags, "delete", "--yes", "--settle", "0", BOB.pk]) == 0
     assert store.user_items(EVE.user_key) == before_eve
 
 

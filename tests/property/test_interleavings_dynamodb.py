@@ -281,6 +281,12 @@ def test_every_interleaving_keeps_the_guarantees(
             crashes[actor.label] += 1
         scheduler.release(actor, "crash" if crash else "go")
 
+    if scenario["delete"]:
+        # The delete's settle pass (``Sessions.delete_user(settle=...)``): once every turn in
+        # flight at the delete has ended (here: every actor), delete again under the same
+        # tombstone what those turns wrote before their refused commits (a page).
+        DynamoDBStore(local_table, client=local_client).delete_user(user, tombstone=stone)
+
     for operation in ("batch_write_item", "query"):  # records moved out, a page read
         if scheduler.requests[operation]:
             event(f"{operation} during the run")

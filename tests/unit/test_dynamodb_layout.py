@@ -12,6 +12,7 @@ import pytest
 from sessions import ConversationKey, Sessions
 from sessions import dynamodb_layout as layout
 from sessions.dynamodb import DynamoDBStore, create_table
+from sessions.errors import ConflictError
 from sessions.store import EventRecord, StoredState
 
 KEY = ConversationKey.messenger(page="100", psid="200")
@@ -170,3 +171,59 @@ def test_the_layout_is_a_function_of_the_item_read() -> None:
         return placed.moved
 
     assert writes("a", START + 10, 50) == writes("b", START + 20, 2_000)
+
+
+def test_a_delete_settles_then_removes_what_a_turn_in_flight_wrote(moto: Counted) -> None:
+    """A turn that read a full item before a delete writes its page after the delete removed
+    everything (its commit then fails): the delete's second pass, after the settle time,
+    removes that page and leaves what a genuine new event wrote meanwhile."""
+    clock = Clock()
+    store = DynamoDBStore("sessions", client=moto)  # type: ignore[arg-type]
+    sessions = Sessions(store, clock=clock)
+    i = 0
+    while True:  # fill the item: the next commit moves its records out
+        clock.now = START + i
+        sessions.run(KEY, f"e{i}", count, f"e{i}", event_time=START + i)
+        i += 1
+        item = moto.client.get_item(TableName="sessions", Key=layout.key_of(KEY.pk, KEY.sk))
+        if layout.Conversation.of(item["Item"]).full():
+            break
+    stale = store.load(KEY, KEY.event_sk("stale"), event_time=START + i)
+    other = ConversationKey.messenger(page="100", psid="300")
+
+    def while_settling(seconds: float) -> None:
+        assert seconds == 65
+        # The stale turn's commit: its page is written, its conversation write refused.
+        with pytest.raises(ConflictError):
+            store.commit(
+                KEY,
+                expected=stale.state,
+                state=StoredState(
+                    version=99, blob=b"j{}", expires_at=START + 99_999, updated_at=START + i
+                ),
+                event_sk=KEY.event_sk("stale"),
+                event=EventRecord(version=99, committed_at=START + i, expires_at=START + 9_999),
+                tombstone=None,
+                now=int(clock.now),
+                loaded=stale,
+                event_time=START + i,
+            )
+        assert any("#evt#p." in sk for sk, _ in _items(moto, KEY.pk))
+        clock.now += 1  # a genuine new event after the delete, on another conversation
+        sessions.run(other, "new", count, "new", event_time=clock.now)
+
+    sessions.sleep = while_settling
+    clock.now = START + i + 1
+    deleted = sessions.delete_user(KEY.user_key, settle=65)
+    assert deleted >= i
+    assert [sk for sk, _ in _items(moto, KEY.pk)] == ["#tombstone"]
+    assert sessions.get(other) is not None
+
+
+def _items(moto: Counted, pk: str) -> list[tuple[str, Any]]:
+    out = moto.client.query(
+        TableName="sessions",
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": pk}},
+    )
+    return [(item["sk"]["S"], item) for item in out["Items"]]
