@@ -4,6 +4,8 @@ ignore, and how a platform-neutral reply becomes Block Kit."""
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -46,15 +48,24 @@ def _id(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+_TIME = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?", flags=re.ASCII)
+#: Later than any time a platform sends (the year 5138): refused as no time.
+MAX_SECONDS = 1e11
+
+
 def _seconds(value: Any) -> float | None:
     """A Slack time (``event_time`` 1531420618, ``action_ts`` "1548426417.840180") in epoch
     seconds, or ``None`` when absent or not a time (a boolean is not a number here)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and value.replace(".", "", 1).isdigit():
-        return float(value)
+    if isinstance(value, str) and _TIME.fullmatch(value):  # ASCII digits only: "²" is not
+        value = float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int too large for a float
+            return None
+        return seconds if math.isfinite(seconds) and 0 <= seconds < MAX_SECONDS else None
     return None
 
 

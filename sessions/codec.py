@@ -44,7 +44,9 @@ def encode(value: Any, *, limit: int = MAX_STATE_BYTES) -> bytes:
         )
     except (TypeError, ValueError) as exc:
         raise CodecError(f"state is not JSON-serialisable: {exc}") from exc
-    raw = text.encode()
+    # A lone surrogate ("\ud800") is valid JSON and a valid Python string, not valid UTF-8:
+    # kept as it came (``json.loads`` reads it back), instead of failing on every delivery.
+    raw = text.encode("utf-8", "surrogatepass")
     blob = RAW + raw if len(raw) <= COMPRESS_ABOVE else ZLIB + zlib.compress(raw, 6)
     if len(blob) > limit:
         raise StateTooLargeError(

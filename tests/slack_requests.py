@@ -154,6 +154,7 @@ def block_action(
     user: str = "U0001",
     response_url: str = "http://127.0.0.1:9/response",
     action_id: str = "todo_done",
+    action_ts: str | None = None,
 ) -> dict[str, Any]:
     payload = {
         "type": "block_actions",
@@ -170,7 +171,7 @@ def block_action(
                 "action_id": action_id,
                 "block_id": "b1",
                 "value": value,
-                "action_ts": f"{time.time():.6f}",
+                "action_ts": action_ts if action_ts is not None else f"{time.time():.6f}",
             }
         ],
     }
