@@ -53,7 +53,7 @@ from handlers.turns import (
     spec_of,
     split,
 )
-from sessions import ConversationKey, InvalidKeyError, PermanentError, SessionError, Sessions
+from sessions import ConversationKey, PermanentError, SessionError, Sessions
 
 if TYPE_CHECKING:
     from handlers.telemetry import Telemetry
@@ -270,11 +270,15 @@ class MessengerEdge:
         if not payloads.signature_ok(request.body, header, str(self.settings.messenger_app_secret)):
             log.warning("webhook POST with a bad signature")
             return response(403, "invalid signature")
+        rejected: list[tuple[str, str]] = []
         try:
-            batch = payloads.parse_batch(json.loads(request.body), self.spec.handles_action)
-        except (ValueError, InvalidKeyError, RecursionError) as exc:  # JSON, shape, ids, depth
-            log.warning("rejected webhook batch: %s", str(exc)[:200])
+            data = json.loads(request.body)
+            batch = payloads.parse_batch(data, self.spec.handles_action, rejected=rejected)
+        except (ValueError, RecursionError) as exc:  # not JSON, not a batch, too deep
+            log.warning("rejected webhook batch: %s", type(exc).__name__)
             return response(400, "malformed batch")
+        for reason, digest in rejected:  # the rest of the batch goes on
+            log.warning("message refused: %s", reason, extra={"message_hash": digest})
         started = time.monotonic()
         deadline = Deadline(turns=started + TURN_BUDGET, sends=started + ACK_BUDGET)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from bot.messages import Attachment, Message
 from bot.replies import AnyReply, Button, Cards, FormErrors, Media, Reply
+from sessions.errors import InvalidKeyError
 from sessions.keys import ConversationKey
 
 TEXT_LIMIT = 2000  # Send API: text must be under 2,000 characters
@@ -25,7 +26,12 @@ CARD_TEXT = 80  # a card's title and subtitle
 
 
 class MalformedBatch(ValueError):
-    """A signed body that is not a page webhook batch we can read."""
+    """A signed body that is not a page webhook batch we can read (or, inside
+    :func:`parse_batch`, one message of it)."""
+
+
+#: Later than any time Meta sends, in ms (the year 5138): a message stamped so is refused.
+MAX_TIMESTAMP = 10**14
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +128,8 @@ def _incoming(
     # bool is an int to Python, not to Meta: ``"timestamp": true`` is malformed.
     if not isinstance(mid, str) or not mid or type(timestamp) is not int:
         raise MalformedBatch("message without a mid or an integer timestamp")
+    if not 0 < timestamp < MAX_TIMESTAMP:
+        raise MalformedBatch("message timestamp out of range")
     if not isinstance(sender, str):
         raise MalformedBatch("message without a sender id")
     key = ConversationKey.messenger(page=page, psid=sender)  # validates both ids
@@ -139,13 +147,33 @@ def _tapped(payload: str, label: str, handles: Callable[[str], bool]) -> dict[st
     return {"text": label, "payload": payload}
 
 
-def parse_batch(data: Any, handles: Callable[[str], bool] = bool) -> list[Incoming]:
+def rejection(item: Any) -> str:
+    """What a log line may say of a message refused on its own: a hash of it (it may carry
+    ids and text, which no log line does), to find it in Meta's delivery logs."""
+    try:
+        raw = json.dumps(item, sort_keys=True, default=repr).encode("utf-8", "surrogatepass")
+    except (TypeError, ValueError, RecursionError):
+        raw = repr(type(item)).encode()
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def parse_batch(
+    data: Any,
+    handles: Callable[[str], bool] = bool,
+    *,
+    rejected: list[tuple[str, str]] | None = None,
+) -> list[Incoming]:
     """Every handled message of every entry, in ``timestamp`` order (per sender it matters).
 
+    A message (or an entry) that cannot be read, or whose ids are not Meta's, is left out
+    and the rest of the batch goes on: each is appended to ``rejected`` as (reason class,
+    :func:`rejection` hash). A redelivery would carry it again as it is, so answering anything
+    but 200 for it would only get the webhook disabled.
+
     Raises:
-        MalformedBatch: not ``object: page``, or a structure we cannot read.
-        InvalidKeyError: a page or sender id outside Meta's digits.
+        MalformedBatch: not ``object: page``, or not a list of entries: nothing to go on with.
     """
+    refused = rejected if rejected is not None else []
     if not isinstance(data, Mapping) or data.get("object") != "page":
         raise MalformedBatch("not a page webhook (object must be 'page')")
     entries = data.get("entry")
@@ -153,16 +181,19 @@ def parse_batch(data: Any, handles: Callable[[str], bool] = bool) -> list[Incomi
         raise MalformedBatch("entry must be a list")
     found: list[Incoming] = []
     for entry in entries:
-        if not isinstance(entry, Mapping):
-            raise MalformedBatch("entry items must be objects")
-        page = entry.get("id")
-        items = entry.get("messaging") or []
+        page = entry.get("id") if isinstance(entry, Mapping) else None
+        items = (entry.get("messaging") or []) if isinstance(entry, Mapping) else None
         if not isinstance(items, list) or not isinstance(page, str):
-            raise MalformedBatch("entry needs a page id and a messaging list")
+            refused.append(("MalformedEntry", rejection(entry)))
+            continue
         for item in items:
-            if not isinstance(item, Mapping):
-                raise MalformedBatch("messaging items must be objects")
-            incoming = _incoming(page, item, handles)
+            try:
+                if not isinstance(item, Mapping):
+                    raise MalformedBatch("messaging items must be objects")
+                incoming = _incoming(page, item, handles)
+            except (MalformedBatch, InvalidKeyError) as exc:
+                refused.append((type(exc).__name__, rejection(item)))
+                continue
             if incoming is not None:
                 found.append(incoming)
     found.sort(key=lambda i: i.timestamp)  # stable: equal timestamps keep batch order

@@ -177,20 +177,61 @@ MESSENGER_BAD = {
     "timestamp-string": lambda: _messenger(timestamp="1700000000000"),
     "mid-over-limit": lambda: _messenger(message={"mid": "m" * 2000, "text": "add x"}),
     "mid-dict": lambda: _messenger(message={"mid": {"id": "m1"}, "text": "add x"}),
-    "deep-json": lambda: mr.post(_nested(100_000)),
+    "timestamp-huge": lambda: _messenger(timestamp=10**400),
+    "timestamp-negative": lambda: _messenger(timestamp=-5),
 }
 
 
+def test_a_body_that_is_no_batch_is_400(fake: FakeSlack, ddb_store: DynamoDBStore) -> None:
+    bot = SpyBot()
+    _, messenger = edges(fake, Sessions(ddb_store), bot)
+    for body in (_nested(100_000), b"[]", b'{"object": "page", "entry": 5}', b"{"):
+        assert messenger.handle(mr.post(body))["statusCode"] == 400
+    assert bot.turns == [] and fake.calls == []
+    assert ddb_store.client.scan(TableName=ddb_store.table)["Items"] == []
+
+
 @pytest.mark.parametrize("build", MESSENGER_BAD.values(), ids=MESSENGER_BAD.keys())
-def test_bad_signed_messenger_input_is_4xx(
-    fake: FakeSlack, ddb_store: DynamoDBStore, build: Any
+def test_bad_signed_messenger_input_is_refused_and_never_stored(
+    fake: FakeSlack, ddb_store: DynamoDBStore, build: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A batch whose one message is unreadable is a 200 (its redelivery would be as
+    unreadable: a 4xx loop gets the webhook disabled), that message refused with a log line
+    that carries its hash, never its ids or text."""
     bot = SpyBot()
     _, messenger = edges(fake, Sessions(ddb_store), bot)
     answer = messenger.handle(build())
-    assert 400 <= answer["statusCode"] < 500, answer
+    assert answer["statusCode"] == 200, answer
+    [line] = [r for r in caplog.records if r.getMessage().startswith("message refused")]
+    assert len(line.message_hash) == 16  # type: ignore[attr-defined]
+    assert "5550001" not in line.getMessage() and "add x" not in line.getMessage()
     assert bot.turns == [] and fake.calls == []
     assert ddb_store.client.scan(TableName=ddb_store.table)["Items"] == []
+
+
+def test_one_unreadable_message_does_not_stop_its_batch(
+    fake: FakeSlack, ddb_store: DynamoDBStore
+) -> None:
+    """An over-long mid, an absurd timestamp, a crafted sender id: each refused alone, and the
+    other senders' messages of the batch are applied (they used to wait for a batch that was
+    refused whole on every redelivery)."""
+    sessions = Sessions(ddb_store)
+    _, messenger = edges(fake, sessions, SpyBot())
+    good = [mr.text(f"add fine {n}", psid=f"555000{n}") for n in range(3)]
+    bad = [
+        mr.text("add long", psid="5550007", mid="m" * 2000),
+        mr.text("add late", psid="5550008", timestamp=10**20),
+        mr.text("add crafted", psid="5550009#x"),
+        "not an object",
+    ]
+    raw = json.dumps(mr.single(good[0], bad[0], good[1], bad[1], bad[2], bad[3], good[2]))
+    for _ in range(2):  # Meta's redelivery: the same answer, nothing applied twice
+        assert messenger.handle(mr.post(raw.encode()))["statusCode"] == 200
+    for n in range(3):
+        key = ConversationKey.messenger(page=mr.PAGE, psid=f"555000{n}")
+        assert items(sessions, key) == [f"fine {n}"]
+    for psid in ("5550007", "5550008"):
+        assert sessions.get(ConversationKey.messenger(page=mr.PAGE, psid=psid)) is None
 
 
 # -- botocore failures that are not ClientError ---------------------------------------------------
