@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Protocol
@@ -68,6 +69,23 @@ def name_for(pk: str, data: bytes) -> str:
 
 def is_pointer(blob: bytes) -> bool:
     return blob[:1] == POINTER
+
+
+_NAME = re.compile(r"[0-9a-f]{32}/[0-9a-f]{64}", flags=re.ASCII)
+
+
+def pointed(blob: bytes, pk: str) -> str:
+    """The object name a pointer holds, if it is one of the names :func:`name_for` gives
+    this user; else ``CodecError`` (permanent: whoever wrote the item wrote a bad pointer),
+    before anything is read from the large-state store (a path outside it, a directory, an
+    over-long name, a NUL byte, another user's folder)."""
+    try:
+        name = blob[1:].decode("ascii")
+    except UnicodeDecodeError:
+        name = ""
+    if not _NAME.fullmatch(name) or not name.startswith(user_prefix(pk) + "/"):
+        raise CodecError("large state pointer is not this user's, or not a name of ours")
+    return name
 
 
 def check(name: str, pk: str, data: bytes) -> bytes:
@@ -163,4 +181,4 @@ class S3Blobs:
         return aws.call(self.client, operation, service="S3", classify=classify, **kwargs)
 
 
-__all__ = ["BlobStore", "DirectoryBlobs", "S3Blobs", "check", "is_pointer", "name_for"]
+__all__ = ["BlobStore", "DirectoryBlobs", "S3Blobs", "check", "is_pointer", "name_for", "pointed"]

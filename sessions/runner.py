@@ -724,7 +724,7 @@ class Sessions:
                     f"the stored {kind} is in the large-state store, and none is configured "
                     "(SESSIONS_LARGE_STATE_BUCKET or SESSIONS_LARGE_STATE_DIR)"
                 )
-            name = blob[1:].decode(errors="replace")
+            name = blobs.pointed(blob, pk)
             blob = blobs.check(name, pk, self.large.get(name))
             self._io.reads = getattr(self._io, "reads", 0) + 1
         if not sealed(blob):

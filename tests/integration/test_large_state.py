@@ -195,3 +195,32 @@ def test_s3_errors_are_ours(aws: tuple[Store, S3Blobs, Any]) -> None:
         large.get(f"{user_prefix(ADA.pk)}/{'0' * 64}")  # permanent: a dead letter
     with pytest.raises(StoreConfigError, match="no-such-bucket"):
         S3Blobs("no-such-bucket", client=s3).put("x/y", b"z")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../etc/passwd",
+        "/etc/passwd",
+        "",  # the store's root: a directory
+        "{prefix}",  # the user's own folder: a directory
+        "{prefix}/" + "a" * 5000,
+        "{prefix}/ab\x00cd",
+        "{prefix}/../{prefix}/x",
+        "\udcff",
+    ],
+    ids=["parent", "absolute", "root", "folder", "over-long", "nul", "dot-dot", "undecodable"],
+)
+def test_a_hostile_pointer_is_a_dead_letter_never_a_5xx(tmp_path: Path, name: str) -> None:
+    """Whoever can write the table can plant any pointer: it is refused by its name, before
+    any read of the large-state store, as a permanent error (a dead letter, answered 200 at
+    the edge), not as the store failing (5xx on every redelivery)."""
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    sessions = Sessions(store, large=DirectoryBlobs(tmp_path / "large"))
+    sessions.run(ADA, "ev1", big, 200_000)
+    planted = b"s" + name.format(prefix=user_prefix(ADA.pk)).encode("utf-8", "surrogateescape")
+    with store._conn() as conn:  # an attacker with write access to the table
+        conn.execute("UPDATE items SET data = ? WHERE pk = ? AND sk = ?", (planted, ADA.pk, ADA.sk))
+    with pytest.raises(CodecError, match="pointer") as caught:
+        sessions.run(ADA, "ev2", add, "x")
+    assert caught.value.recorded
