@@ -142,10 +142,15 @@ def _run(args: Any, sessions: Sessions, user: UserKey, stdin: TextIO) -> int:
         )
         return 0
     if args.command == "dead-letters":
-        letters = sessions.dead_letters(user)
+        unopened: list[str] = []
+        letters = sessions.dead_letters(user, unopened=unopened)
+        cannot = {line.split(": ", 1)[0]: line.split(": ", 1)[1] for line in unopened}
         for sk, letter in letters:
             when = _date(letter.committed_at)
-            replay = "replayable" if letter.payload else "no replay payload"
+            if sk in cannot:
+                replay = f"cannot open its payload ({cannot[sk]})"
+            else:
+                replay = "replayable" if letter.payload else "no replay payload"
             print(f"{sk}\t{when}\t{replay}\t{letter.error}")
         if not letters:
             print(f"no dead letters for {user.pk}")

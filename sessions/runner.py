@@ -779,26 +779,31 @@ class Sessions:
                 found.append(self._conversation(key, item))
         return found
 
-    def dead_letters(self, user: UserKey) -> list[tuple[str, EventRecord]]:
+    def dead_letters(
+        self, user: UserKey, *, unopened: list[str] | None = None
+    ) -> list[tuple[str, EventRecord]]:
         """The user's unexpired dead letters as ``(sort key, record)`` (one Query); a record's
         ``payload`` is opened (decrypted) for :func:`sessions.codec.decode`.
 
-        Raises:
-            DecryptError: a payload does not open (``CodecError``).
+        Every dead letter is listed: one whose payload does not open (a key no longer
+        configured, a damaged or planted value) comes with ``payload=None``, and its sort key
+        is appended to ``unopened`` with the reason's class.
         """
         now = int(self.clock())
-        return [
-            (
-                sk,
-                dataclasses.replace(
-                    item,
-                    payload=item.payload
-                    and self._open(item.payload, user.pk, _channel_of(sk), PAYLOAD),
-                ),
-            )
-            for sk, item in self.store.user_items(user)
-            if isinstance(item, EventRecord) and item.failed and item.expires_at > now
-        ]
+        letters = []
+        for sk, item in self.store.user_items(user):
+            if not (isinstance(item, EventRecord) and item.failed and item.expires_at > now):
+                continue
+            payload = item.payload
+            if payload:
+                try:
+                    payload = self._open(payload, user.pk, _channel_of(sk), PAYLOAD)
+                except CodecError as exc:
+                    payload = None
+                    if unopened is not None:
+                        unopened.append(f"{sk}: {type(exc).__name__}")
+            letters.append((sk, dataclasses.replace(item, payload=payload)))
+        return letters
 
     def export(self, user: UserKey) -> dict[str, Any]:
         """Everything stored for the user, as JSON-compatible data (one Query on DynamoDB).

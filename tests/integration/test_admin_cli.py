@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from handlers import admin
-from sessions import ConversationKey, Sessions
+from sessions import ConversationKey, Sessions, TurnError
 from sessions.dynamodb import DynamoDBStore
 from sessions.sqlite import SQLiteStore
 from sessions.store import Store
@@ -160,3 +160,29 @@ def test_dead_letters_are_listed_and_replayed(
         assert admin.main([*flags, "dead-letters", NEW.pk]) == 0
         assert "no dead letters" in capsys.readouterr().out
         assert admin.main([*flags, "retry", NEW.pk, sk]) == 1
+
+
+def test_dead_letters_lists_every_one_marking_what_it_cannot_open(
+    cli: tuple[Store, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One dead letter sealed with a key this process does not have must not hide the
+    others: each is listed, that one marked."""
+    import os
+
+    from sessions.encryption import Envelope, LocalKeyring
+
+    store, flags = cli
+
+    def boom(state: dict[str, Any], text: str) -> Any:
+        raise ValueError("bug")
+
+    clear = Sessions(store)
+    sealed = Sessions(store, encryption=Envelope(LocalKeyring(os.urandom(32))))
+    for sessions, event in ((clear, "dl-clear"), (sealed, "dl-sealed"), (clear, "dl-later")):
+        with pytest.raises(TurnError):
+            sessions.run(ADA, event, boom, "x", dead_letter={"replay": event})
+    assert admin.main([*flags, "dead-letters", ADA.pk]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3, lines
+    marks = sorted(line.split("\t")[2] for line in lines)
+    assert marks == ["cannot open its payload (DecryptError)", "replayable", "replayable"]
