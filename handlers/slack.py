@@ -148,6 +148,7 @@ class SlackEdge:
         # the first reply.
         settings.require("slack_signing_secret", *(["slack_bot_token"] * settings.in_lambda))
         self.settings = settings
+        self._signing_secret = str(settings.slack_signing_secret or "")
         self.sessions = sessions
         self.spec = spec_of(bot)
         self.bot = self.spec.bot
@@ -294,7 +295,8 @@ class SlackEdge:
             return False
         try:
             self.web.views_open(
-                trigger_id=trigger, view=payloads.modal_view(modal, channel=key.channel)
+                trigger_id=trigger,
+                view=payloads.modal_view(modal, key=key, secret=self._signing_secret),
             )
         except Exception:
             log.warning("views.open failed; sending the modal's fallback", exc_info=True)
@@ -393,7 +395,7 @@ class SlackEdge:
             ack()
             return None
         try:
-            key = payloads.action_key(body)
+            key = payloads.action_key(body, secret=self._signing_secret)
         except InvalidKeyError as exc:
             log.warning("action with an invalid key: %s", exc)
             return BoltResponse(status=400, body="invalid team, channel or user id")
@@ -414,9 +416,11 @@ class SlackEdge:
             ack()
             return None
         try:
-            key = payloads.view_key(body)
+            key = payloads.view_key(body, secret=self._signing_secret)
         except InvalidKeyError as exc:
-            log.warning("modal submission with an invalid key: %s", exc)
+            log.warning(
+                "modal submission refused: unsigned or another user's (%s)", type(exc).__name__
+            )
             return BoltResponse(status=400, body="invalid team, user or modal channel")
         when = payloads.event_time(body, request.headers)
         message = payloads.view_message(body, key, when)

@@ -3,6 +3,8 @@ ignore, and how a platform-neutral reply becomes Block Kit."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
 import re
@@ -111,17 +113,19 @@ def event_key(body: Mapping[str, Any]) -> ConversationKey:
     )
 
 
-def action_key(body: Mapping[str, Any]) -> ConversationKey:
-    """Key of an interactivity payload (``team.id``, ``user.id``, channel or container)."""
+def action_key(body: Mapping[str, Any], *, secret: str | None = None) -> ConversationKey:
+    """Key of an interactivity payload (``team.id``, ``user.id``, channel or container; for a
+    button inside one of our modals, the modal's signed channel: ``secret`` verifies it)."""
+    team, user = _id(_field(body, "team", "id")), _id(_field(body, "user", "id"))
     channel = (
         _field(body, "channel", "id")
         or _field(body, "container", "channel_id")
-        or view_channel(body.get("view"))  # a button inside one of our modals
+        or view_channel(body.get("view"), team=team, user=user, secret=secret)
     )
     return ConversationKey.slack(
-        team=_id(_field(body, "team", "id")),
+        team=team,
         channel=_id(channel),
-        user=_id(_field(body, "user", "id")),
+        user=user,
         enterprise=_enterprise(body),
     )
 
@@ -237,23 +241,48 @@ def action_message(
                     value=action_value(action))  # fmt: skip
 
 
-def view_channel(view: Any) -> str:
-    """The conversation a modal belongs to: we put it in ``private_metadata`` on opening."""
-    if not isinstance(view, Mapping):
+def _modal_signature(secret: str, team: str, user: str, channel: str) -> str:
+    message = f"modal|{team}|{user}|{channel}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:32]
+
+
+def modal_metadata(key: ConversationKey, secret: str) -> str:
+    """What a modal we open carries in ``private_metadata``: its conversation's channel and an
+    HMAC (the signing secret) binding it to the team and user who opened it."""
+    signature = _modal_signature(secret, key.workspace, key.user, key.channel)
+    return json.dumps({"channel": key.channel, "sig": signature})
+
+
+def view_channel(view: Any, *, team: str, user: str, secret: str | None) -> str:
+    """The conversation a modal belongs to, from its ``private_metadata``, only if its HMAC
+    verifies for this team and user: metadata is the client's to send, and an unverified
+    channel would let a submission answer into another conversation. ``""`` otherwise, which
+    the key refuses."""
+    if not isinstance(view, Mapping) or not secret:
         return ""
     try:
         data = json.loads(view.get("private_metadata") or "{}")
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return ""
-    return _id(data.get("channel")) if isinstance(data, Mapping) else ""
+    if not isinstance(data, Mapping):
+        return ""
+    channel, signature = _id(data.get("channel")), data.get("sig")
+    expected = _modal_signature(secret, team, user, channel)
+    if not isinstance(signature, str) or not hmac.compare_digest(
+        signature.encode("utf-8", "surrogatepass"), expected.encode()
+    ):
+        return ""
+    return channel
 
 
-def view_key(body: Mapping[str, Any]) -> ConversationKey:
-    """Key of a ``view_submission``: its team and user, and the channel the modal came from."""
+def view_key(body: Mapping[str, Any], *, secret: str | None) -> ConversationKey:
+    """Key of a ``view_submission``: its team and user, and the channel the modal came from
+    (signed when we opened it)."""
+    team, user = _id(_field(body, "team", "id")), _id(_field(body, "user", "id"))
     return ConversationKey.slack(
-        team=_id(_field(body, "team", "id")),
-        channel=view_channel(body.get("view")),
-        user=_id(_field(body, "user", "id")),
+        team=team,
+        channel=view_channel(body.get("view"), team=team, user=user, secret=secret),
+        user=user,
         enterprise=_enterprise(body),
     )
 
@@ -439,7 +468,7 @@ def form_errors(replies: Sequence[AnyReply]) -> dict[str, str]:
     return errors
 
 
-def modal_view(modal: Modal, *, channel: str) -> dict[str, Any]:
+def modal_view(modal: Modal, *, key: ConversationKey, secret: str) -> dict[str, Any]:
     """The ``views.open`` view of a modal: its form (or the bot's own ``view``), with
     ``callback_id`` = the modal's action and the conversation in ``private_metadata``, so that
     the submission comes back to the bot as a turn on the same conversation."""
@@ -487,5 +516,5 @@ def modal_view(modal: Modal, *, channel: str) -> dict[str, Any]:
             "blocks": blocks,
         }
     view["callback_id"] = modal.action
-    view["private_metadata"] = json.dumps({"channel": channel})
+    view["private_metadata"] = modal_metadata(key, secret)
     return view

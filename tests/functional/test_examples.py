@@ -143,7 +143,15 @@ def test_intake_on_slack_modal_submission_effect_and_follow_up(world: World) -> 
     assert opened.body["trigger_id"] == "111.222.abc"
     view = opened.body["view"]
     assert view["callback_id"] == "intake:form"
-    assert json.loads(view["private_metadata"]) == {"channel": "C0001"}
+    assert json.loads(view["private_metadata"])["channel"] == "C0001"
+
+    # Submitted by another user of the team, or with the channel changed: refused, nothing
+    # stored, nothing said anywhere.
+    other = slack.handle(view_submission(view, {"title": "x", "urgency": "low"}, user="U0666"))
+    forged = dict(view, private_metadata=view["private_metadata"].replace("C0001", "C0666"))
+    moved = slack.handle(view_submission(forged, {"title": "x", "urgency": "low"}))
+    assert other["statusCode"] == 400 and moved["statusCode"] == 400
+    assert not world.calls("/api/chat.post") and not world.deferrer.jobs
 
     blank = ok(slack.handle(view_submission(view, {"title": "  ", "urgency": "low"})))
     assert json.loads(blank["body"]) == {

@@ -219,10 +219,20 @@ def test_a_slack_modal_carries_its_conversation_and_comes_back_as_a_form() -> No
         "A very long title for a modal",
         [Field("title", "Title"), Field("urgency", "Urgency", options=("low", "high"))],
     )
-    view = slack_payloads.modal_view(modal, channel="C42")
+    from sessions import ConversationKey
+
+    key = ConversationKey.slack(team="T1", channel="C42", user="U1")
+    view = slack_payloads.modal_view(modal, key=key, secret="s3cret")
     assert view["callback_id"] == "echo:form" and len(view["title"]["text"]) <= 24
-    assert json.loads(view["private_metadata"]) == {"channel": "C42"}
-    assert slack_payloads.view_channel(view) == "C42"
+    assert json.loads(view["private_metadata"])["channel"] == "C42"
+    assert slack_payloads.view_channel(view, team="T1", user="U1", secret="s3cret") == "C42"
+    # Another user, another secret, a changed channel or no signature: no conversation.
+    assert slack_payloads.view_channel(view, team="T1", user="U2", secret="s3cret") == ""
+    assert slack_payloads.view_channel(view, team="T1", user="U1", secret="other") == ""
+    forged = {**view, "private_metadata": view["private_metadata"].replace("C42", "C43")}
+    assert slack_payloads.view_channel(forged, team="T1", user="U1", secret="s3cret") == ""
+    bare = {**view, "private_metadata": json.dumps({"channel": "C42"})}
+    assert slack_payloads.view_channel(bare, team="T1", user="U1", secret="s3cret") == ""
     view["state"] = {
         "values": {
             "title": {"value": {"type": "plain_text_input", "value": "Broken"}},
