@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from handlers.settings import Settings
 
-log = logging.getLogger("handlers.deferral")
+from sessions.privacy import private
+
+log = private(logging.getLogger("handlers.deferral"))
 
 #: Top-level key of a deferred job's Lambda payload. API Gateway events never carry it: an
 #: HTTP body arrives under ``body``; only a direct invoke (our own role) can set it.

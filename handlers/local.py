@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from sessions.errors import SessionError
+from sessions.privacy import private
 
 CONFIG = Path(os.environ.get("LOCAL_CONFIG", ".data/local.env"))
 SECRET_NAMES = (
@@ -38,7 +39,8 @@ SECRET_NAMES = (
     "MESSENGER_VERIFY_TOKEN",
     "MESSENGER_PAGE_TOKEN",
 )
-log = logging.getLogger("handlers.local")
+
+log = private(logging.getLogger("handlers.local"))
 
 
 def read_config(path: Path = CONFIG) -> dict[str, str]:

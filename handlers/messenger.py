@@ -58,7 +58,9 @@ from sessions import ConversationKey, PermanentError, SessionError, Sessions
 if TYPE_CHECKING:
     from handlers.telemetry import Telemetry
 
-log = logging.getLogger("handlers.messenger")
+from sessions.privacy import fingerprint, private
+
+log = private(logging.getLogger("handlers.messenger"))
 
 APOLOGY = "Sorry, something went wrong on my side with your last message."
 #: Seconds the turns of one batch may spend retrying lost races: Meta gives up after 5 s,
@@ -241,7 +243,7 @@ class MessengerEdge:
         try:
             request = from_lambda(event)
         except BadRequest as exc:
-            log.warning("unreadable Lambda event: %s", exc)
+            log.warning("unreadable Lambda event: %s", type(exc).__name__)
             return response(400, "bad request")
         if request.method == "GET":
             return self._verify(request)
@@ -259,7 +261,7 @@ class MessengerEdge:
         )
         if mode == "subscribe" and challenge is not None and token_ok:
             return response(200, challenge)
-        log.warning("webhook verification refused (mode=%r)", mode)
+        log.warning("webhook verification refused")
         return response(403, "forbidden")
 
     def _webhook(self, request: HttpRequest) -> dict[str, Any]:
@@ -307,7 +309,10 @@ class MessengerEdge:
                 try:
                     self.deferrer.submit(job)
                 except Exception:
-                    log.exception("could not hand off a slow message", extra={"mid": incoming.mid})
+                    log.exception(
+                        "could not hand off a slow message",
+                        extra={"mid": fingerprint(incoming.mid)},
+                    )
                     return 1
                 continue
             try:
@@ -316,7 +321,10 @@ class MessengerEdge:
                 if exc.recorded:
                     self._apologise(incoming.key.user, incoming.mid, deadline.sends)
             except SessionError:
-                log.exception("message turn failed before the commit", extra={"mid": incoming.mid})
+                log.exception(
+                    "message turn failed before the commit",
+                    extra={"mid": fingerprint(incoming.mid)},
+                )
                 return 1
         return 0
 
@@ -324,7 +332,7 @@ class MessengerEdge:
         try:
             self.send_api.send(psid, {"text": APOLOGY}, deadline=deadline)
         except SendError:
-            log.error("apology for %s not sent", mid, exc_info=True)
+            log.error("apology not sent", exc_info=True, extra={"mid": fingerprint(mid)})
 
     def _run(self, job: Job, *, deadline: Deadline | None) -> Any:
         """Run ``job`` (a message in its deferred-job form, also what a dead letter keeps for
@@ -355,7 +363,9 @@ class MessengerEdge:
                     try:
                         self.send_api.send(key.user, message, deadline=deadline)
                     except SendError:
-                        log.error("reply to %s not sent", job["mid"], exc_info=True)
+                        log.error(
+                            "reply not sent", exc_info=True, extra={"mid": fingerprint(job["mid"])}
+                        )
                         raise
             finally:
                 if effects:

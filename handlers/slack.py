@@ -80,7 +80,9 @@ from sessions import (
 if TYPE_CHECKING:
     from handlers.telemetry import Telemetry
 
-log = logging.getLogger("handlers.slack")
+from sessions.privacy import conversation_hash, private
+
+log = private(logging.getLogger("handlers.slack"))
 
 APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment."
 #: Seconds an inline turn may spend retrying lost races: Slack gives up after 3 s, and the
@@ -200,7 +202,7 @@ class SlackEdge:
         try:
             request = from_lambda(event)
         except BadRequest as exc:
-            log.warning("unreadable Lambda event: %s", exc)
+            log.warning("unreadable Lambda event: %s", type(exc).__name__)
             return response(400, "bad request")
         if request.method != "POST":
             return response(405, "method not allowed", headers={"allow": "POST"})
@@ -219,7 +221,7 @@ class SlackEdge:
         except (ValueError, LookupError, TypeError, AttributeError, RecursionError) as exc:
             # Undecodable bytes, malformed or too deeply nested JSON, or a payload whose shape
             # Bolt's context extraction trips over (it indexes Slack's fields unchecked).
-            log.warning("rejected signed request with a malformed body: %r", exc)
+            log.warning("rejected signed request with a malformed body: %s", type(exc).__name__)
             return response(400, "malformed body")
         if not _bolt_can_read(bolt_request.body):
             log.warning("rejected signed request with a payload of an unknown shape")
@@ -311,7 +313,7 @@ class SlackEdge:
         try:
             self._send_once(job, key, visibility, message)
         except InvalidBlocks as exc:
-            log.warning("Slack refused the blocks (%s); sending the text alone", exc)
+            log.warning("Slack refused the blocks (%s); sending the text alone", type(exc).__name__)
             self._send_once(job, key, visibility, {"text": message.get("text") or " "})
 
     def _send_once(
@@ -372,7 +374,10 @@ class SlackEdge:
         except SessionError:
             # Slack never redelivers a command: the user hears about it, we log it (and a
             # permanent error is kept as a dead letter to replay).
-            log.exception("slash command turn failed", extra={"pk": key.pk})
+            log.exception(
+                "slash command turn failed",
+                extra={"conversation": conversation_hash(key.pk, key.sk)},
+            )
             ack(text=APOLOGY, response_type="ephemeral")
             return None
         replies, _ = split(result.response or [])
@@ -448,7 +453,11 @@ class SlackEdge:
             log.warning("%s with an invalid id: %s", job["kind"], exc)
             return BoltResponse(status=400, body=f"invalid {job['kind']} id")
         except SessionError:
-            log.exception("%s turn failed", job["kind"], extra={"pk": key.pk})
+            log.exception(
+                "%s turn failed",
+                job["kind"],
+                extra={"conversation": conversation_hash(key.pk, key.sk)},
+            )
             self._apologise_for(job, key)
             ack()
             return None
@@ -496,7 +505,10 @@ class SlackEdge:
                 self._apologise_for(job, key)
         except SessionError:
             # Nothing was committed and it may heal: 5xx, Slack redelivers (event_id dedups).
-            log.exception("event turn failed before the commit", extra={"pk": key.pk})
+            log.exception(
+                "event turn failed before the commit",
+                extra={"conversation": conversation_hash(key.pk, key.sk)},
+            )
             return BoltResponse(status=503, body="retry later")
         ack()
         return None
@@ -636,7 +648,7 @@ def _on_bolt_error(error: Exception) -> BoltResponse:
     if any(f.filename.startswith(_OUR_CODE) for f in frames):
         log.error("Slack listener failed", exc_info=error)
         return BoltResponse(status=500, body="internal error")
-    log.warning("rejected signed request Bolt could not route: %r", error)
+    log.warning("rejected signed request Bolt could not route: %s", type(error).__name__)
     return BoltResponse(status=400, body="malformed payload")
 
 

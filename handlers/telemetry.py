@@ -19,13 +19,13 @@ platform.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import threading
 from typing import IO, Any, cast
 
 from sessions import TurnReport
+from sessions.privacy import conversation_hash
 
 NAMESPACE = "ChatSessions"
 SERVICE = "chat-sessions"
@@ -47,11 +47,6 @@ class _Stdout:
 
     def flush(self) -> None:
         sys.stdout.flush()
-
-
-def conversation_hash(pk: str, sk: str) -> str:
-    """A stable, non-reversible name for a conversation in logs (16 hex digits)."""
-    return hashlib.sha256(f"{pk}/{sk}".encode()).hexdigest()[:16]
 
 
 class Telemetry:

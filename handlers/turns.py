@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from handlers.settings import Settings
     from handlers.telemetry import Telemetry
 
-log = logging.getLogger("handlers.turns")
+from sessions.privacy import private
+
+log = private(logging.getLogger("handlers.turns"))
 
 #: How many effect → follow-up turn → effect rounds one event may start: a bot whose every
 #: follow-up asks for another effect stops here instead of looping forever.

@@ -92,9 +92,10 @@ from sessions.errors import (
     TurnError,
 )
 from sessions.keys import EVENT_MARK, ConversationKey, UserKey
+from sessions.privacy import conversation_hash, fingerprint, private
 from sessions.store import FAILED, EventRecord, Snapshot, Store, StoredState, Tombstone
 
-log = logging.getLogger("sessions")
+log = private(logging.getLogger("sessions"))
 
 #: ``(state, event) -> (new_state, replies, response)``. Must be pure: it may run more than
 #: once for one event (after a lost race); only the committed run's outputs are used.
@@ -410,7 +411,10 @@ class Sessions:
                 return self._duplicate(key, event_sk, seen, now, attempt, sender)
             stone = _live_tombstone(snap.tombstone or learnt, now)
             if stone is not None and event_time is not None and _at_or_before(event_time, stone):
-                log.info("event for a deleted user ignored", extra={"pk": key.pk})
+                log.info(
+                    "event for a deleted user ignored",
+                    extra={"conversation": conversation_hash(key.pk, key.sk)},
+                )
                 return TurnResult(response=None, ignored=True, attempts=attempt)
 
             stored = snap.state
@@ -577,7 +581,12 @@ class Sessions:
             event_time=event_time,
         )
         error.recorded = True
-        log.error("event recorded as a dead letter: %s", description, extra={"pk": key.pk})
+        # The description (kept in the dead letter) quotes the error's message: not here.
+        log.error(
+            "event recorded as a dead letter: %s",
+            _error_classes(error),
+            extra={"conversation": conversation_hash(key.pk, key.sk)},
+        )
 
     def _duplicate(
         self,
@@ -638,7 +647,10 @@ class Sessions:
         except Exception as exc:
             # Committed already: the state change stands and the replies are not retried
             # here (at most once). Sent-mark mode leaves the outbox for a redelivery.
-            log.exception("sending replies failed after commit", extra={"pk": key.pk})
+            log.exception(
+                "sending replies failed after commit",
+                extra={"conversation": conversation_hash(key.pk, key.sk)},
+            )
             return False, exc
         if self.sent_mark:
             try:
@@ -646,7 +658,10 @@ class Sessions:
             except StoreError:
                 # Sent already: failing the delivery now would only make the platform
                 # redeliver and (after resend_after) repeat the replies.
-                log.exception("replies sent but the sent mark failed", extra={"pk": key.pk})
+                log.exception(
+                    "replies sent but the sent mark failed",
+                    extra={"conversation": conversation_hash(key.pk, key.sk)},
+                )
         return True, None
 
     def claim(self, key: ConversationKey, token: str, *, event_time: float | None) -> bool:
@@ -888,7 +903,10 @@ class Sessions:
             self.sleep(settle)
             more, more_objects = self._delete_once(user, stone)
             deleted, objects = deleted + more, objects + more_objects
-        log.info("user deleted", extra={"pk": user.pk, "items": deleted, "objects": objects})
+        log.info(
+            "user deleted",
+            extra={"user": fingerprint(user.pk), "items": deleted, "objects": objects},
+        )
         return deleted
 
     def _delete_once(self, user: UserKey, stone: Tombstone) -> tuple[int, int]:
@@ -897,6 +915,16 @@ class Sessions:
         if self.large is not None:  # after the tombstone: nothing can point at them again
             objects = self.large.delete_prefix(blobs.user_prefix(user.pk))
         return deleted, objects
+
+
+def _error_classes(error: BaseException) -> str:
+    """An error and its causes by class (``TurnError < KeyError``): what a log line may say."""
+    names = [type(error).__name__]
+    cause = error.__cause__
+    while cause is not None and len(names) < 5:
+        names.append(type(cause).__name__)
+        cause = cause.__cause__
+    return " < ".join(names)
 
 
 def _at_or_before(event_time: float, stone: Tombstone) -> bool:

@@ -122,8 +122,11 @@ def test_a_dead_letter_and_the_other_log_lines_are_json_with_their_fields(
     assert turn["platform"] == "messenger" and turn["function_request_id"] == "req-9"
     # The runner's own line, through Powertools' handler, with its extra= field.
     [letter] = [entry for entry in logs if "dead letter" in entry["message"]]
-    assert letter["level"] == "ERROR" and letter["pk"].startswith("messenger#")
+    assert letter["level"] == "ERROR" and letter["conversation"] == turn["conversation"]
+    assert letter["message"] == "event recorded as a dead letter: TurnError < KeyError"
     assert letter["function_request_id"] == "req-9"
-    assert "my secret plan" not in json.dumps(turn)
+    # Neither the user's text (quoted by the bot's exception) nor their id, on any line.
+    out = json.dumps(logs)
+    assert "my secret plan" not in out and "5550001" not in out
     m = metrics_of(emf[0])
     assert m["DeadLetters"] == ([1.0], "Count") and emf[0]["platform"] == "messenger"
