@@ -4,7 +4,7 @@ embedded-metric-format (EMF) blob per invocation that CloudWatch turns into metr
 an API call.
 
 The turn line carries what an operator needs to follow a delivery, and nothing a user said:
-the platform, a hash of the conversation's key (not the user's id), the platform's event id,
+the platform, a hash of the conversation's key (not the user's id), a hash of the event's id,
 the outcome, attempts, time in the store and in the whole turn, whether the replies went out,
 the error's class (never its message: a bot's exception may quote the user), and the Lambda
 request id it belongs to. Every other log line of ``sessions`` and ``handlers`` becomes a
@@ -25,7 +25,7 @@ import threading
 from typing import IO, Any, cast
 
 from sessions import TurnReport
-from sessions.privacy import conversation_hash
+from sessions.privacy import conversation_hash, fingerprint
 
 NAMESPACE = "ChatSessions"
 SERVICE = "chat-sessions"
@@ -93,7 +93,10 @@ class Telemetry:
             extra={
                 "platform": key.platform,
                 "conversation": conversation_hash(key.pk, key.sk),
-                "idempotency_key": report.idempotency_key,
+                # The event's id is the platform's but a client may choose it (a Messenger
+                # mid): its kind and a hash, to find it again in the platform's own logs.
+                "event_kind": report.idempotency_key.split(":", 1)[0],
+                "event_hash": fingerprint(report.idempotency_key),
                 "outcome": report.outcome,
                 "replayed": report.replayed,
                 "attempts": report.attempts,

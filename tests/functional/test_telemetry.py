@@ -16,6 +16,7 @@ import handlers.slack
 from handlers.telemetry import conversation_hash
 from sessions import ConversationKey
 from sessions.dynamodb import DynamoDBStore
+from sessions.privacy import fingerprint
 from tests import messenger_requests as mr
 from tests.functional.conftest import MessengerWorld, SlackWorld
 from tests.slack_requests import dm_body, json_event
@@ -73,7 +74,8 @@ def test_a_slack_turn_and_its_duplicate_log_one_line_each_and_emit_metrics(
     assert turn["function_request_id"] == "req-1" and turn["cold_start"] is True
     assert turn["platform"] == "slack" and turn["outcome"] == "applied"
     assert turn["conversation"] == conversation_hash(key.pk, key.sk)
-    assert turn["idempotency_key"] == f"event:{body['event_id']}"
+    assert turn["event_kind"] == "event"
+    assert turn["event_hash"] == fingerprint(f"event:{body['event_id']}")
     assert turn["attempts"] == 1 and turn["retries"] == 0 and turn["sent"] is True
     assert turn["store_calls"] == 2 and turn["store_ms"] > 0
     assert (turn["large_reads"], turn["large_writes"], turn["key_requests"]) == (0, 0, 0)
@@ -130,3 +132,86 @@ def test_a_dead_letter_and_the_other_log_lines_are_json_with_their_fields(
     assert "my secret plan" not in out and "5550001" not in out
     m = metrics_of(emf[0])
     assert m["DeadLetters"] == ([1.0], "Count") and emf[0]["platform"] == "messenger"
+
+
+CANARY_TEXT = "canary-text-9q7w"
+CANARY_SLACK = ("T0CANARY1", "U0CANARY2", "D0CANARY3")
+CANARY_PSID = "5550987123"
+
+
+class Quoting:
+    """A bot that fails quoting the user on "boom", and otherwise echoes them."""
+
+    commands = ("/todo",)
+    actions = ("todo_done",)
+
+    def turn(self, state: Any, message: Any) -> Any:
+        from bot import Reply
+
+        if "boom" in message.text or "boom" in (message.value or ""):
+            raise KeyError(f"no item {message.text or message.value}")
+        return state, [Reply(f"you said {message.text or message.value}")], None
+
+    def is_slow(self, message: Any) -> bool:
+        return False
+
+
+def _no_canary(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    captured = capsys.readouterr()
+    out = (
+        captured.out
+        + captured.err
+        + "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    )
+    assert "ERROR" in out and "withheld" in out, "no failure was logged: this proves nothing"
+    for canary in (CANARY_TEXT, *CANARY_SLACK, CANARY_PSID):
+        assert canary not in out, canary
+
+
+def test_no_canary_from_a_slack_user_field_reaches_a_log_line_or_a_metric(
+    slack: SlackWorld, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Canaries in every field a user (or whoever holds a leaked secret) controls: texts,
+    user, team and channel ids, button values; through turns that succeed, fail in the bot
+    (which quotes the user) or whose replies cannot be sent. None may reach stdout, stderr or
+    an EMF blob."""
+    from tests.slack_requests import block_action, slash
+
+    team, user, channel = CANARY_SLACK
+    handlers.slack.handler.reset()
+    handlers.slack.handler._edge = handlers.slack.build(bot=Quoting())
+    capsys.readouterr()
+
+    def call(event: Any) -> None:
+        assert handlers.slack.handler(event, context("req-s"))["statusCode"] < 500
+
+    for text in (CANARY_TEXT, f"boom {CANARY_TEXT}"):
+        body = dm_body(text, team=team, user=user, channel=channel)
+        call(json_event(body))
+        call(json_event(body, retry=1))
+        call(slash(text, team=team, user=user, channel=channel))
+        call(block_action(text, team=team, user=user, channel=channel))
+    slack.fake.failures["/api/chat.postMessage"] = [500, 500, 500]
+    call(json_event(dm_body(f"again {CANARY_TEXT}", team=team, user=user, channel=channel)))
+    _no_canary(capsys, caplog)
+
+
+def test_no_canary_from_a_messenger_user_field_reaches_a_log_line_or_a_metric(
+    messenger: MessengerWorld, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same on Messenger: texts, the psid, mids, an unreadable message, a failing Send
+    API."""
+    handlers.messenger.handler.reset()
+    handlers.messenger.handler._edge = handlers.messenger.build(bot=Quoting())
+    capsys.readouterr()
+
+    def call(data: Any) -> None:
+        raw = json.dumps(data).encode()
+        assert handlers.messenger.handler(mr.post(raw), context("req-m"))["statusCode"] < 500
+
+    for text in (CANARY_TEXT, f"boom {CANARY_TEXT}"):
+        call(mr.single(mr.text(text, psid=CANARY_PSID, mid=f"m_{CANARY_TEXT}_{len(text)}")))
+    call(mr.single(mr.text(CANARY_TEXT, psid=CANARY_PSID, mid="m" + CANARY_TEXT * 200)))
+    messenger.fake.failures["/v25.0/me/messages"] = [500, 500, 500]
+    call(mr.single(mr.text(f"late {CANARY_TEXT}", psid=CANARY_PSID)))
+    _no_canary(capsys, caplog)
