@@ -67,6 +67,7 @@ user's data back. See :mod:`sessions.store` for the generation rule.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import logging
 import math
@@ -111,7 +112,9 @@ RECORD_OVERHEAD = 2048
 #: the platforms' own message limits; anything larger is recorded without it).
 MAX_PAYLOAD_BYTES = 128 * 1024
 #: What a stored value is (part of what an encrypted value is bound to).
-STATE, RESPONSE, OUTBOX, PAYLOAD = "state", "response", "outbox", "payload"
+STATE, RESPONSE, OUTBOX, PAYLOAD, ERROR = "state", "response", "outbox", "payload", "error"
+#: Between a dead letter's error classes (in clear) and its sealed description.
+SEALED = " sealed:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -561,6 +564,10 @@ class Sessions:
             except (CodecError, ItemTooLargeError) as exc:
                 note = f" (replay payload not kept: {exc})"
         description = f"{type(error).__name__}: {error}"[:2000] + note
+        if self.encryption is not None:
+            # The message may quote the user: sealed like the payload, the classes in clear.
+            sealed_text = self._encode(description, key, ERROR)
+            description = _error_classes(error) + SEALED + base64.b64encode(sealed_text).decode()
         self._store.commit(
             key,
             expected=None,
@@ -603,7 +610,7 @@ class Sessions:
                 version=record.version,
                 duplicate=True,
                 failed=True,
-                error=record.error,
+                error=self._error_text(record.error, key.pk, key.sk),
                 attempts=attempt,
             )
         response = None
@@ -732,6 +739,18 @@ class Sessions:
         self._io.writes = getattr(self._io, "writes", 0) + 1
         return blobs.POINTER + name.encode()
 
+    def _error_text(self, error: str | None, pk: str, sk: str) -> str | None:
+        """A dead letter's error description, opened when it was sealed (its classes alone,
+        saying so, when it cannot be)."""
+        if error is None or SEALED not in error:
+            return error
+        classes, _, text = error.partition(SEALED)
+        try:
+            opened = self._decode(base64.b64decode(text, validate=True), pk, sk, ERROR)
+        except (CodecError, ValueError):
+            return f"{classes} (description sealed; cannot open it here)"
+        return opened if isinstance(opened, str) else classes
+
     def _open(self, blob: bytes, pk: str, sk: str, kind: str) -> bytes:
         if blobs.is_pointer(blob):
             if self.large is None:
@@ -817,7 +836,8 @@ class Sessions:
                     payload = None
                     if unopened is not None:
                         unopened.append(f"{sk}: {type(exc).__name__}")
-            letters.append((sk, dataclasses.replace(item, payload=payload)))
+            error = self._error_text(item.error, user.pk, _channel_of(sk))
+            letters.append((sk, dataclasses.replace(item, payload=payload, error=error)))
         return letters
 
     def export(self, user: UserKey) -> dict[str, Any]:
@@ -853,7 +873,7 @@ class Sessions:
                     {
                         "sk": sk,
                         "status": item.status,
-                        "error": item.error,
+                        "error": self._error_text(item.error, user.pk, channel),
                         "version": item.version,
                         "committed_at": item.committed_at,
                         "expires_at": item.expires_at,

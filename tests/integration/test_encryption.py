@@ -232,3 +232,31 @@ def test_settings_select_the_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
         encryption_from_settings(
             from_env({"SESSIONS_ENCRYPTION_KEY": key, "SESSIONS_KMS_KEY_ID": arn})
         )
+
+
+def test_a_dead_letters_description_is_sealed_its_classes_in_clear(tmp_path: Any) -> None:
+    """A bot's exception may quote the user: with encryption on, the dead letter keeps its
+    description sealed (bound to the conversation), its error classes in clear; it opens for
+    whoever holds the key, and says so to whoever does not."""
+    from sessions import TurnError
+    from sessions.store import EventRecord
+
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    key = ConversationKey.slack(team="T0001", channel="D0001", user="U0001")
+    envelope = Envelope(LocalKeyring(os.urandom(32)))
+    sessions = Sessions(store, encryption=envelope)
+
+    def quoting(state: Any, text: str) -> Any:
+        raise KeyError(f"no item {text}")
+
+    with pytest.raises(TurnError):
+        sessions.run(key, "ev1", quoting, "my private plan", dead_letter={"job": 1})
+    [(_, stored)] = [i for i in store.user_items(key.user_key) if isinstance(i[1], EventRecord)]
+    assert stored.error is not None and "my private plan" not in stored.error
+    assert stored.error.startswith("TurnError < KeyError sealed:")
+    [(_, letter)] = sessions.dead_letters(key.user_key)
+    assert letter.error is not None and "my private plan" in letter.error
+    again = sessions.run(key, "ev1", quoting, "my private plan")
+    assert again.failed and again.error is not None and "my private plan" in again.error
+    [(_, unopened)] = Sessions(store).dead_letters(key.user_key)
+    assert unopened.error == "TurnError < KeyError (description sealed; cannot open it here)"
