@@ -42,6 +42,8 @@ class Settings:
     large_state_bucket: str | None = None
     large_state_dir: str | None = None
     large_state_above: int | None = None
+    #: Refuse values stored in clear when encryption is on (``SESSIONS_REQUIRE_SEALED``).
+    require_sealed: bool = False
     #: JSON turn logs and EMF metrics (``SESSIONS_TELEMETRY``; default: inside Lambda only).
     telemetry: bool = False
 
@@ -54,6 +56,8 @@ class Settings:
         }
         if self.sent_mark:
             options["sent_mark"] = True
+        if self.require_sealed:
+            options["require_sealed"] = True
         return options
 
     @property
@@ -137,5 +141,6 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         telemetry=_switch(
             env, "SESSIONS_TELEMETRY", default=bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
         ),
+        require_sealed=_switch(env, "SESSIONS_REQUIRE_SEALED", default=False),
         **_session_values(env),
     )

@@ -245,8 +245,14 @@ class Sessions:
             not stored).
         observer: gets a :class:`TurnReport` after every delivery (logs, metrics).
         encryption: seals everything stored from the conversation (state, recorded responses,
-            outboxes, replay payloads) bound to its key; values stored in clear before it was
-            turned on still read, and are sealed on their next write.
+            outboxes, replay payloads, dead letters' descriptions) bound to its key; values
+            stored in clear before it was turned on still read, and are sealed on their next
+            write.
+        require_sealed: with ``encryption``, refuse a value stored in clear (a permanent
+            error: the event becomes a dead letter) instead of reading it and sealing it on
+            the next write, which would let whoever can write the table plant state. Turn it
+            on once every clear value was rewritten or expired (the migration: encryption on
+            first, strict mode after the idle TTL, or after touching each conversation).
         clock, sleep, rand: injectable for tests.
     """
 
@@ -266,6 +272,7 @@ class Sessions:
         resend_after: float = 10.0,
         initial: Callable[[], Any] = dict,
         encryption: Envelope | None = None,
+        require_sealed: bool = False,
         large: BlobStore | None = None,
         large_above: int = 64 * 1024,
         max_large_state: int = 32 * 1024 * 1024,
@@ -293,6 +300,7 @@ class Sessions:
         self.resend_after = resend_after
         self.initial = initial
         self.encryption = encryption
+        self.require_sealed = require_sealed and encryption is not None
         self.large = large
         self.large_above = large_above
         self.max_large_state = max_large_state
@@ -762,6 +770,9 @@ class Sessions:
             blob = blobs.check(name, pk, self.large.get(name))
             self._io.reads = getattr(self._io, "reads", 0) + 1
         if not sealed(blob):
+            if self.require_sealed:
+                # Whoever can write the table could plant state: refused, never re-sealed.
+                raise DecryptError(f"the stored {kind} is in clear and sealed values are required")
             return blob  # stored in clear (before encryption was turned on)
         if self.encryption is None:
             raise DecryptError(

@@ -36,6 +36,7 @@ NOT_SECRETS = {
     "SESSIONS_KMS_KEY_ID",
     "SESSIONS_LARGE_STATE_BUCKET",
     "SESSIONS_LARGE_STATE_ABOVE",
+    "SESSIONS_REQUIRE_SEALED",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "BOT",
@@ -179,6 +180,7 @@ def test_secrets_are_ssm_references_never_values(packaged: dict[str, Path], stag
             "SESSIONS_KMS_KEY_ID": {"Fn::GetAtt": ["SessionsKey", "Arn"]},  # on by default
             "SESSIONS_LARGE_STATE_BUCKET": {"Ref": "LargeStateBucket"},
             "SESSIONS_LARGE_STATE_ABOVE": "65536",
+            "SESSIONS_REQUIRE_SEALED": "on",  # strict: a clear value is refused
             "POWERTOOLS_SERVICE_NAME": "chat-sessions",
             "POWERTOOLS_METRICS_NAMESPACE": "ChatSessions",
             "BOT": os.environ.get("BOT", "bot.todo:bot"),  # not a secret: a name

@@ -260,3 +260,35 @@ def test_a_dead_letters_description_is_sealed_its_classes_in_clear(tmp_path: Any
     assert again.failed and again.error is not None and "my private plan" in again.error
     [(_, unopened)] = Sessions(store).dead_letters(key.user_key)
     assert unopened.error == "TurnError < KeyError (description sealed; cannot open it here)"
+
+
+def test_strict_mode_refuses_a_clear_value_and_the_migration_reaches_it(tmp_path: Any) -> None:
+    """Encryption turned on over clear data: first without strict mode, each conversation's
+    next write seals it; then strict mode reads the sealed ones and refuses a clear one
+    (planted, or never rewritten) as a dead letter, never sealing it silently."""
+    from handlers.settings import from_env
+    from handlers.store import sessions_from_settings
+
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    ada = ConversationKey.slack(team="T0001", channel="D0001", user="U0001")
+    bob = ConversationKey.slack(team="T0001", channel="D0002", user="U0002")
+    Sessions(store).run(ada, "ev1", add, "clear a")
+    Sessions(store).run(bob, "ev1", add, "clear b")
+    secret = base64.b64encode(os.urandom(32)).decode()
+    env = {"SESSIONS_ENCRYPTION_KEY": secret, "SESSIONS_DB": str(tmp_path / "s.sqlite3")}
+
+    # Step 1: encryption on, strict off: ada's conversation is touched, and so sealed.
+    migrating = sessions_from_settings(from_env(env), store)
+    migrating.run(ada, "ev2", add, "sealed now")
+    assert sealed(store.load(ada, None).state.blob)  # type: ignore[union-attr]
+    assert not sealed(store.load(bob, None).state.blob)  # type: ignore[union-attr]
+
+    # Step 2: strict on: ada reads; bob's clear state is refused, as a dead letter.
+    strict = sessions_from_settings(from_env({**env, "SESSIONS_REQUIRE_SEALED": "on"}), store)
+    assert strict.require_sealed
+    assert strict.run(ada, "ev3", add, "x").state["items"][-1] == "x"
+    with pytest.raises(DecryptError, match="in clear") as refused:
+        strict.run(bob, "ev2", add, "y")
+    assert refused.value.recorded  # a dead letter: the edge answers 200, never a 5xx loop
+    assert [sk for sk, _ in strict.dead_letters(bob.user_key)]
+    assert not sealed(store.load(bob, None).state.blob)  # type: ignore[union-attr]
