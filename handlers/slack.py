@@ -428,7 +428,11 @@ class SlackEdge:
             )
             return BoltResponse(status=400, body="invalid team, user or modal channel")
         when = payloads.event_time(body, request.headers)
-        message = payloads.view_message(body, key, when)
+        try:
+            message = payloads.view_message(body, key, when)
+        except InvalidKeyError as exc:
+            log.warning("modal submission with an unreadable form: %s", type(exc).__name__)
+            return BoltResponse(status=400, body="unreadable form")
         job = _job("submission", key, payloads.view_idempotency_key(body), message, event_time=when)
         # Slack closes the modal on an empty 200 (the replies go to the modal's conversation);
         # a FormErrors reply keeps it open with the bot's message under each field.

@@ -242,7 +242,7 @@ def action_message(
 
 
 def _modal_signature(secret: str, team: str, user: str, channel: str) -> str:
-    message = f"modal|{team}|{user}|{channel}".encode()
+    message = f"modal|{team}|{user}|{channel}".encode("utf-8", "surrogatepass")
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:32]
 
 

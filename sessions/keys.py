@@ -146,7 +146,8 @@ class ConversationKey:
                 f"the idempotency key is {len(idempotency_key)} characters; "
                 f"at most {MAX_IDEMPOTENCY_KEY} are accepted"
             )
-        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+        # surrogatepass: an id is whatever JSON carried, a lone surrogate included.
+        digest = hashlib.sha256(idempotency_key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
         return f"{self.channel}{EVENT_MARK}{digest}"
 
 
