@@ -171,23 +171,30 @@ class DynamoDBStore:
         """One consistent ``BatchGetItem`` of the user's ``sks`` (retrying unprocessed keys)."""
         keys = [layout.key_of(pk, sk) for sk in sks]
         request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
-        found: dict[str, Item] = {}
+        return {
+            item["sk"]["S"]: item
+            for out in self._batch("batch_get_item", request, "UnprocessedKeys", "keys")
+            for item in out.get("Responses", {}).get(self.table, [])
+        }
+
+    def _batch(self, operation: str, request: dict[str, Any], left: str, what: str) -> list[Any]:
+        """A batch request, then what DynamoDB left unprocessed under throttling (``left``),
+        again with backoff (more requests only then), at most ``UNPROCESSED_RETRIES`` times:
+        the webhook's deadline bounds the wait. Returns every answer."""
+        answers = []
         delay = 0.02
         for retry in range(UNPROCESSED_RETRIES + 1):
-            out = self._call("batch_get_item", RequestItems=request)
-            for item in out.get("Responses", {}).get(self.table, []):
-                found[item["sk"]["S"]] = item
-            # Keys left unprocessed under throttling: retry them (more requests only then).
-            request = dict(out.get("UnprocessedKeys") or {})
+            answers.append(out := self._call(operation, RequestItems=request))
+            request = dict(out.get(left) or {})
             if not request:
-                break
+                return answers
             if retry == UNPROCESSED_RETRIES:
-                raise StoreUnavailableError(
-                    f"DynamoDB left keys unprocessed after {UNPROCESSED_RETRIES} retries"
-                )
+                break
             time.sleep(delay)
             delay *= 2
-        return found
+        raise StoreUnavailableError(
+            f"DynamoDB left {what} unprocessed after {UNPROCESSED_RETRIES} retries"
+        )
 
     def _page(self, key: ConversationKey, chain: str, event_key: int) -> Item | None:
         """The one page of the chain that may hold ``event_key``: the first whose highest key
@@ -399,21 +406,8 @@ class DynamoDBStore:
         retried with backoff, then the commit fails as unavailable, having written nothing
         that counts)."""
         for start in range(0, len(items), 25):
-            request: dict[str, Any] = {
-                self.table: [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
-            }
-            delay = 0.02
-            for retry in range(UNPROCESSED_RETRIES + 1):
-                out = self._call("batch_write_item", RequestItems=request)
-                request = dict(out.get("UnprocessedItems") or {})
-                if not request:
-                    break
-                if retry == UNPROCESSED_RETRIES:
-                    raise StoreUnavailableError(
-                        f"DynamoDB left items unprocessed after {UNPROCESSED_RETRIES} retries"
-                    )
-                time.sleep(delay)
-                delay *= 2
+            puts = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
+            self._batch("batch_write_item", {self.table: puts}, "UnprocessedItems", "items")
 
     def _refused(self, exc: Exception, digest: bytes) -> SessionError | None:
         """A conditional ``PutItem`` of the conversation item that failed, as ours."""

@@ -210,9 +210,11 @@ def test_oversized_state_fails_writes_no_state_and_is_dead_lettered(store: Store
     with pytest.raises(StateTooLargeError):
         sessions.run(KEY, "big", bloat, None)
     after = snapshot(store)
-    assert [item for item in after if item not in before] == [
-        (KEY.event_sk("big"), sessions.dead_letters(KEY.user_key)[0][1])
-    ]
+    [(sk, letter)] = [item for item in after if item not in before]
+    [(listed_sk, listed)] = sessions.dead_letters(KEY.user_key)
+    # (the listing opens what encryption sealed: the error's description)
+    assert sk == listed_sk == KEY.event_sk("big") and letter.failed and listed.failed
+    assert listed.error is not None and listed.error.startswith("StateTooLargeError: ")
     assert sessions.get(KEY) is not None and sessions.get(KEY).state == {"n": 1}  # type: ignore[union-attr]
 
 
