@@ -149,9 +149,6 @@ class Lookup(NamedTuple):
     own: bool
     page: bool
 
-    def __bool__(self) -> bool:
-        return self.own or self.page
-
 
 def event_key(event_time: float | None) -> int:
     """The event's time as records are filed by it: milliseconds, rounded up (so a time at
@@ -407,10 +404,6 @@ def _join(a: Mark | None, b: Mark | None) -> Mark | None:
 def page_record(page: Item, d: bytes, generation: int) -> EventRecord | None:
     """The record of the event with this digest in a page, if any."""
     return _record(_entries(page), _responses(page), d, generation)
-
-
-def page_entries(page: Item) -> tuple[Entry, ...]:
-    return _entries(page)
 
 
 @dataclass(frozen=True, slots=True)
