@@ -19,16 +19,15 @@ from __future__ import annotations
 from bot.base import (
     Bot,
     BotProtocol,
-    BotSpec,
     BotTypeError,
     Effect,
     EffectCall,
     Outcome,
-    StateVersionError,
     effect,
 )
 from bot.messages import Attachment, Message
 from bot.replies import Button, Card, Cards, Field, FormErrors, Media, Modal, Reply
+from bot.spec import BotSpec, StateVersionError
 
 #: The bot the edges run when ``BOT`` is unset.
 DEFAULT_BOT = "bot.todo:bot"

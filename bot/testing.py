@@ -15,9 +15,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from bot.base import BotSpec, EffectCall, effect_key
+from bot.base import effect_key
 from bot.messages import Message
 from bot.replies import AnyReply, Button, Reply, buttons_of
+from bot.spec import MAX_FOLLOW_UPS, BotSpec, run_effect
 
 
 class Conversation:
@@ -56,6 +57,9 @@ class Conversation:
     def send(self, message: Message) -> list[AnyReply]:
         """Run one turn (and the follow-ups of its effects); return the replies, in order."""
         self._events += 1
+        return self._turn(message, f"test:{self._events}", depth=0)
+
+    def _turn(self, message: Message, idempotency_key: str, *, depth: int) -> list[AnyReply]:
         loaded = self.spec.load_state(None if self.stored is None else json.loads(self.stored))
         outcome = self.spec.outcome(loaded, message)
         # Stored as JSON, as the real stores do: a state that does not survive it fails here.
@@ -66,16 +70,11 @@ class Conversation:
             self.effects.append((fx.name, fx.args))
             if not self.run_effects:
                 continue
-            function, _ = self.spec.effects[fx.name]
-            key = effect_key(f"test:{self._events}", index, fx.name)
-            result, error = None, None
-            try:
-                result = function(fx.args, EffectCall(fx.name, key, message))
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
-            if fx.follow_up:
-                replies += self.send(self._message(kind="effect", action=fx.name,
-                                                   result=result, error=error))  # fmt: skip
+            # The edges' own effect runner: same call, same follow-up message, same limit.
+            key = effect_key(idempotency_key, index, fx.name)
+            follow_up = run_effect(self.spec, fx, key, message)
+            if follow_up is not None and depth + 1 <= MAX_FOLLOW_UPS:
+                replies += self._turn(follow_up, f"followup:{key}", depth=depth + 1)
         return replies
 
     def _message(self, **fields: Any) -> Message:

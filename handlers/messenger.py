@@ -15,8 +15,9 @@ Send API.
 Every text, attachment, quick reply and postback goes to the bot ``BOT`` names: a quick reply
 or postback whose action the bot declares arrives as an action, any other payload as the text
 the user tapped. Replies render as text, quick replies, button and generic templates or
-attachments by URL (``messenger_payloads.render``); a committed turn's effects start after its
-replies (``handlers.turns.Effects``).
+attachments by URL (``messenger_payloads.render``); the delivery pipeline
+(``handlers.pipeline``) runs each message, sends its replies and then starts its effects. A
+sender's messages run in timestamp order: a slow one is handed off with every later one.
 
 The Send API has no idempotency key, so a reply is retried only when it certainly did not
 arrive: the connection was refused, Meta answered 429, or a 5xx whose Graph error says it is
@@ -34,26 +35,19 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import requests
 
-from bot.messages import Message
+from bot.replies import AnyReply
 from handlers import messenger_payloads as payloads
-from handlers.deferral import DEFERRED_KEY, Deferrer, Job, default_deferrer
+from handlers.deferral import DEFERRED_KEY, Deferrer, default_deferrer
+from handlers.delivery import Delivery, MessengerRoute
+from handlers.entry import Entry, build_edge, spec_of
 from handlers.http import BadRequest, HttpRequest, from_lambda, response
+from handlers.pipeline import Answer, Deadline, Pipeline
 from handlers.settings import Settings
-from handlers.turns import (
-    Effects,
-    Entry,
-    bot_turn,
-    build_edge,
-    new_conversation,
-    spec_of,
-    split,
-)
-from sessions import ConversationKey, PermanentError, SessionError, Sessions
+from sessions import ConversationKey, SessionError, Sessions
 
 if TYPE_CHECKING:
     from handlers.telemetry import Telemetry
@@ -181,17 +175,9 @@ def _not_processed(answer: requests.Response) -> bool:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Deadline:
-    """``time.monotonic()`` values for one webhook: no lost race retried past ``turns``, no
-    Send API call waiting past ``sends``."""
-
-    turns: float
-    sends: float
-
-
 class MessengerEdge:
-    """The Messenger adapter.
+    """The Messenger adapter: parses signed webhook batches into deliveries, sends a committed
+    turn's replies through the Send API; the pipeline (``handlers.pipeline``) does the rest.
 
     Args:
         settings: ``MESSENGER_APP_SECRET`` and ``MESSENGER_VERIFY_TOKEN`` are required.
@@ -205,6 +191,8 @@ class MessengerEdge:
 
     #: Logs and metrics around each invocation (set by ``build``; ``None``: off).
     telemetry: Telemetry | None = None
+    #: Seconds a follow-up turn may spend retrying lost races within a webhook.
+    turn_budget = TURN_BUDGET
 
     def __init__(
         self,
@@ -230,10 +218,9 @@ class MessengerEdge:
             settings.messenger_api_url, settings.messenger_page_token
         )
         self.deferrer = deferrer or default_deferrer(settings, self.run_deferred)
-        self.effects = Effects(
-            sessions=sessions, spec=self.spec, deferrer=lambda: self.deferrer,
-            run_job=self.run_deferred,
-        )  # fmt: skip
+        self.pipeline = Pipeline(
+            sessions=sessions, spec=self.spec, platform=self, deferrer=lambda: self.deferrer
+        )
         self.workers = workers
 
     def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
@@ -250,6 +237,13 @@ class MessengerEdge:
         if request.method == "POST":
             return self._webhook(request)
         return response(405, "method not allowed", headers={"allow": "GET, POST"})
+
+    def run_deferred(self, job: Any) -> None:
+        """Run a handed-off job (or replay a dead letter: ``job["retry_failed"]``); raises
+        what can heal, so that whoever runs it retries."""
+        self.pipeline.run_job(job)
+
+    # -- requests -> deliveries ------------------------------------------------------------
 
     def _verify(self, request: HttpRequest) -> dict[str, Any]:
         mode = request.first("hub.mode")
@@ -281,12 +275,10 @@ class MessengerEdge:
             return response(400, "malformed batch")
         for reason, digest in rejected:  # the rest of the batch goes on
             log.warning("message refused: %s", reason, extra={"message_hash": digest})
-        started = time.monotonic()
-        deadline = Deadline(turns=started + TURN_BUDGET, sends=started + ACK_BUDGET)
-
-        by_sender: dict[ConversationKey, list[payloads.Incoming]] = defaultdict(list)
-        for incoming in batch:
-            by_sender[incoming.key].append(incoming)
+        deadline = Deadline.webhook(TURN_BUDGET, ACK_BUDGET)
+        by_sender: dict[ConversationKey, list[Delivery]] = defaultdict(list)
+        for incoming in batch:  # in timestamp order
+            by_sender[incoming.key].append(delivery_of(incoming))
         groups = list(by_sender.values())
         if len(groups) <= 1 or self.workers <= 1:
             failures = sum(self._run_sender(group, deadline) for group in groups)
@@ -299,106 +291,65 @@ class MessengerEdge:
             return response(500, "retry later")
         return response(200, "EVENT_RECEIVED")
 
-    def _run_sender(self, messages: Sequence[payloads.Incoming], deadline: Deadline) -> int:
-        """One sender's messages, in timestamp order. A message that fails in a way that can
-        heal stops the rest (they would run on a state that misses it) and returns 1; one that
-        is dead-lettered is skipped, as a redelivery would skip it, and the rest go on."""
-        for incoming in messages:
-            job = _job(incoming)
-            if self.spec.is_slow(incoming.message):
-                try:
-                    self.deferrer.submit(job)
-                except Exception:
-                    log.exception(
-                        "could not hand off a slow message",
-                        extra={"mid": fingerprint(incoming.mid)},
-                    )
-                    return 1
-                continue
+    def _run_sender(self, messages: Sequence[Delivery], deadline: Deadline) -> int:
+        """One sender's messages, in timestamp order. A slow one is handed off together with
+        every later one (one job, run in order), so a fast message never overtakes a slow
+        one. A message that fails in a way that can heal stops the rest (they would run on a
+        state that misses it) and returns 1; a dead letter is skipped, as a redelivery would
+        skip it, and the rest go on."""
+        for index, delivery in enumerate(messages):
+            if self.spec.is_slow(delivery.message):
+                return 0 if self.pipeline.defer(tuple(messages[index:])) else 1
             try:
-                self._run(job, deadline=deadline)
-            except PermanentError as exc:
-                if exc.recorded:
-                    self._apologise(incoming.key.user, incoming.mid, deadline.sends)
+                self.pipeline.run(delivery, deadline=deadline)
             except SessionError:
-                log.exception(
-                    "message turn failed before the commit",
-                    extra={"mid": fingerprint(incoming.mid)},
-                )
+                self.pipeline.report(delivery, "message turn failed before the commit")
                 return 1
         return 0
 
-    def _apologise(self, psid: str, mid: str, deadline: float | None = None) -> None:
-        try:
-            self.send_api.send(psid, {"text": APOLOGY}, deadline=deadline)
-        except SendError:
-            log.error("apology not sent", exc_info=True, extra={"mid": fingerprint(mid)})
+    # -- the pipeline's platform -----------------------------------------------------------
 
-    def _run(self, job: Job, *, deadline: Deadline | None) -> Any:
-        """Run ``job`` (a message in its deferred-job form, also what a dead letter keeps for
-        a replay) through the session core."""
-        return self.sessions.run(
-            ConversationKey.messenger(**job["key"]),
-            job["idempotency_key"],
-            bot_turn(self.spec),
-            Message.from_dict(job["message"]),
-            event_time=job.get("event_time"),
-            sender=self._sender(job, deadline.sends if deadline else None),
-            dead_letter={k: v for k, v in job.items() if k != "retry_failed"},
-            retry_failed=bool(job.get("retry_failed")),
-            deadline=deadline.turns if deadline else None,
-            initial=new_conversation,
-        )
+    def records_response(self, delivery: Delivery) -> bool:
+        return False  # Meta's webhook answer carries nothing back
 
-    def _sender(
-        self, job: Job, deadline: float | None
-    ) -> Callable[[ConversationKey, Sequence[Any]], None]:
-        """What runs after ``job``'s turn commits: its replies go out, then its effects start
-        (even when a reply could not be sent: the committed state expects them)."""
-
-        def send(key: ConversationKey, items: Sequence[dict[str, Any]]) -> None:
-            replies, effects = split(items)
+    def deliver(
+        self,
+        delivery: Delivery,
+        replies: Sequence[AnyReply],
+        answer: Answer | None,
+        deadline: Deadline,
+    ) -> None:
+        for message in payloads.render(replies):
             try:
-                for message in payloads.render(replies):
-                    try:
-                        self.send_api.send(key.user, message, deadline=deadline)
-                    except SendError:
-                        log.error(
-                            "reply not sent", exc_info=True, extra={"mid": fingerprint(job["mid"])}
-                        )
-                        raise
-            finally:
-                if effects:
-                    self.effects.start(job, effects)
+                self.send_api.send(delivery.key.user, message, deadline=deadline.sends)
+            except SendError:
+                log.error("reply not sent", exc_info=True, extra={"mid": _mid(delivery)})
+                raise
 
-        return send
+    def replay(self, delivery: Delivery, response: Sequence[AnyReply], answer: Answer) -> None:
+        return None
 
-    def run_deferred(self, job: Job) -> None:
-        """Run a handed-off turn (or replay a dead letter: ``job["retry_failed"]``).
-
-        Raises what can heal (so whoever runs it retries); an error that would recur is
-        recorded as a dead letter, the sender gets an apology (not on a replay), and it returns.
-        """
-        if job.get("kind") == "effect":
-            self.effects.run(job)
-            return
+    def apologise(self, delivery: Delivery, answer: Answer | None, deadline: Deadline) -> None:
         try:
-            self._run(job, deadline=None)
-        except PermanentError as exc:
-            if exc.recorded and not job.get("retry_failed"):
-                self._apologise(job["key"]["psid"], job["mid"])
+            self.send_api.send(delivery.key.user, {"text": APOLOGY}, deadline=deadline.sends)
+        except SendError:
+            log.error("apology not sent", exc_info=True, extra={"mid": _mid(delivery)})
 
 
-def _job(incoming: payloads.Incoming) -> Job:
-    return {
-        "platform": "messenger",
-        "kind": "message",
-        "key": {"page": incoming.key.workspace, "psid": incoming.key.user},
-        "idempotency_key": incoming.idempotency_key,
-        "mid": incoming.mid,
-        "message": incoming.message.to_dict(),
-        "event_time": incoming.timestamp / 1000,
-    }
+def delivery_of(incoming: payloads.Incoming) -> Delivery:
+    """A parsed message as the pipeline runs it."""
+    return Delivery(
+        key=incoming.key,
+        idempotency_key=incoming.idempotency_key,
+        message=incoming.message,
+        event_time=incoming.timestamp / 1000,
+        route=MessengerRoute(incoming.mid),
+    )
+
+
+def _mid(delivery: Delivery) -> str:
+    route = delivery.route
+    return fingerprint(route.mid if isinstance(route, MessengerRoute) else "")
 
 
 def build(settings: Settings | None = None, **overrides: Any) -> MessengerEdge:

@@ -98,9 +98,14 @@ from sessions.store import FAILED, EventRecord, Snapshot, Store, StoredState, To
 
 log = private(logging.getLogger("sessions"))
 
-#: ``(state, event) -> (new_state, replies, response)``. Must be pure: it may run more than
-#: once for one event (after a lost race); only the committed run's outputs are used.
-Turn = Callable[[Any, Any], tuple[Any, Sequence[Any], Any]]
+#: ``(state, event) -> (new_state, replies, response)``, or ``(new_state, replies, response,
+#: effects)``. Must be pure: it may run more than once for one event (after a lost race); only
+#: the committed run's outputs are used. ``effects`` (JSON-compatible, as replies) are work
+#: to start after the commit: never sent, returned in :attr:`TurnResult.effects`.
+Turn = Callable[
+    [Any, Any],
+    tuple[Any, Sequence[Any], Any] | tuple[Any, Sequence[Any], Any, Sequence[Any]],
+]
 #: Receives the committed turn's replies. Called at most once per event (default mode).
 Sender = Callable[[ConversationKey, Sequence[Any]], None]
 
@@ -130,6 +135,11 @@ class TurnResult:
 
     response: Any
     replies: tuple[Any, ...] = ()
+    #: What the committed turn asked to start after it (also on a duplicate that resent an
+    #: unmarked outbox in ``sent_mark`` mode: claims keep each effect to one run).
+    effects: tuple[Any, ...] = ()
+    #: ``hold_mark`` left the sent mark to the caller (:meth:`Sessions.mark_sent`).
+    mark_pending: bool = False
     state: Any = None
     version: int | None = None
     duplicate: bool = False
@@ -324,6 +334,7 @@ class Sessions:
         retry_failed: bool = False,
         deadline: float | None = None,
         initial: Callable[[], Any] | None = None,
+        hold_mark: bool = False,
     ) -> TurnResult:
         """Run one delivered event through ``turn`` exactly once.
 
@@ -343,6 +354,10 @@ class Sessions:
                 (:class:`BusyError`), so a webhook answers before the platform gives up.
             initial: the state ``turn`` gets for a new conversation, instead of the
                 ``Sessions``' own ``initial``.
+            hold_mark: in ``sent_mark`` mode, when the turn has effects, leave the sent mark
+                to the caller (:meth:`mark_sent`, once it started them), so that a crash
+                before they started resends the outbox and starts them on redelivery
+                (``TurnResult.mark_pending``).
 
         Raises:
             InvalidKeyError: bad idempotency key (nothing read or written).
@@ -355,7 +370,7 @@ class Sessions:
         if self.observer is None:
             return self._run(
                 key, idempotency_key, turn, event, event_time, sender, dead_letter,
-                retry_failed, deadline, initial,
+                retry_failed, deadline, initial, hold_mark,
             )  # fmt: skip
         assert self._timed is not None
         self._timed.take()
@@ -370,7 +385,7 @@ class Sessions:
         try:
             result = self._run(
                 key, idempotency_key, turn, event, event_time, sender, dead_letter,
-                retry_failed, deadline, initial,
+                retry_failed, deadline, initial, hold_mark,
             )  # fmt: skip
             return result
         except BaseException as exc:
@@ -410,6 +425,7 @@ class Sessions:
         retry_failed: bool,
         deadline: float | None,
         initial: Callable[[], Any] | None,
+        hold_mark: bool = False,
     ) -> TurnResult:
         event_sk = key.event_sk(idempotency_key)
         # A tombstone learnt from a refused commit (a store may not read it on every load).
@@ -419,7 +435,7 @@ class Sessions:
             now = int(self.clock())
             seen = snap.event
             if seen is not None and seen.expires_at > now and not (seen.failed and retry_failed):
-                return self._duplicate(key, event_sk, seen, now, attempt, sender)
+                return self._duplicate(key, event_sk, seen, now, attempt, sender, hold_mark)
             stone = _live_tombstone(snap.tombstone or learnt, now)
             if stone is not None and event_time is not None and _at_or_before(event_time, stone):
                 log.info(
@@ -445,13 +461,15 @@ class Sessions:
                     else (initial or self.initial)()
                 )
                 try:
-                    new_state, replies, response = turn(state, event)
+                    output = turn(state, event)
                 except Exception as exc:
                     raise TurnError(f"turn failed: {type(exc).__name__}: {exc}") from exc
+                new_state, replies, response = output[:3]
                 replies = tuple(replies)
+                effects = tuple(output[3]) if len(output) > 3 else ()
                 version = (stored.version if stored else 0) + 1
                 blob = self._encode(new_state, key, STATE)
-                record = self._record(key, version, now, generation, response, replies)
+                record = self._record(key, version, now, generation, response, replies, effects)
             except PermanentError as exc:
                 generation = floor
                 try:
@@ -460,7 +478,9 @@ class Sessions:
                     )
                 except DuplicateEventError as dup:  # a racing delivery committed the event
                     if dup.record is not None:
-                        return self._duplicate(key, event_sk, dup.record, now, attempt, sender)
+                        return self._duplicate(
+                            key, event_sk, dup.record, now, attempt, sender, hold_mark
+                        )
                     continue
                 except ConflictError as conflict:  # a delete ran meanwhile: judge it again
                     learnt = conflict.tombstone or learnt
@@ -489,7 +509,9 @@ class Sessions:
             except DuplicateEventError as exc:
                 # Another delivery of this event committed first: we are the duplicate.
                 if exc.record is not None:
-                    return self._duplicate(key, event_sk, exc.record, now, attempt, sender)
+                    return self._duplicate(
+                        key, event_sk, exc.record, now, attempt, sender, hold_mark
+                    )
                 continue  # the engine did not return the record: the next load reads it
             except ConflictError as exc:
                 if exc.tombstone is not None:
@@ -505,10 +527,13 @@ class Sessions:
                     self.sleep(pause)
                 continue
 
-            sent, send_error = self._send(key, event_sk, replies, sender)
+            hold = hold_mark and self.sent_mark and bool(effects)
+            sent, send_error = self._send(key, event_sk, replies, sender, hold=hold)
             return TurnResult(
                 response=response,
                 replies=replies,
+                effects=effects,
+                mark_pending=hold,
                 state=new_state,
                 version=version,
                 attempts=attempt,
@@ -528,11 +553,15 @@ class Sessions:
         generation: int,
         response: Any,
         replies: tuple[Any, ...],
+        effects: tuple[Any, ...] = (),
     ) -> EventRecord:
         """The event record of a successful turn, refused (as the state is) when it would not
         fit in one item, so that both stores fail alike and before anything is written."""
         encoded = None if response is None else self._encode(response, key, RESPONSE)
-        outbox = self._encode(list(replies), key, OUTBOX) if self.sent_mark and replies else None
+        outbox = None
+        if self.sent_mark and (replies or effects):
+            kept: Any = {"replies": list(replies), "effects": list(effects)}
+            outbox = self._encode(kept if effects else list(replies), key, OUTBOX)
         size = RECORD_OVERHEAD + len(encoded or b"") + len(outbox or b"")
         if size > codec.ITEM_LIMIT:
             raise ItemTooLargeError(
@@ -611,6 +640,7 @@ class Sessions:
         now: int,
         attempt: int,
         sender: Sender | None,
+        hold_mark: bool = False,
     ) -> TurnResult:
         if record.failed:
             return TurnResult(
@@ -625,6 +655,8 @@ class Sessions:
         if record.response is not None and record.response_expires_at > now:
             response = self._decode(record.response, key.pk, key.sk, RESPONSE)
         sent, send_error = False, None
+        effects: tuple[Any, ...] = ()
+        hold = False
         if (
             self.sent_mark
             and record.outbox is not None
@@ -637,10 +669,13 @@ class Sessions:
         ):
             # The first delivery committed but never marked its replies sent (it crashed, or
             # its send failed): send them now. This is the "possible repeat" of sent-mark mode.
-            replies = tuple(self._decode(record.outbox, key.pk, key.sk, OUTBOX))
-            sent, send_error = self._send(key, event_sk, replies, sender)
+            replies, effects = _outbox(self._decode(record.outbox, key.pk, key.sk, OUTBOX))
+            hold = hold_mark and bool(effects)
+            sent, send_error = self._send(key, event_sk, replies, sender, hold=hold)
         return TurnResult(
             response=response,
+            effects=effects,
+            mark_pending=hold,
             version=record.version,
             duplicate=True,
             attempts=attempt,
@@ -654,6 +689,8 @@ class Sessions:
         event_sk: str,
         replies: tuple[Any, ...],
         sender: Sender | None,
+        *,
+        hold: bool = False,
     ) -> tuple[bool, BaseException | None]:
         if sender is None or not replies:
             return False, None
@@ -667,7 +704,7 @@ class Sessions:
                 extra={"conversation": conversation_hash(key.pk, key.sk)},
             )
             return False, exc
-        if self.sent_mark:
+        if self.sent_mark and not hold:
             try:
                 self._store.mark_sent(key, event_sk, sent_at=int(self.clock()))
             except StoreError:
@@ -678,6 +715,18 @@ class Sessions:
                     extra={"conversation": conversation_hash(key.pk, key.sk)},
                 )
         return True, None
+
+    def mark_sent(self, key: ConversationKey, idempotency_key: str) -> None:
+        """Mark a committed event's outbox sent (``sent_mark`` mode, after ``hold_mark``):
+        redeliveries stop resending it. Never raises (a failed mark only means a possible
+        repeat, which this mode accepts)."""
+        try:
+            self._store.mark_sent(key, key.event_sk(idempotency_key), sent_at=int(self.clock()))
+        except StoreError:
+            log.exception(
+                "the sent mark failed",
+                extra={"conversation": conversation_hash(key.pk, key.sk)},
+            )
 
     def claim(self, key: ConversationKey, token: str, *, event_time: float | None) -> bool:
         """Whether this caller is the first to claim ``token`` in the conversation (within
@@ -980,6 +1029,14 @@ def _pre_delete(generation: int, stone: Tombstone | None) -> bool:
 
 def _live(state: StoredState, stone: Tombstone | None, now: int) -> bool:
     return state.expires_at > now and not _pre_delete(state.generation, stone)
+
+
+def _outbox(value: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """An outbox's replies and effects (one written before effects were kept apart is a
+    list of both; the edges tell them apart by their ``kind``)."""
+    if isinstance(value, dict):
+        return tuple(value.get("replies") or ()), tuple(value.get("effects") or ())
+    return tuple(value), ()
 
 
 def _report(

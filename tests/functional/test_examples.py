@@ -20,7 +20,7 @@ from examples.intake import Intake
 from examples.quiz import Quiz
 from handlers.messenger_payloads import encode_payload
 from handlers.settings import from_env
-from handlers.turns import new_conversation
+from handlers.pipeline import new_conversation
 from sessions import ConversationKey, Sessions
 from sessions.store import Store
 from tests.fakes import Call, FakeSlack, QueueDeferrer, fake_slack

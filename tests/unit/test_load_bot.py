@@ -6,7 +6,7 @@ import pytest
 
 from bot.todo import TodoBot
 from handlers.settings import ConfigError, from_env
-from handlers.turns import load_bot
+from handlers.entry import load_bot
 
 
 def test_an_instance_or_a_class() -> None:

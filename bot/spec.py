@@ -1,0 +1,265 @@
+"""What the runtime knows about a bot, read once from its declarations: :class:`BotSpec`
+(routing, slowness, state schema and migrations, the checked outcome of a turn), and
+:func:`run_effect` (an effect's call and the message that brings its result back). The edges'
+delivery pipeline and ``bot.testing`` both run a bot through this module, so they cannot
+disagree on what a turn or an effect does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bot.base import SCHEMA_KEY, BotTypeError, Checked, Effect, EffectCall, Outcome
+from bot.messages import Message
+from bot.replies import REPLY_KINDS, AnyReply, Reply, buttons_of
+
+#: How many effect → follow-up turn → effect rounds one event may start: a bot whose every
+#: follow-up asks for another effect stops here instead of looping forever.
+MAX_FOLLOW_UPS = 10
+
+
+class StateVersionError(RuntimeError):
+    """The stored state is of a schema newer than this bot's: written by newer code. It is
+    refused (the event becomes a dead letter to replay once that code is back), never
+    migrated backwards or overwritten."""
+
+
+@dataclass(frozen=True, slots=True)
+class BotSpec:
+    """What the edges need to know about a bot, read once from it (defaults filled in)."""
+
+    bot: Any
+    name: str
+    commands: frozenset[str]
+    actions: frozenset[str]
+    action_prefix: str | None
+    schema_version: int
+    migrations: Mapping[int, Callable[[Any], Any]]
+    effects: Mapping[str, tuple[Callable[..., Any], bool]]
+
+    @classmethod
+    def of(cls, bot: Any) -> BotSpec:
+        """Read and check a bot's declarations.
+
+        Raises:
+            BotTypeError: no ``turn``, or declarations of the wrong shape (a missing migration
+                step, a command without its slash...).
+        """
+        name = type(bot).__qualname__
+        if not callable(getattr(bot, "turn", None)):
+            raise BotTypeError(f"{name} has no turn(state, message) method")
+        commands = _names(bot, "commands")
+        for command in commands:
+            if not command.startswith("/") or " " in command:
+                raise BotTypeError(f"{name}.commands: {command!r} must look like '/name'")
+        actions = _names(bot, "actions")
+        prefix = getattr(bot, "action_prefix", None)
+        if prefix is not None and (not isinstance(prefix, str) or not prefix):
+            raise BotTypeError(f"{name}.action_prefix must be a non-empty string or None")
+        version = getattr(bot, "schema_version", 1)
+        if type(version) is not int or version < 1:
+            raise BotTypeError(f"{name}.schema_version must be an int >= 1, not {version!r}")
+        migrations = dict(getattr(bot, "migrations", None) or {})
+        missing = [n for n in range(1, version) if not callable(migrations.get(n))]
+        if missing:
+            raise BotTypeError(
+                f"{name}.schema_version is {version}, so migrations needs a step from each "
+                f"older version; missing: {missing}"
+            )
+        effects: dict[str, tuple[Callable[..., Any], bool]] = {}
+        for attribute in dir(type(bot)):
+            marked = getattr(getattr(type(bot), attribute, None), "__effect__", None)
+            if marked is not None:
+                effect_name, slow = marked
+                effects[effect_name] = (getattr(bot, attribute), slow)
+        return cls(
+            bot=bot,
+            name=name,
+            commands=frozenset(commands),
+            actions=frozenset(actions),
+            action_prefix=prefix,
+            schema_version=version,
+            migrations=migrations,
+            effects=effects,
+        )
+
+    def handles_command(self, command: str) -> bool:
+        return command in self.commands
+
+    def handles_action(self, action: str) -> bool:
+        return action in self.actions or bool(
+            self.action_prefix and action.startswith(self.action_prefix)
+        )
+
+    def is_slow(self, message: Message) -> bool:
+        is_slow = getattr(self.bot, "is_slow", None)
+        return bool(is_slow(message)) if callable(is_slow) else False
+
+    def is_slow_effect(self, name: str) -> bool:
+        return self.effects.get(name, (None, False))[1]
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def initial_state(self) -> Any:
+        initial = getattr(self.bot, "initial_state", None)
+        return initial() if callable(initial) else {}
+
+    def load_state(self, stored: Any) -> Any:
+        """The stored state, migrated to this bot's schema (``None``: a new conversation).
+
+        Raises:
+            StateVersionError: the state is of a newer schema than this bot's.
+        """
+        if stored is None:
+            return self.initial_state()
+        version, state = 1, stored
+        if (
+            isinstance(stored, dict)
+            and SCHEMA_KEY in stored
+            and set(stored)
+            == {
+                SCHEMA_KEY,
+                "state",
+            }
+        ):
+            version, state = int(stored[SCHEMA_KEY]), stored["state"]
+        if version > self.schema_version:
+            raise StateVersionError(
+                f"stored state has schema {version}, but {self.name} knows schema "
+                f"{self.schema_version} at most: newer code wrote it; refused, not migrated"
+            )
+        while version < self.schema_version:
+            state = self.migrations[version](state)
+            version += 1
+        return state
+
+    def dump_state(self, state: Any) -> Any:
+        """The state as stored: as is at schema 1, with its schema version from 2 on."""
+        if self.schema_version == 1:
+            return state
+        return {SCHEMA_KEY: self.schema_version, "state": state}
+
+    # -- the turn ------------------------------------------------------------------------------
+
+    def outcome(self, state: Any, message: Message) -> Checked:
+        """Run the bot's turn and check what it returned.
+
+        Raises:
+            BotTypeError: the result is not an ``Outcome`` (or a ``(state, replies[,
+                effects])`` tuple), a reply is of an unknown kind, a button or modal names an
+                action the bot does not declare, or an effect has no ``@effect`` method.
+        """
+        result = self.bot.turn(state, message)
+        if isinstance(result, Outcome):
+            outcome = result
+        elif isinstance(result, tuple) and len(result) in (2, 3):
+            effects = result[2] if len(result) == 3 else ()
+            outcome = Outcome(result[0], result[1], () if effects is None else effects)
+        else:
+            raise BotTypeError(
+                f"{self.name}.turn returned {_shown(result)}; expected Outcome(state, replies, "
+                "effects) or a (state, replies) tuple"
+            )
+        replies: Any = outcome.replies
+        if isinstance(replies, (str, *REPLY_KINDS)):
+            replies = (replies,)  # one reply on its own
+        if not isinstance(replies, Sequence):
+            raise BotTypeError(
+                f"{self.name}.turn returned replies {_shown(replies)}; expected a list of "
+                "Reply, Cards, Media, Modal, FormErrors or str"
+            )
+        checked: list[AnyReply] = []
+        for item in replies:
+            reply: AnyReply = Reply(item) if isinstance(item, str) else item
+            if not isinstance(reply, REPLY_KINDS):
+                raise BotTypeError(
+                    f"{self.name}.turn returned a reply of unknown kind {_shown(reply)}; "
+                    "expected Reply, Cards, Media, Modal, FormErrors or str"
+                )
+            for button in buttons_of(reply):
+                if button.url is None and not self.handles_action(button.action):
+                    raise BotTypeError(
+                        f"{self.name}: button {button.label!r} has action {button.action!r}, "
+                        "which the bot does not declare (add it to actions, or match "
+                        "action_prefix); without that its press would never reach the bot"
+                    )
+            if getattr(reply, "kind", "") == "media" and getattr(reply, "media", "") not in (
+                "image",
+                "video",
+                "audio",
+                "file",
+            ):
+                raise BotTypeError(
+                    f"{self.name}: Media kind {getattr(reply, 'media', '')!r}; expected image, "
+                    "video, audio or file"
+                )
+            action = getattr(reply, "action", None)
+            if getattr(reply, "kind", "") == "modal" and not self.handles_action(str(action)):
+                raise BotTypeError(
+                    f"{self.name}: modal action {action!r} is not declared in actions or "
+                    "action_prefix; its submission would never reach the bot"
+                )
+            checked.append(reply)
+        effects = outcome.effects
+        if isinstance(effects, Effect):
+            effects = (effects,)
+        if not isinstance(effects, Sequence):
+            raise BotTypeError(f"{self.name}.turn returned effects {_shown(effects)}")
+        for item in effects:
+            if not isinstance(item, Effect):
+                raise BotTypeError(
+                    f"{self.name}.turn returned effect {_shown(item)}; expected Effect(name, args)"
+                )
+            if item.name not in self.effects:
+                raise BotTypeError(
+                    f"{self.name}.turn asked for effect {item.name!r}, but no method is marked "
+                    f"@effect({item.name!r})"
+                )
+        return Checked(outcome.state, tuple(checked), tuple(effects))
+
+
+def _names(bot: Any, attribute: str) -> tuple[str, ...]:
+    value = getattr(bot, attribute, ()) or ()
+    if isinstance(value, str) or not all(isinstance(v, str) and v for v in value):
+        raise BotTypeError(
+            f"{type(bot).__qualname__}.{attribute} must be a tuple of non-empty strings, "
+            f"not {value!r}"
+        )
+    return tuple(value)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:80]}{'…' if len(text) > 80 else ''}"
+
+
+def run_effect(spec: BotSpec, effect: Effect, key: str, origin: Message) -> Message | None:
+    """Call the bot's ``@effect`` method for ``effect`` (``key``: its idempotency key;
+    ``origin``: the message whose turn asked for it) and return the follow-up message that
+    brings its result (or its error, by class and message) back to the bot, ``None`` when the
+    effect asks for no follow-up. Never raises for the effect's own failure."""
+    function = spec.effects.get(effect.name)
+    result: Any = None
+    error: str | None = None
+    if function is None:  # the bot changed between the turn and now
+        error = f"no @effect({effect.name!r}) method"
+    else:
+        try:
+            result = function[0](effect.args, EffectCall(effect.name, key, origin))
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+    if not effect.follow_up:
+        return None
+    return Message(
+        kind="effect",
+        action=effect.name,
+        result=result,
+        error=error,
+        platform=origin.platform,
+        workspace=origin.workspace,
+        conversation=origin.conversation,
+        user=origin.user,
+        time=origin.time,
+    )

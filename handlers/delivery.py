@@ -1,0 +1,244 @@
+"""A delivery: one platform event, parsed once at the edge, as every later step sees it.
+
+An edge turns a verified request into :class:`Delivery` values (conversation key, the
+platform's idempotency key, the event's time, the bot's :class:`~bot.messages.Message` and
+where the answers go, a typed :data:`Route`); the pipeline runs them, and nothing rebuilds
+them. A delivery becomes a dict only where it leaves the process: a deferred job (an async
+invoke of our own function, a local thread) and a dead letter's replay payload. :func:`dump`
+and :func:`load` are that one pair of functions; their format is stable (a dead letter
+recorded by an earlier release still replays).
+
+The format, one JSON object::
+
+    {"platform": "slack", "kind": "command" | "action" | "submission" | "event",
+     "key": {"team", "channel", "user", "enterprise"},
+     "idempotency_key", "message", "event_time", "response_url", "trigger_id", "depth"}
+    {"platform": "messenger", "kind": "message", "key": {"page", "psid"},
+     "idempotency_key", "mid", "message", "event_time", "depth"}
+    {"platform", "kind": "effect", "key", "effect", "effect_key", "origin": <delivery>,
+     "event_time"}
+    {"kind": "sequence", "items": [<delivery>, ...]}   (one sender's messages, in order)
+
+``retry_failed: true`` on a delivery asks for a replay of its dead letter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from bot.base import Effect, effect_key
+from bot.messages import Message
+from sessions import ConversationKey, InvalidKeyError
+
+SlackKind = Literal["command", "action", "submission", "event"]
+
+
+@dataclass(frozen=True, slots=True)
+class SlackRoute:
+    """Where a Slack event's answers go: ``response_url`` for commands and actions (and a
+    modal submission's conversation), else the channel through the Web API; ``trigger_id``
+    lets a command or a button open a modal (for 3 s, so never on a deferred turn)."""
+
+    kind: SlackKind
+    response_url: str = ""
+    trigger_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessengerRoute:
+    """A Messenger message's answers go to its sender through the Send API; ``mid`` names the
+    message in log lines (hashed)."""
+
+    mid: str
+    kind: Literal["message"] = "message"
+
+
+Route = SlackRoute | MessengerRoute
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event to run as a turn.
+
+    ``depth``: how many effect → follow-up rounds led here (0 for a platform event);
+    ``replay``: run it even if it is a dead letter (the admin CLI's retry).
+    """
+
+    key: ConversationKey
+    idempotency_key: str
+    message: Message
+    event_time: float | None
+    route: Route
+    depth: int = 0
+    replay: bool = False
+
+    @property
+    def kind(self) -> str:
+        return self.route.kind
+
+    def later(self) -> Delivery:
+        """The same delivery run after the ack: a trigger id is long expired by then."""
+        if isinstance(self.route, SlackRoute) and self.route.trigger_id:
+            return dataclasses.replace(self, route=dataclasses.replace(self.route, trigger_id=None))
+        return self
+
+    def effect(self, index: int, effect: Effect) -> EffectJob:
+        """The ``index``-th effect this delivery's turn asked for."""
+        return EffectJob(self, effect, effect_key(self.idempotency_key, index, effect.name))
+
+
+@dataclass(frozen=True, slots=True)
+class EffectJob:
+    """An effect of a committed turn, claimed once by ``effect_key`` before it runs."""
+
+    origin: Delivery
+    effect: Effect
+    effect_key: str
+
+    def follow_up(self, message: Message) -> Delivery:
+        """The turn that brings the effect's result back to the bot: the origin's route (a
+        modal in it falls back to text: its trigger is long used), one round deeper."""
+        return dataclasses.replace(
+            self.origin.later(),
+            idempotency_key=f"followup:{self.effect_key}",
+            message=message,
+            depth=self.origin.depth + 1,
+            replay=False,
+        )
+
+
+Job = Delivery | EffectJob | tuple[Delivery, ...]
+
+
+class BadJob(ValueError):
+    """A deferred job or replay payload that does not describe a delivery."""
+
+
+# -- the one pair of functions -----------------------------------------------------------------
+
+
+def dump(job: Job) -> dict[str, Any]:
+    """The JSON-compatible form of a delivery, an effect or a sender's sequence."""
+    if isinstance(job, tuple):
+        return {"kind": "sequence", "items": [dump(d) for d in job]}
+    if isinstance(job, EffectJob):
+        return {
+            "platform": job.origin.key.platform,
+            "kind": "effect",
+            "key": _key_dict(job.origin.key),
+            "effect": job.effect.to_dict(),
+            "effect_key": job.effect_key,
+            "origin": dump(job.origin),
+            "event_time": job.origin.event_time,
+        }
+    data: dict[str, Any] = {
+        "platform": job.key.platform,
+        "kind": job.route.kind,
+        "key": _key_dict(job.key),
+        "idempotency_key": job.idempotency_key,
+        "message": job.message.to_dict(),
+        "event_time": job.event_time,
+    }
+    if isinstance(job.route, SlackRoute):
+        data["response_url"] = job.route.response_url
+        data["trigger_id"] = job.route.trigger_id
+    else:
+        data["mid"] = job.route.mid
+    if job.depth:
+        data["depth"] = job.depth
+    if job.replay:
+        data["retry_failed"] = True
+    return data
+
+
+def load(data: Any) -> Job:
+    """A job back from its :func:`dump` form.
+
+    Raises:
+        BadJob: not a job of this format (or its key, message or effect does not read).
+    """
+    if not isinstance(data, Mapping):
+        raise BadJob(f"a job is an object, not {type(data).__name__}")
+    try:
+        if data.get("kind") == "sequence":
+            items = tuple(load(item) for item in data["items"])
+            if not all(isinstance(item, Delivery) for item in items):
+                raise BadJob("a sequence holds deliveries only")
+            return items  # type: ignore[return-value]
+        if data.get("kind") == "effect":
+            origin = load(data["origin"])
+            if not isinstance(origin, Delivery):
+                raise BadJob("an effect's origin is a delivery")
+            return EffectJob(origin, Effect.from_dict(data["effect"]), str(data["effect_key"]))
+        return _delivery(data)
+    except BadJob:
+        raise
+    except (LookupError, TypeError, ValueError, AttributeError, InvalidKeyError) as exc:
+        raise BadJob(f"unreadable job: {type(exc).__name__}") from exc
+
+
+def _delivery(data: Mapping[str, Any]) -> Delivery:
+    key = data["key"]
+    route: Route
+    if data["platform"] == "slack":
+        conversation = ConversationKey.slack(
+            team=key["team"], channel=key["channel"], user=key["user"],
+            enterprise=key.get("enterprise"),
+        )  # fmt: skip
+        kind = data["kind"]
+        if kind not in ("command", "action", "submission", "event"):
+            raise BadJob(f"unknown Slack delivery kind {str(kind)[:20]!r}")
+        trigger = data.get("trigger_id")
+        route = SlackRoute(kind, str(data.get("response_url") or ""), trigger or None)
+    elif data["platform"] == "messenger":
+        conversation = ConversationKey.messenger(page=key["page"], psid=key["psid"])
+        route = MessengerRoute(str(data.get("mid") or ""))
+    else:
+        raise BadJob(f"unknown platform {str(data['platform'])[:20]!r}")
+    when = data.get("event_time")
+    return Delivery(
+        key=conversation,
+        idempotency_key=str(data["idempotency_key"]),
+        message=Message.from_dict(data["message"]),
+        event_time=None if when is None else float(when),
+        route=route,
+        depth=int(data.get("depth") or 0),
+        replay=bool(data.get("retry_failed")),
+    )
+
+
+def _key_dict(key: ConversationKey) -> dict[str, Any]:
+    if key.platform == "slack":
+        return {
+            "team": key.workspace,
+            "channel": key.channel,
+            "user": key.user,
+            "enterprise": key.enterprise,
+        }
+    return {"page": key.workspace, "psid": key.user}
+
+
+def replay(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A dead letter's payload, marked to run even though it is a dead letter."""
+    return {**data, "retry_failed": True}
+
+
+def deliveries(job: Job) -> Sequence[Delivery | EffectJob]:
+    """The units a job runs, in order."""
+    return job if isinstance(job, tuple) else (job,)
+
+
+__all__ = [
+    "BadJob",
+    "Delivery",
+    "EffectJob",
+    "Job",
+    "MessengerRoute",
+    "Route",
+    "SlackRoute",
+    "dump",
+    "load",
+]

@@ -1,0 +1,309 @@
+"""The one delivery pipeline every edge shares: run a delivery's turn through the session core,
+send its replies, start its effects after the turn, defer what is slow, apologise for what
+failed, replay a duplicate's recorded answer.
+
+An edge is an adapter (:class:`Platform`): it parses verified requests into
+:class:`~handlers.delivery.Delivery` values, renders and sends a committed turn's replies (once),
+and builds the platform's HTTP answer. Everything between is here, written once::
+
+    edge: verify, parse ─► Delivery ─► Pipeline.run ─► Sessions.run (load, turn, commit)
+                                           │              └─► Platform.deliver (render once,
+                                           │                  send; the ack's part in Answer)
+                                           └─► start effects (after the run returned): fast
+                                               ones inline while the webhook's budget lasts,
+                                               each follow-up a turn of its own; the rest
+                                               handed to the deferral
+
+Who retries what is the caller's: ``run`` raises a :class:`~sessions.SessionError` that can
+heal (the edge answers 5xx, or the deferral retries), and answers itself for an error that
+would recur (recorded as a dead letter, apology sent once, never raised).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bot.base import Effect
+from bot.messages import Message
+from bot.replies import AnyReply, reply_from_dict
+from bot.spec import MAX_FOLLOW_UPS, BotSpec, run_effect
+from handlers.deferral import Deferrer
+from handlers.delivery import BadJob, Delivery, EffectJob, Job, deliveries, dump, load
+from sessions import PermanentError, SessionError, Sessions, Turn, TurnResult
+from sessions.privacy import conversation_hash, private
+
+log = private(logging.getLogger("handlers.pipeline"))
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """``time.monotonic()`` values for one webhook: no lost race retried past ``turns``, no
+    send waiting past ``sends``; ``None``: no limit (a deferred job)."""
+
+    turns: float | None = None
+    sends: float | None = None
+
+    @classmethod
+    def webhook(cls, turns: float, sends: float, *, now: float | None = None) -> Deadline:
+        start = time.monotonic() if now is None else now
+        return cls(start + turns, start + sends)
+
+    def passed(self) -> bool:
+        return self.turns is not None and time.monotonic() >= self.turns
+
+
+NO_DEADLINE = Deadline()
+
+
+@dataclass(slots=True)
+class Answer:
+    """What the platform's synchronous answer carries besides 200 (Slack's ack body: a slash
+    command's first message, a submission's form errors). The adapter fills it."""
+
+    body: dict[str, Any] | None = None
+
+
+class Platform(Protocol):
+    """What an edge implements for the pipeline (and all a new platform must write besides
+    its request parsing)."""
+
+    #: Seconds a follow-up turn of a webhook may spend retrying lost races.
+    turn_budget: float
+
+    def records_response(self, delivery: Delivery) -> bool:
+        """Whether the turn's replies are also its recorded response (what a duplicate of
+        the delivery gets in its synchronous answer)."""
+        ...
+
+    def deliver(
+        self,
+        delivery: Delivery,
+        replies: Sequence[AnyReply],
+        answer: Answer | None,
+        deadline: Deadline,
+    ) -> None:
+        """Send a committed turn's replies, rendered once and in the bot's order; put what
+        belongs in the synchronous answer into ``answer`` (``None``: there is none, e.g. a
+        deferred turn). Raise when a reply could not be sent (after logging it)."""
+        ...
+
+    def replay(self, delivery: Delivery, response: Sequence[AnyReply], answer: Answer) -> None:
+        """A duplicate's recorded response, into its synchronous answer (nothing is sent)."""
+        ...
+
+    def apologise(self, delivery: Delivery, answer: Answer | None, deadline: Deadline) -> None:
+        """Tell the user once that their event failed on our side. Never raises."""
+        ...
+
+
+def replies_of(items: Sequence[Any]) -> list[AnyReply]:
+    """Stored replies back as values (an outbox written before effects were kept apart may
+    hold effects too: they are not replies)."""
+    return [reply_from_dict(i) for i in items if not _is_effect(i)]
+
+
+def _is_effect(item: Any) -> bool:
+    return isinstance(item, Mapping) and item.get("kind") == "effect"
+
+
+def bot_turn(spec: BotSpec, *, with_response: bool = False) -> Turn:
+    """The bot's turn as the session core runs it: the stored state migrated to the bot's
+    schema (``None``: a new conversation, the bot's initial state), the outcome checked,
+    replies and effects apart as JSON-compatible dicts (they may be stored: the recorded
+    response, sent-mark mode's outbox). ``with_response``: the replies are also the response
+    a duplicate gets back."""
+
+    def turn(stored: Any, message: Message) -> tuple[Any, list[Any], Any, list[Any]]:
+        outcome = spec.outcome(spec.load_state(stored), message)
+        replies = [r.to_dict() for r in outcome.replies]
+        effects = [e.to_dict() for e in outcome.effects]
+        return spec.dump_state(outcome.state), replies, replies if with_response else None, effects
+
+    return turn
+
+
+def new_conversation() -> None:
+    """What the session core hands ``bot_turn`` for a conversation with no state."""
+    return None
+
+
+class Pipeline:
+    """Runs deliveries for one edge.
+
+    Args:
+        sessions: the session core over the configured store.
+        spec: the bot.
+        platform: the edge's adapter.
+        deferrer: where slow turns, slow effects and work past a webhook's budget go (a
+            callable, so an edge may swap its deferrer after construction).
+    """
+
+    def __init__(
+        self,
+        *,
+        sessions: Sessions,
+        spec: BotSpec,
+        platform: Platform,
+        deferrer: Callable[[], Deferrer],
+    ) -> None:
+        self.sessions = sessions
+        self.spec = spec
+        self.platform = platform
+        self._deferrer = deferrer
+
+    # -- a delivery ----------------------------------------------------------------------------
+
+    def run(
+        self,
+        delivery: Delivery,
+        *,
+        deadline: Deadline = NO_DEADLINE,
+        answer: Answer | None = None,
+    ) -> TurnResult | None:
+        """Run ``delivery``'s turn once, send its replies, then start its effects.
+
+        Returns the session core's result, or ``None`` when the event is (now) a dead letter:
+        the user was told once (not on a replay).
+
+        Raises:
+            SessionError: nothing was committed and it can heal (store unavailable, busy at
+                the deadline): answer 5xx or retry. ``InvalidKeyError`` for a bad id.
+        """
+        effects: list[Any] = []
+
+        def send(_key: Any, items: Sequence[Any]) -> None:
+            self.platform.deliver(delivery, replies_of(items), answer, deadline)
+
+        try:
+            result = self.sessions.run(
+                delivery.key,
+                delivery.idempotency_key,
+                bot_turn(self.spec, with_response=self.platform.records_response(delivery)),
+                delivery.message,
+                event_time=delivery.event_time,
+                sender=send,
+                dead_letter=dump(dataclasses.replace(delivery, replay=False)),
+                retry_failed=delivery.replay,
+                deadline=deadline.turns,
+                initial=new_conversation,
+                hold_mark=True,  # sent-mark mode: marked once the effects started
+            )  # fmt: skip
+        except PermanentError as exc:
+            if exc.recorded and not delivery.replay:
+                self.platform.apologise(delivery, answer, deadline)
+            return None
+        effects.extend(result.effects)
+        if result.duplicate and answer is not None and result.response:
+            self.platform.replay(delivery, replies_of(result.response), answer)
+        if effects:
+            self.start_effects(delivery, effects, deadline)
+        if result.mark_pending:
+            self.sessions.mark_sent(delivery.key, delivery.idempotency_key)
+        return result
+
+    def defer(self, job: Job) -> bool:
+        """Hand ``job`` to the deferral; ``False`` (logged) when it could not be handed off."""
+        try:
+            self._deferrer().submit(dump(job))
+        except Exception:
+            log.exception("could not hand off a deferred job")
+            return False
+        return True
+
+    # -- effects, after the turn ---------------------------------------------------------------
+
+    def start_effects(
+        self, delivery: Delivery, effects: Sequence[Mapping[str, Any]], deadline: Deadline
+    ) -> None:
+        """Start a committed turn's effects: slow ones (and, in a webhook, any once its turn
+        budget is spent) through the deferral, fast ones here, each claimed first (at most
+        once). Never raises: an effect that cannot start now is handed off; one that cannot
+        even be handed off is logged (it may be lost, never doubled)."""
+        for index, data in enumerate(effects):
+            job = delivery.effect(index, Effect.from_dict(data))
+            name = job.effect.name
+            if (self.spec.is_slow_effect(name) or deadline.passed()) and self.defer(job):
+                continue
+            try:
+                self.run_effect(job, deadline)
+            except Exception:
+                # The claim failed (the store): nothing ran. The deferral retries it.
+                log.warning("effect %s could not start; handing it off", name, exc_info=True)
+                if not self.defer(job):
+                    log.error("effect %s not run", name)
+
+    def run_effect(self, job: EffectJob, deadline: Deadline = NO_DEADLINE) -> None:
+        """Claim and run one effect, then its follow-up turn (a delivery of its own, with its
+        own turn budget and report).
+
+        Raises:
+            SessionError: the claim failed in a way that can heal; nothing ran (retry it).
+        """
+        origin = job.origin
+        token = f"effect:{job.effect_key}"
+        if not self.sessions.claim(origin.key, token, event_time=origin.event_time):
+            log.info("effect %s already claimed (or the user was deleted)", job.effect.name)
+            return
+        message = run_effect(self.spec, job.effect, job.effect_key, origin.message)
+        if message is not None and message.error is not None:
+            log.warning("effect %s failed: %s", job.effect.name, message.error.split(":", 1)[0])
+        if message is None:
+            return
+        if origin.depth + 1 > MAX_FOLLOW_UPS:
+            log.error("effect %s: follow-up dropped, %d rounds deep", job.effect.name, origin.depth)
+            return
+        follow = job.follow_up(message)
+        own = deadline
+        if deadline.turns is not None:
+            own = Deadline(time.monotonic() + self.platform.turn_budget, deadline.sends)
+        try:
+            self.run(follow, deadline=own)
+        except SessionError:
+            # It can heal (the store was unavailable, the conversation busy): the deferral
+            # retries it (and inside Lambda keeps a job that keeps failing).
+            log.warning("follow-up of %s failed; handing it off", job.effect.name, exc_info=True)
+            if not self.defer(follow):
+                log.error("follow-up of effect %s lost", job.effect.name)
+
+    # -- deferred jobs -------------------------------------------------------------------------
+
+    def run_job(self, data: Any) -> None:
+        """Run a handed-off job (a slow turn, an effect, a sender's messages in order, or a
+        dead letter's replay).
+
+        Raises what can heal, so that whoever runs it retries (committed parts are skipped
+        then); an error that would recur is a dead letter, answered once, and returns.
+        """
+        try:
+            job = load(data)
+        except BadJob as exc:
+            # Retrying cannot make it readable: drop it, loudly.
+            log.error("deferred job refused: %s", exc)
+            return
+        for unit in deliveries(job):
+            if isinstance(unit, EffectJob):
+                self.run_effect(unit)
+            else:
+                self.run(unit.later())
+
+    def report(self, delivery: Delivery, message: str) -> None:
+        """Log a failure of ``delivery`` with its conversation's hash (never its ids)."""
+        key = delivery.key
+        log.exception(message, extra={"conversation": conversation_hash(key.pk, key.sk)})
+
+
+__all__ = [
+    "NO_DEADLINE",
+    "Answer",
+    "Deadline",
+    "Pipeline",
+    "Platform",
+    "bot_turn",
+    "new_conversation",
+    "replies_of",
+]
