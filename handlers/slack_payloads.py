@@ -328,6 +328,28 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _sections(text: str) -> list[dict[str, Any]]:
+    """``text`` as sections of at most ``SECTION_LIMIT`` characters, split at line breaks
+    (a longer line, hard): a long reply becomes more blocks, never a cut one."""
+    pieces: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        while len(line) > SECTION_LIMIT:
+            if current:
+                pieces.append(current)
+                current = ""
+            pieces.append(line[:SECTION_LIMIT])
+            line = line[SECTION_LIMIT:]
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate) > SECTION_LIMIT:
+            pieces.append(current)
+            current = line
+        else:
+            current = candidate
+    pieces.append(current)
+    return [_section(piece) for piece in pieces if piece] or [_section(" ")]
+
+
 def _section(text: str, accessory: dict[str, Any] | None = None) -> dict[str, Any]:
     block: dict[str, Any] = {
         "type": "section",
@@ -353,7 +375,7 @@ def _button(button: Button, index: int = 0) -> dict[str, Any]:
 
 
 def _actions(buttons: Sequence[Button]) -> dict[str, Any]:
-    return {"type": "actions", "elements": [_button(b, i) for i, b in enumerate(buttons[:25])]}
+    return {"type": "actions", "elements": [_button(b, i) for i, b in enumerate(buttons)]}
 
 
 def _reply_blocks(reply: Reply) -> list[dict[str, Any]]:
@@ -369,16 +391,16 @@ def _reply_blocks(reply: Reply) -> list[dict[str, Any]]:
         button = by_line.get(line)
         if button is not None and items < MAX_ITEM_BLOCKS:
             if header:
-                blocks.append(_section("\n".join(header)))
+                blocks.extend(_sections("\n".join(header)))
                 header = []
             blocks.append(_section(line, _button(button)))
             items += 1
         else:
             header.append(line)
     if header:
-        blocks.append(_section("\n".join(header)))
-    if loose:
-        blocks.append(_actions(loose))
+        blocks.extend(_sections("\n".join(header)))
+    for start in range(0, len(loose), 25):  # an actions block holds 25 elements
+        blocks.append(_actions(loose[start : start + 25]))
     return blocks
 
 
@@ -435,27 +457,44 @@ def _blocks(reply: AnyReply) -> list[dict[str, Any]]:
     return [_section(escape(reply.fallback))]  # a modal that cannot open: its fallback
 
 
-def render(replies: Sequence[AnyReply], *, visibility: str | None = None) -> list[dict[str, Any]]:
-    """Replies as Slack messages: ``text`` (the notification fallback), ``blocks``, and
-    ``visibility`` (``"ephemeral"``, ``"in_channel"`` or ``None`` for a normal message).
+#: Slack's limits for one message: blocks, and characters of its ``text``.
+MAX_BLOCKS = 50
+MAX_TEXT = 40000
 
-    Consecutive replies of one visibility share a message (at most 50 blocks); a reply's own
-    ``visibility`` wins over the path's default ``visibility``. A button whose ``line`` is part
-    of the reply's text becomes that line's accessory, so each listed item carries its own
-    button. Modals are not messages: pass only what is left once they are opened.
+
+def render(replies: Sequence[AnyReply], *, visibility: str | None = None) -> list[dict[str, Any]]:
+    """Replies as Slack messages, in order: ``text`` (the notification fallback), ``blocks``,
+    and ``visibility`` (``"ephemeral"``, ``"in_channel"`` or ``None`` for a normal message).
+
+    Consecutive replies of one visibility share a message while their blocks fit (50); a
+    reply that does not fit starts the next message, and one longer than a message becomes
+    several, so nothing is cut. A reply's own ``visibility`` wins over the path's default
+    ``visibility``. A button whose ``line`` is part of the reply's text becomes that line's
+    accessory, so each listed item carries its own button. Modals are not messages: pass
+    only what is left once they are opened.
     """
     messages: list[dict[str, Any]] = []
     for reply in replies:
         seen = (reply.visibility if isinstance(reply, Reply) else None) or visibility
-        if not messages or messages[-1]["visibility"] != seen or len(messages[-1]["blocks"]) >= 50:
-            messages.append({"text": "", "blocks": [], "visibility": seen})
-        current = messages[-1]
+        blocks = _blocks(reply)
         text = _fallback_text(reply)
+        current = messages[-1] if messages else None
+        if (
+            current is None
+            or current["visibility"] != seen
+            or len(current["blocks"]) + len(blocks) > MAX_BLOCKS
+        ):
+            # A new message; a reply of more blocks than one message holds becomes several.
+            for start in range(0, max(len(blocks), 1), MAX_BLOCKS):
+                part = blocks[start : start + MAX_BLOCKS]
+                messages.append({"text": text, "blocks": part, "visibility": seen})
+            continue
         current["text"] = f"{current['text']}\n\n{text}" if current["text"] else text
-        current["blocks"].extend(_blocks(reply))
+        current["blocks"].extend(blocks)
     for message in messages:
-        message["text"] = message["text"][:40000]
-        message["blocks"] = message["blocks"][:50]
+        # ``text`` is the notification's fallback (the blocks carry the content): its cut
+        # loses nothing the user sees.
+        message["text"] = message["text"][:MAX_TEXT]
     return messages
 
 
