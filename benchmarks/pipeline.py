@@ -1,10 +1,13 @@
-"""What the whole handler path costs over the bare minimum, on the same engine, interleaved.
+"""What the whole handler path costs over a hand-written minimal handler and over the bare
+requests, on the same engine, interleaved.
 
 Each round runs, in turn: a Slack slash command through ``SlackEdge.handle`` (verify, parse,
 load, turn, commit; the reply is the ack's body), a Slack DM event (the same, plus
 ``chat.postMessage`` to the local fake), a Messenger message through ``MessengerEdge.handle``
-(the same, plus the Send API call to the local fake), and the floor: a bare ``GetItem`` +
-``PutItem`` of a conversation item of the same size. All against DynamoDB Local.
+(the same, plus the Send API call to the local fake); the same three requests through the
+hand-written minimal correct handlers of ``benchmarks.minimal`` (verify, parse, one GetItem,
+one conditional PutItem, the reply); and the floor: a bare ``GetItem`` + ``PutItem`` of a
+conversation item of the same size. All against DynamoDB Local.
 
 The Messenger rounds also time the window in which a crash loses a reply: from the commit's
 answer to the Send API's answer.
@@ -17,6 +20,7 @@ import time
 import uuid
 from typing import Any
 
+from benchmarks.minimal import Minimal
 from handlers import messenger as messenger_edge
 from handlers import slack as slack_edge
 from handlers.messenger import SendAPI
@@ -84,6 +88,18 @@ def run(client: Any, *, rounds: int = 300, warmup: int = 20) -> dict[str, Any]:
             Key={"pk": {"S": "slack#T0001#U0BENCH"}, "sk": {"S": "C0BENCH"}},
             ConsistentRead=True,
         )["Item"]
+        minimal = Minimal(
+            client,
+            table,
+            slack_secret=str(settings.slack_signing_secret),
+            app_secret=str(settings.messenger_app_secret),
+            slack_api_url=str(settings.slack_api_url),
+            graph_url=settings.messenger_api_url,
+        )
+        for text in ("add milk", "add bread", "add tea"):
+            minimal.slack_command(sr.slash(text, channel="C0BENCH", user="U0MIN"))
+            minimal.slack_event(sr.json_event(sr.dm_body(text, channel="D0BENCH", user="U0MIN")))
+            minimal.messenger(mr.post(mr.single(mr.text(text, psid="4440002"))))
         bare_key = {"pk": {"S": "bench#bare"}, "sk": {"S": "C0BENCH"}}
         bare_item = {**item, **bare_key}
 
@@ -91,6 +107,9 @@ def run(client: Any, *, rounds: int = 300, warmup: int = 20) -> dict[str, Any]:
             "slack slash command": [],
             "slack DM event (+ chat.postMessage)": [],
             "messenger message (+ Send API)": [],
+            "minimal: slack slash command": [],
+            "minimal: slack DM event": [],
+            "minimal: messenger message": [],
             "bare GetItem + PutItem": [],
         }
         send_api.windows.clear()
@@ -109,6 +128,16 @@ def run(client: Any, *, rounds: int = 300, warmup: int = 20) -> dict[str, Any]:
             t = time.perf_counter()
             assert messenger.handle(msg)["statusCode"] == 200
             timed.append(time.perf_counter() - t)
+            min_dm = sr.dm_body("list", channel="D0BENCH", user="U0MIN")
+            mins = (
+                (minimal.slack_command, sr.slash("list", channel="C0BENCH", user="U0MIN")),
+                (minimal.slack_event, sr.json_event(min_dm)),
+                (minimal.messenger, mr.post(mr.single(mr.text("list", psid="4440002")))),
+            )
+            for handle, request in mins:
+                t = time.perf_counter()
+                assert handle(request)["statusCode"] == 200
+                timed.append(time.perf_counter() - t)
             t = time.perf_counter()
             client.get_item(TableName=table, Key=bare_key, ConsistentRead=True)
             client.put_item(TableName=table, Item=bare_item)
@@ -123,16 +152,31 @@ def run(client: Any, *, rounds: int = 300, warmup: int = 20) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, values in samples.items():
         out[name] = {**_stats(values), "ratio": round(statistics.median(values) / floor, 2)}
+    for ours, theirs in MINIMAL_OF.items():
+        mine = statistics.median(samples[ours]) / statistics.median(samples[theirs])
+        out[ours]["x_minimal"] = round(mine, 2)
     out["loss window (commit answered → Send API answered)"] = _stats(windows)
     out["messenger_sends"] = sends
     return out
 
 
+#: Our path -> the minimal handler of the same request.
+MINIMAL_OF = {
+    "slack slash command": "minimal: slack slash command",
+    "slack DM event (+ chat.postMessage)": "minimal: slack DM event",
+    "messenger message (+ Send API)": "minimal: messenger message",
+}
+
+
 def table(results: dict[str, Any]) -> list[str]:
-    lines = ["| path | median ms | p99 ms | x bare Get+Put |", "|---|---|---|---|"]
+    lines = [
+        "| path | median ms | p99 ms | x minimal handler | x bare Get+Put |",
+        "|---|---|---|---|---|",
+    ]
     for name, m in results.items():
         if not isinstance(m, dict):
             continue
         ratio = f"{m['ratio']:.2f}" if "ratio" in m else ""
-        lines.append(f"| {name} | {m['median_ms']:.2f} | {m['p99_ms']:.2f} | {ratio} |")
+        mine = f"{m['x_minimal']:.2f}" if "x_minimal" in m else ""
+        lines.append(f"| {name} | {m['median_ms']:.2f} | {m['p99_ms']:.2f} | {mine} | {ratio} |")
     return lines

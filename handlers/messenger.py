@@ -309,9 +309,6 @@ class MessengerEdge:
 
     # -- the pipeline's platform -----------------------------------------------------------
 
-    def records_response(self, delivery: Delivery) -> bool:
-        return False  # Meta's webhook answer carries nothing back
-
     def deliver(
         self,
         delivery: Delivery,
@@ -325,9 +322,6 @@ class MessengerEdge:
             except SendError:
                 log.error("reply not sent", exc_info=True, extra={"mid": _mid(delivery)})
                 raise
-
-    def replay(self, delivery: Delivery, response: Sequence[AnyReply], answer: Answer) -> None:
-        return None
 
     def apologise(self, delivery: Delivery, answer: Answer | None, deadline: Deadline) -> None:
         try:

@@ -1,6 +1,6 @@
 """The one delivery pipeline every edge shares: run a delivery's turn through the session core,
 send its replies, start its effects after the turn, defer what is slow, apologise for what
-failed, replay a duplicate's recorded answer.
+failed, run a handed-off job or a dead letter's replay.
 
 An edge is an adapter (:class:`Platform`): it parses verified requests into
 :class:`~handlers.delivery.Delivery` values, renders and sends a committed turn's replies (once),
@@ -75,11 +75,6 @@ class Platform(Protocol):
     #: Seconds a follow-up turn of a webhook may spend retrying lost races.
     turn_budget: float
 
-    def records_response(self, delivery: Delivery) -> bool:
-        """Whether the turn's replies are also its recorded response (what a duplicate of
-        the delivery gets in its synchronous answer)."""
-        ...
-
     def deliver(
         self,
         delivery: Delivery,
@@ -90,10 +85,6 @@ class Platform(Protocol):
         """Send a committed turn's replies, rendered once and in the bot's order; put what
         belongs in the synchronous answer into ``answer`` (``None``: there is none, e.g. a
         deferred turn). Raise when a reply could not be sent (after logging it)."""
-        ...
-
-    def replay(self, delivery: Delivery, response: Sequence[AnyReply], answer: Answer) -> None:
-        """A duplicate's recorded response, into its synchronous answer (nothing is sent)."""
         ...
 
     def apologise(self, delivery: Delivery, answer: Answer | None, deadline: Deadline) -> None:
@@ -111,18 +102,19 @@ def _is_effect(item: Any) -> bool:
     return isinstance(item, Mapping) and item.get("kind") == "effect"
 
 
-def bot_turn(spec: BotSpec, *, with_response: bool = False) -> Turn:
+def bot_turn(spec: BotSpec) -> Turn:
     """The bot's turn as the session core runs it: the stored state migrated to the bot's
     schema (``None``: a new conversation, the bot's initial state), the outcome checked,
-    replies and effects apart as JSON-compatible dicts (they may be stored: the recorded
-    response, sent-mark mode's outbox). ``with_response``: the replies are also the response
-    a duplicate gets back."""
+    replies and effects apart as JSON-compatible dicts (they may be stored: sent-mark mode's
+    outbox). No recorded response: no platform asks for one again (Slack never redelivers a
+    slash command or an interaction, and the Events API and Meta want only a 200), so a
+    duplicate is answered 200 and sends nothing, at one read."""
 
-    def turn(stored: Any, message: Message) -> tuple[Any, list[Any], Any, list[Any]]:
+    def turn(stored: Any, message: Message) -> tuple[Any, list[Any], None, list[Any]]:
         outcome = spec.outcome(spec.load_state(stored), message)
         replies = [r.to_dict() for r in outcome.replies]
         effects = [e.to_dict() for e in outcome.effects]
-        return spec.dump_state(outcome.state), replies, replies if with_response else None, effects
+        return spec.dump_state(outcome.state), replies, None, effects
 
     return turn
 
@@ -174,7 +166,6 @@ class Pipeline:
             SessionError: nothing was committed and it can heal (store unavailable, busy at
                 the deadline): answer 5xx or retry. ``InvalidKeyError`` for a bad id.
         """
-        effects: list[Any] = []
 
         def send(_key: Any, items: Sequence[Any]) -> None:
             self.platform.deliver(delivery, replies_of(items), answer, deadline)
@@ -183,7 +174,7 @@ class Pipeline:
             result = self.sessions.run(
                 delivery.key,
                 delivery.idempotency_key,
-                bot_turn(self.spec, with_response=self.platform.records_response(delivery)),
+                bot_turn(self.spec),
                 delivery.message,
                 event_time=delivery.event_time,
                 sender=send,
@@ -197,11 +188,8 @@ class Pipeline:
             if exc.recorded and not delivery.replay:
                 self.platform.apologise(delivery, answer, deadline)
             return None
-        effects.extend(result.effects)
-        if result.duplicate and answer is not None and result.response:
-            self.platform.replay(delivery, replies_of(result.response), answer)
-        if effects:
-            self.start_effects(delivery, effects, deadline)
+        if result.effects:
+            self.start_effects(delivery, result.effects, deadline)
         if result.mark_pending:
             self.sessions.mark_sent(delivery.key, delivery.idempotency_key)
         return result

@@ -377,9 +377,6 @@ class SlackEdge:
 
     # -- the pipeline's platform -----------------------------------------------------------
 
-    def records_response(self, delivery: Delivery) -> bool:
-        return delivery.kind in ("command", "submission")
-
     def deliver(
         self,
         delivery: Delivery,
@@ -407,17 +404,6 @@ class SlackEdge:
             return
         for message in messages:
             self._post(route, delivery.key, message)
-
-    def replay(self, delivery: Delivery, response: Sequence[AnyReply], answer: Answer) -> None:
-        if delivery.kind == "submission":
-            errors = payloads.form_errors(response)
-            if errors:
-                answer.body = {"response_action": "errors", "errors": errors}
-        elif delivery.kind == "command":
-            plain = [r for r in response if not isinstance(r, Modal)]
-            messages = payloads.render(plain, visibility="ephemeral")
-            if messages:
-                answer.body = _ack_body(messages[0])
 
     def apologise(self, delivery: Delivery, answer: Answer | None, deadline: Deadline) -> None:
         """Tell the user once that their event failed on our side: in a slash command's ack,

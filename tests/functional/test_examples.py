@@ -19,8 +19,8 @@ from bot import Bot, Effect, EffectCall, Message, Outcome, Reply, effect
 from examples.intake import Intake
 from examples.quiz import Quiz
 from handlers.messenger_payloads import encode_payload
-from handlers.settings import from_env
 from handlers.pipeline import new_conversation
+from handlers.settings import from_env
 from sessions import ConversationKey, Sessions
 from sessions.store import Store
 from tests.fakes import Call, FakeSlack, QueueDeferrer, fake_slack

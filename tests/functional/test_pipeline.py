@@ -291,3 +291,31 @@ def test_a_delivery_survives_its_serialised_form_and_the_old_job_shape_still_loa
     for bad in ({}, {"platform": "irc"}, [], {"kind": "sequence", "items": [dump(fx)]}):
         with pytest.raises(BadJob):
             load(bad)
+
+
+# -- the budget on the edge ------------------------------------------------------------------------
+
+
+class Verbose(Bot[dict[str, Any]]):
+    commands: ClassVar[tuple[str, ...]] = ("/long",)
+    actions: ClassVar[tuple[str, ...]] = ("pick",)
+
+    def turn(self, state: dict[str, Any], message: Message) -> Outcome[dict[str, Any]]:
+        lines = [f"{n}. item number {n} of a long list" for n in range(1, 30)]
+        buttons = [Button("Done", "pick", str(n), line=line) for n, line in enumerate(lines, 1)]
+        return Outcome({"n": state.get("n", 0) + 1}, [Reply("\n".join(lines), buttons)])
+
+
+def test_a_slash_command_with_a_long_answer_is_still_one_read_and_one_write(
+    world: World,
+) -> None:
+    if not hasattr(world.store, "client"):
+        pytest.skip("requests are counted on DynamoDB")
+    from tests.integration.test_request_budget import RequestCounter
+
+    slack = world.slack(Verbose())
+    ok(slack.handle(slash("", command="/long")))  # creates the conversation
+    counter = RequestCounter(world.store.client)
+    answer = json.loads(ok(slack.handle(slash("", command="/long")))["body"])
+    assert len(json.dumps(answer)) > 2000  # a response this long would need its own item
+    assert counter.take() == {"GetItem": 1, "PutItem": 1}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bot.todo import TodoBot
-from handlers.settings import ConfigError, from_env
 from handlers.entry import load_bot
+from handlers.settings import ConfigError, from_env
 
 
 def test_an_instance_or_a_class() -> None:
