@@ -71,11 +71,11 @@ bench: $(STAMP) dynamodb-local
 
 # The local bot on the embedded SQLite store (SESSIONS_TABLE selects DynamoDB instead).
 run: $(STAMP)
-	@PORT=$(PORT) $(BIN)/python -m handlers.local
+	@PORT=$(PORT) $(BIN)/python -m handlers.tools.local
 
 # The chat simulator, against a running `make run`: make chat ARGS="--platform messenger"
 chat: $(STAMP)
-	@PORT=$(PORT) $(BIN)/python -m handlers.chat $(ARGS)
+	@PORT=$(PORT) $(BIN)/python -m handlers.tools.chat $(ARGS)
 
 # The deploy's own functions under serverless-offline (a third-party emulator of API Gateway
 # and Lambda) on 127.0.0.1:$(PORT), stage `offline`: plain environment values instead of the
@@ -91,7 +91,7 @@ offline: $(STAMP) $(NPM_STAMP)
 
 # The sessions admin CLI: make admin ARGS="list slack#T0LOCAL#U0LOCAL"
 admin: $(STAMP)
-	@$(BIN)/python -m handlers.admin $(ARGS)
+	@$(BIN)/python -m handlers.tools.admin $(ARGS)
 
 # osls and serverless-python-requirements from package.json (a lock without registry URLs).
 $(NPM_STAMP): package.json package-lock.json .npmrc

@@ -1,4 +1,4 @@
-"""Ack latency of a slow turn on the real local server (``python -m handlers.local``).
+"""Ack latency of a slow turn on the real local server (``python -m handlers.tools.local``).
 
 The server runs ``BOT=benchmarks.slow_bot:bot``, whose ``report`` takes 5 s and is declared
 slow before the ack. We time, from the request: the HTTP 200 (Slack wants it within 3 s),
@@ -83,7 +83,7 @@ def run(*, repeats: int = 3) -> dict[str, Any]:
         }
         env.pop("SESSIONS_TABLE", None)
         server = subprocess.Popen(
-            [sys.executable, "-m", "handlers.local", "--port", str(port)],
+            [sys.executable, "-m", "handlers.tools.local", "--port", str(port)],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,

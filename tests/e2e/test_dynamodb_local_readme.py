@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from handlers.chat import ChatClient
-from handlers.local import read_config
+from handlers.tools.chat import ChatClient
+from handlers.tools.local import read_config
 from sessions.dynamodb import make_client
 from tests.dynamodb_local import free_port
 

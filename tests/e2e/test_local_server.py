@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from handlers.chat import ChatClient
-from handlers.local import read_config
+from handlers.tools.chat import ChatClient
+from handlers.tools.local import read_config
 from sessions import ConversationKey, Sessions
 from sessions.sqlite import SQLiteStore
 from tests.dynamodb_local import free_port
@@ -36,7 +36,7 @@ class Server:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "handlers.local", "--port", str(self.port)],
+            [sys.executable, "-m", "handlers.tools.local", "--port", str(self.port)],
             cwd=self.workdir,
             env={
                 **_env(),
@@ -116,7 +116,7 @@ def test_unsigned_requests_are_refused(server: Server) -> None:
 
 def test_a_busy_port_is_one_clear_line(server: Server) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "handlers.local", "--port", str(server.port)],
+        [sys.executable, "-m", "handlers.tools.local", "--port", str(server.port)],
         cwd=server.workdir,
         env=_env(),
         capture_output=True,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from handlers import admin
+from handlers.tools import admin
 from sessions import ConversationKey, Sessions, TurnError
 from sessions.dynamodb import DynamoDBStore
 from sessions.sqlite import SQLiteStore

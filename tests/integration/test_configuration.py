@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from handlers import admin
-from handlers.local import LocalApp
+from handlers.tools import admin
+from handlers.tools.local import LocalApp
 from sessions import ConversationKey, Sessions
 from sessions.dynamodb import DynamoDBStore, make_client
 from sessions.errors import StoreConfigError, StoreError

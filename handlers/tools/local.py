@@ -40,7 +40,7 @@ SECRET_NAMES = (
     "MESSENGER_PAGE_TOKEN",
 )
 
-log = private(logging.getLogger("handlers.local"))
+log = private(logging.getLogger("handlers.tools.local"))
 
 
 def read_config(path: Path = CONFIG) -> dict[str, str]:

@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from handlers.local import CONFIG, read_config, slack_buttons
+from handlers.tools.local import CONFIG, read_config, slack_buttons
 
 PLATFORMS = ("slack-dm", "slack-command", "messenger")
 

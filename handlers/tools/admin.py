@@ -1,12 +1,12 @@
 """Sessions admin: list, show, export and delete a user's records, and create the table.
 
-    python -m handlers.admin list slack#T0001#U0001
-    python -m handlers.admin show slack#T0001#U0001 D0001
-    python -m handlers.admin export messenger#100200300#5550001 -o user.json
-    python -m handlers.admin delete slack#T0001#U0001 [--yes]
-    python -m handlers.admin dead-letters slack#T0001#U0001
-    python -m handlers.admin retry slack#T0001#U0001 D0001#evt#<hash>
-    python -m handlers.admin create-table [--table sessions]
+    python -m handlers.tools.admin list slack#T0001#U0001
+    python -m handlers.tools.admin show slack#T0001#U0001 D0001
+    python -m handlers.tools.admin export messenger#100200300#5550001 -o user.json
+    python -m handlers.tools.admin delete slack#T0001#U0001 [--yes]
+    python -m handlers.tools.admin dead-letters slack#T0001#U0001
+    python -m handlers.tools.admin retry slack#T0001#U0001 D0001#evt#<hash>
+    python -m handlers.tools.admin create-table [--table sessions]
 
 The store is the one the environment selects (``SESSIONS_TABLE`` + ``AWS_ENDPOINT_URL_DYNAMODB``
 for DynamoDB, else ``SESSIONS_DB``); ``--table``/``--db`` override it. A user is named by their
@@ -44,7 +44,7 @@ DELETE_SETTLE = 65.0
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m handlers.admin", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="python -m handlers.tools.admin", description=__doc__.split("\n")[0])
     parser.add_argument("--table", help="DynamoDB table (default: SESSIONS_TABLE)")
     parser.add_argument("--db", help="SQLite file (default: SESSIONS_DB)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -192,7 +192,7 @@ def _retry(sessions: Sessions, user: UserKey, event_sk: str) -> int:
         return 1
     job = dict(codec.decode(letter.payload), retry_failed=True)
     if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
-        from handlers.local import prepare_environment
+        from handlers.tools.local import prepare_environment
 
         # With no secrets in the environment: the development config of `make run`, replies
         # to its fake Slack/Graph routes (sent if the local server is running, else logged).
