@@ -12,22 +12,18 @@ and one read unit::
 
     duplicate ─► load: record found inline ─► recorded response (nothing written or sent)
 
-Where event records live, and why (the DynamoDB store; ``make bench`` measures it): inline in
-the conversation item, 16 bytes each (8 bytes of the id's SHA-256, commit and expiry times),
-for as long as they fit in the KB the state already bills; DynamoDB bills writes per started
-KB, so records that fit there are free. A record that does not fit, or a conversation busy
-enough to fill its item within the event TTL (24 h: Slack's delayed-event retries), moves its
-oldest record to a sibling item in the same ``TransactWriteItems`` (4 billed write units for
-that turn, what every turn cost before) and notes in the item the latest time of an event kept
-outside; an event that happened after that time needs no second read, so new events and fresh
-retries stay at one read. Dead letters and sent-mark outboxes always have an item of their
-own. Alternatives measured: sibling items for every record (exact, but 4 billed write units
-per turn and 3 read units per load: the transaction bills double, and the load read three
-keys); a single item with the last N ids (1 write unit, but a redelivery older than N events
-is applied again). A user delete no longer needs a read of its tombstone on every turn: it
-removes the conversation items in the same transaction as it writes the tombstone, so an
-existing item proves no delete came since it was created; creating an item is a transaction
-that checks the tombstone.
+Where event records live (the DynamoDB store; ``sessions.dynamodb_layout`` has the whole
+rule, ``make bench`` the figures): inline in the conversation item, 16 bytes each, filed under
+the platform's event time, in the KB the state already bills; when the item as read is full,
+the next write moves them all out, to one page item written before the commit, so a
+redelivery reads exactly one page. Dead letters, sent-mark outboxes and effect claims have
+an item of their own. A user delete removes the conversation items in the same transaction
+as it writes the tombstone, so an existing item proves no delete came since it was created;
+creating an item is a transaction that checks the tombstone.
+
+The rest of the session's surface lives beside this module: ``sealing`` (codec, encryption,
+large states), ``views`` (the admin tools' reads and the user delete), ``outcomes`` (what a
+delivery came to, for the caller and the observer).
 
 Guarantees (the README's "Guarantees, precisely" states them for users):
 
@@ -36,7 +32,8 @@ Guarantees (the README's "Guarantees, precisely" states them for users):
    generation, write time: a version repeats after a delete or a TTL sweep); a lost race
    re-reads and re-runs the pure turn, with jittered backoff, and raises
    :class:`BusyError` after ``max_attempts``;
-3. a duplicate writes and sends nothing and gets the first delivery's response;
+3. a duplicate writes and sends nothing and gets the first delivery's recorded response
+   (when the turn recorded one);
 4. replies are sent after the commit, at most once; in ``sent_mark`` mode the replies are
    kept in the record until a third request marks them sent, so a redelivery after a crash
    between commit and send sends them (at least once: a possible repeat instead of a loss);
@@ -67,20 +64,17 @@ user's data back. See :mod:`sessions.store` for the generation rule.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import logging
 import math
 import random
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from sessions import blobs, codec
+from sessions import codec
 from sessions.blobs import BlobStore
-from sessions.encryption import DecryptError, Envelope, sealed
+from sessions.encryption import Envelope
 from sessions.errors import (
     BusyError,
     CodecError,
@@ -88,13 +82,24 @@ from sessions.errors import (
     DuplicateEventError,
     ItemTooLargeError,
     PermanentError,
-    StateTooLargeError,
     StoreError,
     TurnError,
 )
-from sessions.keys import EVENT_MARK, ConversationKey, UserKey
-from sessions.privacy import conversation_hash, fingerprint, private
-from sessions.store import FAILED, EventRecord, Snapshot, Store, StoredState, Tombstone
+from sessions.keys import ConversationKey
+from sessions.outcomes import Observer, Timed, TurnReport, TurnResult, report_of
+from sessions.privacy import conversation_hash, private
+from sessions.sealing import OUTBOX, PAYLOAD, RESPONSE, STATE, Sealing
+from sessions.store import (
+    FAILED,
+    EventRecord,
+    Snapshot,
+    Store,
+    StoredState,
+    Tombstone,
+    at_or_before,
+    live_tombstone,
+)
+from sessions.views import Conversation, Views
 
 log = private(logging.getLogger("sessions"))
 
@@ -116,120 +121,9 @@ RECORD_OVERHEAD = 2048
 #: A dead letter keeps its replay payload only up to this size (the event itself, bounded by
 #: the platforms' own message limits; anything larger is recorded without it).
 MAX_PAYLOAD_BYTES = 128 * 1024
-#: What a stored value is (part of what an encrypted value is bound to).
-STATE, RESPONSE, OUTBOX, PAYLOAD, ERROR = "state", "response", "outbox", "payload", "error"
-#: Between a dead letter's error classes (in clear) and its sealed description.
-SEALED = " sealed:"
 
 
-@dataclass(frozen=True, slots=True)
-class TurnResult:
-    """What happened to one delivery.
-
-    ``duplicate``: the event was already committed; ``response`` is the first delivery's
-    (``None`` once it is older than the response TTL). ``failed``: (with ``duplicate``) the
-    event is a dead letter, ``error`` says why. ``ignored``: the user was deleted after the
-    event happened; nothing was stored. ``send_error``: the sender raised after the commit
-    (logged; the state change stands).
-    """
-
-    response: Any
-    replies: tuple[Any, ...] = ()
-    #: What the committed turn asked to start after it (also on a duplicate that resent an
-    #: unmarked outbox in ``sent_mark`` mode: claims keep each effect to one run).
-    effects: tuple[Any, ...] = ()
-    #: ``hold_mark`` left the sent mark to the caller (:meth:`Sessions.mark_sent`).
-    mark_pending: bool = False
-    state: Any = None
-    version: int | None = None
-    duplicate: bool = False
-    ignored: bool = False
-    failed: bool = False
-    error: str | None = None
-    attempts: int = 1
-    sent: bool = False
-    send_error: BaseException | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TurnReport:
-    """One delivery as the observer sees it (after the turn, whatever its outcome).
-
-    ``outcome``: ``applied`` (committed), ``duplicate`` (already committed; ``replayed``
-    when its recorded response was served), ``ignored`` (the user was deleted after the
-    event), ``dead_lettered`` (a permanent error, recorded once; also a redelivery of a dead
-    letter), ``busy`` (every attempt lost a race) or ``error`` (the store or the key service
-    failed; the platform redelivers). ``store_ms``/``store_calls``: time in, and calls to,
-    the store; ``large_reads``/``large_writes``: large-state objects read and written (S3);
-    ``key_requests``: key-service (KMS) requests the turn made; ``read_units``/
-    ``write_units``: capacity the store reported (DynamoDB; ``None`` for a store that does
-    not report it).
-    """
-
-    key: ConversationKey
-    idempotency_key: str
-    outcome: str
-    attempts: int
-    turn_ms: float
-    store_ms: float
-    store_calls: int
-    large_reads: int = 0
-    large_writes: int = 0
-    read_units: float | None = None
-    write_units: float | None = None
-    replayed: bool = False
-    sent: bool | None = None
-    send_error: str | None = None
-    error: str | None = None
-    key_requests: int = 0
-
-
-#: Receives a :class:`TurnReport` after every delivery; its errors are logged, never raised.
-Observer = Callable[[TurnReport], None]
-
-
-class _Timed:
-    """The store, timed: every call's duration and count, per thread (one turn at a time on a
-    thread), for the turn's report."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._local = threading.local()
-
-    def take(self) -> tuple[float, int]:
-        taken = (getattr(self._local, "ms", 0.0), getattr(self._local, "calls", 0))
-        self._local.ms, self._local.calls = 0.0, 0
-        return taken
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._store, name)
-        if not callable(attr):
-            return attr
-        local = self._local
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return attr(*args, **kwargs)
-            finally:
-                local.ms = getattr(local, "ms", 0.0) + (time.perf_counter() - started) * 1000
-                local.calls = getattr(local, "calls", 0) + 1
-
-        return timed
-
-
-@dataclass(frozen=True, slots=True)
-class Conversation:
-    """A stored conversation, as the admin tools and exports show it."""
-
-    key: ConversationKey
-    state: Any
-    version: int
-    updated_at: int
-    expires_at: int
-
-
-class Sessions:
+class Sessions(Views):
     """Conversation sessions over a :class:`~sessions.store.Store`.
 
     Args:
@@ -294,7 +188,7 @@ class Sessions:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.observer = observer
-        self._timed = _Timed(store) if observer is not None else None
+        self._timed = Timed(store) if observer is not None else None
         #: What the runner calls: the store itself, or timed for the observer.
         self._store: Store = self._timed if self._timed is not None else store
         self.store = store
@@ -310,11 +204,16 @@ class Sessions:
         self.resend_after = resend_after
         self.initial = initial
         self.encryption = encryption
-        self.require_sealed = require_sealed and encryption is not None
         self.large = large
-        self.large_above = large_above
-        self.max_large_state = max_large_state
-        self._io = threading.local()  # large-state reads and writes of this thread's turn
+        #: Codec, encryption and large states: what a value goes through to and from the store.
+        self.sealing = Sealing(
+            encryption=encryption,
+            require_sealed=require_sealed,
+            large=large,
+            large_above=large_above,
+            max_large_state=max_large_state,
+        )
+        self.require_sealed = self.sealing.require_sealed
         self.clock = clock
         self.sleep = sleep
         self.rand = rand
@@ -374,7 +273,7 @@ class Sessions:
             )  # fmt: skip
         assert self._timed is not None
         self._timed.take()
-        self._io.reads = self._io.writes = 0
+        self.sealing.reset_io()
         capacity = getattr(self.store, "take_capacity", None)
         if capacity is not None:
             capacity()
@@ -396,10 +295,10 @@ class Sessions:
             store_ms, store_calls = self._timed.take()
             keys = (self.encryption.key_requests if self.encryption else 0) - keys_before
             report = dataclasses.replace(
-                _report(key, idempotency_key, result, failure, turn_ms, store_ms, store_calls),
+                report_of(key, idempotency_key, result, failure, turn_ms, store_ms, store_calls),
                 key_requests=keys,
-                large_reads=self._io.reads,
-                large_writes=self._io.writes,
+                large_reads=self.sealing.reads,
+                large_writes=self.sealing.writes,
             )
             if capacity is not None:
                 read_units, write_units = capacity()
@@ -436,8 +335,8 @@ class Sessions:
             seen = snap.event
             if seen is not None and seen.expires_at > now and not (seen.failed and retry_failed):
                 return self._duplicate(key, event_sk, seen, now, attempt, sender, hold_mark)
-            stone = _live_tombstone(snap.tombstone or learnt, now)
-            if stone is not None and event_time is not None and _at_or_before(event_time, stone):
+            stone = live_tombstone(snap.tombstone or learnt, now)
+            if stone is not None and event_time is not None and at_or_before(event_time, stone):
                 log.info(
                     "event for a deleted user ignored",
                     extra={"conversation": conversation_hash(key.pk, key.sk)},
@@ -456,7 +355,7 @@ class Sessions:
                 # tombstone still knows the item is newer than it).
                 generation = max(floor, stored.generation if live and stored else 0)
                 state = (
-                    self._decode(stored.blob, key.pk, key.sk, STATE)
+                    self.sealing.decode(stored.blob, key.pk, key.sk, STATE)
                     if live and stored
                     else (initial or self.initial)()
                 )
@@ -468,7 +367,7 @@ class Sessions:
                 replies = tuple(replies)
                 effects = tuple(output[3]) if len(output) > 3 else ()
                 version = (stored.version if stored else 0) + 1
-                blob = self._encode(new_state, key, STATE)
+                blob = self.sealing.encode(new_state, key, STATE)
                 record = self._record(key, version, now, generation, response, replies, effects)
             except PermanentError as exc:
                 generation = floor
@@ -557,11 +456,11 @@ class Sessions:
     ) -> EventRecord:
         """The event record of a successful turn, refused (as the state is) when it would not
         fit in one item, so that both stores fail alike and before anything is written."""
-        encoded = None if response is None else self._encode(response, key, RESPONSE)
+        encoded = None if response is None else self.sealing.encode(response, key, RESPONSE)
         outbox = None
         if self.sent_mark and (replies or effects):
             kept: Any = {"replies": list(replies), "effects": list(effects)}
-            outbox = self._encode(kept if effects else list(replies), key, OUTBOX)
+            outbox = self.sealing.encode(kept if effects else list(replies), key, OUTBOX)
         size = RECORD_OVERHEAD + len(encoded or b"") + len(outbox or b"")
         if size > codec.ITEM_LIMIT:
             raise ItemTooLargeError(
@@ -597,14 +496,12 @@ class Sessions:
         note = ""
         if dead_letter is not None:
             try:
-                payload = self._encode(dead_letter, key, PAYLOAD, limit=MAX_PAYLOAD_BYTES)
+                payload = self.sealing.encode(dead_letter, key, PAYLOAD, limit=MAX_PAYLOAD_BYTES)
             except (CodecError, ItemTooLargeError) as exc:
                 note = f" (replay payload not kept: {exc})"
         description = f"{type(error).__name__}: {error}"[:2000] + note
-        if self.encryption is not None:
-            # The message may quote the user: sealed like the payload, the classes in clear.
-            sealed_text = self._encode(description, key, ERROR)
-            description = _error_classes(error) + SEALED + base64.b64encode(sealed_text).decode()
+        # The message may quote the user: sealed like the payload, the classes in clear.
+        description = self.sealing.describe(_error_classes(error), description, key)
         self._store.commit(
             key,
             expected=None,
@@ -648,12 +545,12 @@ class Sessions:
                 version=record.version,
                 duplicate=True,
                 failed=True,
-                error=self._error_text(record.error, key.pk, key.sk),
+                error=self.sealing.error_text(record.error, key.pk, key.sk),
                 attempts=attempt,
             )
         response = None
         if record.response is not None and record.response_expires_at > now:
-            response = self._decode(record.response, key.pk, key.sk, RESPONSE)
+            response = self.sealing.decode(record.response, key.pk, key.sk, RESPONSE)
         sent, send_error = False, None
         effects: tuple[Any, ...] = ()
         hold = False
@@ -669,7 +566,7 @@ class Sessions:
         ):
             # The first delivery committed but never marked its replies sent (it crashed, or
             # its send failed): send them now. This is the "possible repeat" of sent-mark mode.
-            replies, effects = _outbox(self._decode(record.outbox, key.pk, key.sk, OUTBOX))
+            replies, effects = _outbox(self.sealing.decode(record.outbox, key.pk, key.sk, OUTBOX))
             hold = hold_mark and bool(effects)
             sent, send_error = self._send(key, event_sk, replies, sender, hold=hold)
         return TurnResult(
@@ -760,241 +657,11 @@ class Sessions:
                 snap = self._store.load(key, event_sk, exact=True)
                 if snap.event is not None and snap.event.expires_at > now:
                     return False
-                stone = _live_tombstone(snap.tombstone, now)
-                if (
-                    stone is not None
-                    and event_time is not None
-                    and _at_or_before(event_time, stone)
-                ):
+                stone = live_tombstone(snap.tombstone, now)
+                if stone is not None and event_time is not None and at_or_before(event_time, stone):
                     return False
                 stone = snap.tombstone
         raise BusyError(f"could not claim {token!r}", attempts=self.max_attempts)
-
-    # -- encoding: codec, then sealing ----------------------------------------------------
-
-    def _encode(
-        self, value: Any, key: ConversationKey, kind: str, *, limit: int = codec.MAX_STATE_BYTES
-    ) -> bytes:
-        large = self.large if kind == STATE else None
-        if large is not None:
-            limit = self.max_large_state
-        blob = codec.encode(value, limit=limit)
-        if self.encryption is not None:
-            blob = self.encryption.seal(blob, aad=_aad(key.pk, key.sk, kind))
-            if len(blob) > limit:
-                raise StateTooLargeError(
-                    f"encrypted {kind} is {len(blob)} bytes; at most {limit} are kept",
-                    size=len(blob),
-                    limit=limit,
-                )
-        if large is None or len(blob) <= self.large_above:
-            return blob
-        # Before the commit, under its content's name: until the commit points at it, the
-        # object is invisible (a crash or a lost race leaves an orphan the lifecycle removes).
-        name = blobs.name_for(key.pk, blob)
-        large.put(name, blob)
-        self._io.writes = getattr(self._io, "writes", 0) + 1
-        return blobs.POINTER + name.encode()
-
-    def _error_text(self, error: str | None, pk: str, sk: str) -> str | None:
-        """A dead letter's error description, opened when it was sealed (its classes alone,
-        saying so, when it cannot be)."""
-        if error is None or SEALED not in error:
-            return error
-        classes, _, text = error.partition(SEALED)
-        try:
-            opened = self._decode(base64.b64decode(text, validate=True), pk, sk, ERROR)
-        except (CodecError, ValueError):
-            return f"{classes} (description sealed; cannot open it here)"
-        return opened if isinstance(opened, str) else classes
-
-    def _open(self, blob: bytes, pk: str, sk: str, kind: str) -> bytes:
-        if blobs.is_pointer(blob):
-            if self.large is None:
-                raise CodecError(
-                    f"the stored {kind} is in the large-state store, and none is configured "
-                    "(SESSIONS_LARGE_STATE_BUCKET or SESSIONS_LARGE_STATE_DIR)"
-                )
-            name = blobs.pointed(blob, pk)
-            blob = blobs.check(name, pk, self.large.get(name))
-            self._io.reads = getattr(self._io, "reads", 0) + 1
-        if not sealed(blob):
-            if self.require_sealed:
-                # Whoever can write the table could plant state: refused, never re-sealed.
-                raise DecryptError(f"the stored {kind} is in clear and sealed values are required")
-            return blob  # stored in clear (before encryption was turned on)
-        if self.encryption is None:
-            raise DecryptError(
-                f"the stored {kind} is encrypted and no key is configured "
-                "(SESSIONS_KMS_KEY_ID or SESSIONS_ENCRYPTION_KEY)"
-            )
-        return self.encryption.open(blob, aad=_aad(pk, sk, kind))
-
-    def _decode(self, blob: bytes, pk: str, sk: str, kind: str) -> Any:
-        return codec.decode(self._open(blob, pk, sk, kind))
-
-    def _decoded(self, blob: bytes | None, pk: str, sk: str, kind: str) -> Any:
-        """For export: the value, or why it does not decode."""
-        if blob is None:
-            return None
-        try:
-            return self._decode(blob, pk, sk, kind)
-        except CodecError as exc:
-            return {"undecodable": str(exc)}
-
-    def _conversation(self, key: ConversationKey, item: StoredState) -> Conversation:
-        return Conversation(
-            key=key,
-            state=self._decode(item.blob, key.pk, key.sk, STATE),
-            version=item.version,
-            updated_at=item.updated_at,
-            expires_at=item.expires_at,
-        )
-
-    # -- reading and user records -----------------------------------------------------------
-
-    def get(self, key: ConversationKey) -> Conversation | None:
-        """The live conversation, or ``None`` when absent, expired or deleted."""
-        snap = self._store.load(key, None)
-        now = int(self.clock())
-        if snap.state is None or not _live(snap.state, _live_tombstone(snap.tombstone, now), now):
-            return None
-        return self._conversation(key, snap.state)
-
-    def conversations(self, user: UserKey) -> list[Conversation]:
-        """The user's live conversations (one Query on DynamoDB)."""
-        now = int(self.clock())
-        items = self.store.user_items(user)
-        stone = _live_tombstone(_tombstone_of(items), now)
-        found = []
-        for sk, item in items:
-            if isinstance(item, StoredState) and _live(item, stone, now):
-                key = ConversationKey(user.platform, user.workspace, sk, user.user, item.enterprise)
-                found.append(self._conversation(key, item))
-        return found
-
-    def dead_letters(
-        self, user: UserKey, *, unopened: list[str] | None = None
-    ) -> list[tuple[str, EventRecord]]:
-        """The user's unexpired dead letters as ``(sort key, record)`` (one Query); a record's
-        ``payload`` is opened (decrypted) for :func:`sessions.codec.decode`.
-
-        Every dead letter is listed: one whose payload does not open (a key no longer
-        configured, a damaged or planted value) comes with ``payload=None``, and its sort key
-        is appended to ``unopened`` with the reason's class.
-        """
-        now = int(self.clock())
-        letters = []
-        for sk, item in self.store.user_items(user):
-            if not (isinstance(item, EventRecord) and item.failed and item.expires_at > now):
-                continue
-            payload = item.payload
-            if payload:
-                try:
-                    payload = self._open(payload, user.pk, _channel_of(sk), PAYLOAD)
-                except CodecError as exc:
-                    payload = None
-                    if unopened is not None:
-                        unopened.append(f"{sk}: {type(exc).__name__}")
-            error = self._error_text(item.error, user.pk, _channel_of(sk))
-            letters.append((sk, dataclasses.replace(item, payload=payload, error=error)))
-        return letters
-
-    def export(self, user: UserKey) -> dict[str, Any]:
-        """Everything stored for the user, as JSON-compatible data (one Query on DynamoDB).
-
-        Nothing is left out: items that the rest of the API no longer shows are included and
-        say why, ``"expired": true`` (past their expiry, waiting for DynamoDB's TTL sweep) or
-        ``"deleted": true`` (older than a user delete that is still removing them).
-        """
-        now = int(self.clock())
-        items = self.store.user_items(user)
-        stone = _live_tombstone(_tombstone_of(items), now)
-        conversations: list[dict[str, Any]] = []
-        events: list[dict[str, Any]] = []
-        tombstone: dict[str, Any] | None = None
-        for sk, item in items:
-            if isinstance(item, StoredState):
-                conversations.append(
-                    {
-                        "channel": sk,
-                        "enterprise": item.enterprise,
-                        "version": item.version,
-                        "updated_at": item.updated_at,
-                        "expires_at": item.expires_at,
-                        "expired": item.expires_at <= now,
-                        "deleted": _pre_delete(item.generation, stone),
-                        "state": self._decoded(item.blob, user.pk, sk, STATE),
-                    }
-                )
-            elif isinstance(item, EventRecord):
-                channel = _channel_of(sk)
-                events.append(
-                    {
-                        "sk": sk,
-                        "status": item.status,
-                        "error": self._error_text(item.error, user.pk, channel),
-                        "version": item.version,
-                        "committed_at": item.committed_at,
-                        "expires_at": item.expires_at,
-                        "expired": item.expires_at <= now,
-                        "deleted": _pre_delete(item.generation, stone),
-                        "response": self._decoded(item.response, user.pk, channel, RESPONSE),
-                        "replies": self._decoded(item.outbox, user.pk, channel, OUTBOX),
-                        "sent_at": item.sent_at,
-                        "payload": self._decoded(item.payload, user.pk, channel, PAYLOAD),
-                    }
-                )
-            else:
-                tombstone = {
-                    "deleted_at": item.deleted_at,
-                    "expires_at": item.expires_at,
-                    "expired": item.expires_at <= now,
-                }
-        return {
-            "user": user.pk,
-            "platform": user.platform,
-            "exported_at": now,
-            "conversations": conversations,
-            "events": events,
-            "tombstone": tombstone,
-        }
-
-    def delete_user(self, user: UserKey, *, settle: float = 0.0) -> int:
-        """Delete everything stored for the user and leave a short-lived tombstone.
-
-        A late redelivery of an event that happened before this call is then ignored instead
-        of recreating the user's data, and a turn in flight cannot commit pre-delete state
-        back. The delete's time is kept in milliseconds and compared with each event's time
-        at its platform's resolution. Returns how many items were deleted (large-state objects,
-        also deleted, are not counted).
-
-        A turn in flight during the delete may still write what it writes *before* its commit
-        (a large state's object, a busy conversation's page of event records) after the delete
-        has removed everything: its commit then fails, and what it wrote is unreachable, but
-        it is there. ``settle``: wait that long (the longest a turn can still be running: the
-        function's timeout) and delete again under the same tombstone, which removes exactly
-        those leftovers and nothing written since by genuine new events.
-        """
-        now = self.clock()
-        stone = Tombstone(generation=int(now * 1000), expires_at=int(now) + self.tombstone_ttl)
-        deleted, objects = self._delete_once(user, stone)
-        if settle > 0:
-            self.sleep(settle)
-            more, more_objects = self._delete_once(user, stone)
-            deleted, objects = deleted + more, objects + more_objects
-        log.info(
-            "user deleted",
-            extra={"user": fingerprint(user.pk), "items": deleted, "objects": objects},
-        )
-        return deleted
-
-    def _delete_once(self, user: UserKey, stone: Tombstone) -> tuple[int, int]:
-        deleted = self.store.delete_user(user, tombstone=stone)
-        objects = 0
-        if self.large is not None:  # after the tombstone: nothing can point at them again
-            objects = self.large.delete_prefix(blobs.user_prefix(user.pk))
-        return deleted, objects
 
 
 def _error_classes(error: BaseException) -> str:
@@ -1007,92 +674,12 @@ def _error_classes(error: BaseException) -> str:
     return " < ".join(names)
 
 
-def _at_or_before(event_time: float, stone: Tombstone) -> bool:
-    """Whether an event happened at or before the delete. An event time is the platform's
-    clock truncated to its resolution (Slack: seconds, Messenger: milliseconds), so an event
-    whose truncated time is at or before the delete's exact time may have happened before it;
-    in milliseconds that is the comparison below, for both resolutions."""
-    return round(event_time * 1000) <= stone.generation
-
-
-def _live_tombstone(stone: Tombstone | None, now: int) -> Tombstone | None:
-    return stone if stone is not None and stone.expires_at > now else None
-
-
-def _tombstone_of(items: Sequence[tuple[str, Any]]) -> Tombstone | None:
-    return next((item for _, item in items if isinstance(item, Tombstone)), None)
-
-
-def _pre_delete(generation: int, stone: Tombstone | None) -> bool:
-    return stone is not None and generation < stone.generation
-
-
-def _live(state: StoredState, stone: Tombstone | None, now: int) -> bool:
-    return state.expires_at > now and not _pre_delete(state.generation, stone)
-
-
 def _outbox(value: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
     """An outbox's replies and effects (one written before effects were kept apart is a
     list of both; the edges tell them apart by their ``kind``)."""
     if isinstance(value, dict):
         return tuple(value.get("replies") or ()), tuple(value.get("effects") or ())
     return tuple(value), ()
-
-
-def _report(
-    key: ConversationKey,
-    idempotency_key: str,
-    result: TurnResult | None,
-    failure: BaseException | None,
-    turn_ms: float,
-    store_ms: float,
-    store_calls: int,
-) -> TurnReport:
-    attempts = result.attempts if result else getattr(failure, "attempts", 1)
-    common: dict[str, Any] = {
-        "key": key,
-        "idempotency_key": idempotency_key,
-        "attempts": attempts,
-        "turn_ms": round(turn_ms, 3),
-        "store_ms": round(store_ms, 3),
-        "store_calls": store_calls,
-    }
-    if result is None:
-        if isinstance(failure, PermanentError):
-            outcome = "dead_lettered"
-        elif isinstance(failure, BusyError):
-            outcome = "busy"
-        else:
-            outcome = "error"
-        error = f"{type(failure).__name__}: {failure}"[:300] if failure else None
-        return TurnReport(outcome=outcome, error=error, **common)
-    if result.ignored:
-        outcome = "ignored"
-    elif result.failed:
-        outcome = "dead_lettered"
-    elif result.duplicate:
-        outcome = "duplicate"
-    else:
-        outcome = "applied"
-    sent = result.sent if (result.replies or result.sent or result.send_error) else None
-    return TurnReport(
-        outcome=outcome,
-        replayed=result.duplicate and result.response is not None,
-        sent=sent,
-        send_error=type(result.send_error).__name__ if result.send_error else None,
-        error=result.error,
-        **common,
-    )
-
-
-def _aad(pk: str, sk: str, kind: str) -> bytes:
-    """What a sealed value is bound to: its user, its conversation and its role."""
-    return f"{pk}\0{sk}\0{kind}".encode()
-
-
-def _channel_of(event_sk: str) -> str:
-    """The conversation's sort key in an event record's (``<channel>#evt#<hash>``)."""
-    return event_sk.split(EVENT_MARK, 1)[0]
 
 
 __all__ = [

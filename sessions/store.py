@@ -26,6 +26,7 @@ Both stores (SQLite, DynamoDB) run the same contract suite in ``tests/contract``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -91,6 +92,33 @@ class Tombstone:
     def deleted_at(self) -> float:
         """The delete's time in epoch seconds (millisecond resolution)."""
         return self.generation / 1000
+
+
+# -- the delete rules (the runner and the admin views judge items by them) -----------------
+
+
+def at_or_before(event_time: float, stone: Tombstone) -> bool:
+    """Whether an event happened at or before the delete. An event time is the platform's
+    clock truncated to its resolution (Slack: seconds, Messenger: milliseconds), so an event
+    whose truncated time is at or before the delete's exact time may have happened before it;
+    in milliseconds that is the comparison below, for both resolutions."""
+    return round(event_time * 1000) <= stone.generation
+
+
+def live_tombstone(stone: Tombstone | None, now: int) -> Tombstone | None:
+    return stone if stone is not None and stone.expires_at > now else None
+
+
+def tombstone_of(items: Sequence[tuple[str, Any]]) -> Tombstone | None:
+    return next((item for _, item in items if isinstance(item, Tombstone)), None)
+
+
+def pre_delete(generation: int, stone: Tombstone | None) -> bool:
+    return stone is not None and generation < stone.generation
+
+
+def live(state: StoredState, stone: Tombstone | None, now: int) -> bool:
+    return state.expires_at > now and not pre_delete(state.generation, stone)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,212 @@
+"""What the admin tools see of the sessions: one conversation, a user's conversations, dead
+letters and export, and the user delete (the right to erasure). Mixed into
+:class:`~sessions.Sessions`, beside the turn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sessions import blobs
+from sessions.errors import CodecError
+from sessions.keys import EVENT_MARK, ConversationKey, UserKey
+from sessions.privacy import fingerprint, private
+from sessions.sealing import OUTBOX, PAYLOAD, RESPONSE, STATE, Sealing
+from sessions.store import (
+    EventRecord,
+    Store,
+    StoredState,
+    Tombstone,
+    live,
+    live_tombstone,
+    pre_delete,
+    tombstone_of,
+)
+
+log = private(logging.getLogger("sessions"))
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """A stored conversation, as the admin tools and exports show it."""
+
+    key: ConversationKey
+    state: Any
+    version: int
+    updated_at: int
+    expires_at: int
+
+
+def channel_of(event_sk: str) -> str:
+    """The conversation's sort key in an event record's (``<channel>#evt#<hash>``)."""
+    return event_sk.split(EVENT_MARK, 1)[0]
+
+
+class Views:
+    """Reading and deleting a user's records (needs the attributes below, which
+    :class:`~sessions.Sessions` sets)."""
+
+    store: Store
+    _store: Store
+    sealing: Sealing
+    tombstone_ttl: int
+    clock: Callable[[], float]
+    sleep: Callable[[float], None]
+
+    def _conversation(self, key: ConversationKey, item: StoredState) -> Conversation:
+        return Conversation(
+            key=key,
+            state=self.sealing.decode(item.blob, key.pk, key.sk, STATE),
+            version=item.version,
+            updated_at=item.updated_at,
+            expires_at=item.expires_at,
+        )
+
+    # -- reading and user records -----------------------------------------------------------
+
+    def get(self, key: ConversationKey) -> Conversation | None:
+        """The live conversation, or ``None`` when absent, expired or deleted."""
+        snap = self._store.load(key, None)
+        now = int(self.clock())
+        if snap.state is None or not live(snap.state, live_tombstone(snap.tombstone, now), now):
+            return None
+        return self._conversation(key, snap.state)
+
+    def conversations(self, user: UserKey) -> list[Conversation]:
+        """The user's live conversations (one Query on DynamoDB)."""
+        now = int(self.clock())
+        items = self.store.user_items(user)
+        stone = live_tombstone(tombstone_of(items), now)
+        found = []
+        for sk, item in items:
+            if isinstance(item, StoredState) and live(item, stone, now):
+                key = ConversationKey(user.platform, user.workspace, sk, user.user, item.enterprise)
+                found.append(self._conversation(key, item))
+        return found
+
+    def dead_letters(
+        self, user: UserKey, *, unopened: list[str] | None = None
+    ) -> list[tuple[str, EventRecord]]:
+        """The user's unexpired dead letters as ``(sort key, record)`` (one Query); a record's
+        ``payload`` is opened (decrypted) for :func:`sessions.codec.decode`.
+
+        Every dead letter is listed: one whose payload does not open (a key no longer
+        configured, a damaged or planted value) comes with ``payload=None``, and its sort key
+        is appended to ``unopened`` with the reason's class.
+        """
+        now = int(self.clock())
+        letters = []
+        for sk, item in self.store.user_items(user):
+            if not (isinstance(item, EventRecord) and item.failed and item.expires_at > now):
+                continue
+            payload = item.payload
+            if payload:
+                try:
+                    payload = self.sealing.open(payload, user.pk, channel_of(sk), PAYLOAD)
+                except CodecError as exc:
+                    payload = None
+                    if unopened is not None:
+                        unopened.append(f"{sk}: {type(exc).__name__}")
+            error = self.sealing.error_text(item.error, user.pk, channel_of(sk))
+            letters.append((sk, dataclasses.replace(item, payload=payload, error=error)))
+        return letters
+
+    def export(self, user: UserKey) -> dict[str, Any]:
+        """Everything stored for the user, as JSON-compatible data (one Query on DynamoDB).
+
+        Nothing is left out: items that the rest of the API no longer shows are included and
+        say why, ``"expired": true`` (past their expiry, waiting for DynamoDB's TTL sweep) or
+        ``"deleted": true`` (older than a user delete that is still removing them).
+        """
+        now = int(self.clock())
+        items = self.store.user_items(user)
+        stone = live_tombstone(tombstone_of(items), now)
+        conversations: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        tombstone: dict[str, Any] | None = None
+        for sk, item in items:
+            if isinstance(item, StoredState):
+                conversations.append(
+                    {
+                        "channel": sk,
+                        "enterprise": item.enterprise,
+                        "version": item.version,
+                        "updated_at": item.updated_at,
+                        "expires_at": item.expires_at,
+                        "expired": item.expires_at <= now,
+                        "deleted": pre_delete(item.generation, stone),
+                        "state": self.sealing.decoded(item.blob, user.pk, sk, STATE),
+                    }
+                )
+            elif isinstance(item, EventRecord):
+                channel = channel_of(sk)
+                events.append(
+                    {
+                        "sk": sk,
+                        "status": item.status,
+                        "error": self.sealing.error_text(item.error, user.pk, channel),
+                        "version": item.version,
+                        "committed_at": item.committed_at,
+                        "expires_at": item.expires_at,
+                        "expired": item.expires_at <= now,
+                        "deleted": pre_delete(item.generation, stone),
+                        "response": self.sealing.decoded(item.response, user.pk, channel, RESPONSE),
+                        "replies": self.sealing.decoded(item.outbox, user.pk, channel, OUTBOX),
+                        "sent_at": item.sent_at,
+                        "payload": self.sealing.decoded(item.payload, user.pk, channel, PAYLOAD),
+                    }
+                )
+            else:
+                tombstone = {
+                    "deleted_at": item.deleted_at,
+                    "expires_at": item.expires_at,
+                    "expired": item.expires_at <= now,
+                }
+        return {
+            "user": user.pk,
+            "platform": user.platform,
+            "exported_at": now,
+            "conversations": conversations,
+            "events": events,
+            "tombstone": tombstone,
+        }
+
+    def delete_user(self, user: UserKey, *, settle: float = 0.0) -> int:
+        """Delete everything stored for the user and leave a short-lived tombstone.
+
+        A late redelivery of an event that happened before this call is then ignored instead
+        of recreating the user's data, and a turn in flight cannot commit pre-delete state
+        back. The delete's time is kept in milliseconds and compared with each event's time
+        at its platform's resolution. Returns how many items were deleted (large-state objects,
+        also deleted, are not counted).
+
+        A turn in flight during the delete may still write what it writes *before* its commit
+        (a large state's object, a busy conversation's page of event records) after the delete
+        has removed everything: its commit then fails, and what it wrote is unreachable, but
+        it is there. ``settle``: wait that long (the longest a turn can still be running: the
+        function's timeout) and delete again under the same tombstone, which removes exactly
+        those leftovers and nothing written since by genuine new events.
+        """
+        now = self.clock()
+        stone = Tombstone(generation=int(now * 1000), expires_at=int(now) + self.tombstone_ttl)
+        deleted, objects = self._delete_once(user, stone)
+        if settle > 0:
+            self.sleep(settle)
+            more, more_objects = self._delete_once(user, stone)
+            deleted, objects = deleted + more, objects + more_objects
+        log.info(
+            "user deleted",
+            extra={"user": fingerprint(user.pk), "items": deleted, "objects": objects},
+        )
+        return deleted
+
+    def _delete_once(self, user: UserKey, stone: Tombstone) -> tuple[int, int]:
+        deleted = self.store.delete_user(user, tombstone=stone)
+        objects = 0
+        if self.sealing.large is not None:  # after the tombstone: nothing can point at them again
+            objects = self.sealing.large.delete_prefix(blobs.user_prefix(user.pk))
+        return deleted, objects
