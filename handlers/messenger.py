@@ -19,10 +19,8 @@ attachments by URL (``messenger_payloads.render``); the delivery pipeline
 (``handlers.pipeline``) runs each message, sends its replies and then starts its effects. A
 sender's messages run in timestamp order: a slow one is handed off with every later one.
 
-The Send API has no idempotency key, so a reply is retried only when it certainly did not
-arrive: the connection was refused, Meta answered 429, or a 5xx whose Graph error says it is
-transient. A timeout or a reset after the request went out may follow a delivered message;
-it is logged, never repeated (replies at most once).
+Replies go out through the Send API client (``handlers.messenger_send``): retried only when
+they certainly did not arrive, never repeated after a timeout or a reset (at most once).
 """
 
 from __future__ import annotations
@@ -30,14 +28,10 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import random
-import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
-
-import requests
 
 from bot.replies import AnyReply
 from handlers import messenger_payloads as payloads
@@ -45,6 +39,7 @@ from handlers.deferral import DEFERRED_KEY, Deferrer, default_deferrer
 from handlers.delivery import Delivery, MessengerRoute
 from handlers.entry import Entry, build_edge, spec_of
 from handlers.http import BadRequest, HttpRequest, from_lambda, response
+from handlers.messenger_send import MIN_SEND_TIMEOUT, SendAPI, SendError
 from handlers.pipeline import Answer, Deadline, Pipeline
 from handlers.settings import Settings
 from sessions import ConversationKey, SessionError, Sessions
@@ -63,116 +58,6 @@ TURN_BUDGET = 3.0
 #: Seconds after the request's arrival past which no Send API call of the batch is retried,
 #: and up to which each attempt's timeouts are cut: the answer should reach Meta within 5 s.
 ACK_BUDGET = 4.5
-#: The shortest timeout an attempt gets, however little time is left: the Graph API answers
-#: in well under a second, and a reply cut off sooner would be lost for nothing.
-MIN_SEND_TIMEOUT = 1.0
-
-
-class SendError(RuntimeError):
-    """The Send API refused a message, or kept failing through every retry."""
-
-
-class SendAPI:
-    """``POST {MESSENGER_API_URL}/me/messages`` with timeouts. Retried (jittered backoff) only
-    when the message certainly did not arrive: connection refused or never established, 429,
-    or a 5xx whose Graph error is marked transient. Anything else is final."""
-
-    def __init__(
-        self,
-        base_url: str,
-        page_token: str | None,
-        *,
-        session: requests.Session | None = None,
-        attempts: int = 3,
-        backoff: float = 0.3,
-        timeout: tuple[float, float] = (3.05, 5.0),
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.url = base_url.rstrip("/") + "/me/messages"
-        self.page_token = page_token
-        self.http = session or requests.Session()
-        self.attempts = attempts
-        self.backoff = backoff
-        self.timeout = timeout
-        self.sleep = sleep
-
-    def send(self, psid: str, message: Mapping[str, Any], *, deadline: float | None = None) -> None:
-        """Send one message.
-
-        ``deadline`` (``time.monotonic()``) keeps a webhook's sends within the platform's
-        patience: each attempt's timeouts are cut to the time left (never below
-        ``MIN_SEND_TIMEOUT``) and nothing is retried past it. A send that starts after it (the
-        commit itself came late, say under throttling) still gets its one attempt: the answer
-        is late either way, the platform's redelivery will be a duplicate, and skipping the
-        send would only lose the reply.
-
-        Raises:
-            SendError: refused, failed through every allowed retry (or past the deadline),
-                or possibly delivered but unanswered (never retried).
-        """
-        body = {"recipient": {"id": psid}, "messaging_type": "RESPONSE", "message": message}
-        problem = ""
-        for attempt in range(1, self.attempts + 1):
-            timeout = self.timeout
-            if deadline is not None:
-                left = max(deadline - time.monotonic(), MIN_SEND_TIMEOUT)
-                timeout = (min(timeout[0], left), min(timeout[1], left))
-            try:
-                answer = self.http.post(
-                    self.url,
-                    params={"access_token": self.page_token or ""},
-                    json=body,
-                    timeout=timeout,
-                )
-            except requests.RequestException as exc:
-                if not _never_sent(exc):
-                    raise SendError(
-                        f"Send API call failed after the request went out ({type(exc).__name__});"
-                        " not retried: the message may have been delivered"
-                    ) from exc
-                problem = type(exc).__name__
-            else:
-                if answer.status_code < 300:
-                    return
-                problem = f"HTTP {answer.status_code}: {answer.text[:200]}"
-                if not _not_processed(answer):
-                    raise SendError(f"Send API refused the message: {problem}")
-            if attempt < self.attempts:
-                pause = random.uniform(0.5, 1.0) * self.backoff * 2 ** (attempt - 1)
-                if deadline is not None and time.monotonic() + pause >= deadline:
-                    raise SendError(f"Send API failed, no retry past the deadline: {problem}")
-                self.sleep(pause)
-        raise SendError(f"Send API failed {self.attempts} times, last: {problem}")
-
-
-def _never_sent(exc: requests.RequestException) -> bool:
-    """The request never reached Meta: no connection (refused, unresolvable, connect timeout).
-    A read timeout or a connection reset mid-answer is not that."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    if not isinstance(exc, requests.ConnectionError) or isinstance(exc, requests.ReadTimeout):
-        return False
-    import urllib3.exceptions as u3
-
-    reason = exc.args[0] if exc.args else None
-    reason = getattr(reason, "reason", reason)  # MaxRetryError wraps the cause
-    return isinstance(reason, u3.NewConnectionError | u3.ConnectTimeoutError)
-
-
-def _not_processed(answer: requests.Response) -> bool:
-    """429 (rate limited: nothing was done), or a 5xx whose Graph error says it is transient
-    (``is_transient``, or codes 1 and 2: "unknown"/"service" errors Meta says to retry)."""
-    if answer.status_code == 429:
-        return True
-    if answer.status_code < 500:
-        return False
-    try:
-        error = answer.json().get("error") or {}
-    except (ValueError, AttributeError):
-        return False
-    return isinstance(error, dict) and (
-        error.get("is_transient") is True or error.get("code") in (1, 2)
-    )
 
 
 class MessengerEdge:
@@ -354,3 +239,5 @@ def build(settings: Settings | None = None, **overrides: Any) -> MessengerEdge:
 #: Lambda entry point: ``handlers/messenger.handler``.
 handler = Entry(build)
 reset = handler.reset
+
+__all__ = ["MIN_SEND_TIMEOUT", "MessengerEdge", "SendAPI", "SendError", "build", "handler"]

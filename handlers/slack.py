@@ -45,18 +45,12 @@ import hashlib
 import hmac
 import json
 import logging
-import socket
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry import RetryHandler, RetryState
-from slack_sdk.http_retry import request as retry_request
-from slack_sdk.http_retry import response as retry_response
-from slack_sdk.webhook import WebhookClient
 
 from bot.replies import AnyReply, FormErrors, Modal
 from handlers import slack_payloads as payloads
@@ -66,6 +60,7 @@ from handlers.entry import Entry, build_edge, spec_of
 from handlers.http import BadRequest, HttpRequest, from_lambda, response
 from handlers.pipeline import Answer, Deadline, Pipeline
 from handlers.settings import Settings
+from handlers.slack_send import SLACK_TIMEOUT, NotSentRetryHandler, SlackSender
 from sessions import ConversationKey, InvalidKeyError, SessionError, Sessions
 
 if TYPE_CHECKING:
@@ -81,38 +76,6 @@ APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment.
 TURN_BUDGET = 2.0
 #: Seconds after the request's arrival by which the replies should be out (Slack: 3 s).
 ACK_BUDGET = 2.8
-
-
-class InvalidBlocks(ValueError):
-    """Slack refused a message's blocks; nothing was posted."""
-
-
-class NotSentRetryHandler(RetryHandler):
-    """Retry a Slack call only when it certainly never reached Slack (connection refused,
-    name not resolved). slack_sdk's default also retries a reset connection, which may follow
-    a message Slack already posted: a repeat, where our promise is a reply at most once."""
-
-    def _can_retry(
-        self,
-        *,
-        state: RetryState,
-        request: retry_request.HttpRequest,
-        response: retry_response.HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
-        if response is not None or error is None:
-            return False
-        reason = getattr(error, "reason", error)
-        return isinstance(reason, ConnectionRefusedError | socket.gaierror)
-
-
-#: Seconds a Slack API or response_url call may take: inline replies go out before the ack,
-#: and Slack wants the ack within 3 s (Slack's API answers in well under a second).
-SLACK_TIMEOUT = 2
-
-
-def _webhook(url: str) -> WebhookClient:
-    return WebhookClient(url, timeout=SLACK_TIMEOUT, retry_handlers=[NotSentRetryHandler()])
 
 
 class SlackEdge:
@@ -156,6 +119,7 @@ class SlackEdge:
             timeout=SLACK_TIMEOUT,
             retry_handlers=[NotSentRetryHandler()],
         )
+        self.sender = SlackSender(self.web, self._signing_secret)
         self.deferrer = deferrer or default_deferrer(settings, self.run_deferred)
         self.pipeline = Pipeline(
             sessions=sessions, spec=self.spec, platform=self, deferrer=lambda: self.deferrer
@@ -396,14 +360,16 @@ class SlackEdge:
             replies = [r for r in replies if not isinstance(r, FormErrors)]
         plain: list[AnyReply] = []
         for reply in replies:
-            if not (isinstance(reply, Modal) and self._open_modal(route, delivery.key, reply)):
+            if not (
+                isinstance(reply, Modal) and self.sender.open_modal(route, delivery.key, reply)
+            ):
                 plain.append(reply)  # a modal that did not open renders as its fallback
         messages = payloads.render(plain, visibility=_default_visibility(route.kind, delivery.key))
         if route.kind == "command" and answer is not None and len(messages) == 1:
             answer.body = _ack_body(messages[0])
             return
         for message in messages:
-            self._post(route, delivery.key, message)
+            self.sender.post(route, delivery.key, message)
 
     def apologise(self, delivery: Delivery, answer: Answer | None, deadline: Deadline) -> None:
         """Tell the user once that their event failed on our side: in a slash command's ack,
@@ -415,60 +381,9 @@ class SlackEdge:
             return
         try:
             visibility = _default_visibility(route.kind, delivery.key)
-            self._post(route, delivery.key, {"text": APOLOGY, "visibility": visibility})
+            self.sender.post(route, delivery.key, {"text": APOLOGY, "visibility": visibility})
         except Exception:
             log.exception("could not send the apology either")
-
-    # -- sending -------------------------------------------------------------------------------
-
-    def _open_modal(self, route: SlackRoute, key: ConversationKey, modal: Modal) -> bool:
-        if not route.trigger_id:
-            return False
-        try:
-            self.web.views_open(
-                trigger_id=route.trigger_id,
-                view=payloads.modal_view(modal, key=key, secret=self._signing_secret),
-            )
-        except Exception:
-            log.warning("views.open failed; sending the modal's fallback", exc_info=True)
-            return False
-        return True
-
-    def _post(self, route: SlackRoute, key: ConversationKey, message: dict[str, Any]) -> None:
-        """Send one message where the route's answers go. Blocks Slack refuses (a bot's own
-        Block Kit that does not validate) fall back to the message's text: Slack refused the
-        whole request, so sending again cannot repeat anything."""
-        visibility = message.pop("visibility")
-        try:
-            self._send_once(route, key, visibility, message)
-        except InvalidBlocks as exc:
-            log.warning("Slack refused the blocks (%s); sending the text alone", type(exc).__name__)
-            self._send_once(route, key, visibility, {"text": message.get("text") or " "})
-
-    def _send_once(
-        self,
-        route: SlackRoute,
-        key: ConversationKey,
-        visibility: str | None,
-        message: dict[str, Any],
-    ) -> None:
-        try:
-            if route.response_url:
-                result = _webhook(route.response_url).send(
-                    response_type=visibility or "ephemeral", replace_original=False, **message
-                )
-                if result.status_code == 400 and "invalid_blocks" in (result.body or ""):
-                    raise InvalidBlocks(result.body)
-                if result.status_code >= 300:
-                    raise ConnectionError(f"response_url answered {result.status_code}")
-            elif visibility == "ephemeral":
-                self.web.chat_postEphemeral(channel=key.channel, user=key.user, **message)
-            else:
-                self.web.chat_postMessage(channel=key.channel, **message)
-        except SlackApiError as exc:
-            if exc.response.get("error") in ("invalid_blocks", "invalid_blocks_format"):
-                raise InvalidBlocks(str(exc.response.get("error"))) from exc
-            raise
 
 
 def _default_visibility(kind: SlackKind, key: ConversationKey) -> str | None:
@@ -531,3 +446,5 @@ def build(settings: Settings | None = None, **overrides: Any) -> SlackEdge:
 #: Lambda entry point: ``handlers/slack.handler``.
 handler = Entry(build)
 reset = handler.reset
+
+__all__ = ["NotSentRetryHandler", "SlackEdge", "build", "handler"]
