@@ -1,6 +1,7 @@
 """Cold start: fresh interpreters importing each handler, and handling a first event, against
 ``import boto3`` alone. Reports milliseconds (median of several fresh processes), the modules
-loaded, and whether slack_bolt came along (the Messenger path must not load it).
+loaded, and whether slack_bolt and slack_sdk came along (the Messenger path loads neither;
+the Slack edge does not use Bolt, only slack_sdk's clients).
 
 "First event" is what a Lambda cold start does before answering: the module import (the
 edge is built at import inside Lambda), then one really signed request through the handler,
@@ -33,7 +34,8 @@ loaded = set(sys.modules) - before
 print(json.dumps({{
     "ms": elapsed * 1000,
     "modules": len(loaded),
-    "slack_bolt": any(m.split(".")[0] in ("slack_bolt", "slack_sdk") for m in loaded),
+    "slack_bolt": any(m.split(".")[0] == "slack_bolt" for m in loaded),
+    "slack_sdk": any(m.split(".")[0] == "slack_sdk" for m in loaded),
     "boto3": "boto3" in loaded,
 }}))
 """
@@ -110,6 +112,7 @@ def run(endpoint: str, table: str, *, repeats: int = 11) -> dict[str, Any]:
                 "min_ms": round(min(r["ms"] for r in runs), 1),
                 "modules": runs[0]["modules"],
                 "slack_bolt_loaded": runs[0]["slack_bolt"],
+                "slack_sdk_loaded": runs[0]["slack_sdk"],
                 "boto3_loaded": runs[0]["boto3"],
             }
     return results
@@ -121,12 +124,16 @@ def _yes(flag: bool) -> str:
 
 def table(results: dict[str, Any]) -> list[str]:
     lines = [
-        "| fresh interpreter | median ms | min ms | modules loaded | slack_bolt | boto3 |",
-        "|---|---|---|---|---|---|",
+        "| fresh interpreter | median ms | min ms | x import boto3 | modules loaded "
+        "| slack_bolt | slack_sdk | boto3 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    boto3 = results["import boto3"]["median_ms"]
     for name, r in results.items():
+        ratio = f"{r['median_ms'] / boto3:.2f}" if name.startswith("import ") else ""
         lines.append(
-            f"| {name} | {r['median_ms']} | {r['min_ms']} | {r['modules']} "
-            f"| {_yes(r['slack_bolt_loaded'])} | {_yes(r['boto3_loaded'])} |"
+            f"| {name} | {r['median_ms']} | {r['min_ms']} | {ratio} | {r['modules']} "
+            f"| {_yes(r['slack_bolt_loaded'])} | {_yes(r.get('slack_sdk_loaded', False))} "
+            f"| {_yes(r['boto3_loaded'])} |"
         )
     return lines
