@@ -274,6 +274,50 @@ class DynamoDBStore:
         key: ConversationKey,
         *,
         expected: StoredState | None,
+        state: StoredState,
+        event_sk: str,
+        event: EventRecord,
+        tombstone: Tombstone | None,
+        now: int,
+        loaded: Snapshot | None = None,
+        event_time: float | None = None,
+    ) -> None:
+        """A turn's commit (see :class:`~sessions.store.Store`)."""
+        self._apply(key, expected=expected, state=state, event_sk=event_sk, event=event,
+                    tombstone=tombstone, now=now, loaded=loaded, event_time=event_time)  # fmt: skip
+
+    def record_failure(
+        self,
+        key: ConversationKey,
+        *,
+        event_sk: str,
+        event: EventRecord,
+        tombstone: Tombstone | None,
+        now: int,
+        loaded: Snapshot | None = None,
+        event_time: float | None = None,
+    ) -> None:
+        """A dead letter (see :class:`~sessions.store.Store`)."""
+        self._apply(key, expected=None, state=None, event_sk=event_sk, event=event,
+                    tombstone=tombstone, now=now, loaded=loaded, event_time=event_time)  # fmt: skip
+
+    def claim(
+        self,
+        key: ConversationKey,
+        *,
+        event_sk: str,
+        event: EventRecord,
+        tombstone: Tombstone | None,
+        now: int,
+    ) -> None:
+        """A claim (see :class:`~sessions.store.Store`)."""
+        self._commit_record(key, event_sk, event, tombstone, now)
+
+    def _apply(
+        self,
+        key: ConversationKey,
+        *,
+        expected: StoredState | None,
         state: StoredState | None,
         event_sk: str,
         event: EventRecord,
@@ -290,10 +334,6 @@ class DynamoDBStore:
         user's record that refuses it if a delete came at or after the event), or the event's
         record goes to an item of its own (a dead letter, a sent-mark outbox, a large
         response)."""
-        if state is None and not event.failed:
-            # A claim (``Sessions.claim``): a record of its own, checked against the tombstone.
-            self._commit_record(key, event_sk, event, tombstone, now)
-            return
         handle = loaded.handle if loaded is not None else None
         if not isinstance(handle, Conversation):
             handle = Conversation.of(self._get(key))

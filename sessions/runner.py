@@ -502,10 +502,8 @@ class Sessions(Views):
         description = f"{type(error).__name__}: {error}"[:2000] + note
         # The message may quote the user: sealed like the payload, the classes in clear.
         description = self.sealing.describe(_error_classes(error), description, key)
-        self._store.commit(
+        self._store.record_failure(
             key,
-            expected=None,
-            state=None,
             event_sk=event_sk,
             event=EventRecord(
                 version=snap.state.version if snap.state else 0,
@@ -641,10 +639,8 @@ class Sessions(Views):
         stone: Tombstone | None = None
         for _ in range(self.max_attempts):
             try:
-                self._store.commit(
+                self._store.claim(
                     key,
-                    expected=None,
-                    state=None,
                     event_sk=event_sk,
                     event=dataclasses.replace(record, generation=stone.generation if stone else 0),
                     tombstone=stone,

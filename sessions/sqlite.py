@@ -206,6 +206,51 @@ class SQLiteStore:
         key: ConversationKey,
         *,
         expected: StoredState | None,
+        state: StoredState,
+        event_sk: str,
+        event: EventRecord,
+        tombstone: Tombstone | None,
+        now: int,
+        loaded: Snapshot | None = None,
+        event_time: float | None = None,
+    ) -> None:
+        """A turn's commit (see :class:`~sessions.store.Store`)."""
+        self._apply(key, expected=expected, state=state, event_sk=event_sk, event=event,
+                    tombstone=tombstone, now=now, loaded=loaded, event_time=event_time)  # fmt: skip
+
+    def record_failure(
+        self,
+        key: ConversationKey,
+        *,
+        event_sk: str,
+        event: EventRecord,
+        tombstone: Tombstone | None,
+        now: int,
+        loaded: Snapshot | None = None,
+        event_time: float | None = None,
+    ) -> None:
+        """A dead letter (see :class:`~sessions.store.Store`)."""
+        self._apply(key, expected=None, state=None, event_sk=event_sk, event=event,
+                    tombstone=tombstone, now=now, loaded=loaded, event_time=event_time)  # fmt: skip
+
+    def claim(
+        self,
+        key: ConversationKey,
+        *,
+        event_sk: str,
+        event: EventRecord,
+        tombstone: Tombstone | None,
+        now: int,
+    ) -> None:
+        """A claim (see :class:`~sessions.store.Store`)."""
+        self._apply(key, expected=None, state=None, event_sk=event_sk, event=event,
+                    tombstone=tombstone, now=now)  # fmt: skip
+
+    def _apply(
+        self,
+        key: ConversationKey,
+        *,
+        expected: StoredState | None,
         state: StoredState | None,
         event_sk: str,
         event: EventRecord,

@@ -4,12 +4,13 @@ The session core (``sessions.runner``) owns keys, TTL, versions, idempotency rec
 outbox; a store only moves these records in and out, atomically where the turn needs it:
 
 - ``load``: one consistent read of the conversation's state, the event's record and the
-  user's tombstone (DynamoDB: one ``BatchGetItem``);
-- ``commit``: state + event record in one atomic, conditional write (DynamoDB: one
-  ``TransactWriteItems``, the tombstone checked in the same request); it raises
-  :class:`DuplicateEventError` when the event is already recorded and
-  :class:`ConflictError` when the version or the tombstone moved, never overwriting either;
-  without a state it records a dead letter under the same conditions;
+  user's tombstone (DynamoDB: one ``GetItem`` of the conversation item, which carries them);
+- three conditional writes, each raising :class:`DuplicateEventError` when the event is
+  already recorded and :class:`ConflictError` when the state or the tombstone moved, never
+  overwriting either: ``commit`` (a turn: state + event record atomically; DynamoDB: one
+  conditional ``PutItem``, a transaction only where one item cannot do), ``record_failure``
+  (a dead letter: the record alone, the state untouched) and ``claim`` (a record of its own:
+  an effect's claim);
 - ``claim_outbox`` / ``mark_sent``: the opt-in third request of "sent mark" mode;
 - ``user_items`` / ``delete_user``: everything under one platform user (GDPR).
 
@@ -170,7 +171,7 @@ class Store(Protocol):
         key: ConversationKey,
         *,
         expected: StoredState | None,
-        state: StoredState | None,
+        state: StoredState,
         event_sk: str,
         event: EventRecord,
         tombstone: Tombstone | None,
@@ -178,7 +179,7 @@ class Store(Protocol):
         loaded: Snapshot | None = None,
         event_time: float | None = None,
     ) -> None:
-        """Write state and event record atomically, or nothing.
+        """A turn's commit: write ``state`` and the event's record atomically, or nothing.
 
         ``loaded`` is the turn's load (``None``: the store reads what it needs itself);
         ``event_time`` the event's time (``None``: now), which a conversation created by this
@@ -189,16 +190,50 @@ class Store(Protocol):
         ``updated_at``. The version alone is not enough: it starts again at 1 when a delete or
         DynamoDB's TTL sweep removes an item and a new event recreates it, and a commit that
         read the old item must not take the new one for it. The record is written only if no
-        unexpired record (at ``now``) exists, or the
-        one that exists is a dead letter; both only if the user's tombstone is still
-        ``tombstone`` (what the turn's load saw; ``None``: no tombstone). With ``state``
-        ``None`` only the record is written (a dead letter).
+        unexpired record (at ``now``) exists, or the one that exists is a dead letter; both
+        only if the user's tombstone is still ``tombstone`` (what the turn's load saw;
+        ``None``: no tombstone).
 
         Raises:
             DuplicateEventError: the event is already recorded (checked first).
             ConflictError: the stored state is not ``expected``, or the tombstone
                 is not the one the turn saw (a delete ran meanwhile).
             ItemTooLargeError: the engine refused an item as too large.
+            StoreError: the engine failed.
+        """
+        ...
+
+    def record_failure(
+        self,
+        key: ConversationKey,
+        *,
+        event_sk: str,
+        event: EventRecord,
+        tombstone: Tombstone | None,
+        now: int,
+        loaded: Snapshot | None = None,
+        event_time: float | None = None,
+    ) -> None:
+        """Record a dead letter (``event`` with status failed): the record alone, the state
+        untouched, under the same conditions as :meth:`commit` (no unexpired record, or only
+        a dead letter; the tombstone still ``tombstone``). Raises as :meth:`commit` does."""
+        ...
+
+    def claim(
+        self,
+        key: ConversationKey,
+        *,
+        event_sk: str,
+        event: EventRecord,
+        tombstone: Tombstone | None,
+        now: int,
+    ) -> None:
+        """Write a claim (an effect's, say): a record of its own, only if none unexpired
+        exists and the tombstone is still ``tombstone``.
+
+        Raises:
+            DuplicateEventError: already claimed.
+            ConflictError: the tombstone is not ``tombstone``.
             StoreError: the engine failed.
         """
         ...

@@ -204,7 +204,7 @@ class FlakyStore(StoreWrapper):
         self.failures = failures
         self.lock = threading.Lock()
 
-    def commit(self, *args: Any, **kwargs: Any) -> None:
+    def _maybe_fail(self) -> None:
         from sessions import StoreUnavailableError
 
         with self.lock:
@@ -212,4 +212,16 @@ class FlakyStore(StoreWrapper):
             self.failures -= 1 if fail else 0
         if fail:
             raise StoreUnavailableError("DynamoDB ThrottlingException (injected)")
+
+    # Every conditional write: a turn's commit, a dead letter, a claim.
+    def commit(self, *args: Any, **kwargs: Any) -> None:
+        self._maybe_fail()
         self.inner.commit(*args, **kwargs)
+
+    def record_failure(self, *args: Any, **kwargs: Any) -> None:
+        self._maybe_fail()
+        self.inner.record_failure(*args, **kwargs)
+
+    def claim(self, *args: Any, **kwargs: Any) -> None:
+        self._maybe_fail()
+        self.inner.claim(*args, **kwargs)

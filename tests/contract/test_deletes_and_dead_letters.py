@@ -237,7 +237,7 @@ def test_recorded_response_and_outbox_over_the_item_limit_fail_alike(store: Stor
 
 def test_dead_letter_write_that_finds_the_store_down_is_retryable(store: Store) -> None:
     class DownOnRecord(StoreWrapper):
-        def commit(self, *args: Any, **kwargs: Any) -> None:
+        def record_failure(self, *args: Any, **kwargs: Any) -> None:
             raise StoreUnavailableError("throttled")
 
     sessions = Sessions(DownOnRecord(store))  # type: ignore[arg-type]

@@ -65,6 +65,16 @@ class FaultyStore:
         self.inner.commit(key, **kw)
         self._maybe("after_commit")
 
+    def record_failure(self, key: ConversationKey, **kw: Any) -> None:
+        self._maybe("before_commit")
+        self.inner.record_failure(key, **kw)
+        self._maybe("after_commit")
+
+    def claim(self, key: ConversationKey, **kw: Any) -> None:
+        self._maybe("before_commit")
+        self.inner.claim(key, **kw)
+        self._maybe("after_commit")
+
     def mark_sent(self, key: ConversationKey, event_sk: str, *, sent_at: int) -> None:
         self._maybe("before_mark")
         self.inner.mark_sent(key, event_sk, sent_at=sent_at)

@@ -51,6 +51,16 @@ class WriteSpy(SQLiteStore):
             self.writes.append((key.pk, key.sk))
         super().commit(key, **kw)
 
+    def record_failure(self, key: Any, **kw: Any) -> None:
+        with self._lock:
+            self.writes.append((key.pk, key.sk))
+        super().record_failure(key, **kw)
+
+    def claim(self, key: Any, **kw: Any) -> None:
+        with self._lock:
+            self.writes.append((key.pk, key.sk))
+        super().claim(key, **kw)
+
     def mark_sent(self, key: Any, event_sk: str, *, sent_at: int) -> None:
         with self._lock:
             self.writes.append((key.pk, event_sk))
