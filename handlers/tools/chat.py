@@ -186,7 +186,16 @@ class ChatClient:
             state[block["block_id"]] = {element.get("action_id", "value"): entry}
         submitted = {**view, "id": "V0LOCAL", "hash": uuid.uuid4().hex[:12],
                      "state": {"values": state}}  # fmt: skip
-        return self._interact(self._interaction("view_submission", view=submitted))
+        payload = self._interaction("view_submission", view=submitted)
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        headers = self._slack_headers(body, "application/x-www-form-urlencoded")
+        answer = self._post("/slack/events", body, headers)
+        refused = _form_errors(answer)
+        if refused:
+            # Slack keeps the modal open with a message under each field: so do we.
+            self.modal = view
+            return [f"(the form was refused: {name}: {text})" for name, text in refused.items()]
+        return self._answered(answer)
 
     def form_fields(self) -> list[dict[str, Any]]:
         """The open modal's inputs: name, label, options, optional."""
@@ -364,6 +373,20 @@ class ChatClient:
             "version": conversation.version,
             "state": conversation.state,
         }
+
+
+def _form_errors(answer: requests.Response) -> dict[str, str]:
+    """The field errors of a ``view_submission`` ack (``response_action: errors``), if any."""
+    if answer.status_code != 200 or "json" not in answer.headers.get("content-type", ""):
+        return {}
+    try:
+        data = answer.json()
+    except ValueError:
+        return {}
+    if not isinstance(data, dict) or data.get("response_action") != "errors":
+        return {}
+    errors = data.get("errors")
+    return {str(k): str(v) for k, v in errors.items()} if isinstance(errors, dict) else {}
 
 
 def _unescape(text: str) -> str:

@@ -160,6 +160,10 @@ def test_make_chat_fills_a_slack_modal_and_sees_the_follow_up(example_server: Se
     slack = example_server.client("slack-dm")
     assert slack.send("/ticket") == ["(a form opened: New ticket)"]
     assert [f["name"] for f in slack.form_fields()] == ["title", "details", "urgency"]
+    # A form the bot refuses (FormErrors) stays open with the bot's messages, at once.
+    refused = slack.submit({"title": "", "details": "", "urgency": "high"})
+    assert refused == ["(the form was refused: title: A ticket needs a title.)"]
+    assert [f["name"] for f in slack.form_fields()] == ["title", "details", "urgency"]
     said = slack.submit({"title": "Printer on fire", "details": "", "urgency": "high"})
     # The effect runs after the commit (deferred) and its follow-up answers.
     said += [] if len(said) > 1 else slack.more()
