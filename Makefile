@@ -28,6 +28,8 @@ help:
 	@echo "make package  serverless package offline + cfn-lint"
 
 $(STAMP): pyproject.toml
+	@echo "Setting up the Python environment in $(VENV) (the first time takes about a minute;"
+	@echo "later runs reuse it, and only a change to pyproject.toml refreshes it)..."
 	@if ! $(BIN)/python -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then \
 		rm -rf $(VENV); \
 		$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed: set PYTHON=python3.12 (or similar)"' && \
@@ -95,6 +97,7 @@ admin: $(STAMP)
 
 # osls and serverless-python-requirements from package.json (a lock without registry URLs).
 $(NPM_STAMP): package.json package-lock.json .npmrc
+	@echo "Installing the deploy tooling into node_modules (npm ci: the first time takes a minute or two)..."
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $(NPM_STAMP)
 
