@@ -12,6 +12,7 @@ the first cold start. Prints the size and the file count.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -102,6 +103,35 @@ def import_check(zip_path: Path) -> list[str]:
     return []
 
 
+BOT_CHECK = """
+import importlib, sys
+sys.path.insert(0, sys.argv[1])
+module, _, attribute = sys.argv[2].partition(":")
+getattr(importlib.import_module(module), attribute)
+"""
+
+
+def bot_check(zip_path: Path, bot: str) -> list[str]:
+    """The bot the functions run (``BOT``) imports from the zip alone: a bot of your own
+    whose files are not in ``package.patterns`` fails here, not at the first cold start."""
+    with tempfile.TemporaryDirectory() as tmp:
+        with zipfile.ZipFile(zip_path) as archive:
+            archive.extractall(tmp)
+        proc = subprocess.run(
+            [sys.executable, "-S", "-E", "-B", "-c", BOT_CHECK, tmp, bot],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if proc.returncode:
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return [
+            f"BOT={bot} does not import from the zip: {last} (add its files to "
+            "package.patterns in serverless.yml, its dependencies to requirements.txt)"
+        ]
+    return []
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: check_package.py PATH/TO/chat-sessions.zip", file=sys.stderr)
@@ -116,6 +146,8 @@ def main(argv: list[str]) -> int:
         found.append(f"zip is {size:,} bytes, over the {MAX_BYTES:,} bound")
     if not found:
         found = import_check(zip_path)
+    if not found:
+        found = bot_check(zip_path, os.environ.get("BOT") or "bot.todo:bot")
     with zipfile.ZipFile(zip_path) as archive:
         count = len(archive.namelist())
     for line in found:

@@ -302,6 +302,25 @@ def test_the_package_check_rejects_a_bad_zip(tmp_path: Path) -> None:
         assert expected in proc.stderr
 
 
+def test_the_package_check_imports_the_configured_bot_from_the_zip(tmp_path: Path) -> None:
+    """``make package BOT=mybot:bot`` without ``mybot.py`` in the zip fails by name."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "check_package", ROOT / "scripts" / "check_package.py"
+    )
+    assert spec is not None and spec.loader is not None
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    zipped = tmp_path / "bot.zip"
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("shipped.py", "bot = object()\n")
+    assert check.bot_check(zipped, "shipped:bot") == []
+    [problem] = check.bot_check(zipped, "mybot:bot")
+    assert "BOT=mybot:bot does not import from the zip" in problem
+    assert "No module named 'mybot'" in problem and "package.patterns" in problem
+
+
 def _iam_actions(operation: str, params: dict[str, Any]) -> set[str]:
     if operation != "TransactWriteItems":
         return {f"dynamodb:{operation}"}
