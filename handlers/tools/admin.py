@@ -192,11 +192,12 @@ def _retry(sessions: Sessions, user: UserKey, event_sk: str) -> int:
         return 1
     job = dict(codec.decode(letter.payload), retry_failed=True)
     if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
-        from handlers.tools.local import prepare_environment
+        from handlers.tools.local import prepare_environment, running_port
 
         # With no secrets in the environment: the development config of `make run`, replies
-        # to its fake Slack/Graph routes (sent if the local server is running, else logged).
-        prepare_environment(int(os.environ.get("PORT") or 3000))
+        # to its fake Slack/Graph routes (sent if the local server is running, else logged),
+        # on the port it noted (PORT wins; 3000 when no server is running).
+        prepare_environment(int(os.environ.get("PORT") or running_port() or 3000))
     if user.platform == "slack":
         from handlers.slack import build as build_slack
 

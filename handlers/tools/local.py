@@ -43,6 +43,20 @@ SECRET_NAMES = (
 log = private(logging.getLogger("handlers.tools.local"))
 
 
+def port_file(config: Path = CONFIG) -> Path:
+    """Where a running ``make run`` notes its port, beside the development config, so that
+    ``make admin ARGS="retry ..."`` sends a replay's replies to that server's fake routes."""
+    return config.with_name("local.port")
+
+
+def running_port(config: Path = CONFIG) -> int | None:
+    """The port a running local server noted, if any."""
+    try:
+        return int(port_file(config).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def read_config(path: Path = CONFIG) -> dict[str, str]:
     """``NAME=value`` lines; blank lines and ``#`` comments skipped."""
     values: dict[str, str] = {}
@@ -335,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (and SIGINT even where a parent shell ignored it) stop the server cleanly.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    noted = port_file()
+    noted.parent.mkdir(parents=True, exist_ok=True)
+    noted.write_text(f"{args.port}\n")
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
@@ -342,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.server_close()
         app.close()
+        if running_port() == args.port:  # another server may have noted its own since
+            noted.unlink(missing_ok=True)
     return 0
 
 

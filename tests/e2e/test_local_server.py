@@ -108,6 +108,15 @@ def test_conversations_on_both_platforms_survive_a_restart(server: Server) -> No
     store.close()
 
 
+def test_the_server_notes_its_port_for_the_admin_cli_and_clears_it(server: Server) -> None:
+    from handlers.tools.local import running_port
+
+    config = server.workdir / ".data" / "local.env"
+    assert running_port(config) == server.port  # `make admin ARGS="retry ..."` replies here
+    assert server.stop() == 0
+    assert running_port(config) is None
+
+
 def test_unsigned_requests_are_refused(server: Server) -> None:
     answer = requests.post(f"{server.url}/slack/events", data=b"command=%2Ftodo", timeout=5)
     assert answer.status_code == 401
