@@ -5,8 +5,9 @@ a Slack DM (Events API ``message.im``; a line starting with one of the bot's sla
 sent as that command), or a Messenger message. The bot's replies are read back from the
 server's fake Slack/Graph routes (or from the slash command's HTTP answer) and printed, their
 buttons and quick replies numbered: ``#2`` presses the second. A Slack modal the bot opens is
-asked field by field and submitted. ``/state`` shows what is stored for the conversation,
-``/quit`` (or Ctrl-D) leaves.
+asked field by field and submitted (a form the bot refuses stays open with its messages).
+``/state`` shows what the server's store holds for the conversation (asked of the server, so
+it is the store the server uses), ``/quit`` (or Ctrl-D) leaves.
 """
 
 from __future__ import annotations
@@ -356,23 +357,19 @@ class ChatClient:
         return lines
 
     def state(self) -> Any:
-        """What the store holds for this conversation (the same store the server uses)."""
-        from handlers.settings import from_env
-        from handlers.store import sessions_from_settings
-        from sessions import ConversationKey
-
-        if self.platform == "messenger":
-            key = ConversationKey.messenger(page=self.channel, psid=self.user)
-        else:
-            key = ConversationKey.slack(team=self.team, channel=self.channel, user=self.user)
-        conversation = sessions_from_settings(from_env()).get(key)
-        if conversation is None:
-            return None
-        return {
-            "key": f"{key.pk} / {key.sk}",
-            "version": conversation.version,
-            "state": conversation.state,
-        }
+        """What the running server's store holds for this conversation (asked of the server,
+        so it is the store the server uses, whatever this process's environment says)."""
+        params = {"platform": "messenger" if self.platform == "messenger" else "slack",
+                  "workspace": self.channel if self.platform == "messenger" else self.team,
+                  "channel": self.channel, "user": self.user}  # fmt: skip
+        try:
+            answer = self.http.get(f"{self.url}/_fake/state", params=params, timeout=5)
+        except requests.ConnectionError as exc:
+            raise ChatError(f"no server at {self.url}: start it with `make run`") from exc
+        if answer.status_code != 200:
+            return {"error": f"the server answered {answer.status_code}: {answer.text[:200]}"}
+        found: dict[str, Any] = answer.json()
+        return None if found.get("state") is None else found
 
 
 def _form_errors(answer: requests.Response) -> dict[str, str]:

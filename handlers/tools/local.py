@@ -172,6 +172,8 @@ class LocalApp:
         if path == "/_fake/outbox" and method == "GET":
             after = int((parse_qs(urlsplit(target).query).get("after") or ["0"])[0] or 0)
             return _json(200, {"messages": self.outbox.after(after)})
+        if path == "/_fake/state" and method == "GET":
+            return self._state(parse_qs(urlsplit(target).query))
         if method != "POST":
             return 405, {}, b""
         ctype = headers.get("content-type", headers.get("Content-Type", ""))
@@ -199,6 +201,31 @@ class LocalApp:
             self._record("messenger", psid, text, buttons)
             return _json(200, {"recipient_id": psid, "message_id": "m_local"})
         return 404, {}, b""
+
+    def _state(self, query: Mapping[str, list[str]]) -> tuple[int, dict[str, str], bytes]:
+        """What this server's store holds for one conversation (``make chat``'s ``/state``):
+        ``platform``, ``workspace``, ``channel``, ``user``; local only, never in the deploy."""
+        from sessions import ConversationKey, InvalidKeyError
+
+        def one(name: str) -> str:
+            return (query.get(name) or [""])[0]
+
+        try:
+            if one("platform") == "messenger":
+                key = ConversationKey.messenger(page=one("workspace"), psid=one("user"))
+            else:
+                key = ConversationKey.slack(
+                    team=one("workspace"), channel=one("channel"), user=one("user")
+                )
+        except InvalidKeyError as exc:
+            return _json(400, {"error": str(exc)})
+        found = self.sessions.get(key)
+        if found is None:
+            return _json(200, {"key": f"{key.pk} / {key.sk}", "state": None})
+        return _json(
+            200,
+            {"key": f"{key.pk} / {key.sk}", "version": found.version, "state": found.state},
+        )
 
     def _record(self, platform: str, to: Any, text: Any, buttons: list[Any]) -> None:
         self.outbox.add({"platform": platform, "to": to, "text": text, "buttons": buttons})

@@ -117,6 +117,20 @@ def test_the_server_notes_its_port_for_the_admin_cli_and_clears_it(server: Serve
     assert running_port(config) is None
 
 
+def test_make_chat_state_asks_the_server_whatever_its_own_environment_says(
+    server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # This process points at another store: /state must still show the server's.
+    monkeypatch.setenv("SESSIONS_DB", str(tmp_path / "elsewhere" / "other.sqlite3"))
+    slack = server.client("slack-dm")
+    assert slack.state() is None
+    slack.send("add milk")
+    shown = slack.state()
+    assert shown["version"] == 1 and [i["text"] for i in shown["state"]["items"]] == ["milk"]
+    assert shown["key"].endswith("/ D0LOCAL")
+    assert not (tmp_path / "elsewhere").exists()
+
+
 def test_unsigned_requests_are_refused(server: Server) -> None:
     answer = requests.post(f"{server.url}/slack/events", data=b"command=%2Ftodo", timeout=5)
     assert answer.status_code == 401
