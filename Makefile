@@ -11,6 +11,7 @@ DYNAMODB_DATA ?= .data/dynamodb
 STAGE ?= dev
 REGION ?= us-east-1
 OFFLINE_LAMBDA_PORT ?= 3002
+OFFLINE_FAKE_PORT ?= 3003
 NPM_STAMP := node_modules/.installed
 
 
@@ -83,9 +84,16 @@ chat: $(STAMP)
 # and Lambda) on 127.0.0.1:$(PORT), stage `offline`: plain environment values instead of the
 # SSM references (SLACK_SIGNING_SECRET, ..., SESSIONS_TABLE; AWS_ENDPOINT_URL_DYNAMODB for
 # DynamoDB Local), the project's venv as the Python that runs them. A slow turn's async
-# self-invoke goes to the emulator's Lambda port, never to AWS.
+# self-invoke goes to the emulator's Lambda port, never to AWS. Replies go to fake Slack/Graph
+# APIs served beside it on $(OFFLINE_FAKE_PORT) unless SLACK_API_URL/MESSENGER_API_URL are
+# set; unset secrets come from the development config (.data/local.env), as for make run.
 offline: $(STAMP) $(NPM_STAMP)
-	@VIRTUAL_ENV="$(abspath $(VENV))" OFFLINE_HTTP_PORT=$(PORT) \
+	@eval "$$($(BIN)/python -m handlers.tools.local --offline-env --port $(OFFLINE_FAKE_PORT))"; \
+	$(BIN)/python -m handlers.tools.local --fakes-only --port $(OFFLINE_FAKE_PORT) & fakes=$$!; \
+	trap 'kill $$fakes 2>/dev/null' EXIT; \
+	echo "Replies go to $$SLACK_API_URL and $$MESSENGER_API_URL; talk to it with:"; \
+	echo "  make chat ARGS=\"--outbox http://127.0.0.1:$(OFFLINE_FAKE_PORT)\""; \
+	VIRTUAL_ENV="$(abspath $(VENV))" OFFLINE_HTTP_PORT=$(PORT) \
 		OFFLINE_LAMBDA_PORT=$(OFFLINE_LAMBDA_PORT) \
 		AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:$(OFFLINE_LAMBDA_PORT) \
 		SLS_TELEMETRY_DISABLED=1 SLS_NOTIFICATIONS_MODE=off \

@@ -47,10 +47,14 @@ class ChatClient:
         team: str = "T0LOCAL",
         secrets: dict[str, str] | None = None,
         timeout: float = 10.0,
+        outbox: str | None = None,
     ) -> None:
         if platform not in PLATFORMS:
             raise ChatError(f"unknown platform {platform!r}: choose one of {', '.join(PLATFORMS)}")
         self.url = url.rstrip("/")
+        #: Where the fake APIs keep the replies: the server itself (``make run``), or the fakes
+        #: served beside ``make offline``.
+        self.outbox_url = (outbox or url).rstrip("/")
         self.platform = platform
         messenger = platform == "messenger"
         self.user = user or ("2000000001" if messenger else "U0LOCAL")
@@ -72,9 +76,11 @@ class ChatClient:
 
     def _outbox(self, after: int) -> list[dict[str, Any]]:
         try:
-            answer = self.http.get(f"{self.url}/_fake/outbox", params={"after": after}, timeout=5)
+            answer = self.http.get(
+                f"{self.outbox_url}/_fake/outbox", params={"after": after}, timeout=5
+            )
         except requests.ConnectionError as exc:
-            raise ChatError(f"no server at {self.url}: start it with `make run`") from exc
+            raise ChatError(f"no server at {self.outbox_url}: start it with `make run`") from exc
         if answer.status_code != 200:
             return []
         messages: list[dict[str, Any]] = answer.json()["messages"]
@@ -366,6 +372,8 @@ class ChatClient:
             answer = self.http.get(f"{self.url}/_fake/state", params=params, timeout=5)
         except requests.ConnectionError as exc:
             raise ChatError(f"no server at {self.url}: start it with `make run`") from exc
+        if answer.status_code == 404:
+            return {"error": "this server does not show state (make run does)"}
         if answer.status_code != 200:
             return {"error": f"the server answered {answer.status_code}: {answer.text[:200]}"}
         found: dict[str, Any] = answer.json()
@@ -408,9 +416,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--user", help="Slack user id (U...) or Messenger PSID (digits)")
     parser.add_argument("--channel", help="Slack channel id, or the Messenger page id")
     parser.add_argument("--url", default=f"http://127.0.0.1:{os.environ.get('PORT') or 3000}")
+    parser.add_argument(
+        "--outbox",
+        help="where the fake APIs keep the replies, when not the server itself (make offline: "
+        "http://127.0.0.1:3003)",
+    )
     args = parser.parse_args(argv)
     try:
-        client = ChatClient(args.url, platform=args.platform, user=args.user, channel=args.channel)
+        client = ChatClient(args.url, platform=args.platform, user=args.user,
+                            channel=args.channel, outbox=args.outbox)  # fmt: skip
     except ChatError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -432,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
                 stored = client.state()
                 if stored is None:
                     print("nothing stored for this conversation yet")
+                elif "error" in stored:
+                    print(stored["error"])
                 else:
                     print(f"key: {stored['key']} (version {stored['version']})")
                     print("state: " + json.dumps(stored["state"], ensure_ascii=False))

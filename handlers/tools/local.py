@@ -105,6 +105,52 @@ class Outbox:
             return self.items[seq:]
 
 
+class FakeApis:
+    """The fake Slack and Graph APIs (``/_fake/...``) the development config points the
+    edges at: what the bot sent is kept in an :class:`Outbox` for the chat simulator. Served
+    by ``make run`` itself, and alone (``--fakes-only``) beside ``make offline``."""
+
+    def __init__(self) -> None:
+        self.outbox = Outbox()
+
+    def handle(
+        self, method: str, target: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        if path == "/_fake/outbox" and method == "GET":
+            after = int((parse_qs(urlsplit(target).query).get("after") or ["0"])[0] or 0)
+            return _json(200, {"messages": self.outbox.after(after)})
+        if method != "POST":
+            return 405, {}, b""
+        ctype = headers.get("content-type", headers.get("Content-Type", ""))
+        data: dict[str, Any]
+        if "json" in ctype:
+            data = json.loads(body or b"{}")
+        else:
+            data = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        if path == "/_fake/slack/api/views.open":
+            view = data.get("view")
+            view = json.loads(view) if isinstance(view, str) else view
+            self.outbox.add({"platform": "slack", "to": None, "text": None, "buttons": [],
+                             "modal": view})  # fmt: skip
+            return _json(200, {"ok": True, "view": {"id": "V0LOCAL"}})
+        if path.startswith("/_fake/slack/api/"):
+            self._record("slack", data.get("channel"), data.get("text"), slack_buttons(data))
+            return _json(200, {"ok": True, "channel": data.get("channel"), "ts": "1.0"})
+        if path.startswith("/_fake/slack/response/"):
+            self._record("slack", path.rsplit("/", 1)[-1], data.get("text"), slack_buttons(data))
+            return 200, {"content-type": "text/plain"}, b"ok"
+        if path.startswith("/_fake/graph/"):
+            message = data.get("message") or {}
+            psid = (data.get("recipient") or {}).get("id")
+            text, buttons = messenger_shown(message)
+            self._record("messenger", psid, text, buttons)
+            return _json(200, {"recipient_id": psid, "message_id": "m_local"})
+        return 404, {}, b""
+
+    def _record(self, platform: str, to: Any, text: Any, buttons: list[Any]) -> None:
+        self.outbox.add({"platform": platform, "to": to, "text": text, "buttons": buttons})
+
+
 def to_lambda_event(
     method: str, target: str, headers: Mapping[str, str], body: bytes
 ) -> dict[str, Any]:
@@ -137,7 +183,8 @@ class LocalApp:
         self.sessions = sessions_from_settings(self.settings, self.store)
         self.slack = slack.build(self.settings, sessions=self.sessions)
         self.messenger = messenger.build(self.settings, sessions=self.sessions)
-        self.outbox = Outbox()
+        self.fakes = FakeApis()
+        self.outbox = self.fakes.outbox
         self.port = port
 
     def dispatch(
@@ -154,8 +201,10 @@ class LocalApp:
                 log.warning("health check failed: %s", exc)
                 return _json(503, {"ok": False, "store": store, "error": str(exc), "bot": bot})
             return _json(200, {"ok": True, "store": store, "bot": bot})
+        if path == "/_fake/state" and method == "GET":
+            return self._state(parse_qs(urlsplit(target).query))
         if path.startswith("/_fake/"):
-            return self._fake(method, target, path, headers, body)
+            return self.fakes.handle(method, target, path, headers, body)
         if path == "/slack/events":
             edge: Any = self.slack
         elif path == "/messenger/webhook":
@@ -165,42 +214,6 @@ class LocalApp:
         result = edge.handle(to_lambda_event(method, target, headers, body), None)
         out_headers = {k: str(v) for k, v in (result.get("headers") or {}).items()}
         return int(result["statusCode"]), out_headers, str(result.get("body") or "").encode()
-
-    def _fake(
-        self, method: str, target: str, path: str, headers: Mapping[str, str], body: bytes
-    ) -> tuple[int, dict[str, str], bytes]:
-        if path == "/_fake/outbox" and method == "GET":
-            after = int((parse_qs(urlsplit(target).query).get("after") or ["0"])[0] or 0)
-            return _json(200, {"messages": self.outbox.after(after)})
-        if path == "/_fake/state" and method == "GET":
-            return self._state(parse_qs(urlsplit(target).query))
-        if method != "POST":
-            return 405, {}, b""
-        ctype = headers.get("content-type", headers.get("Content-Type", ""))
-        data: dict[str, Any]
-        if "json" in ctype:
-            data = json.loads(body or b"{}")
-        else:
-            data = {k: v[0] for k, v in parse_qs(body.decode()).items()}
-        if path == "/_fake/slack/api/views.open":
-            view = data.get("view")
-            view = json.loads(view) if isinstance(view, str) else view
-            self.outbox.add({"platform": "slack", "to": None, "text": None, "buttons": [],
-                             "modal": view})  # fmt: skip
-            return _json(200, {"ok": True, "view": {"id": "V0LOCAL"}})
-        if path.startswith("/_fake/slack/api/"):
-            self._record("slack", data.get("channel"), data.get("text"), slack_buttons(data))
-            return _json(200, {"ok": True, "channel": data.get("channel"), "ts": "1.0"})
-        if path.startswith("/_fake/slack/response/"):
-            self._record("slack", path.rsplit("/", 1)[-1], data.get("text"), slack_buttons(data))
-            return 200, {"content-type": "text/plain"}, b"ok"
-        if path.startswith("/_fake/graph/"):
-            message = data.get("message") or {}
-            psid = (data.get("recipient") or {}).get("id")
-            text, buttons = messenger_shown(message)
-            self._record("messenger", psid, text, buttons)
-            return _json(200, {"recipient_id": psid, "message_id": "m_local"})
-        return 404, {}, b""
 
     def _state(self, query: Mapping[str, list[str]]) -> tuple[int, dict[str, str], bytes]:
         """What this server's store holds for one conversation (``make chat``'s ``/state``):
@@ -226,9 +239,6 @@ class LocalApp:
             200,
             {"key": f"{key.pk} / {key.sk}", "version": found.version, "state": found.state},
         )
-
-    def _record(self, platform: str, to: Any, text: Any, buttons: list[Any]) -> None:
-        self.outbox.add({"platform": platform, "to": to, "text": text, "buttons": buttons})
 
     def close(self) -> None:
         for edge in (self.slack, self.messenger):
@@ -289,7 +299,28 @@ def _json(status: int, data: Any) -> tuple[int, dict[str, str], bytes]:
     return status, {"content-type": "application/json"}, json.dumps(data).encode()
 
 
-def make_handler(app: LocalApp) -> type[BaseHTTPRequestHandler]:
+class FakesOnly:
+    """``--fakes-only``: the fake APIs and ``/healthz``, no edges (``make offline`` runs the
+    deploy's functions under the emulator and points them here)."""
+
+    def __init__(self) -> None:
+        self.fakes = FakeApis()
+
+    def dispatch(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        path = urlsplit(target).path
+        if path == "/healthz" and method == "GET":
+            return _json(200, {"ok": True, "fakes": True})
+        if path.startswith("/_fake/"):
+            return self.fakes.handle(method, target, path, headers, body)
+        return 404, {"content-type": "text/plain"}, b"not found (the fake APIs only)"
+
+    def close(self) -> None:
+        return None
+
+
+def make_handler(app: LocalApp | FakesOnly) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "chat-sessions-local"
 
@@ -336,14 +367,69 @@ def prepare_environment(port: int) -> str:
     return f"{verb} development config {CONFIG} (replies go to the fake Slack/Graph routes)"
 
 
+def offline_exports(port: int) -> str:
+    """``export NAME=value`` lines for ``make offline``: the development secrets (the config
+    ``make chat`` signs with) and the fake APIs on ``port``, each only where the environment
+    does not set it, so replies stay on this machine unless you point them elsewhere."""
+    import shlex
+
+    before = dict(os.environ)
+    prepare_environment(port)
+    # With secrets of your own too: the emulator is no place to answer real users from.
+    os.environ.setdefault("SLACK_API_URL", f"http://127.0.0.1:{port}/_fake/slack/api/")
+    os.environ.setdefault("MESSENGER_API_URL", f"http://127.0.0.1:{port}/_fake/graph/v25.0")
+    added = {k: v for k, v in os.environ.items() if k not in before}
+    return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in sorted(added.items()))
+
+
+def serve_fakes(host: str, port: int) -> int:
+    """The fake APIs alone, until Ctrl-C or SIGTERM."""
+    app = FakesOnly()
+    try:
+        server = ThreadingHTTPServer((host, port), make_handler(app))
+    except OSError as exc:
+        print(
+            f"error: cannot serve the fake APIs on {host}:{port}: {exc.strerror}", file=sys.stderr
+        )
+        return 1
+    print(f"Fake Slack/Graph APIs on http://{host}:{port}/_fake/", flush=True)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make run", description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 3000))
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--fakes-only", action="store_true", help="serve the fake Slack/Graph APIs alone"
+    )
+    parser.add_argument(
+        "--offline-env",
+        action="store_true",
+        help="print (as shell exports) the development secrets and fake API URLs on --port "
+        "that the environment does not set already, for make offline",
+    )
     args = parser.parse_args(argv)
+    if args.offline_env:
+        print(offline_exports(args.port))
+        return 0
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.fakes_only:
+        return serve_fakes(args.host, args.port)
     how = prepare_environment(args.port)
     try:
         # Bind first: a busy port is one line, before anything else is built.

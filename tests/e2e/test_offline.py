@@ -35,9 +35,17 @@ def _env() -> dict[str, str]:
 
 @contextlib.contextmanager
 def serverless_offline(
-    dynamodb_endpoint: str, local_table: str, tmp_path: Path, **env: str
+    dynamodb_endpoint: str,
+    local_table: str,
+    tmp_path: Path,
+    *,
+    api_urls: bool = True,
+    fake_port: int | None = None,
+    **env: str,
 ) -> Iterator[tuple[str, FakeSlack, Path]]:
-    """`make offline` on free ports with DynamoDB Local and the fake APIs; ``env`` on top."""
+    """`make offline` on free ports with DynamoDB Local and the fake APIs; ``env`` on top.
+    ``api_urls=False``: no SLACK_API_URL/MESSENGER_API_URL (make offline's own fakes, on
+    ``fake_port``, answer)."""
     if not (ROOT / "node_modules" / ".bin" / "serverless").exists():
         pytest.fail("node_modules is missing: run `make package` (make test does) first")
     port = free_port()
@@ -48,8 +56,13 @@ def serverless_offline(
             cwd=ROOT,
             env={
                 **_env(),
-                **fake.edge_env(),
+                **{
+                    k: v
+                    for k, v in fake.edge_env().items()
+                    if api_urls or k not in ("SLACK_API_URL", "MESSENGER_API_URL")
+                },
                 "OFFLINE_LAMBDA_PORT": str(free_port()),
+                "OFFLINE_FAKE_PORT": str(fake_port or free_port()),
                 "SESSIONS_TABLE": local_table,
                 "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint,
                 **env,
@@ -144,6 +157,29 @@ def test_the_deployed_functions_run_under_serverless_offline(
         ("messenger", "applied"),
         ("slack", "applied"),
     ]
+
+
+def test_offline_answers_to_its_own_fake_apis_and_make_chat_reads_them(
+    dynamodb_endpoint: str, local_table: str, tmp_path: Path
+) -> None:
+    """With no SLACK_API_URL/MESSENGER_API_URL set, make offline's replies go to the fake APIs
+    it serves beside the emulator (never to slack.com or graph.facebook.com), and make chat
+    reads them there (``--outbox``)."""
+    from handlers.tools.chat import ChatClient
+
+    fake_port = free_port()
+    with serverless_offline(
+        dynamodb_endpoint, local_table, tmp_path, api_urls=False, fake_port=fake_port
+    ) as (url, fake, log):
+        secrets = {k: v for k, v in fake.edge_env().items() if not k.endswith("_URL")}
+        outbox = f"http://127.0.0.1:{fake_port}"
+        slack = ChatClient(url, platform="slack-dm", secrets=secrets, outbox=outbox)
+        assert slack.send("add offline milk") == ["Added “offline milk”. You have 1 item."]
+        fb = ChatClient(url, platform="messenger", secrets=secrets, outbox=outbox)
+        assert fb.send("add offline tea") == ["Added “offline tea”. You have 1 item."]
+        assert slack.state() == {"error": "this server does not show state (make run does)"}
+        assert fake.calls == []  # the test's own fake (the URLs it did not pass) saw nothing
+        assert "make chat ARGS=" in log.read_text()
 
 
 def test_the_plugin_did_not_replace_osls() -> None:
