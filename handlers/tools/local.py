@@ -454,7 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     store = f"DynamoDB table {table}" if table else f"SQLite {db}"
     print(f"Serving the bot on http://{args.host}:{args.port}  (store: {store}; {how})", flush=True)
     print("Routes: POST /slack/events, GET|POST /messenger/webhook, GET /healthz.", flush=True)
-    print("Ctrl-C stops. Talk to the bot with: make chat", flush=True)
+    chat = "make chat" if args.port == 3000 else f"make chat PORT={args.port}"
+    print(f"Ctrl-C stops. Talk to the bot with: {chat}", flush=True)
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt

@@ -113,6 +113,10 @@ def test_the_server_notes_its_port_for_the_admin_cli_and_clears_it(server: Serve
 
     config = server.workdir / ".data" / "local.env"
     assert running_port(config) == server.port  # `make admin ARGS="retry ..."` replies here
+    assert server.proc is not None and server.proc.stdout is not None
+    banner = [server.proc.stdout.readline() for _ in range(3)]
+    assert f"http://127.0.0.1:{server.port}" in banner[0]
+    assert banner[2].strip().endswith(f"make chat PORT={server.port}")  # not 3000's chat
     assert server.stop() == 0
     assert running_port(config) is None
 
