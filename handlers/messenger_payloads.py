@@ -12,6 +12,7 @@ from typing import Any
 
 from bot.messages import Attachment, Message
 from bot.replies import AnyReply, Button, Cards, FormErrors, Media, Reply
+from handlers.text import pieces
 from sessions.errors import InvalidKeyError
 from sessions.keys import ConversationKey
 
@@ -201,26 +202,8 @@ def parse_batch(
 
 
 def _chunks(text: str) -> list[str]:
-    """Split at line breaks (or hard, for a very long line) into pieces under the limit."""
-    limit = TEXT_LIMIT - 1
-    pieces: list[str] = []
-    current = ""
-    for line in text.split("\n"):
-        while len(line) > limit:
-            if current:
-                pieces.append(current)
-                current = ""
-            pieces.append(line[:limit])
-            line = line[limit:]
-        candidate = f"{current}\n{line}" if current else line
-        if len(candidate) > limit:
-            pieces.append(current)
-            current = line
-        else:
-            current = candidate
-    if current or not pieces:
-        pieces.append(current or " ")
-    return pieces
+    """Text in pieces under the Send API's limit."""
+    return pieces(text, TEXT_LIMIT - 1)
 
 
 def _title(label: str, line: str | None) -> str:

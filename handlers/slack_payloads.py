@@ -13,6 +13,7 @@ from typing import Any
 
 from bot.messages import Attachment, Message
 from bot.replies import AnyReply, Button, Cards, FormErrors, Media, Modal, Reply
+from handlers.text import pieces
 from sessions.errors import InvalidKeyError
 from sessions.keys import ConversationKey
 
@@ -329,25 +330,9 @@ def escape(text: str) -> str:
 
 
 def _sections(text: str) -> list[dict[str, Any]]:
-    """``text`` as sections of at most ``SECTION_LIMIT`` characters, split at line breaks
-    (a longer line, hard): a long reply becomes more blocks, never a cut one."""
-    pieces: list[str] = []
-    current = ""
-    for line in text.split("\n"):
-        while len(line) > SECTION_LIMIT:
-            if current:
-                pieces.append(current)
-                current = ""
-            pieces.append(line[:SECTION_LIMIT])
-            line = line[SECTION_LIMIT:]
-        candidate = f"{current}\n{line}" if current else line
-        if len(candidate) > SECTION_LIMIT:
-            pieces.append(current)
-            current = line
-        else:
-            current = candidate
-    pieces.append(current)
-    return [_section(piece) for piece in pieces if piece] or [_section(" ")]
+    """``text`` as sections of at most ``SECTION_LIMIT`` characters, split at line breaks:
+    a long reply becomes more blocks, never a cut one."""
+    return [_section(piece) for piece in pieces(text, SECTION_LIMIT)]
 
 
 def _section(text: str, accessory: dict[str, Any] | None = None) -> dict[str, Any]:

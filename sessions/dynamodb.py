@@ -43,7 +43,15 @@ from sessions.errors import (
     StoreUnavailableError,
 )
 from sessions.keys import TOMBSTONE_SK, ConversationKey, UserKey
-from sessions.store import FAILED, EventRecord, Snapshot, StoredItem, StoredState, Tombstone
+from sessions.store import (
+    FAILED,
+    ConditionalWrites,
+    EventRecord,
+    Snapshot,
+    StoredItem,
+    StoredState,
+    Tombstone,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -110,7 +118,7 @@ def _record_condition(now: int) -> dict[str, Any]:
     }
 
 
-class DynamoDBStore:
+class DynamoDBStore(ConditionalWrites):
     """DynamoDB implementation of :class:`sessions.store.Store`.
 
     Args:
@@ -268,50 +276,6 @@ class DynamoDBStore:
             tombstone=stone if isinstance(stone, Tombstone) else None,
             handle=conversation,
         )
-
-    def commit(
-        self,
-        key: ConversationKey,
-        *,
-        expected: StoredState | None,
-        state: StoredState,
-        event_sk: str,
-        event: EventRecord,
-        tombstone: Tombstone | None,
-        now: int,
-        loaded: Snapshot | None = None,
-        event_time: float | None = None,
-    ) -> None:
-        """A turn's commit (see :class:`~sessions.store.Store`)."""
-        self._apply(key, expected=expected, state=state, event_sk=event_sk, event=event,
-                    tombstone=tombstone, now=now, loaded=loaded, event_time=event_time)  # fmt: skip
-
-    def record_failure(
-        self,
-        key: ConversationKey,
-        *,
-        event_sk: str,
-        event: EventRecord,
-        tombstone: Tombstone | None,
-        now: int,
-        loaded: Snapshot | None = None,
-        event_time: float | None = None,
-    ) -> None:
-        """A dead letter (see :class:`~sessions.store.Store`)."""
-        self._apply(key, expected=None, state=None, event_sk=event_sk, event=event,
-                    tombstone=tombstone, now=now, loaded=loaded, event_time=event_time)  # fmt: skip
-
-    def claim(
-        self,
-        key: ConversationKey,
-        *,
-        event_sk: str,
-        event: EventRecord,
-        tombstone: Tombstone | None,
-        now: int,
-    ) -> None:
-        """A claim (see :class:`~sessions.store.Store`)."""
-        self._commit_record(key, event_sk, event, tombstone, now)
 
     def _apply(
         self,
@@ -475,7 +439,7 @@ class DynamoDBStore:
                 raise
             raise error from exc
 
-    def _commit_record(
+    def _claim(
         self,
         key: ConversationKey,
         event_sk: str,

@@ -19,7 +19,14 @@ from typing import Any
 
 from sessions.errors import ConflictError, DuplicateEventError, StoreError, StoreUnavailableError
 from sessions.keys import TOMBSTONE_SK, ConversationKey, UserKey
-from sessions.store import EventRecord, Snapshot, StoredItem, StoredState, Tombstone
+from sessions.store import (
+    ConditionalWrites,
+    EventRecord,
+    Snapshot,
+    StoredItem,
+    StoredState,
+    Tombstone,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -105,7 +112,7 @@ def _same_tombstone(found: StoredItem | None, seen: Tombstone | None) -> bool:
     return isinstance(found, Tombstone) and found.generation == seen.generation
 
 
-class SQLiteStore:
+class SQLiteStore(ConditionalWrites):
     """SQLite implementation of :class:`sessions.store.Store`.
 
     Args:
@@ -201,51 +208,6 @@ class SQLiteStore:
             tombstone=stone if isinstance(stone, Tombstone) else None,
         )
 
-    def commit(
-        self,
-        key: ConversationKey,
-        *,
-        expected: StoredState | None,
-        state: StoredState,
-        event_sk: str,
-        event: EventRecord,
-        tombstone: Tombstone | None,
-        now: int,
-        loaded: Snapshot | None = None,
-        event_time: float | None = None,
-    ) -> None:
-        """A turn's commit (see :class:`~sessions.store.Store`)."""
-        self._apply(key, expected=expected, state=state, event_sk=event_sk, event=event,
-                    tombstone=tombstone, now=now, loaded=loaded, event_time=event_time)  # fmt: skip
-
-    def record_failure(
-        self,
-        key: ConversationKey,
-        *,
-        event_sk: str,
-        event: EventRecord,
-        tombstone: Tombstone | None,
-        now: int,
-        loaded: Snapshot | None = None,
-        event_time: float | None = None,
-    ) -> None:
-        """A dead letter (see :class:`~sessions.store.Store`)."""
-        self._apply(key, expected=None, state=None, event_sk=event_sk, event=event,
-                    tombstone=tombstone, now=now, loaded=loaded, event_time=event_time)  # fmt: skip
-
-    def claim(
-        self,
-        key: ConversationKey,
-        *,
-        event_sk: str,
-        event: EventRecord,
-        tombstone: Tombstone | None,
-        now: int,
-    ) -> None:
-        """A claim (see :class:`~sessions.store.Store`)."""
-        self._apply(key, expected=None, state=None, event_sk=event_sk, event=event,
-                    tombstone=tombstone, now=now)  # fmt: skip
-
     def _apply(
         self,
         key: ConversationKey,
@@ -287,6 +249,17 @@ class SQLiteStore:
                  None, event.status, event.error, event.payload, event.generation,
                  event.claimed_at),
             )  # fmt: skip
+
+    def _claim(
+        self,
+        key: ConversationKey,
+        event_sk: str,
+        event: EventRecord,
+        tombstone: Tombstone | None,
+        now: int,
+    ) -> None:
+        self._apply(key, expected=None, state=None, event_sk=event_sk, event=event,
+                    tombstone=tombstone, now=now)  # fmt: skip
 
     def claim_outbox(self, key: ConversationKey, event_sk: str, *, now: int, stale: int) -> bool:
         try:

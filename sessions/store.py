@@ -273,3 +273,75 @@ class Store(Protocol):
     def close(self) -> None:
         """Release connections. The store must not be used afterwards."""
         ...
+
+
+class ConditionalWrites:
+    """The protocol's three conditional writes on an engine's two primitives, for the stores
+    to inherit: ``_apply`` writes a state and/or a record under :meth:`Store.commit`'s
+    conditions (no state: the record alone), ``_claim`` a record of its own."""
+
+    def commit(
+        self,
+        key: ConversationKey,
+        *,
+        expected: StoredState | None,
+        state: StoredState,
+        event_sk: str,
+        event: EventRecord,
+        tombstone: Tombstone | None,
+        now: int,
+        loaded: Snapshot | None = None,
+        event_time: float | None = None,
+    ) -> None:
+        self._apply(key, expected=expected, state=state, event_sk=event_sk, event=event,
+                    tombstone=tombstone, now=now, loaded=loaded, event_time=event_time)  # fmt: skip
+
+    def record_failure(
+        self,
+        key: ConversationKey,
+        *,
+        event_sk: str,
+        event: EventRecord,
+        tombstone: Tombstone | None,
+        now: int,
+        loaded: Snapshot | None = None,
+        event_time: float | None = None,
+    ) -> None:
+        self._apply(key, expected=None, state=None, event_sk=event_sk, event=event,
+                    tombstone=tombstone, now=now, loaded=loaded, event_time=event_time)  # fmt: skip
+
+    def claim(
+        self,
+        key: ConversationKey,
+        *,
+        event_sk: str,
+        event: EventRecord,
+        tombstone: Tombstone | None,
+        now: int,
+    ) -> None:
+        self._claim(key, event_sk, event, tombstone, now)
+
+    def _apply(
+        self,
+        key: ConversationKey,
+        *,
+        expected: StoredState | None,
+        state: StoredState | None,
+        event_sk: str,
+        event: EventRecord,
+        tombstone: Tombstone | None,
+        now: int,
+        loaded: Snapshot | None = None,
+        event_time: float | None = None,
+    ) -> None:
+        raise NotImplementedError
+
+    def _claim(
+        self,
+        key: ConversationKey,
+        event_sk: str,
+        event: EventRecord,
+        tombstone: Tombstone | None,
+        now: int,
+    ) -> None:
+        raise NotImplementedError
