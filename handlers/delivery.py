@@ -221,11 +221,6 @@ def _key_dict(key: ConversationKey) -> dict[str, Any]:
     return {"page": key.workspace, "psid": key.user}
 
 
-def replay(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A dead letter's payload, marked to run even though it is a dead letter."""
-    return {**data, "retry_failed": True}
-
-
 def deliveries(job: Job) -> Sequence[Delivery | EffectJob]:
     """The units a job runs, in order."""
     return job if isinstance(job, tuple) else (job,)
