@@ -23,6 +23,7 @@ from bot.base import (
     Effect,
     EffectCall,
     Outcome,
+    Scopes,
     effect,
 )
 from bot.messages import Attachment, Message
@@ -51,6 +52,7 @@ __all__ = [
     "Modal",
     "Outcome",
     "Reply",
+    "Scopes",
     "StateVersionError",
     "effect",
 ]

@@ -94,6 +94,32 @@ def effect(name: str, *, slow: bool = False) -> Callable[[EffectFunction], Effec
     return mark
 
 
+#: Who shares a state (``Bot.scope``): one user in one channel (the default), everyone in a
+#: channel (on Messenger: the page and its user), or one user across a workspace's channels
+#: (on Messenger: the user of a page).
+SCOPES = ("conversation", "channel", "user")
+
+
+@dataclass(frozen=True, slots=True)
+class Scopes:
+    """The states a multi-scope bot's turn gets and returns, one per scope it declared
+    (``scope = ("channel", "conversation")``); a scope it did not declare stays ``None``.
+
+    A turn returns the new value with :meth:`replace` (``state.replace(channel=...)``); every
+    declared scope's state is committed with the event, atomically, or none is.
+    """
+
+    conversation: Any = None
+    channel: Any = None
+    user: Any = None
+
+    def replace(self, **states: Any) -> Scopes:
+        unknown = set(states) - set(SCOPES)
+        if unknown:
+            raise BotTypeError(f"Scopes has no scope {sorted(unknown)}; expected {SCOPES}")
+        return Scopes(**{name: states.get(name, getattr(self, name)) for name in SCOPES})
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome(Generic[S]):
     """What a turn returns: the new state, replies in order, and effects to run after the
@@ -131,6 +157,13 @@ class Bot(Generic[S]):
         schema_version: the version of the state's shape; raise it when the shape changes,
             and add the step from the previous version to ``migrations``.
         migrations: ``{n: f}``, ``f`` turns a schema ``n`` state into schema ``n + 1``; pure.
+        scope: who shares the state: ``"conversation"`` (one user in one channel),
+            ``"channel"`` (everyone in the channel: a poll) or ``"user"`` (the user's, in every
+            channel); a tuple of them for a turn that reads and writes several at once (its
+            state is then a :class:`Scopes`).
+        namespace: (optional) the name the bot's items are stored under, so that bots sharing
+            a table never see each other's state; default the class name. ``None``: the
+            layout from before namespaces (how a bot keeps the items it wrote then).
     """
 
     commands: ClassVar[tuple[str, ...]] = ()
@@ -138,9 +171,11 @@ class Bot(Generic[S]):
     action_prefix: ClassVar[str | None] = None
     schema_version: ClassVar[int] = 1
     migrations: ClassVar[Mapping[int, Callable[[Any], Any]]] = {}
+    scope: ClassVar[str | tuple[str, ...]] = "conversation"
 
     def initial_state(self) -> S:
-        """The state of a conversation that has none yet (or whose state expired)."""
+        """The state of a conversation that has none yet (or whose state expired); for a
+        multi-scope bot, a :class:`Scopes` of each scope's initial state."""
         return {}  # type: ignore[return-value]
 
     def turn(self, state: S, message: Message) -> Outcome[S] | tuple[Any, ...]:

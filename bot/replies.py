@@ -85,6 +85,9 @@ class Reply:
             default: ephemeral for slash commands and buttons, a normal message in DMs.
         persistent: Messenger only: buttons as a button template that stays, instead of
             quick replies that vanish once one is tapped.
+        replace: answering a button press on Slack, replace the message that carried the
+            button (a poll's tally, say) instead of posting a new one; elsewhere (and on
+            Messenger, which cannot edit a message) a new message.
     """
 
     text: str
@@ -92,6 +95,7 @@ class Reply:
     blocks: Sequence[Mapping[str, Any]] | None = None
     visibility: Visibility | None = None
     persistent: bool = False
+    replace: bool = False
 
     kind = "reply"
 
@@ -112,6 +116,8 @@ class Reply:
             data["visibility"] = self.visibility
         if self.persistent:
             data["persistent"] = True
+        if self.replace:
+            data["replace"] = True
         return data
 
 
@@ -274,6 +280,7 @@ def reply_from_dict(data: Mapping[str, Any]) -> AnyReply:
             blocks=None if blocks is None else tuple(blocks),
             visibility=data.get("visibility"),
             persistent=bool(data.get("persistent")),
+            replace=bool(data.get("replace")),
         )
     if kind == "cards":
         return Cards(

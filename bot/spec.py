@@ -7,17 +7,30 @@ disagree on what a turn or an effect does.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.base import SCHEMA_KEY, BotTypeError, Checked, Effect, EffectCall, Outcome
+from bot.base import (
+    SCHEMA_KEY,
+    SCOPES,
+    BotTypeError,
+    Checked,
+    Effect,
+    EffectCall,
+    Outcome,
+    Scopes,
+)
 from bot.messages import Message
 from bot.replies import REPLY_KINDS, AnyReply, Reply, buttons_of
 
 #: How many effect → follow-up turn → effect rounds one event may start: a bot whose every
 #: follow-up asks for another effect stops here instead of looping forever.
 MAX_FOLLOW_UPS = 10
+
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_DEFAULT = object()
 
 
 class StateVersionError(RuntimeError):
@@ -38,6 +51,12 @@ class BotSpec:
     schema_version: int
     migrations: Mapping[int, Callable[[Any], Any]]
     effects: Mapping[str, tuple[Callable[..., Any], bool]]
+    #: The scopes it keeps state in, in its declared order (the first holds event records).
+    scopes: tuple[str, ...] = ("conversation",)
+    #: Whether its turn gets a :class:`Scopes` (it declared a tuple).
+    multi: bool = False
+    #: The namespace of its stored items (``None``: the layout before namespaces).
+    namespace: str | None = None
 
     @classmethod
     def of(cls, bot: Any) -> BotSpec:
@@ -74,7 +93,26 @@ class BotSpec:
             if marked is not None:
                 effect_name, slow = marked
                 effects[effect_name] = (getattr(bot, attribute), slow)
+        scopes, multi = _scopes_of(bot, name)
+        namespace = getattr(bot, "namespace", _DEFAULT)
+        if namespace is _DEFAULT:
+            namespace = type(bot).__name__
+            if not _NAMESPACE.fullmatch(namespace):
+                raise BotTypeError(
+                    f"{name}: the class name cannot name its stored items; declare "
+                    f"namespace = '...' (1-64 characters of {_NAMESPACE.pattern})"
+                )
+        elif namespace is not None and (
+            not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace)
+        ):
+            raise BotTypeError(
+                f"{name}.namespace must be None or 1-64 characters of {_NAMESPACE.pattern}, "
+                f"not {namespace!r}"
+            )
         return cls(
+            scopes=scopes,
+            multi=multi,
+            namespace=namespace,
             bot=bot,
             name=name,
             commands=frozenset(commands),
@@ -107,11 +145,32 @@ class BotSpec:
         return initial() if callable(initial) else {}
 
     def load_state(self, stored: Any) -> Any:
-        """The stored state, migrated to this bot's schema (``None``: a new conversation).
+        """The stored state, migrated to this bot's schema (``None``: a new conversation). A
+        multi-scope bot's is a sequence of each scope's stored state (``None`` for a new one),
+        in :attr:`scopes` order, and comes back as :class:`Scopes`.
 
         Raises:
             StateVersionError: the state is of a newer schema than this bot's.
         """
+        if self.multi:
+            values = list(stored) if stored is not None else [None] * len(self.scopes)
+            initial: Any = None
+            states: dict[str, Any] = {}
+            for scope, value in zip(self.scopes, values, strict=True):
+                if value is None:
+                    if initial is None:
+                        initial = self.initial_state()
+                    states[scope] = (
+                        getattr(initial, scope) if isinstance(initial, Scopes) else initial
+                    )
+                    if not isinstance(initial, Scopes):
+                        initial = None  # a fresh value for each scope
+                else:
+                    states[scope] = self._load_one(value)
+            return Scopes(**states)
+        return self._load_one(stored)
+
+    def _load_one(self, stored: Any) -> Any:
         if stored is None:
             return self.initial_state()
         version, state = 1, stored
@@ -136,7 +195,22 @@ class BotSpec:
         return state
 
     def dump_state(self, state: Any) -> Any:
-        """The state as stored: as is at schema 1, with its schema version from 2 on."""
+        """The state as stored: as is at schema 1, with its schema version from 2 on (a
+        multi-scope bot's: a tuple, one per scope in :attr:`scopes` order).
+
+        Raises:
+            BotTypeError: a multi-scope bot's turn returned a state that is not ``Scopes``.
+        """
+        if self.multi:
+            if not isinstance(state, Scopes):
+                raise BotTypeError(
+                    f"{self.name} declares scopes {self.scopes}, so its turn returns "
+                    f"Scopes(...) as the state, not {_shown(state)}"
+                )
+            return tuple(self._dump_one(getattr(state, scope)) for scope in self.scopes)
+        return self._dump_one(state)
+
+    def _dump_one(self, state: Any) -> Any:
         if self.schema_version == 1:
             return state
         return {SCHEMA_KEY: self.schema_version, "state": state}
@@ -218,6 +292,22 @@ class BotSpec:
                     f"@effect({item.name!r})"
                 )
         return Checked(outcome.state, tuple(checked), tuple(effects))
+
+
+def _scopes_of(bot: Any, name: str) -> tuple[tuple[str, ...], bool]:
+    value = getattr(bot, "scope", "conversation")
+    multi = not isinstance(value, str)
+    scopes = (value,) if isinstance(value, str) else tuple(value) if value else ()
+    if (
+        not scopes
+        or any(s not in SCOPES for s in scopes)
+        or len(set(scopes)) != len(scopes)
+        or (multi and not isinstance(value, (tuple, list)))
+    ):
+        raise BotTypeError(
+            f"{name}.scope must be one of {SCOPES} or a tuple of distinct ones, not {value!r}"
+        )
+    return scopes, multi
 
 
 def _names(bot: Any, attribute: str) -> tuple[str, ...]:

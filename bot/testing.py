@@ -7,12 +7,22 @@ run after the turn and their results fed back as follow-up turns).
     chat = Conversation(MyBot())
     assert chat.say("hello")[0].text == "Hi!"
     chat.press("vote", "yes")
+
+Several users, several channels: :meth:`Conversation.as_user` gives another user (and
+channel) of the same workspace over the same stored states, so a channel-scope bot (a poll)
+sees every user's turns, a user-scope one follows the user from channel to channel::
+
+    alice = Conversation(PollBot(), user="U0ALICE", conversation="C0LUNCH")
+    bob = alice.as_user("U0BOB")
+    alice.command("/poll", "Lunch? pizza, sushi")
+    bob.press(alice.last_buttons()[0])
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from bot.base import effect_key
@@ -38,32 +48,78 @@ class Conversation:
         platform: str = "slack",
         user: str = "U0TEST",
         conversation: str = "D0TEST",
+        workspace: str = "T0TEST",
         run_effects: bool = True,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.spec = BotSpec.of(bot)
         self.platform = platform
         self.user = user
         self.conversation = conversation
+        self.workspace = workspace
         self.run_effects = run_effects
-        self.stored: Any = None  #: the state as the store would hold it (JSON)
-        self.replies: list[AnyReply] = []  #: every reply so far
+        self.clock = clock
+        #: Every stored state, as the store would hold it (JSON), by scope and identity; shared
+        #: with the conversations :meth:`as_user` makes.
+        self.store: dict[tuple[str, ...], str] = {}
+        self.replies: list[AnyReply] = []  #: every reply so far (this user's)
         self.effects: list[tuple[str, Mapping[str, Any]]] = []  #: every effect asked for
-        self._events = 0
+        self._events = [0]
+
+    def as_user(self, user: str, conversation: str | None = None) -> Conversation:
+        """Another user (in ``conversation``, default this one's channel) of the same
+        workspace, over the same stored states and event counter."""
+        other = Conversation.__new__(Conversation)
+        other.spec, other.platform, other.workspace = self.spec, self.platform, self.workspace
+        other.user, other.conversation = user, conversation or self.conversation
+        other.run_effects, other.clock = self.run_effects, self.clock
+        other.store, other._events = self.store, self._events
+        other.replies, other.effects = [], []
+        return other
+
+    def _where(self, scope: str) -> tuple[str, ...]:
+        """Who shares a scope's state, by the edges' rule (on Messenger, the channel is the
+        page and its user)."""
+        if scope == "user":
+            return ("user", self.workspace, self.user)
+        if scope == "channel" and self.platform == "slack":
+            return ("channel", self.workspace, self.conversation)
+        return (scope, self.workspace, self.conversation, self.user)
+
+    @property
+    def stored(self) -> Any:
+        """This conversation's state as stored (JSON; a list of one per scope for a bot of
+        several), ``None`` when nothing is."""
+        values = [self.store.get(self._where(scope)) for scope in self.spec.scopes]
+        if not self.spec.multi:
+            return values[0]
+        return (
+            None
+            if all(v is None for v in values)
+            else json.dumps([None if v is None else json.loads(v) for v in values])
+        )
 
     @property
     def state(self) -> Any:
-        return None if self.stored is None else self.spec.load_state(json.loads(self.stored))
+        return None if self.stored is None else self._load()
+
+    def _load(self) -> Any:
+        values = [self.store.get(self._where(scope)) for scope in self.spec.scopes]
+        loaded = [None if v is None else json.loads(v) for v in values]
+        return self.spec.load_state(loaded if self.spec.multi else loaded[0])
 
     def send(self, message: Message) -> list[AnyReply]:
         """Run one turn (and the follow-ups of its effects); return the replies, in order."""
-        self._events += 1
-        return self._turn(message, f"test:{self._events}", depth=0)
+        self._events[0] += 1
+        return self._turn(message, f"test:{self._events[0]}", depth=0)
 
     def _turn(self, message: Message, idempotency_key: str, *, depth: int) -> list[AnyReply]:
-        loaded = self.spec.load_state(None if self.stored is None else json.loads(self.stored))
-        outcome = self.spec.outcome(loaded, message)
+        outcome = self.spec.outcome(self._load(), message)
         # Stored as JSON, as the real stores do: a state that does not survive it fails here.
-        self.stored = json.dumps(self.spec.dump_state(outcome.state))
+        dumped = self.spec.dump_state(outcome.state)
+        values = dumped if self.spec.multi else (dumped,)
+        for scope, value in zip(self.spec.scopes, values, strict=True):
+            self.store[self._where(scope)] = json.dumps(value)
         replies = list(outcome.replies)
         self.replies.extend(replies)
         for index, fx in enumerate(outcome.effects):
@@ -79,7 +135,8 @@ class Conversation:
 
     def _message(self, **fields: Any) -> Message:
         return Message(platform=self.platform, user=self.user,  # type: ignore[arg-type]
-                       conversation=self.conversation, **fields)  # fmt: skip
+                       workspace=self.workspace, conversation=self.conversation,
+                       time=self.clock(), **fields)  # fmt: skip
 
     def say(self, text: str) -> list[AnyReply]:
         """The user types ``text``."""

@@ -135,6 +135,7 @@ class TodoBot(Bot[State]):
 
     commands: ClassVar[tuple[str, ...]] = ("/todo",)
     actions: ClassVar[tuple[str, ...]] = (DONE_ACTION,)
+    namespace: ClassVar[str | None] = "todo"
 
     def initial_state(self) -> State:
         return {"items": [], "next_id": 1, "pending": None}

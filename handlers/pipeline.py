@@ -34,7 +34,15 @@ from bot.replies import AnyReply, reply_from_dict
 from bot.spec import MAX_FOLLOW_UPS, BotSpec, run_effect
 from handlers.deferral import Deferrer
 from handlers.delivery import BadJob, Delivery, EffectJob, Job, deliveries, dump, load
-from sessions import PermanentError, SessionError, Sessions, Turn, TurnResult
+from sessions import (
+    BusyError,
+    ConversationKey,
+    PermanentError,
+    SessionError,
+    Sessions,
+    Turn,
+    TurnResult,
+)
 from sessions.privacy import conversation_hash, private
 
 log = private(logging.getLogger("handlers.pipeline"))
@@ -159,8 +167,9 @@ class Pipeline:
     ) -> TurnResult | None:
         """Run ``delivery``'s turn once, send its replies, then start its effects.
 
-        Returns the session core's result, or ``None`` when the event is (now) a dead letter:
-        the user was told once (not on a replay).
+        Returns the session core's result, or ``None`` when the event is (now) a dead letter
+        (the user was told once, not on a replay) or was handed off, busy at the webhook's
+        deadline.
 
         Raises:
             SessionError: nothing was committed and it can heal (store unavailable, busy at
@@ -170,9 +179,10 @@ class Pipeline:
         def send(_key: Any, items: Sequence[Any]) -> None:
             self.platform.deliver(delivery, replies_of(items), answer, deadline)
 
+        key, scopes = self.keys(delivery)
         try:
             result = self.sessions.run(
-                delivery.key,
+                key,
                 delivery.idempotency_key,
                 bot_turn(self.spec),
                 delivery.message,
@@ -183,16 +193,39 @@ class Pipeline:
                 deadline=deadline.turns,
                 initial=new_conversation,
                 hold_mark=True,  # sent-mark mode: marked once the effects started
+                scopes=scopes,
             )  # fmt: skip
         except PermanentError as exc:
             if exc.recorded and not delivery.replay:
                 self.platform.apologise(delivery, answer, deadline)
             return None
+        except BusyError:
+            # Lost every race until the webhook's deadline (many writers on one shared item:
+            # a poll everyone votes in at once). Nothing was committed: hand the delivery to
+            # the deferral, which runs it without the webhook's deadline (and retries it), so
+            # the event still counts once; Slack would never redeliver an interaction.
+            if deadline.turns is None or not self.defer(delivery.later()):
+                raise
+            log.info(
+                "busy at the webhook's deadline; handed off",
+                extra={"conversation": conversation_hash(key.pk, key.sk)},
+            )
+            return None
         if result.effects:
             self.start_effects(delivery, result.effects, deadline)
         if result.mark_pending:
-            self.sessions.mark_sent(delivery.key, delivery.idempotency_key)
+            self.sessions.mark_sent(key, delivery.idempotency_key)
         return result
+
+    def keys(self, delivery: Delivery) -> tuple[ConversationKey, tuple[ConversationKey, ...]]:
+        """The stored items of ``delivery``'s turn: the bot's first scope (which holds the
+        event's record) and its others, in the bot's namespace."""
+        keys = self.stored(delivery.key)
+        return keys[0], keys[1:]
+
+    def stored(self, conversation: ConversationKey) -> tuple[ConversationKey, ...]:
+        """The items the bot keeps for a conversation's events, one per scope it declared."""
+        return tuple(conversation.scoped(s, self.spec.namespace) for s in self.spec.scopes)
 
     def defer(self, job: Job) -> bool:
         """Hand ``job`` to the deferral; ``False`` (logged) when it could not be handed off."""
@@ -234,7 +267,7 @@ class Pipeline:
         """
         origin = job.origin
         token = f"effect:{job.effect_key}"
-        if not self.sessions.claim(origin.key, token, event_time=origin.event_time):
+        if not self.sessions.claim(self.keys(origin)[0], token, event_time=origin.event_time):
             log.info("effect %s already claimed (or the user was deleted)", job.effect.name)
             return
         message = run_effect(self.spec, job.effect, job.effect_key, origin.message)

@@ -430,6 +430,7 @@ def _ack(body: Mapping[str, Any] | None = None) -> dict[str, Any]:
 
 def _ack_body(message: dict[str, Any]) -> dict[str, Any]:
     visibility = message.pop("visibility", None)
+    message.pop("replace", None)  # an ack answers a command: there is no message to replace
     return {"response_type": visibility or "ephemeral", **message}
 
 

@@ -449,7 +449,8 @@ MAX_TEXT = 40000
 
 def render(replies: Sequence[AnyReply], *, visibility: str | None = None) -> list[dict[str, Any]]:
     """Replies as Slack messages, in order: ``text`` (the notification fallback), ``blocks``,
-    and ``visibility`` (``"ephemeral"``, ``"in_channel"`` or ``None`` for a normal message).
+    and ``visibility`` (``"ephemeral"``, ``"in_channel"`` or ``None`` for a normal message);
+    ``replace`` when it replaces the message whose button was pressed.
 
     Consecutive replies of one visibility share a message while their blocks fit (50); a
     reply that does not fit starts the next message, and one longer than a message becomes
@@ -461,18 +462,23 @@ def render(replies: Sequence[AnyReply], *, visibility: str | None = None) -> lis
     messages: list[dict[str, Any]] = []
     for reply in replies:
         seen = (reply.visibility if isinstance(reply, Reply) else None) or visibility
+        replace = isinstance(reply, Reply) and reply.replace
         blocks = _blocks(reply)
         text = _fallback_text(reply)
         current = messages[-1] if messages else None
         if (
             current is None
             or current["visibility"] != seen
+            or current.get("replace", False) != replace
             or len(current["blocks"]) + len(blocks) > MAX_BLOCKS
         ):
             # A new message; a reply of more blocks than one message holds becomes several.
             for start in range(0, max(len(blocks), 1), MAX_BLOCKS):
                 part = blocks[start : start + MAX_BLOCKS]
-                messages.append({"text": text, "blocks": part, "visibility": seen})
+                message: dict[str, Any] = {"text": text, "blocks": part, "visibility": seen}
+                if replace and start == 0:
+                    message["replace"] = True
+                messages.append(message)
             continue
         current["text"] = f"{current['text']}\n\n{text}" if current["text"] else text
         current["blocks"].extend(blocks)

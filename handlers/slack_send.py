@@ -86,8 +86,9 @@ class SlackSender:
         Block Kit that does not validate) fall back to the message's text: Slack refused the
         whole request, so sending again cannot repeat anything."""
         visibility = message.pop("visibility")
+        replace = bool(message.pop("replace", False))
         try:
-            self.send_once(route, key, visibility, message)
+            self.send_once(route, key, visibility, message, replace=replace)
         except InvalidBlocks as exc:
             log.warning("Slack refused the blocks (%s); sending the text alone", type(exc).__name__)
             self.send_once(route, key, visibility, {"text": message.get("text") or " "})
@@ -98,11 +99,13 @@ class SlackSender:
         key: ConversationKey,
         visibility: str | None,
         message: dict[str, Any],
+        *,
+        replace: bool = False,
     ) -> None:
         try:
             if route.response_url:
                 result = _webhook(route.response_url).send(
-                    response_type=visibility or "ephemeral", replace_original=False, **message
+                    response_type=visibility or "ephemeral", replace_original=replace, **message
                 )
                 if result.status_code == 400 and "invalid_blocks" in (result.body or ""):
                     raise InvalidBlocks(result.body)

@@ -27,6 +27,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -47,6 +48,7 @@ from sessions.store import (
     FAILED,
     ConditionalWrites,
     EventRecord,
+    Side,
     Snapshot,
     StoredItem,
     StoredState,
@@ -289,25 +291,99 @@ class DynamoDBStore(ConditionalWrites):
         now: int,
         loaded: Snapshot | None = None,
         event_time: float | None = None,
+        also: Sequence[Side] = (),
     ) -> None:
         """One conditional ``PutItem`` of the conversation item with the event's record
         inline (the usual turn). When the item as read is full, its records move out first,
         to a page and, for late ones, items of their own (one ``BatchWriteItem``, about one
         turn in every few dozen of a busy conversation). A ``TransactWriteItems`` only when
         one item cannot do: the commit creates the conversation (with an ``Update`` of the
-        user's record that refuses it if a delete came at or after the event), or the event's
+        user's record that refuses it if a delete came at or after the event), the event's
         record goes to an item of its own (a dead letter, a sent-mark outbox, a large
-        response)."""
+        response), or the turn changed other scopes' items (``also``: each written under the
+        same conditions, with the event's record inline)."""
         handle = loaded.handle if loaded is not None else None
         if not isinstance(handle, Conversation):
             handle = Conversation.of(self._get(key))
             if not _same(handle.state, expected):
                 raise ConflictError("conversation version moved", current=handle.state)
-        event_ms = round(event_time * 1000) if event_time is not None else now * 1000
         d = layout.digest(event_sk)
         inline = handle.record(d)
         if inline is not None and inline.expires_at > now:
             raise DuplicateEventError("event already committed", record=inline)
+        put, records, creator, moved = self._placed(
+            handle, key, state, event_sk, event, event_time, now
+        )
+        if moved:
+            # Before the conversation item: its conditional write is what makes them count.
+            self._batch_write(moved)
+        if creator is None and not records and not also:
+            try:
+                self.client.put_item(**put)
+            except Exception as exc:
+                old = (getattr(exc, "response", None) or {}).get("Item") or {}
+                if old.get("w") == put["Item"]["w"]:
+                    # Applied by the attempt whose answer was lost (botocore's retry then
+                    # fails the condition; a transaction has a ClientRequestToken for that).
+                    return
+                error = self._refused(exc, d)
+                if error is None:
+                    raise
+                raise error from exc
+            return
+        roles = ["state"]
+        actions: list[dict[str, Any]] = [{"Put": put}]
+        creators = {key.pk: creator} if creator is not None else {}
+        for sk, record in records:
+            own: dict[str, Any] = {
+                "TableName": self.table,
+                "Item": layout.event_item(key.pk, sk, record),
+            }
+            roles.append("event")
+            own |= _record_condition(now)
+            actions.append({"Put": own})
+        for side in also:
+            side_handle = side.loaded.handle if side.loaded is not None else None
+            if not isinstance(side_handle, Conversation):
+                side_handle = Conversation.of(self._get(side.key))
+                if not _same(side_handle.state, side.expected):
+                    raise ConflictError("another scope's state moved")
+            side_sk = side.key.sk + event_sk[len(key.sk) :]
+            side_event = replace(event, response=None, outbox=None, payload=None)
+            side_put, side_records, side_creator, side_moved = self._placed(
+                side_handle, side.key, side.state, side_sk, side_event, event_time, now
+            )
+            if side_moved:
+                self._batch_write(side_moved)
+            roles.append("side")
+            actions.append({"Put": side_put})
+            for sk, record in side_records:
+                roles.append("side")
+                actions.append(
+                    {"Put": {"TableName": self.table,
+                             "Item": layout.event_item(side.key.pk, sk, record)}}
+                )  # fmt: skip
+            if side_creator is not None and side.key.pk not in creators:
+                creators[side.key.pk] = side_creator
+        for creation in creators.values():
+            roles.append("tombstone")
+            actions.append(creation)
+        self._transact(actions, roles, d)
+
+    def _placed(
+        self,
+        handle: Conversation,
+        key: ConversationKey,
+        state: StoredState | None,
+        event_sk: str,
+        event: EventRecord,
+        event_time: float | None,
+        now: int,
+    ) -> tuple[dict[str, Any], list[tuple[str, EventRecord]], dict[str, Any] | None, list[Item]]:
+        """One item's writes in a commit: its conditional put, the records of its own, the
+        ``Update`` of the user's record when the commit creates it (``None`` otherwise), and
+        the records moved out to be written first."""
+        event_ms = round(event_time * 1000) if event_time is not None else now * 1000
         creating = handle.state is None or handle.state.expires_at <= now
         placed = layout.place(
             handle,
@@ -329,9 +405,6 @@ class DynamoDBStore(ConditionalWrites):
                 (sk, replace(record, generation=max(record.generation, event_ms)))
                 for sk, record in records
             ]
-        if placed.moved:
-            # Before the conversation item: its conditional write is what makes them count.
-            self._batch_write(placed.moved)
         put: dict[str, Any] = {
             "TableName": self.table,
             "Item": item,
@@ -357,53 +430,27 @@ class DynamoDBStore(ConditionalWrites):
                     condition += " AND attribute_not_exists(gen)"
             put["ConditionExpression"] = condition
             put["ExpressionAttributeValues"] = values
-        if not creating and not records:
-            try:
-                self.client.put_item(**put)
-            except Exception as exc:
-                old = (getattr(exc, "response", None) or {}).get("Item") or {}
-                if old.get("w") == item["w"]:
-                    # Applied by the attempt whose answer was lost (botocore's retry then
-                    # fails the condition; a transaction has a ClientRequestToken for that).
-                    return
-                error = self._refused(exc, d)
-                if error is None:
-                    raise
-                raise error from exc
-            return
-        roles = ["state"]
-        actions: list[dict[str, Any]] = [{"Put": put}]
-        for sk, record in records:
-            own: dict[str, Any] = {
-                "TableName": self.table,
-                "Item": layout.event_item(key.pk, sk, record),
-            }
-            roles.append("event")
-            own |= _record_condition(now)
-            actions.append({"Put": own})
+        creator = None
         if creating:
             # The user's record (where a delete leaves its tombstone) counts the conversations
             # created, so that a delete notices one created while it runs; and it refuses the
             # creation if a delete happened at or after the event.
-            roles.append("tombstone")
-            actions.append(
-                {
-                    "Update": {
-                        "TableName": self.table,
-                        "Key": layout.key_of(key.pk, TOMBSTONE_SK),
-                        "UpdateExpression": "ADD created :one "
-                        "SET expires_at = if_not_exists(expires_at, :x)",
-                        "ConditionExpression": "attribute_not_exists(gen) OR gen < :ms",
-                        "ExpressionAttributeValues": {
-                            ":ms": n(event_ms),
-                            ":one": n(1),
-                            ":x": item["expires_at"],
-                        },
-                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                    }
+            creator = {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": layout.key_of(key.pk, TOMBSTONE_SK),
+                    "UpdateExpression": "ADD created :one "
+                    "SET expires_at = if_not_exists(expires_at, :x)",
+                    "ConditionExpression": "attribute_not_exists(gen) OR gen < :ms",
+                    "ExpressionAttributeValues": {
+                        ":ms": n(event_ms),
+                        ":one": n(1),
+                        ":x": item["expires_at"],
+                    },
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
-            )
-        self._transact(actions, roles, d)
+            }
+        return put, records, creator, placed.moved
 
     def _batch_write(self, items: list[Item]) -> None:
         """Plain puts of the records moved out (25 items a request; unprocessed items are
@@ -485,6 +532,8 @@ class DynamoDBStore(ConditionalWrites):
             )
         if "state" in failed:
             return self._lost(failed["state"].get("Item"), digest)
+        if "side" in failed:
+            return ConflictError("another scope's state moved")
         if "tombstone" in failed:
             old = failed["tombstone"].get("Item")
             stone = layout.parse(old) if old else None

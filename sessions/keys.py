@@ -1,16 +1,25 @@
 """Conversation keys and the table layout they map to.
 
-Partition key = the platform user, sort key = the channel, so one Query returns everything
-stored for one user (list, export, delete)::
+Partition key = the platform user, sort key = the bot's namespace and the channel, so one
+Query returns everything stored for one user (list, export, delete)::
 
     pk                              sk
-    slack#T0001#U0002               C0003                  conversation state
-    slack#T0001#U0002               C0003#evt#<sha256>     event record (own TTL)
+    slack#T0001#U0002               todo:C0003             conversation state (bot "todo")
+    slack#T0001#U0002               todo:C0003#evt#<hash>  event record (own TTL)
+    slack#T0001#U0002               todo:~user             user-scope state (every channel)
     slack#T0001#U0002               #tombstone             left by a user delete
-    messenger#<page id>#<psid>      <page id>              conversation state
+    slack#T0001#C0003#channel       poll:~channel          channel-scope state (everyone)
+    messenger#<page id>#<psid>      todo:<page id>         conversation state
+    messenger#<page id>#<psid>      todo:~channel          channel scope (the page+user pair)
+    slack#T0001#U0002               C0003                  a bot without a namespace (the
+                                                           layout before namespaces)
 
-Every component is validated against its platform's id alphabet before it is joined, so no
-input can contain the separator ``#`` and address another user's item.
+A *scope* says who shares a state: ``conversation`` (one user in one channel, the default),
+``channel`` (everyone in a Slack channel or DM; on Messenger the page+user pair) or ``user``
+(one user across the channels of a workspace; on Messenger the user of a page). A channel's
+state has a partition of its own, so a user delete (one Query of the user's partition) never
+touches it. ``:`` and ``~`` are outside every id alphabet, so no namespace, scope or id can
+address another's item; every component is validated before it is joined.
 """
 
 from __future__ import annotations
@@ -23,11 +32,31 @@ from typing import Literal
 from sessions.errors import InvalidKeyError
 
 Platform = Literal["slack", "messenger"]
+Scope = Literal["conversation", "channel", "user"]
+SCOPES: tuple[str, ...] = ("conversation", "channel", "user")
 
 SEP = "#"
 TOMBSTONE_SK = "#tombstone"
 EVENT_MARK = "#evt#"
 MAX_IDEMPOTENCY_KEY = 1024
+NS_SEP = ":"
+CHANNEL_PK_MARK = "channel"
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def check_namespace(namespace: object) -> str:
+    """A bot's namespace: 1-64 ASCII letters, digits, ``_``, ``.`` or ``-``.
+
+    Raises:
+        InvalidKeyError: anything else.
+    """
+    if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
+        raise InvalidKeyError(
+            f"invalid namespace {str(namespace)[:70]!r}: expected 1-64 characters of "
+            f"{_NAMESPACE.pattern}"
+        )
+    return namespace
+
 
 # Slack ids (team T…, enterprise E…, user U…/W…, channel C…/D…/G…) are upper-case
 # alphanumerics; Messenger page ids and page-scoped ids are decimal digits.
@@ -91,6 +120,9 @@ class ConversationKey:
 
     ``enterprise`` (Slack Enterprise Grid) is validated and kept as an attribute of the stored
     item; it is not part of the key, since the event's workspace already scopes the user.
+
+    ``scope`` and ``namespace`` say which stored item the key addresses (see the module
+    docstring): an edge builds the conversation's key, :meth:`scoped` the item a bot keeps.
     """
 
     platform: Platform
@@ -98,6 +130,8 @@ class ConversationKey:
     channel: str
     user: str
     enterprise: str | None = None
+    scope: Scope = "conversation"
+    namespace: str | None = None
 
     def __post_init__(self) -> None:
         _check(self.platform, "workspace", self.workspace)
@@ -107,6 +141,33 @@ class ConversationKey:
             if self.platform != "slack":
                 raise InvalidKeyError("only Slack keys carry an enterprise id")
             _check(self.platform, "enterprise", self.enterprise)
+        if self.scope not in SCOPES:
+            raise InvalidKeyError(f"unknown scope {self.scope!r}: expected one of {SCOPES}")
+        if self.namespace is not None:
+            check_namespace(self.namespace)
+
+    def scoped(self, scope: str, namespace: str | None) -> ConversationKey:
+        """The key of the item a bot of ``namespace`` keeps in ``scope`` for this
+        conversation's events (the same user, channel and workspace)."""
+        if scope not in SCOPES:
+            raise InvalidKeyError(f"unknown scope {scope!r}: expected one of {SCOPES}")
+        return ConversationKey(
+            self.platform, self.workspace, self.channel, self.user, self.enterprise,
+            scope,  # type: ignore[arg-type]
+            namespace,
+        )  # fmt: skip
+
+    @property
+    def conversation(self) -> ConversationKey:
+        """The conversation this key belongs to (scope and namespace dropped)."""
+        return ConversationKey(
+            self.platform, self.workspace, self.channel, self.user, self.enterprise
+        )
+
+    @property
+    def shared(self) -> bool:
+        """Whether the item is outside the user's partition (a Slack channel's state)."""
+        return self.scope == "channel" and self.platform == "slack"
 
     @classmethod
     def slack(
@@ -124,11 +185,14 @@ class ConversationKey:
 
     @property
     def pk(self) -> str:
+        if self.shared:
+            return SEP.join((self.platform, self.workspace, self.channel, CHANNEL_PK_MARK))
         return SEP.join((self.platform, self.workspace, self.user))
 
     @property
     def sk(self) -> str:
-        return self.channel
+        name = self.channel if self.scope == "conversation" else f"~{self.scope}"
+        return name if self.namespace is None else f"{self.namespace}{NS_SEP}{name}"
 
     def event_sk(self, idempotency_key: str) -> str:
         """Sort key of the event record for ``idempotency_key`` in this conversation.
@@ -152,6 +216,25 @@ class ConversationKey:
 
 
 def conversation_from_item(pk: str, sk: str, enterprise: str | None = None) -> ConversationKey:
-    """Rebuild the key of a stored conversation item (admin tools, exports)."""
+    """Rebuild the key of a stored item of a user's partition (admin tools, exports): a
+    conversation's or the user scope's, namespaced or not. A user-scope item names no channel:
+    its key carries the user's workspace in its place (on Messenger, the page: the same).
+
+    Raises:
+        InvalidKeyError: not the sort key of a state item of that partition.
+    """
     user = UserKey.from_pk(pk)
-    return ConversationKey(user.platform, user.workspace, sk, user.user, enterprise)
+    namespace: str | None = None
+    name = sk
+    if NS_SEP in sk:
+        namespace, name = sk.split(NS_SEP, 1)
+    scope: Scope = "conversation"
+    channel = name
+    if name in ("~user", "~channel"):
+        scope = "user" if name == "~user" else "channel"
+        channel = user.workspace
+        if scope == "channel" and user.platform == "slack":
+            raise InvalidKeyError(f"a Slack channel's state is not in a user's partition: {sk!r}")
+    return ConversationKey(
+        user.platform, user.workspace, channel, user.user, enterprise, scope, namespace
+    )

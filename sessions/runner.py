@@ -92,6 +92,7 @@ from sessions.sealing import OUTBOX, PAYLOAD, RESPONSE, STATE, Sealing
 from sessions.store import (
     FAILED,
     EventRecord,
+    Side,
     Snapshot,
     Store,
     StoredState,
@@ -234,6 +235,7 @@ class Sessions(Views):
         deadline: float | None = None,
         initial: Callable[[], Any] | None = None,
         hold_mark: bool = False,
+        scopes: Sequence[ConversationKey] = (),
     ) -> TurnResult:
         """Run one delivered event through ``turn`` exactly once.
 
@@ -257,6 +259,11 @@ class Sessions(Views):
                 to the caller (:meth:`mark_sent`, once it started them), so that a crash
                 before they started resends the outbox and starts them on redelivery
                 (``TurnResult.mark_pending``).
+            scopes: more items the turn reads and writes beside ``key``'s (other scopes of
+                the same event: a channel's state and the user's). ``turn`` then gets a
+                tuple of states, ``key``'s first, ``None`` for one not stored (``initial``
+                is not called for them), and returns one in the same order; all are
+                committed atomically with the event's record, which ``key``'s item holds.
 
         Raises:
             InvalidKeyError: bad idempotency key (nothing read or written).
@@ -269,7 +276,7 @@ class Sessions(Views):
         if self.observer is None:
             return self._run(
                 key, idempotency_key, turn, event, event_time, sender, dead_letter,
-                retry_failed, deadline, initial, hold_mark,
+                retry_failed, deadline, initial, hold_mark, tuple(scopes),
             )  # fmt: skip
         assert self._timed is not None
         self._timed.take()
@@ -284,7 +291,7 @@ class Sessions(Views):
         try:
             result = self._run(
                 key, idempotency_key, turn, event, event_time, sender, dead_letter,
-                retry_failed, deadline, initial, hold_mark,
+                retry_failed, deadline, initial, hold_mark, tuple(scopes),
             )  # fmt: skip
             return result
         except BaseException as exc:
@@ -325,6 +332,7 @@ class Sessions(Views):
         deadline: float | None,
         initial: Callable[[], Any] | None,
         hold_mark: bool = False,
+        scopes: tuple[ConversationKey, ...] = (),
     ) -> TurnResult:
         event_sk = key.event_sk(idempotency_key)
         # A tombstone learnt from a refused commit (a store may not read it on every load).
@@ -359,6 +367,9 @@ class Sessions(Views):
                     if live and stored
                     else (initial or self.initial)()
                 )
+                sides = [self._side(side, stone, key, now) for side in scopes]
+                if sides:
+                    state = (state, *(side[1] for side in sides))
                 try:
                     output = turn(state, event)
                 except Exception as exc:
@@ -367,6 +378,9 @@ class Sessions(Views):
                 replies = tuple(replies)
                 effects = tuple(output[3]) if len(output) > 3 else ()
                 version = (stored.version if stored else 0) + 1
+                also: list[Side] = []
+                if sides:
+                    new_state, also = self._sides(scopes, sides, new_state, now)
                 blob = self.sealing.encode(new_state, key, STATE)
                 record = self._record(key, version, now, generation, response, replies, effects)
             except PermanentError as exc:
@@ -404,6 +418,7 @@ class Sessions(Views):
                     now=now,
                     loaded=snap,
                     event_time=event_time,
+                    also=also,
                 )
             except DuplicateEventError as exc:
                 # Another delivery of this event committed first: we are the duplicate.
@@ -443,6 +458,55 @@ class Sessions(Views):
             f"conversation {key.pk}/{key.sk} stayed busy through {self.max_attempts} attempts",
             attempts=self.max_attempts,
         )
+
+    def _side(
+        self, side: ConversationKey, stone: Tombstone | None, key: ConversationKey, now: int
+    ) -> tuple[Snapshot, Any, int]:
+        """Another scope's item for a multi-scope turn: its load, its state (``None``: none
+        live) and the generation its write carries."""
+        snap = self._store.load(side, None)
+        own = live_tombstone(snap.tombstone, now) or (stone if side.pk == key.pk else None)
+        floor = own.generation if own else 0
+        stored = snap.state
+        live = stored is not None and stored.expires_at > now and stored.generation >= floor
+        generation = max(floor, stored.generation if live and stored else 0)
+        value = (
+            self.sealing.decode(stored.blob, side.pk, side.sk, STATE) if live and stored else None
+        )
+        return snap, value, generation
+
+    def _sides(
+        self,
+        scopes: tuple[ConversationKey, ...],
+        sides: list[tuple[Snapshot, Any, int]],
+        new_state: Any,
+        now: int,
+    ) -> tuple[Any, list[Side]]:
+        """Split a multi-scope turn's new states: ``key``'s, and the others' writes."""
+        if not isinstance(new_state, (tuple, list)) or len(new_state) != 1 + len(scopes):
+            raise TurnError(
+                f"a turn over {1 + len(scopes)} scopes returned {type(new_state).__name__} "
+                "as its state; expected one state per scope, in order"
+            )
+        also = []
+        for side, (snap, _, generation), value in zip(scopes, sides, new_state[1:], strict=True):
+            stored = snap.state
+            also.append(
+                Side(
+                    key=side,
+                    expected=stored,
+                    state=StoredState(
+                        version=(stored.version if stored else 0) + 1,
+                        blob=self.sealing.encode(value, side, STATE),
+                        expires_at=now + self.idle_ttl,
+                        updated_at=now,
+                        enterprise=side.enterprise,
+                        generation=generation,
+                    ),
+                    loaded=snap,
+                )
+            )
+        return new_state[0], also
 
     def _record(
         self,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from sessions.keys import TOMBSTONE_SK, ConversationKey, UserKey
 from sessions.store import (
     ConditionalWrites,
     EventRecord,
+    Side,
     Snapshot,
     StoredItem,
     StoredState,
@@ -220,6 +221,7 @@ class SQLiteStore(ConditionalWrites):
         now: int,
         loaded: Snapshot | None = None,
         event_time: float | None = None,
+        also: Sequence[Side] = (),
     ) -> None:
         with self._write() as conn:
             found = self._rows(key.pk, [key.sk, event_sk, TOMBSTONE_SK])
@@ -235,12 +237,25 @@ class SQLiteStore(ConditionalWrites):
                     f"stored state is {_identity(current)}, expected {_identity(expected)}",
                     current=current,
                 )
-            if state is not None:
+            writes = [(key, state)] if state is not None else []
+            for side in also:
+                rows = self._rows(side.key.pk, [side.key.sk, TOMBSTONE_SK])
+                seen_stone = side.loaded.tombstone if side.loaded is not None else None
+                if side.key.pk != key.pk and not _same_tombstone(
+                    rows.get(TOMBSTONE_SK), seen_stone
+                ):
+                    raise ConflictError("the user was deleted since the turn's read")
+                current = rows.get(side.key.sk)
+                current = current if isinstance(current, StoredState) else None
+                if _identity(current) != _identity(side.expected):
+                    raise ConflictError("another scope's state moved", current=None)
+                writes.append((side.key, side.state))
+            for where, value in writes:
                 conn.execute(
                     _INSERT,
-                    (key.pk, key.sk, "state", state.version, state.expires_at, state.updated_at,
-                     state.blob, None, 0, None, None, state.enterprise, None, None, None,
-                     state.generation, None),
+                    (where.pk, where.sk, "state", value.version, value.expires_at,
+                     value.updated_at, value.blob, None, 0, None, None, value.enterprise, None,
+                     None, None, value.generation, None),
                 )  # fmt: skip
             conn.execute(
                 _INSERT,

@@ -141,6 +141,17 @@ class Snapshot:
 StoredItem = StoredState | EventRecord | Tombstone
 
 
+@dataclass(frozen=True, slots=True)
+class Side:
+    """Another scope's item that a commit writes with the turn's own, atomically: ``state``
+    only if the stored item is still ``expected`` (what ``loaded``, its load, saw)."""
+
+    key: ConversationKey
+    expected: StoredState | None
+    state: StoredState
+    loaded: Snapshot | None = None
+
+
 class Store(Protocol):
     """Primitives a storage engine implements. See the module docstring for the contract."""
 
@@ -178,8 +189,12 @@ class Store(Protocol):
         now: int,
         loaded: Snapshot | None = None,
         event_time: float | None = None,
+        also: Sequence[Side] = (),
     ) -> None:
         """A turn's commit: write ``state`` and the event's record atomically, or nothing.
+
+        ``also``: other scopes' items the turn changed, written in the same atomic write, each
+        under the same state condition as the conversation item (DynamoDB: a transaction).
 
         ``loaded`` is the turn's load (``None``: the store reads what it needs itself);
         ``event_time`` the event's time (``None``: now), which a conversation created by this
@@ -292,9 +307,11 @@ class ConditionalWrites:
         now: int,
         loaded: Snapshot | None = None,
         event_time: float | None = None,
+        also: Sequence[Side] = (),
     ) -> None:
         self._apply(key, expected=expected, state=state, event_sk=event_sk, event=event,
-                    tombstone=tombstone, now=now, loaded=loaded, event_time=event_time)  # fmt: skip
+                    tombstone=tombstone, now=now, loaded=loaded, event_time=event_time,
+                    also=also)  # fmt: skip
 
     def record_failure(
         self,
@@ -333,6 +350,7 @@ class ConditionalWrites:
         now: int,
         loaded: Snapshot | None = None,
         event_time: float | None = None,
+        also: Sequence[Side] = (),
     ) -> None:
         raise NotImplementedError
 

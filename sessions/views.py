@@ -13,7 +13,7 @@ from typing import Any
 
 from sessions import blobs
 from sessions.errors import CodecError
-from sessions.keys import EVENT_MARK, ConversationKey, UserKey
+from sessions.keys import EVENT_MARK, ConversationKey, UserKey, conversation_from_item
 from sessions.privacy import fingerprint, private
 from sessions.sealing import OUTBOX, PAYLOAD, RESPONSE, STATE, Sealing
 from sessions.store import (
@@ -42,7 +42,8 @@ class Conversation:
 
 
 def channel_of(event_sk: str) -> str:
-    """The conversation's sort key in an event record's (``<channel>#evt#<hash>``)."""
+    """The state item's sort key in an event record's (``[<namespace>:]<channel>#evt#<hash>``,
+    ``[<namespace>:]~user#evt#<hash>``)."""
     return event_sk.split(EVENT_MARK, 1)[0]
 
 
@@ -84,7 +85,7 @@ class Views:
         found = []
         for sk, item in items:
             if isinstance(item, StoredState) and live(item, stone, now):
-                key = ConversationKey(user.platform, user.workspace, sk, user.user, item.enterprise)
+                key = conversation_from_item(user.pk, sk, item.enterprise)
                 found.append(self._conversation(key, item))
         return found
 

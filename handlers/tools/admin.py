@@ -30,7 +30,8 @@ from typing import Any, NoReturn, TextIO
 
 from handlers.settings import from_env
 from handlers.store import sessions_from_settings
-from sessions import ConversationKey, SessionError, Sessions, UserKey, codec
+from sessions import SessionError, Sessions, UserKey, codec
+from sessions.keys import conversation_from_item
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,7 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="a user's conversations").add_argument("user")
     show = sub.add_parser("show", help="one conversation's state")
     show.add_argument("user")
-    show.add_argument("channel", help="Slack channel id, or the page id for Messenger")
+    show.add_argument(
+        "channel",
+        help="the conversation as list prints it: the bot's namespace and the channel "
+        "(todo:C0001; on Messenger todo:<page id>), or a bare channel id for a bot without one",
+    )
     export = sub.add_parser("export", help="everything stored for a user, as JSON")
     export.add_argument("user")
     export.add_argument("-o", "--output", help="file to write (default: standard output)")
@@ -119,12 +124,12 @@ def _run(args: Any, sessions: Sessions, user: UserKey, stdin: TextIO) -> int:
         conversations = sessions.conversations(user)
         for c in conversations:
             times = f"updated {_date(c.updated_at)}\texpires {_date(c.expires_at)}"
-            print(f"{c.key.channel}\tversion {c.version}\t{times}")
+            print(f"{c.key.sk}\tversion {c.version}\t{times}")
         if not conversations:
             print(f"no conversations stored for {user.pk}")
         return 0
     if args.command == "show":
-        key = ConversationKey(user.platform, user.workspace, args.channel, user.user)
+        key = conversation_from_item(user.pk, args.channel)
         conversation = sessions.get(key)
         if conversation is None:
             print(f"error: no conversation {user.pk} / {args.channel}", file=sys.stderr)

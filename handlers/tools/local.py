@@ -232,13 +232,18 @@ class LocalApp:
                 )
         except InvalidKeyError as exc:
             return _json(400, {"error": str(exc)})
-        found = self.sessions.get(key)
-        if found is None:
-            return _json(200, {"key": f"{key.pk} / {key.sk}", "state": None})
-        return _json(
-            200,
-            {"key": f"{key.pk} / {key.sk}", "version": found.version, "state": found.state},
-        )
+        edge = self.messenger if key.platform == "messenger" else self.slack
+        keys = edge.pipeline.stored(key)
+        scopes: dict[str, Any] = {}
+        for item in keys:
+            found = self.sessions.get(item)
+            scopes[item.scope] = {
+                "key": f"{item.pk} / {item.sk}",
+                "version": None if found is None else found.version,
+                "state": None if found is None else found.state,
+            }
+        first = scopes[keys[0].scope]
+        return _json(200, {**first, "scopes": scopes})
 
     def close(self) -> None:
         for edge in (self.slack, self.messenger):

@@ -106,8 +106,10 @@ class PipelineChat:
 
     @property
     def state(self) -> Any:
-        stored = self.sessions.get(self.key)
-        return self.spec.load_state(None if stored is None else stored.state)
+        keys = self.pipeline.stored(self.key)
+        found = [self.sessions.get(key) for key in keys]
+        states = [None if f is None else f.state for f in found]
+        return self.spec.load_state(states if self.spec.multi else states[0])
 
     def send(self, message: Message) -> list[AnyReply]:
         """Run one delivery (and whatever it hands off); return what was sent, in order."""

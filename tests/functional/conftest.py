@@ -14,6 +14,7 @@ from handlers.store import store_from_settings
 from sessions import ConversationKey, Sessions
 from sessions.store import Store
 from tests.fakes import FakeSlack, fake_slack
+from tests.keys import stored
 from tests.slack_requests import SECRET
 
 
@@ -28,7 +29,7 @@ class SlackWorld:
 
     def items(self, *, channel: str = "C0001", user: str = "U0001") -> list[str]:
         key = ConversationKey.slack(team="T0001", channel=channel, user=user)
-        conversation = self.sessions.get(key)
+        conversation = self.sessions.get(stored(key))
         return [] if conversation is None else [i["text"] for i in conversation.state["items"]]
 
     def stored(self, user: str = "U0001") -> list[tuple[str, Any]]:
@@ -77,7 +78,7 @@ class MessengerWorld:
         return handlers.messenger.handler(event, None)
 
     def items(self, *, psid: str = "5550001", page: str = "100200300") -> list[str]:
-        conversation = self.sessions.get(ConversationKey.messenger(page=page, psid=psid))
+        conversation = self.sessions.get(stored(ConversationKey.messenger(page=page, psid=psid)))
         return [] if conversation is None else [i["text"] for i in conversation.state["items"]]
 
     def stored(self, *, psid: str = "5550001", page: str = "100200300") -> list[tuple[str, Any]]:

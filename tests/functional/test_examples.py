@@ -25,6 +25,7 @@ from sessions import ConversationKey, Sessions
 from sessions.store import Store
 from tests.fakes import Call, FakeSlack, QueueDeferrer, fake_slack
 from tests.functional.conftest import select_store
+from tests.keys import stored as stored_key
 from tests.messenger_requests import post, postback, single, text
 from tests.reliability.conftest import Crash
 from tests.slack_requests import block_action, dm_body, json_event, slash, view_submission
@@ -101,12 +102,12 @@ def test_quiz_on_slack_command_buttons_and_a_migrated_state(world: World) -> Non
     assert said[0].startswith("Right!") and "Q2." in said[0]
     assert said[2].startswith("No: it is 5 s.")
     assert said[-1].startswith("Right! You scored 3/4. Best: 3.")
-    stored = world.sessions.get(SLACK_KEY)
+    stored = world.sessions.get(stored_key(SLACK_KEY, Quiz()))
     assert stored is not None and stored.state["__schema__"] == 2
     assert stored.state["state"]["best"] == 3
 
     # A conversation that version 1 of the bot stored, mid-round: migrated on its next turn.
-    dm = ConversationKey.slack(team="T0001", channel="D0001", user="U0001")
+    dm = stored_key(ConversationKey.slack(team="T0001", channel="D0001", user="U0001"), Quiz())
     world.sessions.run(dm, "seed", lambda s, e: ({"question": 2, "score": 1}, [], None), None)
     ok(slack.handle(json_event(dm_body("score"))))
     assert world.fake.posts()[-1].body["text"] == (
@@ -128,7 +129,7 @@ def test_quiz_on_messenger_button_template_and_postbacks(world: World) -> None:
     final = world.graph()[-1]
     assert final["text"].startswith("No: it is event_id. You scored 1/4.")
     assert final["quick_replies"][0]["title"] == "Play again"
-    conversation = world.sessions.get(MESSENGER_KEY)
+    conversation = world.sessions.get(stored_key(MESSENGER_KEY, Quiz()))
     assert conversation is not None and conversation.state["state"]["rounds"] == 1
 
 
@@ -179,7 +180,7 @@ def test_intake_on_slack_modal_submission_effect_and_follow_up(world: World) -> 
         "Filing “Printer on fire” (high)…",
         "Filed TK-1: “Printer on fire”. We'll be in touch.",
     ]
-    conversation = world.sessions.get(SLACK_KEY)
+    conversation = world.sessions.get(stored_key(SLACK_KEY, Intake()))
     assert conversation is not None
     assert conversation.state["tickets"] == [{"id": "TK-1", "title": "Printer on fire"}]
     assert conversation.state["filing"] == 0
@@ -251,7 +252,7 @@ def test_a_bot_we_did_not_write_is_routed_and_its_fast_effect_follows_up(world: 
     assert "token" not in bot.seen[0].raw  # the legacy token never reaches the bot
     assert bot.seen[1].result == "sunny (Lyon)"
     assert world.fake.responses()[-1].body["text"] == "It is sunny (Lyon)."
-    assert world.sessions.get(SLACK_KEY).state == {"last": "sunny (Lyon)"}  # type: ignore[union-attr]
+    assert world.sessions.get(stored_key(SLACK_KEY, bot)).state == {"last": "sunny (Lyon)"}  # type: ignore[union-attr]
 
     # An undeclared command or action never reaches the bot, and is not a 404.
     before = len(bot.seen)
@@ -314,7 +315,7 @@ def test_session_options_come_from_the_environment(
 
 def test_a_state_newer_than_the_code_is_refused_and_kept(world: World) -> None:
     slack, _ = world.edges(Quiz())
-    dm = ConversationKey.slack(team="T0001", channel="D0001", user="U0001")
+    dm = stored_key(ConversationKey.slack(team="T0001", channel="D0001", user="U0001"), Quiz())
     newer = {"__schema__": 3, "state": {"shape": "from the future"}}
     world.sessions.run(dm, "seed", lambda s, e: (newer, [], None), None)
     ok(slack.handle(json_event(dm_body("score"))))
@@ -341,7 +342,7 @@ def test_an_effect_that_fails_comes_back_as_an_error_once(world: World) -> None:
     said = world.graph()[-1]["text"]
     assert said.startswith("I could not file it (HTTPError: 503")
     assert not world.calls("/tickets")  # the failed call was never recorded as filed
-    conversation = world.sessions.get(MESSENGER_KEY)
+    conversation = world.sessions.get(stored_key(MESSENGER_KEY, Intake()))
     assert conversation is not None and conversation.state["filing"] == 0
     assert [m.get("text") for m in world.graph()].count(said) == 1
 

@@ -31,6 +31,7 @@ from sessions import ConversationKey, Sessions, TurnReport
 from sessions.store import Store
 from tests.fakes import FakeSlack, QueueDeferrer, fake_slack
 from tests.functional.conftest import select_store
+from tests.keys import stored as stored_key
 from tests.messenger_requests import batch, post, text
 from tests.slack_requests import dm_body, json_event, slash
 
@@ -214,13 +215,16 @@ def test_a_slow_message_is_never_overtaken_by_the_same_senders_fast_one(world: W
         text("fast elsewhere", psid=other, timestamp=1_790_000_000_001),
     ]
     ok(messenger.handle(post(batch(("100200300", messages)))))
-    assert world.sessions.get(MESSENGER_KEY) is None  # nothing ran ahead of the slow one
-    elsewhere = world.sessions.get(ConversationKey.messenger(page="100200300", psid=other))
+    mine = stored_key(MESSENGER_KEY, Recorder())
+    assert world.sessions.get(mine) is None  # nothing ran ahead of the slow one
+    elsewhere = world.sessions.get(
+        stored_key(ConversationKey.messenger(page="100200300", psid=other), Recorder())
+    )
     assert elsewhere is not None and elsewhere.state["seen"] == ["fast elsewhere"]
     [job] = world.deferrer.jobs  # the slow one and the later ones, as one job in order
     world.deferrer.jobs.append(dict(job))  # Lambda may run an async invoke twice
     world.deferrer.drain(messenger.run_deferred)
-    stored = world.sessions.get(MESSENGER_KEY)
+    stored = world.sessions.get(mine)
     assert stored is not None and stored.state["seen"] == ["slow one", "fast two", "fast three"]
 
 

@@ -19,6 +19,7 @@ from sessions.dynamodb import DynamoDBStore
 from sessions.privacy import fingerprint
 from tests import messenger_requests as mr
 from tests.functional.conftest import MessengerWorld, SlackWorld
+from tests.keys import stored
 from tests.slack_requests import dm_body, json_event
 
 
@@ -69,7 +70,7 @@ def test_a_slack_turn_and_its_duplicate_log_one_line_each_and_emit_metrics(
     assert handlers.slack.handler(json_event(body), context("req-1"))["statusCode"] == 200
     logs, emf = lines(capsys.readouterr().out)
     [turn] = [entry for entry in logs if entry["message"] == "turn"]
-    key = ConversationKey.slack(team="T0001", channel="D0001", user="U0001")
+    key = stored(ConversationKey.slack(team="T0001", channel="D0001", user="U0001"))
     assert turn["level"] == "INFO" and turn["service"] == "chat-sessions"
     assert turn["function_request_id"] == "req-1" and turn["cold_start"] is True
     assert turn["platform"] == "slack" and turn["outcome"] == "applied"

@@ -14,6 +14,7 @@ from sessions import ConversationKey, Sessions, TurnError
 from sessions.dynamodb import DynamoDBStore
 from sessions.sqlite import SQLiteStore
 from sessions.store import Store
+from tests.keys import stored
 
 ADA = ConversationKey.slack(team="T0001", channel="D0001", user="U0001")
 ADA_2 = ConversationKey.slack(team="T0001", channel="C0002", user="U0001")
@@ -153,7 +154,7 @@ def test_dead_letters_are_listed_and_replayed(
 
         assert admin.main([*flags, "retry", NEW.pk, sk]) == 0
         assert f"replayed {sk}" in capsys.readouterr().out
-        conversation = Sessions(store).get(NEW)
+        conversation = Sessions(store).get(stored(NEW))
         assert conversation is not None
         assert [i["text"] for i in conversation.state["items"]][-1] == "poison"
         assert fake.sends()[-1].body["message"]["text"].startswith("Added “poison”")

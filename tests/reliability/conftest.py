@@ -34,6 +34,7 @@ class SpyBot:
 
     commands = TodoBot.commands
     actions = TodoBot.actions
+    namespace = TodoBot.namespace  # the todo bot's items: tests read them as the todo bot's
     inner: TodoBot = field(default_factory=TodoBot)
     turns: list[Message] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
