@@ -17,9 +17,11 @@ Platform = Literal["slack", "messenger", ""]
 #: reply or a postback (``action``/``value``); ``submission``: a Slack modal submitted
 #: (``action`` is the modal's id, ``form`` its values); ``effect``: the result of an effect
 #: the bot asked for, coming back as a follow-up turn (``action`` is the effect's name,
-#: ``result`` or ``error`` what happened).
-Kind = Literal["text", "command", "action", "submission", "effect"]
-KINDS: tuple[str, ...] = ("text", "command", "action", "submission", "effect")
+#: ``result`` or ``error`` what happened); ``user_deleted``: only for a bot with a Slack
+#: channel's state (``scope = "channel"``): ``user`` was deleted and wrote to this channel,
+#: remove what the state keeps of them (the turn's replies and effects are dropped).
+Kind = Literal["text", "command", "action", "submission", "effect", "user_deleted"]
+KINDS: tuple[str, ...] = ("text", "command", "action", "submission", "effect", "user_deleted")
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,9 @@ Each vote is applied exactly once however many people vote in the same second an
 often Slack redelivers: the session layer commits each event once and re-runs a turn that
 lost a race on the shared item (``make bench`` measures 10, 20 and 50 voters at once).
 
-A poll keeps who voted what (so a vote can change): that is the voters' data in the
-channel's state, which a user delete does not reach (see the README's "Scopes").
+A poll keeps who voted what (so a vote can change): the voters' data, in the channel's
+state. When a user is deleted, the bot gets ``Message(kind="user_deleted")`` on every channel
+they voted in and drops their votes; the polls they opened stay, without an author.
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ class PollBot(Bot[State]):
         return {"polls": {}, "next": 1}
 
     def turn(self, state: State, message: Message) -> Outcome[State]:
+        if message.kind == "user_deleted":
+            return self.forget(state, message.user)
         if message.kind == "action" and message.action == VOTE:
             return self.vote(state, message)
         if message.kind == "action" and message.action == CLOSE:
@@ -143,6 +146,15 @@ class PollBot(Bot[State]):
         closed: Poll = {**poll, "closed": True}
         new = {**state, "polls": {**state["polls"], poll_id: closed}}
         return Outcome(new, [_replacing(tally(poll_id, closed))])  # type: ignore[arg-type]
+
+    def forget(self, state: State, user: str) -> Outcome[State]:
+        """A deleted user's votes go; the polls they opened stay, without their author."""
+        polls: dict[str, Poll] = {}
+        for poll_id, poll in state["polls"].items():
+            votes = {u: c for u, c in poll["votes"].items() if u != user}
+            author = "" if poll["author"] == user else poll["author"]
+            polls[poll_id] = {**poll, "votes": votes, "author": author}
+        return Outcome({**state, "polls": polls})
 
 
 def _replacing(reply: Reply) -> Reply:

@@ -32,6 +32,7 @@ from bot.base import Effect
 from bot.messages import Message
 from bot.replies import AnyReply, reply_from_dict
 from bot.spec import MAX_FOLLOW_UPS, BotSpec, run_effect
+from handlers import membership
 from handlers.deferral import Deferrer
 from handlers.delivery import BadJob, Delivery, EffectJob, Job, deliveries, dump, load
 from sessions import (
@@ -112,17 +113,43 @@ def _is_effect(item: Any) -> bool:
 
 def bot_turn(spec: BotSpec) -> Turn:
     """The bot's turn as the session core runs it: the stored state migrated to the bot's
-    schema (``None``: a new conversation, the bot's initial state), the outcome checked,
-    replies and effects apart as JSON-compatible dicts (they may be stored: sent-mark mode's
-    outbox). No recorded response: no platform asks for one again (Slack never redelivers a
-    slash command or an interaction, and the Events API and Meta want only a 200), so a
-    duplicate is answered 200 and sends nothing, at one read."""
+    schema (``None``: a new conversation, the bot's initial state; a tuple, one per scope, for
+    a bot of several), the outcome checked, replies and effects apart as JSON-compatible dicts
+    (they may be stored: sent-mark mode's outbox). No recorded response: no platform asks for
+    one again (Slack never redelivers a slash command or an interaction, and the Events API
+    and Meta want only a 200), so a duplicate is answered 200 and sends nothing, at one read.
+
+    A Slack channel's state also keeps the users it forgot (``handlers.membership``): a late
+    event of one of them is consumed with no change and no reply, and a forget turn's replies
+    and effects are dropped."""
 
     def turn(stored: Any, message: Message) -> tuple[Any, list[Any], None, list[Any]]:
-        outcome = spec.outcome(spec.load_state(stored), message)
+        count = len(spec.scopes)
+        values = list(stored) if spec.multi and stored is not None else [stored]
+        if spec.multi and stored is None:
+            values = [None] * count
+        shared = [
+            i for i, s in enumerate(spec.scopes) if s == "channel" and message.platform == "slack"
+        ]
+        forgotten: dict[str, int] = {}
+        for i in shared:
+            values[i], forgotten = membership.split(values[i])
+        if shared and membership.ignored(forgotten, message):
+            return stored, [], None, []  # the event is consumed; its user was deleted since
+        loaded = values if spec.multi else values[0]
+        outcome = spec.outcome(spec.load_state(loaded), message)
+        dumped = spec.dump_state(outcome.state)
+        if shared:
+            forgotten = membership.remember(forgotten, message, membership.FORGET_FOR_MS)
+            out = list(dumped) if spec.multi else [dumped]
+            for i in shared:
+                out[i] = membership.join(out[i], forgotten)
+            dumped = tuple(out) if spec.multi else out[0]
+        if message.kind == membership.USER_DELETED:
+            return dumped, [], None, []
         replies = [r.to_dict() for r in outcome.replies]
         effects = [e.to_dict() for e in outcome.effects]
-        return spec.dump_state(outcome.state), replies, None, effects
+        return dumped, replies, None, effects
 
     return turn
 
@@ -155,6 +182,7 @@ class Pipeline:
         self.spec = spec
         self.platform = platform
         self._deferrer = deferrer
+        self.membership = membership.Membership(sessions, spec)
 
     # -- a delivery ----------------------------------------------------------------------------
 
@@ -180,6 +208,9 @@ class Pipeline:
             self.platform.deliver(delivery, replies_of(items), answer, deadline)
 
         key, scopes = self.keys(delivery)
+        for item in (key, *scopes):
+            if item.shared:  # the user's mark first: a user delete finds the channel by it
+                self.membership.mark(item, delivery.event_time)
         try:
             result = self.sessions.run(
                 key,

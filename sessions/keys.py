@@ -212,7 +212,7 @@ class ConversationKey:
             )
         # surrogatepass: an id is whatever JSON carried, a lone surrogate included.
         digest = hashlib.sha256(idempotency_key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-        return f"{self.channel}{EVENT_MARK}{digest}"
+        return f"{self.sk}{EVENT_MARK}{digest}"
 
 
 def conversation_from_item(pk: str, sk: str, enterprise: str | None = None) -> ConversationKey:

@@ -687,11 +687,18 @@ class Sessions(Views):
                 extra={"conversation": conversation_hash(key.pk, key.sk)},
             )
 
-    def claim(self, key: ConversationKey, token: str, *, event_time: float | None) -> bool:
+    def claim(
+        self,
+        key: ConversationKey,
+        token: str,
+        *,
+        event_time: float | None,
+        ttl: int | None = None,
+    ) -> bool:
         """Whether this caller is the first to claim ``token`` in the conversation (within
-        ``event_ttl``): an "at most once" gate for work outside the store, such as a bot's
-        effect. One conditional write (a second one, after a read, if the user was deleted
-        recently). ``False`` too when the user was deleted after ``event_time``.
+        ``ttl``, default ``event_ttl``): an "at most once" gate for work outside the store,
+        such as a bot's effect. One conditional write (a second one, after a read, if the user
+        was deleted recently). ``False`` too when the user was deleted after ``event_time``.
 
         Raises:
             StoreError: the store failed; whether the token is claimed is unknown, so the
@@ -699,7 +706,9 @@ class Sessions(Views):
         """
         event_sk = key.event_sk(token)
         now = int(self.clock())
-        record = EventRecord(version=0, committed_at=now, expires_at=now + self.event_ttl)
+        record = EventRecord(
+            version=0, committed_at=now, expires_at=now + (self.event_ttl if ttl is None else ttl)
+        )
         stone: Tombstone | None = None
         for _ in range(self.max_attempts):
             try:

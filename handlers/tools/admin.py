@@ -182,9 +182,24 @@ def _run(args: Any, sessions: Sessions, user: UserKey, stdin: TextIO) -> int:
     if settle > 0:
         print(f"deleting; then, in {settle:g} s, again what turns in flight wrote meanwhile")
         sys.stdout.flush()
+    forgotten, failed = _forget(sessions, user)
+    if forgotten or failed:
+        print(f"the bot forgot the user on {forgotten} channel(s); {failed} failed (dead letters)")
     deleted = sessions.delete_user(user, settle=settle)
     print(f"deleted {deleted} items for {user.pk} (a tombstone blocks late redeliveries)")
     return 0
+
+
+def _forget(sessions: Sessions, user: UserKey) -> tuple[int, int]:
+    """The configured bot's forget turn on each Slack channel whose shared state the user
+    wrote to, before the user's own items go (``handlers.membership``)."""
+    from bot import DEFAULT_BOT
+    from handlers.entry import load_bot, spec_of
+    from handlers.membership import Membership
+    from handlers.pipeline import bot_turn
+
+    spec = spec_of(load_bot(os.environ.get("BOT") or DEFAULT_BOT))
+    return Membership(sessions, spec).forget(user, turn=bot_turn(spec))
 
 
 def _retry(sessions: Sessions, user: UserKey, event_sk: str) -> int:

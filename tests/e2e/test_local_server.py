@@ -19,6 +19,7 @@ from handlers.tools.local import read_config
 from sessions import ConversationKey, Sessions
 from sessions.sqlite import SQLiteStore
 from tests.dynamodb_local import free_port
+from tests.keys import stored
 
 
 def _env() -> dict[str, str]:
@@ -102,7 +103,7 @@ def test_conversations_on_both_platforms_survive_a_restart(server: Server) -> No
     assert "1. water plants" in listing and "[Done 1]" in listing
 
     store = SQLiteStore(server.workdir / ".data" / "sessions.sqlite3")
-    key = ConversationKey.slack(team="T0LOCAL", channel="D0LOCAL", user="U0LOCAL")
+    key = stored(ConversationKey.slack(team="T0LOCAL", channel="D0LOCAL", user="U0LOCAL"))
     conversation = Sessions(store).get(key)
     assert conversation is not None and conversation.state["items"][0]["text"] == "buy milk"
     store.close()

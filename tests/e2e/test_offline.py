@@ -23,6 +23,7 @@ from sessions.dynamodb import DynamoDBStore
 from tests import messenger_requests as mr
 from tests.dynamodb_local import free_port
 from tests.fakes import FakeSlack, fake_slack
+from tests.keys import stored
 from tests.slack_requests import SECRET, dm_body, sign
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,9 +148,9 @@ def test_the_deployed_functions_run_under_serverless_offline(
     assert unsigned.status_code == 401
 
     sessions = Sessions(DynamoDBStore(local_table, client=local_client))
-    slack = sessions.get(ConversationKey.slack(team="T0001", channel="D0001", user="U0001"))
+    slack = sessions.get(stored(ConversationKey.slack(team="T0001", channel="D0001", user="U0001")))
     assert slack is not None and slack.state["items"][0]["text"] == "buy milk"
-    fb = sessions.get(ConversationKey.messenger(page=mr.PAGE, psid="5550001"))
+    fb = sessions.get(stored(ConversationKey.messenger(page=mr.PAGE, psid="5550001")))
     assert fb is not None and fb.state["items"][0]["text"] == "water plants"
 
     # Telemetry is on, as in Lambda: one JSON turn line per delivery on the function's output.
