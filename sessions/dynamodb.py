@@ -267,10 +267,14 @@ class DynamoDBStore(ConditionalWrites):
                     event = record
                     conversation = replace(conversation, sibling=True)
                     break
-            if event is None and where.page:
+            if where.page:
+                # Even past an own record: one that expired (a delivery after the event TTL
+                # was applied again) must not hide the later commit's record in a page.
                 page = self._page(key, conversation.chain, key_ms)
-                if page is not None:
-                    event = layout.page_record(page, d, conversation.generation)
+                paged = layout.page_record(page, d, conversation.generation) if page else None
+                if paged is not None and (event is None or paged.expires_at > event.expires_at):
+                    event = paged
+                    conversation = replace(conversation, sibling=False)
         stone = layout.parse(found[TOMBSTONE_SK]) if TOMBSTONE_SK in found else None
         return Snapshot(
             state=conversation.state,

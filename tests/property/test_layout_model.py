@@ -20,6 +20,7 @@ taken for one.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import hashlib
 import os
 import random
@@ -115,13 +116,18 @@ class LayoutMachine(RuleBasedStateMachine):
                     found = layout.parse(self.table.items[sk]) if sk in self.table.items else None
                     if isinstance(found, EventRecord):
                         record = found
+                        conversation = dataclasses.replace(conversation, sibling=True)
                         event("found in an item of its own")
                         break
-            if record is None and where.page:
+            if where.page:  # the store reads the page past an own record too (a stale one)
                 page = self.table.first_in(*layout.page_range(KEY.sk, conversation.chain, key))
-                if page is not None:
-                    record = layout.page_record(page, d, conversation.generation)
-                    event("found in a page" if record else "not in the page")
+                paged = layout.page_record(page, d, conversation.generation) if page else None
+                if paged is not None and (record is None or paged.expires_at > record.expires_at):
+                    record = paged
+                    conversation = dataclasses.replace(conversation, sibling=False)
+                    event("found in a page")
+                elif record is None:
+                    event("not in the page")
         return conversation, record
 
     def deliver(self, name: str, response: int) -> None:

@@ -227,3 +227,32 @@ def _items(moto: Counted, pk: str) -> list[tuple[str, Any]]:
         ExpressionAttributeValues={":pk": {"S": pk}},
     )
     return [(item["sk"]["S"], item) for item in out["Items"]]
+
+
+def test_an_expired_own_record_does_not_hide_a_later_paged_one(moto: Counted) -> None:
+    """An event whose record went to an item of its own (a large recorded response) comes
+    again after its record expired (applied again, as any event past the event TTL), this
+    time recorded inline, while the expired item waits for DynamoDB's TTL sweep. A later own
+    record's mark then covers the event's time, and its inline record moves to a page: a
+    further delivery must find it there, not stop at the expired item and apply it again."""
+    clock = Clock()
+    sessions = Sessions(DynamoDBStore("sessions", client=moto), clock=clock, event_ttl=3600)  # type: ignore[arg-type]
+    big = "r" * 600  # more than a record keeps inline: an item of its own
+
+    def answer(state: dict[str, Any], event: Any) -> tuple[dict[str, Any], list[str], str]:
+        return count(state, event)[0], [], big
+
+    sessions.run(KEY, "e0", answer, "e0", event_time=START)
+    clock.now += 3601  # e0's record expired; the next write drops its mark
+    sessions.run(KEY, "e1", count, "e1", event_time=clock.now)
+    assert not sessions.run(KEY, "e0", count, "e0 again", event_time=START).duplicate
+    sessions.run(KEY, "e2", answer, "e2", event_time=clock.now)  # a mark covering e0's time
+    for i in range(60):  # a busy stretch: the item fills and its records move to a page
+        clock.now += 0.001
+        sessions.run(KEY, f"b{i}", count, f"b{i}", event_time=clock.now)
+    items = moto.client.scan(TableName="sessions")["Items"]
+    assert any(item.get("kind", {}).get("S") == "page" for item in items)  # it was paged
+    third = sessions.run(KEY, "e0", count, "e0 third", event_time=START)
+    assert third.duplicate
+    conversation = sessions.get(KEY)
+    assert conversation is not None and "e0 third" not in conversation.state["seen"]
