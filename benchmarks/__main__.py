@@ -20,6 +20,7 @@ for _name, _value in {
 from benchmarks import (  # noqa: E402
     ack_latency,
     cold_start,
+    hot_item,
     operability,
     pipeline,
     readme,
@@ -77,6 +78,11 @@ def main() -> int:
         _section(
             "Throughput through the session core (distinct conversations, then one shared)",
             throughput.table(results["throughput"]),
+        )
+        results["hot_item"] = hot_item.run(server.endpoint)
+        _section(
+            "Many writers on one item (a poll voted on at once), and a turn over two scopes",
+            hot_item.table(results["hot_item"]),
         )
         results["operability"] = operability.run(client)
         _section(

@@ -14,6 +14,7 @@ from typing import Any
 from benchmarks import (
     ack_latency,
     cold_start,
+    hot_item,
     operability,
     pipeline,
     requests_per_turn,
@@ -29,6 +30,7 @@ TABLES: dict[str, tuple[str, Callable[[Any], list[str]]]] = {
     "latency": ("requests_per_turn", requests_per_turn.latency_table),
     "pipeline": ("pipeline", pipeline.table),
     "throughput": ("throughput", throughput.table),
+    "hot-item": ("hot_item", hot_item.table),
     "cold-start": ("cold_start", cold_start.table),
     "operability": ("operability", operability.table),
     "ack-latency": ("ack_latency", ack_latency.table),

@@ -24,6 +24,8 @@ class Call:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    #: ``time.monotonic()`` when it arrived
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass

@@ -77,7 +77,9 @@ class ChatClient:
     def _outbox(self, after: int) -> list[dict[str, Any]]:
         try:
             answer = self.http.get(
-                f"{self.outbox_url}/_fake/outbox", params={"after": after}, timeout=5
+                f"{self.outbox_url}/_fake/outbox",
+                params={"after": str(after), "user": self.user, "channel": self.channel},
+                timeout=5,
             )
         except requests.ConnectionError as exc:
             raise ChatError(f"no server at {self.outbox_url}: start it with `make run`") from exc
@@ -85,6 +87,14 @@ class ChatClient:
             return []
         messages: list[dict[str, Any]] = answer.json()["messages"]
         return messages
+
+    def _response_url(self) -> str:
+        """A response URL of the local fake that names who it answers (so that the outbox
+        keeps each reply with its recipient)."""
+        return f"{self.url}/_fake/slack/response/{self.channel}/{self.user}/{uuid.uuid4().hex[:8]}"
+
+    def _trigger_id(self) -> str:
+        return f"{int(time.time())}.{self.user}.{uuid.uuid4().hex[:12]}"
 
     def _secret(self, name: str) -> str:
         value = self.secrets.get(name)
@@ -162,7 +172,7 @@ class ChatClient:
                 container={"type": "message", "channel_id": self.channel,
                            "message_ts": f"{time.time():.6f}"},
                 channel={"id": self.channel},
-                response_url=f"{self.url}/_fake/slack/response/{uuid.uuid4().hex[:8]}",
+                response_url=self._response_url(),
             )  # fmt: skip
             return self._interact(payload)
         if button.get("type") == "postback":
@@ -239,7 +249,7 @@ class ChatClient:
             "team": {"id": self.team, "domain": "local"},
             "user": {"id": self.user, "team_id": self.team},
             "api_app_id": "A0LOCAL",
-            "trigger_id": f"{int(time.time())}.{uuid.uuid4().hex[:12]}",
+            "trigger_id": self._trigger_id(),
             **fields,
         }
 
@@ -291,8 +301,8 @@ class ChatClient:
             "channel_id": self.channel,
             "user_id": self.user,
             "user_name": "you",
-            "trigger_id": f"{int(time.time())}.{uuid.uuid4().hex[:12]}",
-            "response_url": f"{self.url}/_fake/slack/response/{uuid.uuid4().hex[:8]}",
+            "trigger_id": self._trigger_id(),
+            "response_url": self._response_url(),
         }
         body = urlencode(fields).encode()
         answer = self._post(

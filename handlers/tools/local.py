@@ -100,9 +100,21 @@ class Outbox:
             item["seq"] = len(self.items) + 1
             self.items.append(item)
 
-    def after(self, seq: int) -> list[dict[str, Any]]:
+    def after(
+        self, seq: int, *, user: str | None = None, channel: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Items after ``seq``; with ``user`` (and ``channel``), only what that user would
+        see: what was sent to them, and what was posted for everyone in their channel."""
         with self.lock:
-            return self.items[seq:]
+            items = self.items[seq:]
+        if user is None:
+            return items
+        return [
+            item
+            for item in items
+            if item.get("user") in (None, user)
+            and (channel is None or item.get("channel") in (None, channel))
+        ]
 
 
 class FakeApis:
@@ -117,8 +129,12 @@ class FakeApis:
         self, method: str, target: str, path: str, headers: Mapping[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
         if path == "/_fake/outbox" and method == "GET":
-            after = int((parse_qs(urlsplit(target).query).get("after") or ["0"])[0] or 0)
-            return _json(200, {"messages": self.outbox.after(after)})
+            query = parse_qs(urlsplit(target).query)
+            after = int((query.get("after") or ["0"])[0] or 0)
+            user: str | None = (query.get("user") or [""])[0] or None
+            channel: str | None = (query.get("channel") or [""])[0] or None
+            messages = self.outbox.after(after, user=user, channel=channel)
+            return _json(200, {"messages": messages})
         if method != "POST":
             return 405, {}, b""
         ctype = headers.get("content-type", headers.get("Content-Type", ""))
@@ -130,25 +146,42 @@ class FakeApis:
         if path == "/_fake/slack/api/views.open":
             view = data.get("view")
             view = json.loads(view) if isinstance(view, str) else view
-            self.outbox.add({"platform": "slack", "to": None, "text": None, "buttons": [],
-                             "modal": view})  # fmt: skip
+            # make chat's trigger ids name the user who pressed (``<time>.<user>.<hex>``).
+            parts = str(data.get("trigger_id") or "").split(".")
+            opener = parts[1] if len(parts) == 3 else None
+            shown: dict[str, Any] = {"text": None, "buttons": [], "modal": view}
+            self.outbox.add({"platform": "slack", "to": opener, "channel": None,
+                             "user": opener, **shown})  # fmt: skip
             return _json(200, {"ok": True, "view": {"id": "V0LOCAL"}})
         if path.startswith("/_fake/slack/api/"):
-            self._record("slack", data.get("channel"), data.get("text"), slack_buttons(data))
-            return _json(200, {"ok": True, "channel": data.get("channel"), "ts": "1.0"})
+            # chat.postEphemeral names its user; chat.postMessage is for the whole channel.
+            posted_to = data.get("channel")
+            self._record(
+                "slack", posted_to, data.get("user"), data.get("text"), slack_buttons(data)
+            )
+            return _json(200, {"ok": True, "channel": posted_to, "ts": "1.0"})
         if path.startswith("/_fake/slack/response/"):
-            self._record("slack", path.rsplit("/", 1)[-1], data.get("text"), slack_buttons(data))
+            # make chat's response URLs name the channel and the user: ``<channel>/<user>/<id>``.
+            parts = path[len("/_fake/slack/response/") :].split("/")
+            where, who = (parts[0], parts[1]) if len(parts) == 3 else (None, None)
+            if data.get("response_type") == "in_channel" or data.get("replace_original"):
+                who = None  # everyone in the channel sees it
+            self._record("slack", where, who, data.get("text"), slack_buttons(data))
             return 200, {"content-type": "text/plain"}, b"ok"
         if path.startswith("/_fake/graph/"):
             message = data.get("message") or {}
             psid = (data.get("recipient") or {}).get("id")
             text, buttons = messenger_shown(message)
-            self._record("messenger", psid, text, buttons)
+            self._record("messenger", None, psid, text, buttons)
             return _json(200, {"recipient_id": psid, "message_id": "m_local"})
         return 404, {}, b""
 
-    def _record(self, platform: str, to: Any, text: Any, buttons: list[Any]) -> None:
-        self.outbox.add({"platform": platform, "to": to, "text": text, "buttons": buttons})
+    def _record(
+        self, platform: str, channel: Any, user: Any, text: Any, buttons: list[Any]
+    ) -> None:
+        """Keep one message with its recipient: ``user`` (``None``: everyone in ``channel``)."""
+        self.outbox.add({"platform": platform, "to": user or channel, "channel": channel,
+                         "user": user, "text": text, "buttons": buttons})  # fmt: skip
 
 
 def to_lambda_event(

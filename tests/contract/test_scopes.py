@@ -19,9 +19,7 @@ SCOPED = {
     "conversation": BASE.scoped("conversation", "bot"),
     "channel": BASE.scoped("channel", "bot"),
     "user": BASE.scoped("user", "bot"),
-    "messenger-channel": ConversationKey.messenger(page="100", psid="200").scoped(
-        "channel", "bot"
-    ),
+    "messenger-channel": ConversationKey.messenger(page="100", psid="200").scoped("channel", "bot"),
     "messenger-user": ConversationKey.messenger(page="100", psid="200").scoped("user", "bot"),
     "no-namespace": BASE,
 }

@@ -143,7 +143,9 @@ def test_a_turn_over_two_scopes_commits_both_once(world: World) -> None:
         press = block_action("", channel=CHANNEL, user=user, action_id="standup:answer",
                              response_url=world.fake.response_url(user))  # fmt: skip
         ok(slack.handle(press))
-        views.append((user, [c for c in world.fake.calls if c.path == "/api/views.open"][-1].body["view"]))
+        views.append(
+            (user, [c for c in world.fake.calls if c.path == "/api/views.open"][-1].body["view"])
+        )
     for user, view in views:
         submitted = view_submission(view, {"yesterday": f"{user} y", "today": f"{user} t"},
                                     user=user)  # fmt: skip

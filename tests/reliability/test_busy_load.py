@@ -24,6 +24,7 @@ from sessions.dynamodb import DynamoDBStore
 from tests import messenger_requests as mr
 from tests import slack_requests as sr
 from tests.fakes import FakeSlack
+from tests.keys import stored
 from tests.reliability.conftest import SpyBot, consistency, edges
 
 pytestmark = pytest.mark.dynamodb_local
@@ -97,10 +98,10 @@ def test_busy_conversations_under_concurrent_redeliveries(
 
     # Applied exactly once, nothing half written.
     for key, texts in expected.items():
-        conversation = sessions.get(key)
+        conversation = sessions.get(stored(key))
         assert conversation is not None, key
         assert sorted(i["text"] for i in conversation.state["items"]) == sorted(texts), key
-        assert consistency(ddb_store, key) == (EVENTS, EVENTS), key
+        assert consistency(ddb_store, stored(key)) == (EVENTS, EVENTS), key
 
     # Answered exactly once: one "Added" reply per event.
     sent: Counter[str] = Counter()

@@ -20,6 +20,7 @@ from sessions.dynamodb import DynamoDBStore
 from tests import messenger_requests as mr
 from tests import slack_requests as sr
 from tests.fakes import FakeSlack
+from tests.keys import stored
 from tests.reliability.conftest import SpyBot, consistency, edges
 
 pytestmark = pytest.mark.dynamodb_local
@@ -93,11 +94,11 @@ def test_every_event_applied_once_and_answered_once(
     # Applied exactly once: every conversation holds exactly its events' items, once each,
     # and its version equals its number of event records (no half-written turn).
     for key, texts in expected.items():
-        conversation = sessions.get(key)
+        conversation = sessions.get(stored(key))
         assert conversation is not None, key
         items = [i["text"] for i in conversation.state["items"]]
         assert sorted(items) == sorted(texts), key
-        assert consistency(ddb_store, key) == (len(texts), len(texts))
+        assert consistency(ddb_store, stored(key)) == (len(texts), len(texts))
 
     # Answered exactly once: one "Added" reply per event, on the right platform and user.
     sent: Counter[str] = Counter()

@@ -23,6 +23,7 @@ from sessions.dynamodb import DynamoDBStore, make_client
 from tests import messenger_requests as mr
 from tests import slack_requests as sr
 from tests.fakes import FakeSlack
+from tests.keys import stored
 from tests.reliability.conftest import SpyBot, consistency, edges
 
 pytestmark = pytest.mark.dynamodb_local
@@ -96,7 +97,7 @@ def messenger_turn(
 
 
 def items(sessions: Sessions, key: ConversationKey) -> list[str]:
-    conversation = sessions.get(key)
+    conversation = sessions.get(stored(key))
     return [] if conversation is None else [i["text"] for i in conversation.state["items"]]
 
 
@@ -133,12 +134,12 @@ def test_a_long_outage_answers_5xx_and_writes_nothing(
     messenger, raw, key, sessions = messenger_turn(fake, store, psid)
     injector.fail(operation, error, error, error)  # every attempt botocore makes
     assert messenger.handle(mr.post(raw))["statusCode"] == 500
-    assert consistency(store, key) == (0, 0)
+    assert consistency(store, stored(key)) == (0, 0)
     assert replies_to(fake, psid) == 0
     # Meta redelivers; DynamoDB is back.
     assert messenger.handle(mr.post(raw))["statusCode"] == 200
     assert items(sessions, key) == ["tea"]
-    assert consistency(store, key) == (1, 1)
+    assert consistency(store, stored(key)) == (1, 1)
     assert replies_to(fake, psid) == 1
 
 
@@ -152,7 +153,7 @@ def test_slack_events_api_answers_5xx_through_an_outage(
     injector.fail("TransactWriteItems", THROTTLED, THROTTLED, THROTTLED)
     assert slack.handle(sr.json_event(body))["statusCode"] >= 500
     key = ConversationKey.slack(team="T0001", channel="D9990003", user="U9990003")
-    assert consistency(store, key) == (0, 0)
+    assert consistency(store, stored(key)) == (0, 0)
     assert slack.handle(sr.json_event(body, retry=1))["statusCode"] == 200
     assert items(sessions, key) == ["jam"]
     assert [c.body["text"] for c in fake.posts()] == ["Added “jam”. You have 1 item."]
@@ -173,7 +174,7 @@ def test_a_commit_applied_but_answered_500_is_retried_safely_by_botocore(
     assert messenger.handle(mr.post(raw))["statusCode"] == 200
     assert injector.sent["TransactWriteItems"] == 2
     assert items(sessions, key) == ["tea"]
-    assert consistency(store, key) == (1, 1)
+    assert consistency(store, stored(key)) == (1, 1)
     assert replies_to(fake, psid) == 1
 
 
@@ -190,10 +191,10 @@ def test_an_applied_commit_whose_every_answer_is_lost(
     injector.fail("TransactWriteItems", SERVER_ERROR, applied=True)
     injector.fail("TransactWriteItems", SERVER_ERROR, SERVER_ERROR)
     assert messenger.handle(mr.post(raw))["statusCode"] == 500
-    assert consistency(store, key) == (1, 1)
+    assert consistency(store, stored(key)) == (1, 1)
     assert messenger.handle(mr.post(raw))["statusCode"] == 200
     assert items(sessions, key) == ["tea"]
-    assert consistency(store, key) == (1, 1)
+    assert consistency(store, stored(key)) == (1, 1)
     assert replies_to(fake, psid) == (1 if sent_mark else 0)
 
 
@@ -213,7 +214,7 @@ def test_a_put_applied_but_answered_500_is_known_as_ours_on_the_retry(
     assert messenger.handle(mr.post(second))["statusCode"] == 200
     assert injector.sent["PutItem"] == 2
     assert items(sessions, key) == ["tea", "jam"]
-    assert consistency(store, key) == (2, 2)
+    assert consistency(store, stored(key)) == (2, 2)
     assert replies_to(fake, psid) == 2
     assert messenger.handle(mr.post(second))["statusCode"] == 200  # Meta redelivers anyway
     assert items(sessions, key) == ["tea", "jam"] and replies_to(fake, psid) == 2

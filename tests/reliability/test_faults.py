@@ -25,6 +25,7 @@ from sessions.dynamodb import DynamoDBStore
 from sessions.store import EventRecord, Snapshot, StoredState
 from tests import messenger_requests as mr
 from tests.fakes import FakeSlack
+from tests.keys import stored
 from tests.reliability.conftest import Crash, SpyBot, consistency, edges, settings_for
 
 pytestmark = pytest.mark.dynamodb_local
@@ -136,7 +137,7 @@ def run_case(
             status = messenger.handle(mr.post(raw))["statusCode"]
         except Crash:
             crashed = True  # Meta saw no answer: it redelivers the same request
-    conversation = sessions.get(key)
+    conversation = sessions.get(stored(key))
     items = [] if conversation is None else [i["text"] for i in conversation.state["items"]]
     sent = [c for c in fake.sends() if c.body["recipient"]["id"] == psid]
     return {
@@ -144,7 +145,7 @@ def run_case(
         "deliveries": deliveries,
         "items": items,
         "replies_sent": len(sent),
-        "consistent": consistency(ddb_store, key),
+        "consistent": consistency(ddb_store, stored(key)),
     }
 
 
@@ -201,7 +202,7 @@ def test_a_failing_send_is_not_retried_in_the_default_mode(
     assert messenger.handle(mr.post(raw))["statusCode"] == 200
     assert fake.sends() == []
     key = ConversationKey.messenger(page=mr.PAGE, psid="8889999")
-    state = sessions.get(key)
+    state = sessions.get(stored(key))
     assert state is not None and [i["text"] for i in state.state["items"]] == ["bread"]
 
 

@@ -25,6 +25,7 @@ from sessions.dynamodb import DynamoDBStore, make_client
 from tests import messenger_requests as mr
 from tests import slack_requests as sr
 from tests.fakes import FakeSlack, StoreWrapper
+from tests.keys import stored
 from tests.reliability.conftest import SpyBot, edges
 
 pytestmark = pytest.mark.dynamodb_local
@@ -44,7 +45,7 @@ class PoisonBot(SpyBot):
 
 
 def items(sessions: Sessions, key: ConversationKey) -> list[str]:
-    conversation = sessions.get(key)
+    conversation = sessions.get(stored(key))
     return [] if conversation is None else [i["text"] for i in conversation.state["items"]]
 
 
@@ -231,7 +232,7 @@ def test_one_unreadable_message_does_not_stop_its_batch(
         key = ConversationKey.messenger(page=mr.PAGE, psid=f"555000{n}")
         assert items(sessions, key) == [f"fine {n}"]
     for psid in ("5550007", "5550008"):
-        assert sessions.get(ConversationKey.messenger(page=mr.PAGE, psid=psid)) is None
+        assert sessions.get(stored(ConversationKey.messenger(page=mr.PAGE, psid=psid))) is None
 
 
 # -- botocore failures that are not ClientError ---------------------------------------------------

@@ -13,6 +13,7 @@ from sessions.dynamodb import DynamoDBStore
 from tests import messenger_requests as mr
 from tests import slack_requests as sr
 from tests.fakes import FakeSlack
+from tests.keys import stored
 from tests.reliability.conftest import SpyBot, edges
 
 pytestmark = pytest.mark.dynamodb_local
@@ -21,7 +22,7 @@ DM_KEY = ConversationKey.slack(team="T0001", channel="D0001", user="U0001")
 
 
 def _items(sessions: Sessions, key: ConversationKey) -> list[str]:
-    conversation = sessions.get(key)
+    conversation = sessions.get(stored(key))
     return [] if conversation is None else [i["text"] for i in conversation.state["items"]]
 
 
