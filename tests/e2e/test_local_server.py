@@ -65,9 +65,9 @@ class Server:
         self.proc = None
         return code
 
-    def client(self, platform: str) -> ChatClient:
+    def client(self, platform: str, **who: str) -> ChatClient:
         secrets = read_config(self.workdir / ".data" / "local.env")
-        return ChatClient(self.url, platform=platform, secrets=secrets)
+        return ChatClient(self.url, platform=platform, secrets=secrets, **who)
 
 
 @pytest.fixture
@@ -206,3 +206,24 @@ def test_make_chat_fills_a_slack_modal_and_sees_the_follow_up(example_server: Se
     said = fb.press(2)  # a quick reply
     said += [] if len(said) > 1 else fb.more()
     assert said[-1] == "Filed T-2: “Disk full”. We'll be in touch."
+
+
+@pytest.mark.parametrize("example_server", ["examples.poll:bot"], indirect=True)
+def test_make_chat_as_two_users_of_one_channel(example_server: Server) -> None:
+    """``make chat --user --channel``: two people in one channel vote on one poll; each sees
+    what Slack would show them (the tally, posted for the channel) and only their own
+    confirmation."""
+    alice = example_server.client("slack-dm", user="U0ALICE", channel="C0LUNCH")
+    bob = example_server.client("slack-dm", user="U0BOB", channel="C0LUNCH")
+    poll = alice.send("/poll Lunch? pizza, sushi")
+    assert "Lunch?" in poll[0] and "#2 [sushi]" in poll[0]
+    bob.buttons = list(alice.buttons)  # the poll is in the channel: Bob sees it too
+    voted = bob.press(2)
+    assert any("sushi: 1 vote" in line for line in voted)
+    assert "You voted sushi." in voted
+    seen_by_alice = alice.more(1.0)
+    assert any("sushi: 1 vote" in line for line in seen_by_alice)  # the channel's tally
+    assert "You voted sushi." not in seen_by_alice  # Bob's alone
+    shared = alice.state()["scopes"]["channel"]
+    assert shared["state"]["polls"]["1"]["votes"] == {"U0BOB": 1}
+    assert shared["key"].endswith("poll:~channel")

@@ -1,7 +1,9 @@
 """Property, on AWS's DynamoDB Local: whatever the interleaving of deliveries, duplicates,
 concurrent turns, a user delete and crashes at any step, no state transition is applied twice
 or lost, nothing of a deleted user's survives a delete that completed, and no reply is sent
-twice.
+twice. Some events are turns over two scopes (a channel's state, outside the user's
+partition, and the user's own item in that channel, committed together): each is applied
+once to both or to neither.
 
 An explicit interleaving model: each delivery (and the delete) runs in its own thread, and
 every DynamoDB request it makes and every reply it sends is a scheduling point. Only one actor
@@ -144,7 +146,9 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     busy = draw(st.sampled_from([0, 0, 20, 36, 37, 59, 60]))
     again = draw(st.lists(st.integers(0, busy - 1), max_size=2)) if busy else []
     skew = draw(st.sampled_from([0.0, -180.25, 240.125]))
+    shared = draw(st.lists(st.integers(1, 2), max_size=3))  # two-scope events, their copies
     return {
+        "shared": shared,
         "before": list(zip(before, copies, strict=True)),
         "delete": delete,
         "after": after,
@@ -156,6 +160,14 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
 
 def append(state: dict[str, Any], event: str) -> tuple[dict[str, Any], list[str], None]:
     return {"applied": [*state.get("applied", []), event]}, [f"reply:{event}"], None
+
+
+def append_both(state: tuple[Any, Any], event: str) -> tuple[tuple[Any, Any], list[str], None]:
+    """A turn over two scopes: the event goes into the channel's state and the user's."""
+    channel, mine = state
+    channel = {"applied": [*(channel or {}).get("applied", []), event]}
+    mine = {"applied": [*(mine or {}).get("applied", []), event]}
+    return (channel, mine), [f"reply:{event}"], None
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
@@ -190,7 +202,12 @@ def test_every_interleaving_keeps_the_guarantees(
 
         def run() -> None:
             try:
-                sessions.run(key, event, append, event, event_time=when, sender=sender)
+                if event.startswith("shared"):
+                    channel, mine = key.scoped("channel", "ns"), key.scoped("conversation", "ns")
+                    sessions.run(channel, event, append_both, event, event_time=when,
+                                 sender=sender, initial=lambda: None, scopes=[mine])  # fmt: skip
+                else:
+                    sessions.run(key, event, append, event, event_time=when, sender=sender)
             except BusyError:
                 pending.append((event, run))  # a 5xx: the platform redelivers
 
@@ -247,6 +264,10 @@ def test_every_interleaving_keeps_the_guarantees(
         for _ in range(copies):  # duplicate deliveries, possibly concurrent
             deliver(key, f"before{i}", happened)
     deliver(bystander, "bystander", happened)
+    shared_key = ConversationKey.slack(team=team, channel="C1", user="U1")
+    for i, copies in enumerate(scenario["shared"]):
+        for _ in range(copies):
+            deliver(shared_key, f"shared{i}", happened)
     if scenario["delete"]:
         pending.append(("delete", delete))
 
@@ -295,6 +316,8 @@ def test_every_interleaving_keeps_the_guarantees(
     items = dict(DynamoDBStore(local_table, client=local_client).user_items(user))
     before_events = {f"before{i}" for i in range(len(scenario["before"]))}
     before_events |= {f"busy{i}" for i in range(scenario["busy"])}
+    shared_events = {f"shared{i}" for i in range(len(scenario["shared"]))}
+    before_events |= shared_events
     after_events = {f"after{i}" for i in range(len(scenario["after"]))}
     applied = [
         e for item in items.values() if isinstance(item, StoredState)
@@ -316,9 +339,22 @@ def test_every_interleaving_keeps_the_guarantees(
     other = Sessions(DynamoDBStore(local_table, client=local_client)).get(bystander)
     assert other is not None and other.state == {"applied": ["bystander"]}
 
+    # The channel's state (outside the user's partition, which the delete does not touch).
+    channel = Sessions(DynamoDBStore(local_table, client=local_client)).get(
+        shared_key.scoped("channel", "ns")
+    )
+    in_channel = channel.state["applied"] if channel else []
+    assert len(in_channel) == len(set(in_channel)), f"applied twice: {in_channel}"
+    if not scenario["delete"]:
+        assert set(in_channel) == shared_events, f"lost: {shared_events - set(in_channel)}"
+    else:
+        assert set(in_channel) <= shared_events
+    if scenario["shared"]:
+        event("two-scope events")
+
     assert all(count == 1 for count in sent.values()), f"a reply sent twice: {sent}"
     prefilled = {f"busy{i}" for i in range(scenario["busy"])}  # answered before the run
-    must_be_sent = (set(applied) | {"bystander"}) - lost_at_send - prefilled
+    must_be_sent = (set(applied) | set(in_channel) | {"bystander"}) - lost_at_send - prefilled
     assert {f"reply:{e}" for e in must_be_sent} <= set(sent), (sent, lost_at_send)
 
 
