@@ -132,7 +132,7 @@ def test_make_chat_state_asks_the_server_whatever_its_own_environment_says(
     slack.send("add milk")
     shown = slack.state()
     assert shown["version"] == 1 and [i["text"] for i in shown["state"]["items"]] == ["milk"]
-    assert shown["key"].endswith("/ D0LOCAL")
+    assert shown["key"].endswith("/ todo:D0LOCAL")  # the todo bot's namespace
     assert not (tmp_path / "elsewhere").exists()
 
 

@@ -75,3 +75,10 @@ def test_the_bolt_lambda_wiring_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: 
         assert [c.body["text"] for c in fake.posts()] == ["count is 1", "count is 2"]
         answer = app.handler(slash("", command="/count", channel="D0001"), CONTEXT)
         assert answer["body"] == "count is 3"
+
+
+def test_the_readme_shows_the_poll_example_as_it_is() -> None:
+    """The README's poll is ``examples/poll.py`` exactly, and its multi-user test runs."""
+    source = (README.parent / "examples" / "poll.py").read_text()
+    assert block("poll") == source
+    module("poll_test", block("poll-test"))
