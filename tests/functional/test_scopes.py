@@ -239,3 +239,24 @@ def test_a_bot_without_a_namespace_keeps_reading_the_items_written_before(world:
     assert "1. from before" in world.fake.posts()[-1].body["text"]
     ok(world.slack(TodoBot()).handle(json_event(dm_body("list"))))  # namespaced: fresh
     assert "1. from before" not in world.fake.posts()[-1].body["text"]
+
+
+def test_the_standup_on_messenger_asks_step_by_step(world: World) -> None:
+    """No forms on Messenger: the user's draft keeps where they are; their last answer closes
+    the round (a page and one user) and a slow effect's follow-up posts the summary."""
+    messenger = world.messenger(Standup())
+    for said in ("standup", "wrote tests", "ship scopes", "none"):
+        ok(messenger.handle(post(single(text(said, psid="5550001")))))
+    texts = [c.body["message"]["text"] for c in world.fake.sends()]
+    assert texts[:3] == [
+        "What did you do yesterday?",
+        "What will you do today?",
+        "Anything blocking you?",
+    ]
+    assert "Thanks, your answer is in." in texts
+    world.deferrer.drain(messenger.run_deferred)
+    summary = [c.body["message"]["text"] for c in world.fake.sends()][-1]
+    assert summary.startswith("*Standup #1*") and "ship scopes" in summary
+    key = ConversationKey.messenger(page="100200300", psid="5550001")
+    assert world.state(key, "conversation", "standup")["last"]["today"] == "ship scopes"
+    assert world.state(key, "channel", "standup")["round"] is None
