@@ -46,11 +46,6 @@ USER_DELETED: Final = "user_deleted"
 FORGET_FOR_MS = (86_400 + 3600) * 1000
 
 
-def shared(key: ConversationKey) -> bool:
-    """Whether ``key``'s item is outside the user's partition (a Slack channel's state)."""
-    return key.shared
-
-
 def mark_key(key: ConversationKey) -> ConversationKey:
     """Where the user's mark for ``key``'s channel lives: their own partition, in the bot's
     namespace (the conversation's item key; the mark is a record beside it)."""

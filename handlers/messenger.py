@@ -41,6 +41,7 @@ from handlers.entry import Entry, build_edge, spec_of
 from handlers.http import BadRequest, HttpRequest, from_lambda, response
 from handlers.messenger_send import MIN_SEND_TIMEOUT, SendAPI, SendError
 from handlers.pipeline import Answer, Deadline, Pipeline
+from handlers.serial import Serialiser, default_serialiser
 from handlers.settings import Settings
 from sessions import ConversationKey, SessionError, Sessions
 
@@ -69,6 +70,8 @@ class MessengerEdge:
         sessions: the session core over the configured store.
         bot: the pure bot.
         deferrer: where slow turns go (default: async self-invoke in Lambda, else threads).
+        serialiser: where a turn still busy at the webhook's deadline goes, behind the other
+            turns of its item (default: the SQS FIFO queue when configured, else threads).
         send_api: the Send API client (default: ``MESSENGER_API_URL`` with the page token).
         workers: senders handled in parallel within one batch (one sender's messages always
             run in timestamp order).
@@ -86,6 +89,7 @@ class MessengerEdge:
         sessions: Sessions,
         bot: Any,
         deferrer: Deferrer | None = None,
+        serialiser: Serialiser | None = None,
         send_api: SendAPI | None = None,
         workers: int = 4,
     ) -> None:
@@ -103,8 +107,13 @@ class MessengerEdge:
             settings.messenger_api_url, settings.messenger_page_token
         )
         self.deferrer = deferrer or default_deferrer(settings, self.run_deferred)
+        self.serialiser = serialiser or default_serialiser(settings, self.run_deferred)
         self.pipeline = Pipeline(
-            sessions=sessions, spec=self.spec, platform=self, deferrer=lambda: self.deferrer
+            sessions=sessions,
+            spec=self.spec,
+            platform=self,
+            deferrer=lambda: self.deferrer,
+            serialiser=lambda: self.serialiser,
         )
         self.workers = workers
 

@@ -35,6 +35,7 @@ from bot.spec import MAX_FOLLOW_UPS, BotSpec, run_effect
 from handlers import membership
 from handlers.deferral import Deferrer
 from handlers.delivery import BadJob, Delivery, EffectJob, Job, deliveries, dump, load
+from handlers.serial import Serialiser, group_of
 from sessions import (
     BusyError,
     ConversationKey,
@@ -168,6 +169,8 @@ class Pipeline:
         platform: the edge's adapter.
         deferrer: where slow turns, slow effects and work past a webhook's budget go (a
             callable, so an edge may swap its deferrer after construction).
+        serialiser: where a delivery still busy at the webhook's deadline goes, behind the
+            other turns of its item (``handlers.serial``; ``None``: the deferrer).
     """
 
     def __init__(
@@ -177,8 +180,10 @@ class Pipeline:
         spec: BotSpec,
         platform: Platform,
         deferrer: Callable[[], Deferrer],
+        serialiser: Callable[[], Serialiser] | None = None,
     ) -> None:
         self.sessions = sessions
+        self._serialiser = serialiser
         self.spec = spec
         self.platform = platform
         self._deferrer = deferrer
@@ -232,13 +237,14 @@ class Pipeline:
             return None
         except BusyError:
             # Lost every race until the webhook's deadline (many writers on one shared item:
-            # a poll everyone votes in at once). Nothing was committed: hand the delivery to
-            # the deferral, which runs it without the webhook's deadline (and retries it), so
-            # the event still counts once; Slack would never redeliver an interaction.
-            if deadline.turns is None or not self.defer(delivery.later()):
+            # a poll everyone votes in at once). Nothing was committed: the delivery goes
+            # behind the other busy turns of its item, which run one at a time without the
+            # webhook's deadline (and are retried), so the event still counts once; Slack
+            # would never redeliver an interaction.
+            if deadline.turns is None or not self.serialise(delivery.later(), key):
                 raise
             log.info(
-                "busy at the webhook's deadline; handed off",
+                "busy at the webhook's deadline; serialised",
                 extra={"conversation": conversation_hash(key.pk, key.sk)},
             )
             return None
@@ -257,6 +263,18 @@ class Pipeline:
     def stored(self, conversation: ConversationKey) -> tuple[ConversationKey, ...]:
         """The items the bot keeps for a conversation's events, one per scope it declared."""
         return tuple(conversation.scoped(s, self.spec.namespace) for s in self.spec.scopes)
+
+    def serialise(self, delivery: Delivery, key: ConversationKey) -> bool:
+        """Queue ``delivery`` behind the other busy turns of ``key``'s item; ``False``
+        (logged) when it could not be queued."""
+        if self._serialiser is None:
+            return self.defer(delivery)
+        try:
+            self._serialiser().submit(dump(delivery), group_of(key.pk, key.sk))
+        except Exception:
+            log.exception("could not queue a busy turn")
+            return False
+        return True
 
     def defer(self, job: Job) -> bool:
         """Hand ``job`` to the deferral; ``False`` (logged) when it could not be handed off."""

@@ -46,6 +46,9 @@ class Settings:
     require_sealed: bool = False
     #: JSON turn logs and EMF metrics (``SESSIONS_TELEMETRY``; default: inside Lambda only).
     telemetry: bool = False
+    #: The SQS FIFO queue of turns handed off busy (``SESSIONS_SERIAL_QUEUE_URL``): one scope's
+    #: turns run one at a time; unset outside the deploy (a thread per busy scope instead).
+    serial_queue_url: str | None = None
 
     def session_options(self) -> dict[str, Any]:
         """Keyword arguments for :class:`sessions.Sessions`: only what the environment set."""
@@ -138,6 +141,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         encryption_old_keys=env.get("SESSIONS_ENCRYPTION_OLD_KEYS") or "",
         large_state_bucket=env.get("SESSIONS_LARGE_STATE_BUCKET") or None,
         large_state_dir=env.get("SESSIONS_LARGE_STATE_DIR") or None,
+        serial_queue_url=env.get("SESSIONS_SERIAL_QUEUE_URL") or None,
         telemetry=_switch(
             env, "SESSIONS_TELEMETRY", default=bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
         ),

@@ -59,6 +59,7 @@ from handlers.delivery import Delivery, SlackKind, SlackRoute
 from handlers.entry import Entry, build_edge, spec_of
 from handlers.http import BadRequest, HttpRequest, from_lambda, response
 from handlers.pipeline import Answer, Deadline, Pipeline
+from handlers.serial import Serialiser, default_serialiser
 from handlers.settings import Settings
 from handlers.slack_send import SLACK_TIMEOUT, NotSentRetryHandler, SlackSender
 from sessions import ConversationKey, InvalidKeyError, SessionError, Sessions
@@ -88,6 +89,8 @@ class SlackEdge:
         bot: the pure bot (``turn``, ``is_slow``).
         deferrer: where slow turns go; default: async self-invoke inside Lambda, a thread
             pool outside it.
+        serialiser: where a turn still busy at the webhook's deadline goes, behind the other
+            turns of its item; default: the SQS FIFO queue when configured, else threads.
         web: the Web API client (``chat.postMessage``), built for ``SLACK_API_URL``.
     """
 
@@ -103,6 +106,7 @@ class SlackEdge:
         sessions: Sessions,
         bot: Any,
         deferrer: Deferrer | None = None,
+        serialiser: Serialiser | None = None,
         web: WebClient | None = None,
     ) -> None:
         # Inside Lambda the bot token too: a missing one fails the cold start by name, not
@@ -121,8 +125,13 @@ class SlackEdge:
         )
         self.sender = SlackSender(self.web, self._signing_secret)
         self.deferrer = deferrer or default_deferrer(settings, self.run_deferred)
+        self.serialiser = serialiser or default_serialiser(settings, self.run_deferred)
         self.pipeline = Pipeline(
-            sessions=sessions, spec=self.spec, platform=self, deferrer=lambda: self.deferrer
+            sessions=sessions,
+            spec=self.spec,
+            platform=self,
+            deferrer=lambda: self.deferrer,
+            serialiser=lambda: self.serialiser,
         )
 
     # -- Lambda ------------------------------------------------------------------------------

@@ -280,9 +280,10 @@ class LocalApp:
 
     def close(self) -> None:
         for edge in (self.slack, self.messenger):
-            shutdown = getattr(edge.deferrer, "shutdown", None)
-            if shutdown:
-                shutdown()
+            for handoff in (edge.deferrer, edge.serialiser):
+                shutdown = getattr(handoff, "shutdown", None)
+                if shutdown:
+                    shutdown()
         self.store.close()
 
 

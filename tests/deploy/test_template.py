@@ -31,12 +31,15 @@ SECRETS = {
     "slack": {"SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN"},
     "messenger": {"MESSENGER_APP_SECRET", "MESSENGER_VERIFY_TOKEN", "MESSENGER_PAGE_TOKEN"},
 }
+#: The serial queue's consumer runs both platforms' turns.
+SECRETS["serial"] = SECRETS["slack"] | SECRETS["messenger"]
 NOT_SECRETS = {
     "SESSIONS_TABLE",
     "SESSIONS_KMS_KEY_ID",
     "SESSIONS_LARGE_STATE_BUCKET",
     "SESSIONS_LARGE_STATE_ABOVE",
     "SESSIONS_REQUIRE_SEALED",
+    "SESSIONS_SERIAL_QUEUE_URL",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "BOT",
@@ -151,7 +154,7 @@ def test_production_keeps_the_table(packaged: dict[str, Path]) -> None:
 def test_http_routes_reach_the_right_function(packaged: dict[str, Path]) -> None:
     t = template(packaged, "dev")
     fns = functions(t)
-    assert set(fns) == {"slack", "messenger"}
+    assert set(fns) == {"slack", "messenger", "serial"}
     assert fns["slack"]["Properties"]["Handler"] == "handlers/slack.handler"
     assert fns["messenger"]["Properties"]["Handler"] == "handlers/messenger.handler"
     for fn in fns.values():
@@ -181,6 +184,7 @@ def test_secrets_are_ssm_references_never_values(packaged: dict[str, Path], stag
             "SESSIONS_LARGE_STATE_BUCKET": {"Ref": "LargeStateBucket"},
             "SESSIONS_LARGE_STATE_ABOVE": "65536",
             "SESSIONS_REQUIRE_SEALED": "on",  # strict: a clear value is refused
+            "SESSIONS_SERIAL_QUEUE_URL": {"Ref": "SerialQueue"},
             "POWERTOOLS_SERVICE_NAME": "chat-sessions",
             "POWERTOOLS_METRICS_NAMESPACE": "ChatSessions",
             "BOT": os.environ.get("BOT", "bot.todo:bot"),  # not a secret: a name
@@ -197,6 +201,7 @@ def test_every_statement_we_add_names_its_resources(packaged: dict[str, Path]) -
     t = template(packaged, "prod")
     fns = functions(t)
     own_arns = []
+    sends: list[str] = []
     kms_conditions: list[dict[str, Any]] = []
     for name, stmt in ((n, s) for n, s in enumerate(statements(t))):
         actions = as_list(stmt["Action"])
@@ -216,9 +221,19 @@ def test_every_statement_we_add_names_its_resources(packaged: dict[str, Path]) -
         elif services == {"lambda"}:
             assert actions == ["lambda:InvokeFunction"]
             own_arns = [r["Fn::Join"][1][-1] for r in resources_]
+        elif services == {"sqs"} and actions == ["sqs:SendMessage"]:
+            # The failure destination (the framework's), and the serialised path (ours).
+            assert resources_ in (
+                [{"Fn::GetAtt": ["DeferredFailures", "Arn"]}],
+                [{"Fn::GetAtt": ["SerialQueue", "Arn"]}],
+            )
+            sends.append(resources_[0]["Fn::GetAtt"][0])
         elif services == {"sqs"}:
-            assert actions == ["sqs:SendMessage"]
-            assert resources_ == [{"Fn::GetAtt": ["DeferredFailures", "Arn"]}]
+            # The serial queue's event source (the framework's): its consumer reads, deletes.
+            assert sorted(actions) == [
+                "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"
+            ]  # fmt: skip
+            assert resources_ == [{"Fn::GetAtt": ["SerialQueue", "Arn"]}]
         elif services == {"kms"}:
             # Only the two data-key actions, only on our key, only under a condition: the
             # code's encryption context, or S3 acting for the large-state bucket.
@@ -236,8 +251,11 @@ def test_every_statement_we_add_names_its_resources(packaged: dict[str, Path]) -
         {"kms:EncryptionContext:purpose": "chat-sessions data key"},
         {"kms:ViaService": "s3.us-east-1.amazonaws.com"},
     ]
-    # The async hand-off may invoke exactly our two functions, nothing else.
+    # The async hand-off may invoke exactly our three functions, nothing else.
     assert sorted(own_arns) == sorted(f["Properties"]["FunctionName"] for f in fns.values())
+    # The failure destination once per function (the framework's), the queue once (ours).
+    assert sorted(set(sends)) == ["DeferredFailures", "SerialQueue"]
+    assert sends.count("SerialQueue") == 1
 
 
 def test_deferred_turns_that_keep_failing_are_kept(packaged: dict[str, Path]) -> None:
@@ -457,3 +475,28 @@ def test_alarms_dashboard_and_json_logs(packaged: dict[str, Path]) -> None:
     assert len(widgets) == 5
     for fn in functions(t).values():
         assert fn["Properties"]["LoggingConfig"]["LogFormat"] == "JSON"
+
+
+def test_busy_turns_go_to_a_fifo_queue_consumed_one_item_at_a_time(
+    packaged: dict[str, Path],
+) -> None:
+    t = template(packaged, "prod")
+    queues = resources(t, "AWS::SQS::Queue")
+    serial = queues["SerialQueue"]["Properties"]
+    assert serial["FifoQueue"] is True and serial["SqsManagedSseEnabled"] is True
+    assert serial["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["SerialFailures", "Arn"]
+    }
+    assert queues["SerialFailures"]["Properties"]["FifoQueue"] is True
+    fns = functions(t)
+    consumer = fns["serial"]["Properties"]
+    assert consumer["Handler"] == "handlers/serial.handler"
+    assert serial["VisibilityTimeout"] >= 6 * consumer["Timeout"]
+    [mapping] = resources(t, "AWS::Lambda::EventSourceMapping").values()
+    assert mapping["Properties"]["EventSourceArn"] == {"Fn::GetAtt": ["SerialQueue", "Arn"]}
+    assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # Every function knows the queue (a busy turn may come from either edge, or from a
+    # serialised turn's follow-up).
+    for fn in fns.values():
+        env = fn["Properties"]["Environment"]["Variables"]
+        assert env["SESSIONS_SERIAL_QUEUE_URL"] == {"Ref": "SerialQueue"}

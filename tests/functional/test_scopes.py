@@ -260,3 +260,35 @@ def test_the_standup_on_messenger_asks_step_by_step(world: World) -> None:
     key = ConversationKey.messenger(page="100200300", psid="5550001")
     assert world.state(key, "conversation", "standup")["last"]["today"] == "ship scopes"
     assert world.state(key, "channel", "standup")["round"] is None
+
+
+def test_the_serial_queue_consumer_runs_a_queued_vote_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the deploy's consumer does with a vote that was busy at its webhook's deadline:
+    the queued job runs through the edge of its platform, once, even when SQS delivers it
+    twice."""
+    import time
+
+    from bot import Message
+    from handlers.delivery import Delivery, SlackRoute, dump
+    from handlers.serial import Consumer
+
+    monkeypatch.setenv("BOT", "examples.poll:bot")
+    ok(world.slack(PollBot()).handle(slash("Lunch? pizza, sushi", command="/poll",
+                                            channel=CHANNEL, user="U0ALICE")))  # fmt: skip
+    now = time.time()
+    bob = ConversationKey.slack(team="T0001", channel=CHANNEL, user="U0BOB")
+    vote_ = Message(kind="action", action="poll:vote", value="1:1", platform="slack",
+                    workspace="T0001", conversation=CHANNEL, user="U0BOB", time=now)  # fmt: skip
+    route = SlackRoute("action", response_url=world.fake.response_url("bob"))
+    body = json.dumps(dump(Delivery(bob, "action:bob-1", vote_, now, route)))
+    records = [
+        {"messageId": str(n), "body": body, "attributes": {"MessageGroupId": "g"}}
+        for n in range(2)
+    ]
+    assert Consumer()({"Records": records}) == {"batchItemFailures": []}
+    poll = world.state(bob, "channel", "poll")
+    assert poll["polls"]["1"]["votes"] == {"U0BOB": 1}
+    told = [c for c in world.fake.responses() if c.body.get("text") == "You voted sushi."]
+    assert len(told) == 1

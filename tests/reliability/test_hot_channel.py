@@ -2,8 +2,9 @@
 the same second, each vote delivered 1-3 times at once, through the real Slack edge with
 really signed requests. The poll's state is the channel's (``scope = "channel"``), so every
 vote is a turn on the same item: lost races re-run, and a vote still busy at the webhook's
-deadline is handed to the deferral instead of being dropped (Slack never redelivers an
-interaction). The tally must be exactly 20 and every voter told exactly once."""
+deadline goes to the serialised path (its item's busy turns one at a time) instead of being
+dropped (Slack never redelivers an interaction). The tally must be exactly 20 and every voter
+told exactly once."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 
 import handlers.slack
 from examples.poll import PollBot
+from handlers.serial import GroupThreads
 from sessions import ConversationKey, Sessions
 from sessions.dynamodb import DynamoDBStore
 from tests import slack_requests as sr
@@ -60,13 +62,16 @@ def test_twenty_concurrent_voters_on_one_poll(fake: FakeSlack, ddb_store: Dynamo
     with ThreadPoolExecutor(max_workers=len(deliveries)) as pool:
         codes = list(pool.map(lambda e: slack.handle(e)["statusCode"], deliveries))
     assert set(codes) == {200}
-    handed_off = deferrer.drain(slack.run_deferred)
+    serialised = slack.serialiser
+    assert isinstance(serialised, GroupThreads)  # no queue configured: a thread per item
+    assert serialised.drain(timeout=120)
+    assert not deferrer.jobs  # nothing went to the plain deferral
 
     key = ConversationKey.slack(team="T0001", channel=CHANNEL, user="U0AUTHOR")
     stored = sessions.get(key.scoped("channel", "poll"))
     assert stored is not None
     votes = stored.state["polls"]["1"]["votes"]
-    assert votes == chosen, f"{len(votes)} votes counted, {len(handed_off)} handed off"
+    assert votes == chosen, f"{len(votes)} votes counted"
     assert stored.version == 1 + VOTERS  # the poll, then each vote once
 
     told = Counter(
