@@ -462,11 +462,12 @@ def test_alarms_dashboard_and_json_logs(packaged: dict[str, Path]) -> None:
     throttled = alarms["ThrottlingAlarm"]["Properties"]["Metrics"]
     names = {m["MetricStat"]["Metric"]["MetricName"] for m in throttled if "MetricStat" in m}
     assert names == {"ReadThrottleEvents", "WriteThrottleEvents", "Throttles"}
-    depth = alarms["DeferredFailuresAlarm"]["Properties"]
-    assert depth["MetricName"] == "ApproximateNumberOfMessagesVisible"
-    assert depth["Dimensions"] == [
-        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["DeferredFailures", "QueueName"]}}
-    ]
+    for queue in ("DeferredFailures", "SerialFailures"):
+        depth = alarms[f"{queue}Alarm"]["Properties"]
+        assert depth["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        assert depth["Dimensions"] == [
+            {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}
+        ]
     body, names_ = resources(t, "AWS::CloudWatch::Dashboard")["Dashboard"]["Properties"][
         "DashboardBody"
     ]["Fn::Sub"]
