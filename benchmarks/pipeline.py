@@ -85,7 +85,7 @@ def run(client: Any, *, rounds: int = 300, warmup: int = 20) -> dict[str, Any]:
             assert messenger.handle(mr.post(message))["statusCode"] == 200
         item = client.get_item(
             TableName=table,
-            Key={"pk": {"S": "slack#T0001#U0BENCH"}, "sk": {"S": "C0BENCH"}},
+            Key={"pk": {"S": "slack#T0001#U0BENCH"}, "sk": {"S": "todo:C0BENCH"}},  # the todo bot's
             ConsistentRead=True,
         )["Item"]
         minimal = Minimal(

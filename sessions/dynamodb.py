@@ -43,7 +43,7 @@ from sessions.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from sessions.keys import TOMBSTONE_SK, ConversationKey, UserKey
+from sessions.keys import TOMBSTONE_SK, ConversationKey, Partition, UserKey
 from sessions.store import (
     FAILED,
     ConditionalWrites,
@@ -608,7 +608,7 @@ class DynamoDBStore(ConditionalWrites):
                 return items
             kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
 
-    def user_items(self, user: UserKey) -> list[tuple[str, StoredItem]]:
+    def user_items(self, user: Partition) -> list[tuple[str, StoredItem]]:
         """Every record of the user, the inline ones listed as if they were items of their
         own (``<channel>#evt#<digest>``); a conversation item that only points at dead
         letters is not listed itself."""

@@ -115,6 +115,41 @@ class UserKey:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelKey:
+    """A Slack channel's partition: the channel-scope state everyone in it shares (and its
+    event records), outside every user's partition."""
+
+    platform: Platform
+    workspace: str
+    channel: str
+
+    def __post_init__(self) -> None:
+        _check(self.platform, "workspace", self.workspace)
+        _check(self.platform, "channel", self.channel)
+
+    @property
+    def pk(self) -> str:
+        return SEP.join((self.platform, self.workspace, self.channel, CHANNEL_PK_MARK))
+
+
+#: A partition one Query reads: a user's, or a Slack channel's.
+Partition = UserKey | ChannelKey
+
+
+def partition_from_pk(pk: str) -> Partition:
+    """A user's or a channel's partition key, parsed and validated.
+
+    Raises:
+        InvalidKeyError: neither ``<platform>#<workspace>#<user>`` nor
+            ``slack#<team>#<channel>#channel``.
+    """
+    parts = pk.split(SEP)
+    if len(parts) == 4 and parts[0] == "slack" and parts[3] == CHANNEL_PK_MARK:
+        return ChannelKey("slack", parts[1], parts[2])
+    return UserKey.from_pk(pk)
+
+
+@dataclass(frozen=True, slots=True)
 class ConversationKey:
     """One conversation: a user in a channel (Slack) or with a page (Messenger).
 
@@ -216,18 +251,27 @@ class ConversationKey:
 
 
 def conversation_from_item(pk: str, sk: str, enterprise: str | None = None) -> ConversationKey:
-    """Rebuild the key of a stored item of a user's partition (admin tools, exports): a
-    conversation's or the user scope's, namespaced or not. A user-scope item names no channel:
-    its key carries the user's workspace in its place (on Messenger, the page: the same).
+    """Rebuild the key of a stored state item (admin tools, exports): a conversation's or the
+    user scope's in a user's partition, namespaced or not, or a Slack channel's state. A
+    user-scope item names no channel: its key carries the user's workspace in its place (on
+    Messenger, the page: the same).
 
     Raises:
         InvalidKeyError: not the sort key of a state item of that partition.
     """
-    user = UserKey.from_pk(pk)
     namespace: str | None = None
     name = sk
     if NS_SEP in sk:
         namespace, name = sk.split(NS_SEP, 1)
+    owner = partition_from_pk(pk)
+    if isinstance(owner, ChannelKey):
+        if name != "~channel":
+            raise InvalidKeyError(f"not a channel's state: {sk[:80]!r}")
+        # Shared by the channel: no user in its key (the channel id stands in for one).
+        return ConversationKey(
+            "slack", owner.workspace, owner.channel, owner.channel, None, "channel", namespace
+        )
+    user = owner
     scope: Scope = "conversation"
     channel = name
     if name in ("~user", "~channel"):

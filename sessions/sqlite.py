@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sessions.errors import ConflictError, DuplicateEventError, StoreError, StoreUnavailableError
-from sessions.keys import TOMBSTONE_SK, ConversationKey, UserKey
+from sessions.keys import TOMBSTONE_SK, ConversationKey, Partition, UserKey
 from sessions.store import (
     ConditionalWrites,
     EventRecord,
@@ -296,7 +296,7 @@ class SQLiteStore(ConditionalWrites):
         except sqlite3.Error as exc:
             raise self._convert(exc) from exc
 
-    def user_items(self, user: UserKey) -> list[tuple[str, StoredItem]]:
+    def user_items(self, user: Partition) -> list[tuple[str, StoredItem]]:
         sql = f"SELECT {_COLUMNS} FROM items WHERE pk = ? ORDER BY sk"
         try:
             return [(row[0], _item(row)) for row in self._conn().execute(sql, (user.pk,))]

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sessions.keys import ConversationKey, UserKey
+from sessions.keys import ConversationKey, Partition, UserKey
 
 DONE = "done"
 FAILED = "failed"
@@ -263,8 +263,9 @@ class Store(Protocol):
         """Record that the event's replies went out, and drop its outbox."""
         ...
 
-    def user_items(self, user: UserKey) -> list[tuple[str, StoredItem]]:
-        """Every item under the user's partition, as ``(sort key, record)``, sort-key order."""
+    def user_items(self, user: Partition) -> list[tuple[str, StoredItem]]:
+        """Every item under the user's partition (or a Slack channel's), as ``(sort key,
+        record)``, sort-key order."""
         ...
 
     def delete_user(self, user: UserKey, *, tombstone: Tombstone) -> int:

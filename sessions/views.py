@@ -13,7 +13,13 @@ from typing import Any
 
 from sessions import blobs
 from sessions.errors import CodecError
-from sessions.keys import EVENT_MARK, ConversationKey, UserKey, conversation_from_item
+from sessions.keys import (
+    EVENT_MARK,
+    ConversationKey,
+    Partition,
+    UserKey,
+    conversation_from_item,
+)
 from sessions.privacy import fingerprint, private
 from sessions.sealing import OUTBOX, PAYLOAD, RESPONSE, STATE, Sealing
 from sessions.store import (
@@ -77,7 +83,7 @@ class Views:
             return None
         return self._conversation(key, snap.state)
 
-    def conversations(self, user: UserKey) -> list[Conversation]:
+    def conversations(self, user: Partition) -> list[Conversation]:
         """The user's live conversations (one Query on DynamoDB)."""
         now = int(self.clock())
         items = self.store.user_items(user)
@@ -90,7 +96,7 @@ class Views:
         return found
 
     def dead_letters(
-        self, user: UserKey, *, unopened: list[str] | None = None
+        self, user: Partition, *, unopened: list[str] | None = None
     ) -> list[tuple[str, EventRecord]]:
         """The user's unexpired dead letters as ``(sort key, record)`` (one Query); a record's
         ``payload`` is opened (decrypted) for :func:`sessions.codec.decode`.
@@ -116,7 +122,7 @@ class Views:
             letters.append((sk, dataclasses.replace(item, payload=payload, error=error)))
         return letters
 
-    def export(self, user: UserKey) -> dict[str, Any]:
+    def export(self, user: Partition) -> dict[str, Any]:
         """Everything stored for the user, as JSON-compatible data (one Query on DynamoDB).
 
         Nothing is left out: items that the rest of the API no longer shows are included and

@@ -1,16 +1,20 @@
 """Sessions admin: list, show, export and delete a user's records, and create the table.
 
     python -m handlers.tools.admin list slack#T0001#U0001
-    python -m handlers.tools.admin show slack#T0001#U0001 D0001
+    python -m handlers.tools.admin show slack#T0001#U0001 todo:D0001
     python -m handlers.tools.admin export messenger#100200300#5550001 -o user.json
     python -m handlers.tools.admin delete slack#T0001#U0001 [--yes]
     python -m handlers.tools.admin dead-letters slack#T0001#U0001
-    python -m handlers.tools.admin retry slack#T0001#U0001 D0001#evt#<hash>
+    python -m handlers.tools.admin retry slack#T0001#U0001 todo:D0001#evt#<hash>
+    python -m handlers.tools.admin dead-letters slack#T0001#C0001#channel
     python -m handlers.tools.admin create-table [--table sessions]
 
 The store is the one the environment selects (``SESSIONS_TABLE`` + ``AWS_ENDPOINT_URL_DYNAMODB``
 for DynamoDB, else ``SESSIONS_DB``); ``--table``/``--db`` override it. A user is named by their
-partition key, ``<platform>#<workspace or page>#<user>``.
+partition key, ``<platform>#<workspace or page>#<user>``; a Slack channel's shared state (a
+bot with ``scope = "channel"``) by its own, ``slack#<team>#<channel>#channel``: list, show,
+export, dead-letters and retry take either; delete only a user (``delete`` runs the
+configured bot's forget turn on each channel the user wrote to, then deletes the user).
 
 ``retry`` replays a dead letter in this process through the platform's edge, built from the
 environment as the Lambda builds it (``BOT``, the platform's secrets and API URLs; locally,
@@ -31,7 +35,7 @@ from typing import Any, NoReturn, TextIO
 from handlers.settings import from_env
 from handlers.store import sessions_from_settings
 from sessions import SessionError, Sessions, UserKey, codec
-from sessions.keys import conversation_from_item
+from sessions.keys import ChannelKey, Partition, conversation_from_item, partition_from_pk
 
 
 class _Parser(argparse.ArgumentParser):
@@ -109,7 +113,7 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None) -> int:
                 "for DynamoDB, or --db for another file)"
             )
         sessions = sessions_from_settings(settings)
-        user = UserKey.from_pk(args.user)
+        user = partition_from_pk(args.user)
         return _run(args, sessions, user, stdin or sys.stdin)
     except (SessionError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -119,7 +123,7 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None) -> int:
         return 2
 
 
-def _run(args: Any, sessions: Sessions, user: UserKey, stdin: TextIO) -> int:
+def _run(args: Any, sessions: Sessions, user: Partition, stdin: TextIO) -> int:
     if args.command == "list":
         conversations = sessions.conversations(user)
         for c in conversations:
@@ -172,6 +176,13 @@ def _run(args: Any, sessions: Sessions, user: UserKey, stdin: TextIO) -> int:
             print(text)
         return 0
     # delete
+    if isinstance(user, ChannelKey):
+        print(
+            "error: a channel's state is everyone's, not a user's: delete its users (each "
+            "user's delete runs the bot's forget turn on it)",
+            file=sys.stderr,
+        )
+        return 1
     if not args.yes:
         print(f"Delete everything stored for {user.pk}? Type the user key to confirm: ", end="")
         sys.stdout.flush()
@@ -202,7 +213,7 @@ def _forget(sessions: Sessions, user: UserKey) -> tuple[int, int]:
     return Membership(sessions, spec).forget(user, turn=bot_turn(spec))
 
 
-def _retry(sessions: Sessions, user: UserKey, event_sk: str) -> int:
+def _retry(sessions: Sessions, user: Partition, event_sk: str) -> int:
     letter = dict(sessions.dead_letters(user)).get(event_sk)
     if letter is None:
         print(f"error: no dead letter {event_sk} for {user.pk}", file=sys.stderr)

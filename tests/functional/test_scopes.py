@@ -292,3 +292,32 @@ def test_the_serial_queue_consumer_runs_a_queued_vote_once(
     assert poll["polls"]["1"]["votes"] == {"U0BOB": 1}
     told = [c for c in world.fake.responses() if c.body.get("text") == "You voted sushi."]
     assert len(told) == 1
+
+
+class Fragile(PollBot):
+    """The poll with a bug in its vote: a vote for the second option raises."""
+
+    def turn(self, state: Any, message: Message) -> Any:
+        if message.action == "poll:vote" and (message.value or "").endswith(":1"):
+            raise ValueError("bug in the vote")
+        return super().turn(state, message)
+
+
+def test_a_channels_dead_letters_are_listed_and_replayed_by_its_partition(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    slack = world.slack(Fragile())
+    ok(slack.handle(slash("Lunch? pizza, sushi", command="/poll", channel=CHANNEL,
+                          user="U0ALICE")))  # fmt: skip
+    ok(slack.handle(vote("U0BOB", 1, world.fake.response_url("bob"))))  # dead-lettered
+    channel = f"slack#T0001#{CHANNEL}#channel"
+    assert admin.main(["list", channel]) == 0
+    assert capsys.readouterr().out.startswith("poll:~channel\t")
+    assert admin.main(["dead-letters", channel]) == 0
+    listed = capsys.readouterr().out.strip().split("\t")
+    assert listed[2] == "replayable" and listed[3].startswith("TurnError")
+    monkeypatch.setenv("BOT", "examples.poll:bot")  # the fixed bot
+    assert admin.main(["retry", channel, listed[0]]) == 0
+    bob = ConversationKey.slack(team="T0001", channel=CHANNEL, user="U0BOB")
+    assert world.state(bob, "channel", "poll")["polls"]["1"]["votes"] == {"U0BOB": 1}
+    assert admin.main(["delete", "--yes", channel]) == 1  # everyone's: not deletable as a user
