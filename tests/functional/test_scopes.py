@@ -321,3 +321,24 @@ def test_a_channels_dead_letters_are_listed_and_replayed_by_its_partition(
     bob = ConversationKey.slack(team="T0001", channel=CHANNEL, user="U0BOB")
     assert world.state(bob, "channel", "poll")["polls"]["1"]["votes"] == {"U0BOB": 1}
     assert admin.main(["delete", "--yes", channel]) == 1  # everyone's: not deletable as a user
+
+
+class PlainCounter:
+    """A bot that is not a ``bot.Bot``: it declares its scope and namespace all the same."""
+
+    scope = "channel"
+    namespace = "plain"
+
+    def turn(self, state: Any, message: Message) -> Any:
+        n = (state or {}).get("n", 0) + 1
+        return {"n": n}, [f"{n} in this channel"]
+
+
+def test_a_plain_object_bot_declares_its_scope_too(world: World) -> None:
+    slack = world.slack(PlainCounter())
+    for user in ("U0001", "U0002", "U0003"):
+        ok(slack.handle(json_event(dm_body("hi", channel="C0SHARED", user=user))))
+    said = [c.body["text"] for c in world.fake.posts()]
+    assert said == ["1 in this channel", "2 in this channel", "3 in this channel"]
+    key = ConversationKey.slack(team="T0001", channel="C0SHARED", user="U0009")
+    assert world.state(key, "channel", "plain") == {"n": 3}
