@@ -284,8 +284,7 @@ def test_the_serial_queue_consumer_runs_a_queued_vote_once(
     route = SlackRoute("action", response_url=world.fake.response_url("bob"))
     body = json.dumps(dump(Delivery(bob, "action:bob-1", vote_, now, route)))
     records = [
-        {"messageId": str(n), "body": body, "attributes": {"MessageGroupId": "g"}}
-        for n in range(2)
+        {"messageId": str(n), "body": body, "attributes": {"MessageGroupId": "g"}} for n in range(2)
     ]
     assert Consumer()({"Records": records}) == {"batchItemFailures": []}
     poll = world.state(bob, "channel", "poll")
