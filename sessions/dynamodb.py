@@ -720,6 +720,41 @@ class DynamoDBStore(ConditionalWrites):
             deleted += len(layout.listed(item)) or 1
         return deleted
 
+    def put_record(self, pk: str, sk: str, blob: bytes, *, expires_at: int) -> None:
+        item = layout.key_of(pk, sk) | {
+            "kind": {"S": "record"},
+            "blob": {"B": blob},
+            "expires_at": n(expires_at),
+        }
+        self._call("put_item", TableName=self.table, Item=item)
+
+    def get_record(self, pk: str, sk: str) -> tuple[bytes, int] | None:
+        found = self._call(
+            "get_item", TableName=self.table, Key=layout.key_of(pk, sk), ConsistentRead=True
+        ).get("Item")
+        if not found or found.get("kind", {}).get("S") != "record":
+            return None
+        return bytes(found["blob"]["B"]), num(found, "expires_at")
+
+    def delete_record(self, pk: str, sk: str) -> tuple[bytes, int] | None:
+        try:
+            old = self.client.delete_item(
+                TableName=self.table,
+                Key=layout.key_of(pk, sk),
+                ConditionExpression="attribute_exists(pk) AND kind = :record",
+                ExpressionAttributeValues={":record": {"S": "record"}},
+                ReturnValues="ALL_OLD",
+            ).get("Attributes")
+        except Exception as exc:
+            code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
+            if code == "ConditionalCheckFailedException":
+                return None  # none there (or another delete took it first)
+            error = _convert(exc, self.table)
+            if error is None:
+                raise
+            raise error from exc
+        return (bytes(old["blob"]["B"]), num(old, "expires_at")) if old else None
+
     def health(self) -> None:
         """Raise ``StoreConfigError`` when the table does not exist (``StoreError`` for any
         other failure): one ``DescribeTable``."""

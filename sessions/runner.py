@@ -85,6 +85,7 @@ from sessions.errors import (
     StoreError,
     TurnError,
 )
+from sessions.installations import Installations
 from sessions.keys import ConversationKey
 from sessions.outcomes import Observer, Timed, TurnReport, TurnResult, report_of
 from sessions.privacy import conversation_hash, private
@@ -216,6 +217,8 @@ class Sessions(Views):
         )
         self.require_sealed = self.sealing.require_sealed
         self.clock = clock
+        #: Sealed records outside any conversation (pages' tokens, installations).
+        self.installations = Installations(store, self.sealing, clock)
         self.sleep = sleep
         self.rand = rand
 

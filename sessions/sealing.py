@@ -20,6 +20,8 @@ from sessions.keys import ConversationKey
 
 #: What a stored value is (part of what an encrypted value is bound to).
 STATE, RESPONSE, OUTBOX, PAYLOAD, ERROR = "state", "response", "outbox", "payload", "error"
+#: A record outside any conversation (an installation, a page's token).
+RECORD = "record"
 #: Between a dead letter's error classes (in clear) and its sealed description.
 SEALED = " sealed:"
 
@@ -101,6 +103,18 @@ class Sealing:
         large.put(name, blob)
         self._io.writes = self.writes + 1
         return blobs.POINTER + name.encode()
+
+    def encode_record(self, value: Any, pk: str, sk: str) -> bytes:
+        """A record kept outside any conversation (a page's token, an installation), sealed
+        to its own key when encryption is on (never in the large-state store).
+
+        Raises:
+            CodecError, StateTooLargeError: not encodable, or too large.
+        """
+        blob = codec.encode(value)
+        if self.encryption is not None:
+            blob = self.encryption.seal(blob, aad=aad(pk, sk, RECORD))
+        return blob
 
     def describe(self, classes: str, description: str, key: ConversationKey) -> str:
         """A dead letter's error description as stored: sealed (it may quote the user) after

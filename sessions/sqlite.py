@@ -51,6 +51,16 @@ CREATE TABLE IF NOT EXISTS items (
     PRIMARY KEY (pk, sk)
 ) WITHOUT ROWID
 """
+#: Records outside any conversation (``sessions.installations``): a table of their own.
+_RECORDS = """
+CREATE TABLE IF NOT EXISTS records (
+    pk TEXT NOT NULL,
+    sk TEXT NOT NULL,
+    data BLOB NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (pk, sk)
+) WITHOUT ROWID
+"""
 #: Columns added after the first release: ``ALTER TABLE`` brings an older file up to date
 #: (under the write lock: several processes may open the same old file at once).
 #: ``generation`` is the tombstone generation an item was written in (for a tombstone, its own).
@@ -130,6 +140,7 @@ class SQLiteStore(ConditionalWrites):
         self._lock = threading.Lock()
         with self._write() as conn:
             conn.execute(_SCHEMA)
+            conn.execute(_RECORDS)
             have = {row[1] for row in conn.execute("PRAGMA table_info(items)")}
             for column, kind in _ADDED.items():
                 if column not in have:
@@ -318,6 +329,31 @@ class SQLiteStore(ConditionalWrites):
                 (user.pk, TOMBSTONE_SK, tombstone.generation),
             )
         return cur.rowcount
+
+    def put_record(self, pk: str, sk: str, blob: bytes, *, expires_at: int) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO records (pk, sk, data, expires_at) VALUES (?, ?, ?, ?)",
+                (pk, sk, blob, expires_at),
+            )
+
+    def get_record(self, pk: str, sk: str) -> tuple[bytes, int] | None:
+        sql = "SELECT data, expires_at FROM records WHERE pk = ? AND sk = ?"
+        try:
+            row = self._conn().execute(sql, (pk, sk)).fetchone()
+        except sqlite3.Error as exc:
+            raise self._convert(exc) from exc
+        return None if row is None else (bytes(row[0]), int(row[1]))
+
+    def delete_record(self, pk: str, sk: str) -> tuple[bytes, int] | None:
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT data, expires_at FROM records WHERE pk = ? AND sk = ?", (pk, sk)
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute("DELETE FROM records WHERE pk = ? AND sk = ?", (pk, sk))
+            return bytes(row[0]), int(row[1])
 
     def health(self) -> None:
         """Raise ``StoreError`` unless the database opens and its table answers."""

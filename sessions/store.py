@@ -278,6 +278,21 @@ class Store(Protocol):
         """
         ...
 
+    def put_record(self, pk: str, sk: str, blob: bytes, *, expires_at: int) -> None:
+        """Write a record of its own outside any conversation (an installation, a page's
+        token, a one-time OAuth state), replacing the one there."""
+        ...
+
+    def get_record(self, pk: str, sk: str) -> tuple[bytes, int] | None:
+        """A record's ``(blob, expires_at)`` (a consistent read), ``None`` when absent.
+        Expiry is the caller's call."""
+        ...
+
+    def delete_record(self, pk: str, sk: str) -> tuple[bytes, int] | None:
+        """Delete a record and return what it was; ``None`` when there was none. Of two
+        racing deletes exactly one gets the record (a one-time state is consumed once)."""
+        ...
+
     def health(self) -> None:
         """Check that the store is there and answers (DynamoDB: the table exists).
 

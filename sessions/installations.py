@@ -1,0 +1,87 @@
+"""Records kept outside any conversation: a Facebook Page's or an Instagram account's access
+token, a Slack installation, a one-time OAuth state. Sealed like everything else the sessions
+store (envelope encryption bound to the record's own key, when encryption is on), in the same
+table, under keys no conversation can have::
+
+    pk                              sk
+    install#<kind>#<id>             install      the record (sealed), its expiry
+
+``kind`` names what it is (``messenger-page``, ``instagram-account``, ...), ``id`` whose it is
+(the page id). A platform's partition keys start with the platform's name, never with
+``install``, so no user or channel can address a record.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sessions.errors import InvalidKeyError
+from sessions.sealing import RECORD, Sealing
+from sessions.store import Store
+
+SK = "install"
+#: A record without an expiry of its own lives this long (DynamoDB's TTL needs a time).
+FOREVER = 10 * 365 * 86_400
+_KIND = re.compile(r"[a-z][a-z0-9-]{0,31}")
+_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+
+
+def record_pk(kind: str, ident: str) -> str:
+    """The partition key of a record, its parts validated.
+
+    Raises:
+        InvalidKeyError: a kind or an id outside its alphabet.
+    """
+    if not isinstance(kind, str) or not _KIND.fullmatch(kind):
+        raise InvalidKeyError(f"invalid record kind {str(kind)[:40]!r}")
+    if not isinstance(ident, str) or not _ID.fullmatch(ident):
+        raise InvalidKeyError(f"invalid record id {str(ident)[:40]!r}: expected {_ID.pattern}")
+    return f"install#{kind}#{ident}"
+
+
+class Installations:
+    """Sealed records by kind and id, over a :class:`~sessions.store.Store`."""
+
+    def __init__(
+        self, store: Store, sealing: Sealing, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.store = store
+        self.sealing = sealing
+        self.clock = clock
+
+    def put(self, kind: str, ident: str, value: Any, *, ttl: int | None = None) -> None:
+        """Keep ``value`` (JSON-compatible) as the record of ``kind`` for ``ident``, replacing
+        the one there; ``ttl``: seconds it lives (default: until deleted)."""
+        pk = record_pk(kind, ident)
+        blob = self.sealing.encode_record(value, pk, SK)
+        expires = int(self.clock()) + (FOREVER if ttl is None else ttl)
+        self.store.put_record(pk, SK, blob, expires_at=expires)
+
+    def get(self, kind: str, ident: str) -> Any:
+        """The record's value, ``None`` when there is none or it expired.
+
+        Raises:
+            CodecError: it does not open (another key, a planted value, clear where sealed
+                values are required).
+        """
+        pk = record_pk(kind, ident)
+        found = self.store.get_record(pk, SK)
+        if found is None or found[1] <= self.clock():
+            return None
+        return self.sealing.decode(found[0], pk, SK, RECORD)
+
+    def delete(self, kind: str, ident: str) -> bool:
+        """Delete the record; whether there was one."""
+        return self.store.delete_record(record_pk(kind, ident), SK) is not None
+
+    def take(self, kind: str, ident: str) -> Any:
+        """Delete the record and return its value, once: of racing takers exactly one gets it
+        (``None`` for the others, and for an expired record)."""
+        pk = record_pk(kind, ident)
+        found = self.store.delete_record(pk, SK)
+        if found is None or found[1] <= self.clock():
+            return None
+        return self.sealing.decode(found[0], pk, SK, RECORD)
