@@ -13,7 +13,7 @@ The format, one JSON object::
     {"platform": "slack", "kind": "command" | "action" | "submission" | "event",
      "key": {"team", "channel", "user", "enterprise"},
      "idempotency_key", "message", "event_time", "response_url", "trigger_id", "depth"}
-    {"platform": "messenger", "kind": "message", "key": {"page", "psid"},
+    {"platform": "messenger" | "instagram", "kind": "message", "key": {"page", "psid"},
      "idempotency_key", "mid", "message", "event_time", "depth"}
     {"platform", "kind": "effect", "key", "effect", "effect_key", "origin": <delivery>,
      "event_time"}
@@ -193,8 +193,8 @@ def _delivery(data: Mapping[str, Any]) -> Delivery:
             raise BadJob(f"unknown Slack delivery kind {str(kind)[:20]!r}")
         trigger = data.get("trigger_id")
         route = SlackRoute(kind, str(data.get("response_url") or ""), trigger or None)
-    elif data["platform"] == "messenger":
-        conversation = ConversationKey.messenger(page=key["page"], psid=key["psid"])
+    elif data["platform"] in ("messenger", "instagram"):
+        conversation = ConversationKey(data["platform"], key["page"], key["page"], key["psid"])
         route = MessengerRoute(str(data.get("mid") or ""))
     else:
         raise BadJob(f"unknown platform {str(data['platform'])[:20]!r}")

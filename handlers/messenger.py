@@ -40,6 +40,7 @@ from handlers.delivery import Delivery, MessengerRoute
 from handlers.entry import Entry, build_edge, spec_of
 from handlers.http import BadRequest, HttpRequest, from_lambda, response
 from handlers.messenger_send import MIN_SEND_TIMEOUT, SendAPI, SendError
+from handlers.page_tokens import PageTokens
 from handlers.pipeline import Answer, Deadline, Pipeline
 from handlers.serial import Serialiser, default_serialiser
 from handlers.settings import Settings
@@ -106,6 +107,7 @@ class MessengerEdge:
         self.send_api = send_api or SendAPI(
             settings.messenger_api_url, settings.messenger_page_token
         )
+        self.tokens = PageTokens(sessions.installations, settings.messenger_page_token)
         self.deferrer = deferrer or default_deferrer(settings, self.run_deferred)
         self.serialiser = serialiser or default_serialiser(settings, self.run_deferred)
         self.pipeline = Pipeline(
@@ -191,6 +193,16 @@ class MessengerEdge:
         one. A message that fails in a way that can heal stops the rest (they would run on a
         state that misses it) and returns 1; a dead letter is skipped, as a redelivery would
         skip it, and the rest go on."""
+        key = messages[0].key
+        if self.tokens.token(key.platform, key.workspace) is None:
+            # Retrying cannot make a token appear: logged, acked, nothing run or stored.
+            log.error(
+                "no access token for this %s account; its messages are not handled "
+                '(make admin ARGS="add-page <id>")',
+                key.platform,
+                extra={"page": fingerprint(key.workspace), "messages": len(messages)},
+            )
+            return 0
         for index, delivery in enumerate(messages):
             if self.spec.is_slow(delivery.message):
                 return 0 if self.pipeline.defer(tuple(messages[index:])) else 1
@@ -210,18 +222,25 @@ class MessengerEdge:
         answer: Answer | None,
         deadline: Deadline,
     ) -> None:
+        token = self._token(delivery)
         for message in payloads.render(replies):
             try:
-                self.send_api.send(delivery.key.user, message, deadline=deadline.sends)
+                self.send_api.send(delivery.key.user, message, deadline=deadline.sends, token=token)
             except SendError:
                 log.error("reply not sent", exc_info=True, extra={"mid": _mid(delivery)})
                 raise
 
     def apologise(self, delivery: Delivery, answer: Answer | None, deadline: Deadline) -> None:
         try:
-            self.send_api.send(delivery.key.user, {"text": APOLOGY}, deadline=deadline.sends)
-        except SendError:
+            token = self._token(delivery)
+            self.send_api.send(
+                delivery.key.user, {"text": APOLOGY}, deadline=deadline.sends, token=token
+            )
+        except (SendError, SessionError):
             log.error("apology not sent", exc_info=True, extra={"mid": _mid(delivery)})
+
+    def _token(self, delivery: Delivery) -> str | None:
+        return self.tokens.token(delivery.key.platform, delivery.key.workspace)
 
 
 def delivery_of(incoming: payloads.Incoming) -> Delivery:

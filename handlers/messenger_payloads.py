@@ -31,6 +31,11 @@ class MalformedBatch(ValueError):
     :func:`parse_batch`, one message of it)."""
 
 
+#: A webhook's ``object`` and the platform its messages are: a Page's Messenger conversations,
+#: or an Instagram professional account's (same signature, same ``messaging[]`` shape, ids of
+#: its own: the account id for the page's, the IGSID for the PSID).
+PLATFORM_OF = {"page": "messenger", "instagram": "instagram"}
+
 #: Later than any time Meta sends, in ms (the year 5138): a message stamped so is refused.
 MAX_TIMESTAMP = 10**14
 
@@ -91,7 +96,7 @@ def attachments(message: Mapping[str, Any]) -> tuple[Attachment, ...]:
 
 
 def _incoming(
-    page: str, item: Mapping[str, Any], handles: Callable[[str], bool]
+    page: str, item: Mapping[str, Any], handles: Callable[[str], bool], platform: str = "messenger"
 ) -> Incoming | None:
     """One ``messaging[]`` element, or None for what we ignore (echoes, delivery, read, ...).
 
@@ -133,9 +138,9 @@ def _incoming(
         raise MalformedBatch("message timestamp out of range")
     if not isinstance(sender, str):
         raise MalformedBatch("message without a sender id")
-    key = ConversationKey.messenger(page=page, psid=sender)  # validates both ids
+    key = ConversationKey(platform, page, page, sender)  # type: ignore[arg-type]  # validated
     key.event_sk(f"mid:{mid}")  # an over-long mid: InvalidKeyError, bad input
-    incoming = Message(platform="messenger", workspace=page, conversation=page, user=sender,
+    incoming = Message(platform=platform, workspace=page, conversation=page, user=sender,  # type: ignore[arg-type]
                        time=timestamp / 1000, raw=item, **fields)  # fmt: skip
     return Incoming(key=key, idempotency_key=f"mid:{mid}", mid=mid, timestamp=timestamp,
                     message=incoming)  # fmt: skip
@@ -172,11 +177,13 @@ def parse_batch(
     but 200 for it would only get the webhook disabled.
 
     Raises:
-        MalformedBatch: not ``object: page``, or not a list of entries: nothing to go on with.
+        MalformedBatch: not ``object: page`` (or ``instagram``), or not a list of entries:
+            nothing to go on with.
     """
     refused = rejected if rejected is not None else []
-    if not isinstance(data, Mapping) or data.get("object") != "page":
-        raise MalformedBatch("not a page webhook (object must be 'page')")
+    if not isinstance(data, Mapping) or data.get("object") not in PLATFORM_OF:
+        raise MalformedBatch("not a page webhook (object must be 'page' or 'instagram')")
+    platform = PLATFORM_OF[data["object"]]
     entries = data.get("entry")
     if not isinstance(entries, list):
         raise MalformedBatch("entry must be a list")
@@ -191,7 +198,7 @@ def parse_batch(
             try:
                 if not isinstance(item, Mapping):
                     raise MalformedBatch("messaging items must be objects")
-                incoming = _incoming(page, item, handles)
+                incoming = _incoming(page, item, handles, platform)
             except (MalformedBatch, InvalidKeyError) as exc:
                 refused.append((type(exc).__name__, rejection(item)))
                 continue

@@ -48,8 +48,16 @@ class SendAPI:
         self.timeout = timeout
         self.sleep = sleep
 
-    def send(self, psid: str, message: Mapping[str, Any], *, deadline: float | None = None) -> None:
-        """Send one message.
+    def send(
+        self,
+        psid: str,
+        message: Mapping[str, Any],
+        *,
+        deadline: float | None = None,
+        token: str | None = None,
+    ) -> None:
+        """Send one message, with ``token`` (the page's or the Instagram account's own; default
+        the configured single page's).
 
         ``deadline`` (``time.monotonic()``) keeps a webhook's sends within the platform's
         patience: each attempt's timeouts are cut to the time left (never below
@@ -72,7 +80,7 @@ class SendAPI:
             try:
                 answer = self.http.post(
                     self.url,
-                    params={"access_token": self.page_token or ""},
+                    params={"access_token": token or self.page_token or ""},
                     json=body,
                     timeout=timeout,
                 )

@@ -10,6 +10,7 @@ Query returns everything stored for one user (list, export, delete)::
     slack#T0001#U0002               #tombstone             left by a user delete
     slack#T0001#C0003#channel       poll:~channel          channel-scope state (everyone)
     messenger#<page id>#<psid>      todo:<page id>         conversation state
+    instagram#<account id>#<igsid>  todo:<account id>      an Instagram conversation
     messenger#<page id>#<psid>      todo:~channel          channel scope (the page+user pair)
     slack#T0001#U0002               C0003                  a bot without a namespace (the
                                                            layout before namespaces)
@@ -31,7 +32,7 @@ from typing import Literal
 
 from sessions.errors import InvalidKeyError
 
-Platform = Literal["slack", "messenger"]
+Platform = Literal["slack", "messenger", "instagram"]
 Scope = Literal["conversation", "channel", "user"]
 SCOPES: tuple[str, ...] = ("conversation", "channel", "user")
 
@@ -59,10 +60,12 @@ def check_namespace(namespace: object) -> str:
 
 
 # Slack ids (team T…, enterprise E…, user U…/W…, channel C…/D…/G…) are upper-case
-# alphanumerics; Messenger page ids and page-scoped ids are decimal digits.
+# alphanumerics; Messenger page ids and page-scoped ids, Instagram professional account ids
+# and Instagram-scoped ids are decimal digits.
 _ALPHABETS: dict[str, re.Pattern[str]] = {
     "slack": re.compile(r"[A-Z0-9]{1,32}"),
     "messenger": re.compile(r"[0-9]{1,32}"),
+    "instagram": re.compile(r"[0-9]{1,32}"),
 }
 
 
@@ -110,7 +113,7 @@ class UserKey:
         parts = pk.split(SEP)
         if len(parts) != 3 or parts[0] not in _ALPHABETS:
             raise InvalidKeyError(f"invalid partition key {pk[:80]!r}")
-        platform: Platform = "slack" if parts[0] == "slack" else "messenger"
+        platform: Platform = parts[0]  # type: ignore[assignment]  # one of _ALPHABETS
         return cls(platform=platform, workspace=parts[1], user=parts[2])
 
 
@@ -213,6 +216,11 @@ class ConversationKey:
     @classmethod
     def messenger(cls, *, page: str, psid: str) -> ConversationKey:
         return cls("messenger", page, page, psid)
+
+    @classmethod
+    def instagram(cls, *, account: str, igsid: str) -> ConversationKey:
+        """A user of an Instagram professional account (the account stands in for the page)."""
+        return cls("instagram", account, account, igsid)
 
     @property
     def user_key(self) -> UserKey:

@@ -8,6 +8,8 @@
     python -m handlers.tools.admin retry slack#T0001#U0001 todo:D0001#evt#<hash>
     python -m handlers.tools.admin dead-letters slack#T0001#C0001#channel
     python -m handlers.tools.admin create-table [--table sessions]
+    python -m handlers.tools.admin add-page 100200300 [--instagram] < token.txt
+    python -m handlers.tools.admin remove-page 100200300 [--instagram]
 
 The store is the one the environment selects (``SESSIONS_TABLE`` + ``AWS_ENDPOINT_URL_DYNAMODB``
 for DynamoDB, else ``SESSIONS_DB``); ``--table``/``--db`` override it. A user is named by their
@@ -80,6 +82,13 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("user")
     retry.add_argument("event", help="the dead letter's sort key, as dead-letters lists it")
     sub.add_parser("create-table", help="create the DynamoDB table (schema of serverless.yml)")
+    for name, what in (("add-page", "keep a page's access token (read from standard input)"),
+                       ("remove-page", "forget a page's access token")):  # fmt: skip
+        page = sub.add_parser(name, help=what)
+        page.add_argument("page", help="the Facebook Page id (or the Instagram account id)")
+        page.add_argument(
+            "--instagram", action="store_true", help="an Instagram professional account's token"
+        )
     return parser
 
 
@@ -113,6 +122,8 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None) -> int:
                 "for DynamoDB, or --db for another file)"
             )
         sessions = sessions_from_settings(settings)
+        if args.command in ("add-page", "remove-page"):
+            return _page(args, sessions, stdin or sys.stdin)
         user = partition_from_pk(args.user)
         return _run(args, sessions, user, stdin or sys.stdin)
     except (SessionError, OSError) as exc:
@@ -198,6 +209,33 @@ def _run(args: Any, sessions: Sessions, user: Partition, stdin: TextIO) -> int:
         print(f"the bot forgot the user on {forgotten} channel(s); {failed} failed (dead letters)")
     deleted = sessions.delete_user(user, settle=settle)
     print(f"deleted {deleted} items for {user.pk} (a tombstone blocks late redeliveries)")
+    return 0
+
+
+def _page(args: Any, sessions: Sessions, stdin: TextIO) -> int:
+    """Keep or forget one page's (or Instagram account's) access token, sealed like every
+    stored value. The token is read from standard input, never from the command line (which
+    shell histories and process lists keep)."""
+    from handlers.page_tokens import KINDS
+
+    platform = "instagram" if args.instagram else "messenger"
+    kind = KINDS[platform]
+    if args.command == "remove-page":
+        removed = sessions.installations.delete(kind, args.page)
+        print(f"{platform} {args.page}: token {'removed' if removed else 'not found'}")
+        return 0 if removed else 1
+    if stdin.isatty():
+        import getpass
+
+        token = getpass.getpass(f"Access token of {platform} {args.page} (not echoed): ")
+    else:
+        token = stdin.readline()
+    token = token.strip()
+    if not token:
+        print("error: no token on standard input; nothing stored", file=sys.stderr)
+        return 2
+    sessions.installations.put(kind, args.page, {"token": token})
+    print(f"{platform} {args.page}: token kept (answers its messages within 5 minutes)")
     return 0
 
 
