@@ -194,7 +194,12 @@ class MessengerEdge:
         state that misses it) and returns 1; a dead letter is skipped, as a redelivery would
         skip it, and the rest go on."""
         key = messages[0].key
-        if self.tokens.token(key.platform, key.workspace) is None:
+        try:
+            token = self.tokens.token(key.platform, key.workspace)
+        except SessionError:  # the store failed: it may heal, Meta redelivers
+            self.pipeline.report(messages[0], "page token lookup failed")
+            return 1
+        if token is None:
             # Retrying cannot make a token appear: logged, acked, nothing run or stored.
             log.error(
                 "no access token for this %s account; its messages are not handled "

@@ -181,9 +181,10 @@ def parse_batch(
             nothing to go on with.
     """
     refused = rejected if rejected is not None else []
-    if not isinstance(data, Mapping) or data.get("object") not in PLATFORM_OF:
+    kind = data.get("object") if isinstance(data, Mapping) else None
+    if not isinstance(kind, str) or kind not in PLATFORM_OF:
         raise MalformedBatch("not a page webhook (object must be 'page' or 'instagram')")
-    platform = PLATFORM_OF[data["object"]]
+    platform = PLATFORM_OF[kind]
     entries = data.get("entry")
     if not isinstance(entries, list):
         raise MalformedBatch("entry must be a list")
