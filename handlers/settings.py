@@ -49,6 +49,22 @@ class Settings:
     #: The SQS FIFO queue of turns handed off busy (``SESSIONS_SERIAL_QUEUE_URL``): one scope's
     #: turns run one at a time; unset outside the deploy (a thread per busy scope instead).
     serial_queue_url: str | None = None
+    #: Slack OAuth (any number of workspaces): ``SLACK_CLIENT_ID`` turns it on.
+    slack_client_id: str | None = None
+    slack_client_secret: str | None = None
+    #: Bot scopes asked at install (``SLACK_SCOPES``, comma-separated), and user scopes.
+    slack_scopes: str = "commands,chat:write,im:history,app_mentions:read"
+    slack_user_scopes: str = ""
+    #: Where Slack sends the installer back (``SLACK_REDIRECT_URI``; default: this host's
+    #: ``/slack/oauth_redirect``).
+    slack_redirect_uri: str | None = None
+    #: Slack's authorize page (``SLACK_AUTHORIZE_URL``; the local server points it at a fake).
+    slack_authorize_url: str = "https://slack.com/oauth/v2/authorize"
+
+    @property
+    def slack_oauth(self) -> bool:
+        """Whether the app serves many workspaces (OAuth) rather than one bot token."""
+        return self.slack_client_id is not None
 
     def session_options(self) -> dict[str, Any]:
         """Keyword arguments for :class:`sessions.Sessions`: only what the environment set."""
@@ -142,6 +158,13 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         large_state_bucket=env.get("SESSIONS_LARGE_STATE_BUCKET") or None,
         large_state_dir=env.get("SESSIONS_LARGE_STATE_DIR") or None,
         serial_queue_url=env.get("SESSIONS_SERIAL_QUEUE_URL") or None,
+        slack_client_id=env.get("SLACK_CLIENT_ID") or None,
+        slack_client_secret=env.get("SLACK_CLIENT_SECRET") or None,
+        slack_scopes=env.get("SLACK_SCOPES") or "commands,chat:write,im:history,app_mentions:read",
+        slack_user_scopes=env.get("SLACK_USER_SCOPES") or "",
+        slack_redirect_uri=env.get("SLACK_REDIRECT_URI") or None,
+        slack_authorize_url=env.get("SLACK_AUTHORIZE_URL")
+        or "https://slack.com/oauth/v2/authorize",
         telemetry=_switch(
             env, "SESSIONS_TELEMETRY", default=bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
         ),

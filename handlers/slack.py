@@ -58,16 +58,18 @@ from handlers.deferral import DEFERRED_KEY, Deferrer, default_deferrer
 from handlers.delivery import Delivery, SlackKind, SlackRoute
 from handlers.entry import Entry, build_edge, spec_of
 from handlers.http import BadRequest, HttpRequest, from_lambda, response
+from handlers.installs import TableInstallationStore, TableOAuthStateStore
 from handlers.pipeline import Answer, Deadline, Pipeline
 from handlers.serial import Serialiser, default_serialiser
 from handlers.settings import Settings
+from handlers.slack_oauth import INSTALL_PATH, REDIRECT_PATH, SlackOAuth
 from handlers.slack_send import SLACK_TIMEOUT, NotSentRetryHandler, SlackSender
 from sessions import ConversationKey, InvalidKeyError, SessionError, Sessions
 
 if TYPE_CHECKING:
     from handlers.telemetry import Telemetry
 
-from sessions.privacy import private
+from sessions.privacy import fingerprint, private
 
 log = private(logging.getLogger("handlers.slack"))
 
@@ -111,7 +113,13 @@ class SlackEdge:
     ) -> None:
         # Inside Lambda the bot token too: a missing one fails the cold start by name, not
         # the first reply.
-        settings.require("slack_signing_secret", *(["slack_bot_token"] * settings.in_lambda))
+        # (OAuth: the client's secret instead, every workspace's token is in the table.)
+        single = settings.in_lambda and not settings.slack_oauth
+        settings.require(
+            "slack_signing_secret",
+            *(["slack_bot_token"] * single),
+            *(["slack_client_secret"] * settings.slack_oauth),
+        )
         self.settings = settings
         self._signing_secret = str(settings.slack_signing_secret or "")
         self.sessions = sessions
@@ -123,7 +131,17 @@ class SlackEdge:
             timeout=SLACK_TIMEOUT,
             retry_handlers=[NotSentRetryHandler()],
         )
-        self.sender = SlackSender(self.web, self._signing_secret)
+        #: Many workspaces (``SLACK_CLIENT_ID``): the install flow and each workspace's token.
+        self.oauth: SlackOAuth | None = None
+        if settings.slack_oauth:
+            self.oauth = SlackOAuth(
+                settings,
+                TableInstallationStore(sessions.installations),
+                TableOAuthStateStore(sessions.installations),
+            )
+        self.sender = SlackSender(
+            self.web, self._signing_secret, web_for=self._web_for if self.oauth else None
+        )
         self.deferrer = deferrer or default_deferrer(settings, self.run_deferred)
         self.serialiser = serialiser or default_serialiser(settings, self.run_deferred)
         self.pipeline = Pipeline(
@@ -147,6 +165,14 @@ class SlackEdge:
         except BadRequest as exc:
             log.warning("unreadable Lambda event: %s", type(exc).__name__)
             return response(400, "bad request")
+        if request.method == "GET" and request.path in (INSTALL_PATH, REDIRECT_PATH):
+            if self.oauth is None:
+                return response(404, "not found: the app is installed in one workspace")
+            try:
+                return self.oauth.handle(request) or response(404, "not found")
+            except SessionError:
+                self._report("OAuth route failed")
+                return response(503, "retry later")
         if request.method != "POST":
             return response(405, "method not allowed", headers={"allow": "POST"})
         if not self._signed(request.body, request.headers):
@@ -179,6 +205,8 @@ class SlackEdge:
                 return _bad("malformed event")
             if event_body.get("type") == "message":
                 return self._on_message(body, event_body, request, deadline)
+            if event_body.get("type") in ("app_uninstalled", "tokens_revoked"):
+                return self._on_install_event(body, event_body)
             log.info("ignored Slack event type %s", str(event_body.get("type"))[:40])
             return _ack()  # a 404 would count as a failed delivery
         if body.get("type") == "block_actions":
@@ -300,6 +328,8 @@ class SlackEdge:
         them, so an error of ours is a 200 with an apology (and a dead letter when it would
         recur)."""
         answer = Answer()
+        if not self._installed(delivery):
+            return _ack()
         if self.spec.is_slow(delivery.message):
             if not self.pipeline.defer(delivery.later()):
                 self.apologise(delivery, answer, deadline)
@@ -334,6 +364,8 @@ class SlackEdge:
         when = payloads.event_time(body, request.headers)
         message = payloads.event_message(body, key, when)
         delivery = Delivery(key, f"event:{event_id}", message, when, SlackRoute("event"))
+        if not self._installed(delivery):
+            return _ack()
         if self.spec.is_slow(message):
             if not self.pipeline.defer(delivery):
                 return response(503, "busy")  # Slack redelivers; event_id dedups
@@ -347,6 +379,54 @@ class SlackEdge:
             self.pipeline.report(delivery, "event turn failed before the commit")
             return response(503, "retry later")
         return _ack()
+
+    # -- many workspaces --------------------------------------------------------------------
+
+    def _installed(self, delivery: Delivery) -> bool:
+        """Whether the delivery's workspace has a bot token to answer with (always, with one
+        workspace). A workspace with none (never installed, uninstalled) is acked and dropped:
+        nothing of it is run or stored, and Slack's retry could not change that."""
+        if self.oauth is None:
+            return True
+        key = delivery.key
+        if self.oauth.token(key.enterprise, key.workspace) is not None:
+            return True
+        log.warning(
+            "event from a workspace with no installation; dropped",
+            extra={"team": fingerprint(key.workspace)},
+        )
+        return False
+
+    def _web_for(self, key: ConversationKey) -> WebClient:
+        assert self.oauth is not None
+        token = self.oauth.token(key.enterprise, key.workspace)
+        if token is None:  # uninstalled between the turn and its send
+            raise ConnectionError("no bot token for this workspace any more")
+        return self.oauth.client(token)
+
+    def _on_install_event(
+        self, body: Mapping[str, Any], event: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """``app_uninstalled``: the workspace's installation goes; ``tokens_revoked``: the
+        named tokens go. (Both are acked whatever happens: Slack retries a failure.)"""
+        if self.oauth is None:
+            return _ack()
+        team = body.get("team_id") if isinstance(body.get("team_id"), str) else None
+        enterprise = (
+            body.get("enterprise_id") if isinstance(body.get("enterprise_id"), str) else None
+        )
+        if event.get("type") == "app_uninstalled":
+            self.oauth.uninstalled(enterprise, team)
+        else:
+            tokens = event.get("tokens")
+            named = tokens if isinstance(tokens, Mapping) else {}
+            users = [u for u in named.get("oauth") or [] if isinstance(u, str)]
+            bots = [b for b in named.get("bot") or [] if isinstance(b, str)]
+            self.oauth.revoked(enterprise, team, users, bots)
+        return _ack()
+
+    def _report(self, message: str) -> None:
+        log.exception(message)
 
     # -- the pipeline's platform -----------------------------------------------------------
 
@@ -428,6 +508,10 @@ def _parse(request: HttpRequest) -> tuple[str, dict[str, Any]]:
     if not isinstance(data, dict):
         raise ValueError(f"payload is {type(data).__name__}, not an object")
     return kind, data
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _ack(body: Mapping[str, Any] | None = None) -> dict[str, Any]:

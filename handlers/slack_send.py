@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from slack_sdk import WebClient
@@ -64,15 +65,24 @@ class SlackSender:
     """Where a Slack delivery's answers go: its ``response_url``, else the channel through
     the Web API (ephemeral or not); modals through ``views.open`` with the trigger id."""
 
-    def __init__(self, web: WebClient, signing_secret: str) -> None:
+    def __init__(
+        self,
+        web: WebClient,
+        signing_secret: str,
+        *,
+        web_for: Callable[[ConversationKey], WebClient] | None = None,
+    ) -> None:
         self.web = web
         self.signing_secret = signing_secret
+        #: The Web API client of a conversation's workspace (its own bot token, when the app
+        #: is installed in many); default: the one client.
+        self.web_for = web_for or (lambda _key: self.web)
 
     def open_modal(self, route: SlackRoute, key: ConversationKey, modal: Modal) -> bool:
         if not route.trigger_id:
             return False
         try:
-            self.web.views_open(
+            self.web_for(key).views_open(
                 trigger_id=route.trigger_id,
                 view=payloads.modal_view(modal, key=key, secret=self.signing_secret),
             )
@@ -112,9 +122,9 @@ class SlackSender:
                 if result.status_code >= 300:
                     raise ConnectionError(f"response_url answered {result.status_code}")
             elif visibility == "ephemeral":
-                self.web.chat_postEphemeral(channel=key.channel, user=key.user, **message)
+                self.web_for(key).chat_postEphemeral(channel=key.channel, user=key.user, **message)
             else:
-                self.web.chat_postMessage(channel=key.channel, **message)
+                self.web_for(key).chat_postMessage(channel=key.channel, **message)
         except SlackApiError as exc:
             if exc.response.get("error") in ("invalid_blocks", "invalid_blocks_format"):
                 raise InvalidBlocks(str(exc.response.get("error"))) from exc
