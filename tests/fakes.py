@@ -39,6 +39,7 @@ class FakeSlack:
     #: then arrived: a client that times out cannot tell)
     delays: dict[str, list[float]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    used_codes: set[str] = field(default_factory=set)
 
     @property
     def api_url(self) -> str:
@@ -69,6 +70,30 @@ class FakeSlack:
             "MESSENGER_PAGE_TOKEN": "page-token-test",
             "MESSENGER_API_URL": self.graph_url,
         }
+
+    def oauth_access(self, form: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+        """Slack's ``oauth.v2.access``: a code ``code-<team>`` (``code-<enterprise>-org`` for
+        an org-wide install) is good once, for a token of that workspace."""
+        code = str(form.get("code") or "")
+        with self.lock:
+            if not code.startswith("code-") or code in self.used_codes:
+                return {"ok": False, "error": "invalid_code"}
+            self.used_codes.add(code)
+        team = code.removeprefix("code-")
+        org = team.endswith("-org")
+        answer: dict[str, Any] = {
+            "ok": True,
+            "app_id": "A0APP",
+            "access_token": f"xoxb-{team}",
+            "token_type": "bot",
+            "scope": "commands,chat:write",
+            "bot_user_id": f"UBOT{team[:6]}",
+            "team": None if org else {"id": team, "name": f"Team {team}"},
+            "enterprise": {"id": team.removesuffix("-org"), "name": "Org"} if org else None,
+            "is_enterprise_install": org,
+            "authed_user": {"id": "U0INSTALLER", "scope": "", "token_type": "user"},
+        }
+        return answer
 
     def sends(self) -> list[Call]:
         with self.lock:
@@ -125,6 +150,12 @@ def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
                 with fake.lock:
                     number = sum(c.path.startswith("/tickets") for c in fake.calls)
                 payload = json.dumps({"id": f"TK-{number}"})
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.end_headers()
+                self.wfile.write(payload.encode())
+            elif self.path.startswith("/api/oauth.v2.access"):
+                payload = json.dumps(fake.oauth_access(body, dict(self.headers)))
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
                 self.end_headers()

@@ -46,6 +46,8 @@ NOT_SECRETS = {
 }
 ROUTES = {
     "POST /slack/events": "slack",
+    "GET /slack/install": "slack",
+    "GET /slack/oauth_redirect": "slack",
     "GET /messenger/webhook": "messenger",
     "POST /messenger/webhook": "messenger",
 }
@@ -54,6 +56,7 @@ TABLE_ACTIONS = {
     "dynamodb:BatchGetItem",
     "dynamodb:BatchWriteItem",
     "dynamodb:ConditionCheckItem",
+    "dynamodb:DeleteItem",
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:Query",
@@ -380,6 +383,15 @@ def test_the_policy_covers_what_a_turn_really_does(packaged: dict[str, Path]) ->
         for i in range(60):  # fills the item: its records move out to a page
             sessions.run(busy, f"busy{i}", turn, None, event_time=start + i * 0.5)
         assert sessions.run(busy, "busy0", turn, None, event_time=start).duplicate
+        # A Slack install: a state issued and consumed, the installation saved and read.
+        from handlers.installs import TableInstallationStore, TableOAuthStateStore
+        from handlers.slack_oauth import installation_of
+
+        states = TableOAuthStateStore(sessions.installations)
+        assert states.consume(states.issue())
+        installs = TableInstallationStore(sessions.installations)
+        installs.save(installation_of({"access_token": "xoxb-1", "team": {"id": "T1"}}))
+        assert installs.find_bot(enterprise_id=None, team_id="T1") is not None
     granted: set[str] = set()
     for stmt in statements(template(packaged, "prod")):
         actions = as_list(stmt["Action"])

@@ -1,0 +1,165 @@
+"""Install once, serve every workspace, through the real Slack edge and its real routes, on
+SQLite and on DynamoDB Local, with a fake ``oauth.v2.access`` that issues a token per team:
+two installs (a state issued and consumed, a code exchanged), each workspace's events answered
+with its own token, a replayed state refused, an uninstall that removes one workspace's
+installation while the other keeps working, and a late event of the uninstalled workspace
+that stores nothing."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterator
+from html import unescape
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+
+import handlers.slack
+from bot.todo import TodoBot
+from handlers.installs import TableInstallationStore
+from handlers.settings import from_env
+from sessions import ConversationKey, Sessions
+from sessions.store import Store
+from tests.fakes import FakeSlack, fake_slack
+from tests.functional.conftest import select_store
+from tests.keys import stored
+from tests.slack_requests import dm_body, json_event
+
+
+@pytest.fixture(params=["sqlite", "dynamodb_local"])
+def world(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[tuple[FakeSlack, Store]]:
+    with fake_slack() as fake:
+        for name, value in fake.edge_env().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("SLACK_BOT_TOKEN")  # many workspaces: no single bot token
+        monkeypatch.setenv("SLACK_CLIENT_ID", "111.222")
+        monkeypatch.setenv("SLACK_CLIENT_SECRET", "client-secret")
+        monkeypatch.setenv("SLACK_SCOPES", "commands,chat:write")
+        store = select_store(request, monkeypatch, tmp_path)
+        yield fake, store
+        store.close()
+
+
+def get(path: str, query: dict[str, str] | None = None) -> dict[str, Any]:
+    raw = urlencode(query or {})
+    return {
+        "version": "2.0",
+        "routeKey": f"GET {path}",
+        "rawPath": path,
+        "rawQueryString": raw,
+        "headers": {"host": "bot.example.com"},
+        "requestContext": {"http": {"method": "GET", "path": path}, "stage": "$default"},
+        "isBase64Encoded": False,
+    }
+
+
+def install_link(slack: handlers.slack.SlackEdge) -> dict[str, str]:
+    page = slack.handle(get("/slack/install"))
+    assert page["statusCode"] == 200 and "text/html" in page["headers"]["content-type"]
+    href = unescape(re.search(r'href="([^"]+)"', page["body"]).group(1))  # type: ignore[union-attr]
+    assert href.startswith("https://slack.com/oauth/v2/authorize?")
+    return {k: v[0] for k, v in parse_qs(urlsplit(href).query).items()}
+
+
+def test_two_workspaces_installed_answered_and_one_uninstalled(
+    world: tuple[FakeSlack, Store],
+) -> None:
+    fake, store = world
+    sessions = Sessions(store)
+    slack = handlers.slack.build(from_env(), sessions=sessions, bot=TodoBot())
+    states = []
+    for team in ("T0001", "T0002"):
+        link = install_link(slack)
+        assert link["client_id"] == "111.222" and link["scope"] == "commands,chat:write"
+        assert link["redirect_uri"] == "https://bot.example.com/slack/oauth_redirect"
+        answer = slack.handle(
+            get("/slack/oauth_redirect", {"code": f"code-{team}", "state": link["state"]})
+        )
+        assert answer["statusCode"] == 200 and "installed in Team " + team in answer["body"]
+        states.append(link["state"])
+    exchanges = [c for c in fake.calls if c.path.startswith("/api/oauth.v2.access")]
+    assert [c.body["code"] for c in exchanges] == ["code-T0001", "code-T0002"]
+    basic = base64.b64encode(b"111.222:client-secret").decode()
+    assert exchanges[0].headers.get("Authorization") == f"Basic {basic}"  # the client's own
+    # A state is good once, even with a good code.
+    replayed = slack.handle(
+        get("/slack/oauth_redirect", {"code": "code-T0009", "state": states[0]})
+    )
+    assert replayed["statusCode"] == 400 and "expired or was used" in replayed["body"]
+    forged = slack.handle(get("/slack/oauth_redirect", {"code": "code-T0009", "state": "nope"}))
+    assert forged["statusCode"] == 400
+    cancelled = slack.handle(get("/slack/oauth_redirect", {"error": "access_denied"}))
+    assert cancelled["statusCode"] == 200 and "cancelled" in cancelled["body"]
+
+    # Tokens are kept sealed like every value (the contract tests check the bytes at rest).
+    installs = TableInstallationStore(sessions.installations)
+    bot = installs.find_bot(enterprise_id=None, team_id="T0001")
+    assert bot is not None and bot.bot_token == "xoxb-T0001"
+
+    # Each workspace's events are answered with that workspace's token.
+    for team in ("T0001", "T0002"):
+        body = dm_body("add milk", user="U0001")
+        body["team_id"] = team
+        assert slack.handle(json_event(body))["statusCode"] == 200
+    posts = fake.posts()
+    assert [p.headers.get("Authorization") for p in posts] == [
+        "Bearer xoxb-T0001",
+        "Bearer xoxb-T0002",
+    ]
+
+    # app_uninstalled for T0001: its installation goes; T0002 keeps working.
+    uninstall = {
+        "type": "event_callback",
+        "team_id": "T0001",
+        "api_app_id": "A0APP",
+        "event": {"type": "app_uninstalled", "event_ts": "1.1"},
+        "event_id": "EvUNINSTALL1",
+        "event_time": 1,
+    }
+    assert slack.handle(json_event(uninstall))["statusCode"] == 200
+    assert installs.find_bot(enterprise_id=None, team_id="T0001") is None
+    fresh = handlers.slack.build(from_env(), sessions=sessions, bot=TodoBot())  # a new container
+    for edge in (slack, fresh):
+        late = dm_body("add bread", user="U0002")
+        late["team_id"] = "T0001"
+        assert edge.handle(json_event(late))["statusCode"] == 200
+    key = ConversationKey.slack(team="T0001", channel="D0001", user="U0002")
+    assert sessions.get(stored(key)) is None  # nothing of it was stored
+    assert len(fake.posts()) == 2  # and nothing was said
+    still = dm_body("add tea", user="U0001")
+    still["team_id"] = "T0002"
+    assert fresh.handle(json_event(still))["statusCode"] == 200
+    assert fake.posts()[-1].headers.get("Authorization") == "Bearer xoxb-T0002"
+
+
+def test_an_org_wide_install_answers_every_team_of_the_org(
+    world: tuple[FakeSlack, Store],
+) -> None:
+    fake, store = world
+    slack = handlers.slack.build(from_env(), sessions=Sessions(store), bot=TodoBot())
+    link = install_link(slack)
+    done = slack.handle(
+        get("/slack/oauth_redirect", {"code": "code-E0001-org", "state": link["state"]})
+    )
+    assert done["statusCode"] == 200
+    body = dm_body("add milk", user="U0001")
+    body["team_id"], body["enterprise_id"] = "T0042", "E0001"
+    assert slack.handle(json_event(body))["statusCode"] == 200
+    assert fake.posts()[-1].headers.get("Authorization") == "Bearer xoxb-E0001-org"
+
+
+def test_without_a_client_id_the_install_routes_do_not_exist(
+    world: tuple[FakeSlack, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, store = world
+    monkeypatch.delenv("SLACK_CLIENT_ID")
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-single")
+    slack = handlers.slack.build(from_env(), sessions=Sessions(store), bot=TodoBot())
+    assert slack.handle(get("/slack/install"))["statusCode"] == 404
+    assert json.loads(json.dumps(slack.handle(get("/slack/oauth_redirect"))))["statusCode"] == 404
