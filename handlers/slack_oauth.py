@@ -26,10 +26,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 from slack_sdk import WebClient
+from slack_sdk.oauth.installation_store.models.bot import Bot
 from slack_sdk.oauth.installation_store.models.installation import Installation
 
 from handlers.http import HttpRequest, response
-from handlers.installs import TableInstallationStore, TableOAuthStateStore
+from handlers.installs import TableInstallationStore, TableOAuthStateStore, team_id_of
 from handlers.settings import Settings
 from handlers.slack_send import SLACK_TIMEOUT
 from sessions.privacy import fingerprint, private
@@ -38,6 +39,11 @@ log = private(logging.getLogger("handlers.slack_oauth"))
 
 INSTALL_PATH = "/slack/install"
 REDIRECT_PATH = "/slack/oauth_redirect"
+#: A rotating token (12 h) is refreshed this long before it expires (slack_sdk's default).
+ROTATE_BEFORE = 120 * 60
+#: The record kind of a workspace's rotation lock, and how long the lock holds at most.
+ROTATION = "slack-rotation"
+ROTATION_LOCK = 30
 
 
 class SlackOAuth:
@@ -140,15 +146,63 @@ class SlackOAuth:
             cached = self._tokens.get((enterprise_id, team_id))
         if cached is not None and cached[1] > now:
             return cached[0]
-        bot = self.installations.find_bot(enterprise_id=enterprise_id, team_id=team_id)
+        bot, org = self.installations.find_bot(enterprise_id=enterprise_id, team_id=team_id), False
         if bot is None and enterprise_id is not None:
             bot = self.installations.find_bot(
                 enterprise_id=enterprise_id, team_id=None, is_enterprise_install=True
             )
+            org = True
+        if bot is not None and _expiring(bot):
+            bot = self._rotate(bot, enterprise_id, None if org else team_id)
         token = bot.bot_token if bot is not None else None
         with self._lock:
             self._tokens[(enterprise_id, team_id)] = (token, now + self.ttl)
         return token
+
+    def _rotate(self, bot: Bot, enterprise_id: str | None, team_id: str | None) -> Bot:
+        """Refresh an expiring bot token (token rotation), once however many requests find
+        it expiring at the same time: the one that takes the workspace's rotation lock (a
+        record created only if absent) reads the bot again, refreshes it if still expiring
+        and saves it; the others wait for the new token, or use the current one, which is
+        still valid (rotation starts well before the expiry)."""
+        lock = team_id_of(enterprise_id, team_id)
+        records = self.installations.records
+
+        def find() -> Bot | None:
+            return self.installations.find_bot(
+                enterprise_id=enterprise_id, team_id=team_id, is_enterprise_install=team_id is None
+            )
+
+        if records.create(ROTATION, lock, {"at": time.time()}, ttl=ROTATION_LOCK):
+            try:
+                current = find() or bot
+                if not _expiring(current):
+                    return current  # another request rotated it just before us
+                answer = WebClient(
+                    base_url=self.settings.slack_api_url, timeout=SLACK_TIMEOUT
+                ).oauth_v2_access(
+                    client_id=str(self.settings.slack_client_id),
+                    client_secret=str(self.settings.slack_client_secret),
+                    grant_type="refresh_token",
+                    refresh_token=str(current.bot_refresh_token),
+                )
+                current.bot_token = answer["access_token"]
+                current.bot_refresh_token = answer.get("refresh_token")
+                current.bot_token_expires_at = int(time.time() + int(answer["expires_in"]))
+                self.installations.save_bot(current)
+                log.info("bot token rotated", extra={"team": fingerprint(lock)})
+                return current
+            except Exception as exc:  # Slack refused, the network: the current token still works
+                log.warning("token rotation failed: %s", type(exc).__name__)
+                return bot
+            finally:
+                records.delete(ROTATION, lock)
+        for _ in range(20):  # another request is rotating: its token, within 2 s
+            time.sleep(0.1)
+            rotated = find()
+            if rotated is not None and not _expiring(rotated):
+                return rotated
+        return bot
 
     def client(self, token: str) -> WebClient:
         """A Web API client with ``token`` (one per token per container)."""
@@ -188,6 +242,12 @@ class SlackOAuth:
         if bot is not None and bot.bot_user_id in bots:
             self.installations.delete_bot(enterprise_id=enterprise_id, team_id=team_id)
         self.forget(enterprise_id, team_id)
+
+
+def _expiring(bot: Bot) -> bool:
+    """Whether a rotating bot token is close enough to its expiry to refresh it now."""
+    expires = bot.bot_token_expires_at
+    return bool(bot.bot_refresh_token and expires and expires - time.time() < ROTATE_BEFORE)
 
 
 def installation_of(answer: dict[str, Any]) -> Installation:

@@ -728,6 +728,29 @@ class DynamoDBStore(ConditionalWrites):
         }
         self._call("put_item", TableName=self.table, Item=item)
 
+    def create_record(self, pk: str, sk: str, blob: bytes, *, expires_at: int, now: int) -> bool:
+        item = layout.key_of(pk, sk) | {
+            "kind": {"S": "record"},
+            "blob": {"B": blob},
+            "expires_at": n(expires_at),
+        }
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(pk) OR expires_at <= :now",
+                ExpressionAttributeValues={":now": n(now)},
+            )
+        except Exception as exc:
+            code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
+            if code == "ConditionalCheckFailedException":
+                return False
+            error = _convert(exc, self.table)
+            if error is None:
+                raise
+            raise error from exc
+        return True
+
     def get_record(self, pk: str, sk: str) -> tuple[bytes, int] | None:
         found = self._call(
             "get_item", TableName=self.table, Key=layout.key_of(pk, sk), ConsistentRead=True

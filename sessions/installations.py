@@ -60,6 +60,14 @@ class Installations:
         expires = int(self.clock()) + (FOREVER if ttl is None else ttl)
         self.store.put_record(pk, SK, blob, expires_at=expires)
 
+    def create(self, kind: str, ident: str, value: Any, *, ttl: int) -> bool:
+        """Keep ``value`` only if no live record is there: whether this caller did (of
+        racing creators exactly one does; a lock that expires after ``ttl`` seconds)."""
+        pk = record_pk(kind, ident)
+        blob = self.sealing.encode_record(value, pk, SK)
+        now = int(self.clock())
+        return self.store.create_record(pk, SK, blob, expires_at=now + ttl, now=now)
+
     def get(self, kind: str, ident: str) -> Any:
         """The record's value, ``None`` when there is none or it expired.
 

@@ -337,6 +337,19 @@ class SQLiteStore(ConditionalWrites):
                 (pk, sk, blob, expires_at),
             )
 
+    def create_record(self, pk: str, sk: str, blob: bytes, *, expires_at: int, now: int) -> bool:
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT expires_at FROM records WHERE pk = ? AND sk = ?", (pk, sk)
+            ).fetchone()
+            if row is not None and int(row[0]) > now:
+                return False
+            conn.execute(
+                "INSERT OR REPLACE INTO records (pk, sk, data, expires_at) VALUES (?, ?, ?, ?)",
+                (pk, sk, blob, expires_at),
+            )
+            return True
+
     def get_record(self, pk: str, sk: str) -> tuple[bytes, int] | None:
         sql = "SELECT data, expires_at FROM records WHERE pk = ? AND sk = ?"
         try:

@@ -283,6 +283,11 @@ class Store(Protocol):
         token, a one-time OAuth state), replacing the one there."""
         ...
 
+    def create_record(self, pk: str, sk: str, blob: bytes, *, expires_at: int, now: int) -> bool:
+        """Write a record only if none is there (or the one there expired at ``now``);
+        whether this caller wrote it (of racing creators exactly one does: a lock)."""
+        ...
+
     def get_record(self, pk: str, sk: str) -> tuple[bytes, int] | None:
         """A record's ``(blob, expires_at)`` (a consistent read), ``None`` when absent.
         Expiry is the caller's call."""

@@ -40,6 +40,8 @@ class FakeSlack:
     delays: dict[str, list[float]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     used_codes: set[str] = field(default_factory=set)
+    refresh_tokens: set[str] = field(default_factory=set)
+    refreshes: int = 0
 
     @property
     def api_url(self) -> str:
@@ -74,6 +76,17 @@ class FakeSlack:
     def oauth_access(self, form: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
         """Slack's ``oauth.v2.access``: a code ``code-<team>`` (``code-<enterprise>-org`` for
         an org-wide install) is good once, for a token of that workspace."""
+        if form.get("grant_type") == "refresh_token":  # token rotation: each refresh once
+            with self.lock:
+                old = str(form.get("refresh_token") or "")
+                if old not in self.refresh_tokens:
+                    return {"ok": False, "error": "invalid_refresh_token"}
+                self.refresh_tokens.discard(old)
+                self.refreshes += 1
+                n = self.refreshes
+                self.refresh_tokens.add(f"xoxe-1-refresh-{n}")
+            return {"ok": True, "access_token": f"xoxe.xoxb-rotated-{n}", "token_type": "bot",
+                    "refresh_token": f"xoxe-1-refresh-{n}", "expires_in": 43200}  # fmt: skip
         code = str(form.get("code") or "")
         with self.lock:
             if not code.startswith("code-") or code in self.used_codes:
@@ -93,6 +106,13 @@ class FakeSlack:
             "is_enterprise_install": org,
             "authed_user": {"id": "U0INSTALLER", "scope": "", "token_type": "user"},
         }
+        if team.endswith("-rot"):  # an app with token rotation: a token that expires soon
+            answer["team"] = {"id": team.removesuffix("-rot"), "name": "Rotating"}
+            answer["access_token"] = "xoxe.xoxb-first"
+            answer["refresh_token"] = "xoxe-1-refresh-0"
+            answer["expires_in"] = 600  # within the rotation window already
+            with self.lock:
+                self.refresh_tokens.add("xoxe-1-refresh-0")
         return answer
 
     def sends(self) -> list[Call]:

@@ -70,3 +70,15 @@ def test_a_record_expires_and_is_taken_once(store: Store) -> None:
 def test_record_keys_are_validated(store: Store, kind: Any, ident: Any) -> None:
     with pytest.raises(InvalidKeyError):
         Sessions(store).installations.put(kind, ident, {})
+
+
+def test_a_record_is_created_by_one_of_racing_creators(store: Store) -> None:
+    clock = Clock()
+    records = Sessions(store, clock=clock).installations
+    with ThreadPoolExecutor(10) as pool:
+        won = list(pool.map(lambda n: records.create("lock", "T1", {"by": n}, ttl=30), range(10)))
+    assert won.count(True) == 1
+    assert records.create("lock", "T1", {"by": "late"}, ttl=30) is False
+    clock.now += 31  # expired: the lock can be taken again
+    assert records.create("lock", "T1", {"by": "later"}, ttl=30) is True
+    assert records.get("lock", "T1") == {"by": "later"}

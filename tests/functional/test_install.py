@@ -11,6 +11,7 @@ import base64
 import json
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -163,3 +164,34 @@ def test_without_a_client_id_the_install_routes_do_not_exist(
     slack = handlers.slack.build(from_env(), sessions=Sessions(store), bot=TodoBot())
     assert slack.handle(get("/slack/install"))["statusCode"] == 404
     assert json.loads(json.dumps(slack.handle(get("/slack/oauth_redirect"))))["statusCode"] == 404
+
+
+def test_an_expiring_token_is_refreshed_once_under_concurrent_requests(
+    world: tuple[FakeSlack, Store],
+) -> None:
+    """Token rotation: ten requests in ten fresh containers find the token about to expire
+    at once; one refreshes it (the fake refuses a refresh token used twice), all answer."""
+    fake, store = world
+    sessions = Sessions(store)
+    slack = handlers.slack.build(from_env(), sessions=sessions, bot=TodoBot())
+    link = install_link(slack)
+    installed = {"code": "code-T0007-rot", "state": link["state"]}
+    assert slack.handle(get("/slack/oauth_redirect", installed))["statusCode"] == 200
+    edges = [handlers.slack.build(from_env(), sessions=sessions, bot=TodoBot()) for _ in range(10)]
+
+    def event(n: int) -> int:
+        body = dm_body(f"add item {n}", user=f"U000{n}")
+        body["team_id"] = "T0007"
+        return int(edges[n].handle(json_event(body))["statusCode"])
+
+    with ThreadPoolExecutor(10) as pool:
+        assert set(pool.map(event, range(10))) == {200}
+    refresh_calls = [c for c in fake.calls if c.body.get("grant_type") == "refresh_token"]
+    assert len(refresh_calls) == 1 and fake.refreshes == 1  # one request refreshed, once
+    tokens = {p.headers.get("Authorization") for p in fake.posts()}
+    assert tokens <= {"Bearer xoxe.xoxb-first", "Bearer xoxe.xoxb-rotated-1"}
+    assert len(fake.posts()) == 10
+    bot = TableInstallationStore(sessions.installations).find_bot(
+        enterprise_id=None, team_id="T0007"
+    )
+    assert bot is not None and bot.bot_token == "xoxe.xoxb-rotated-1"
