@@ -425,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--user", help="Slack user id (U...) or Messenger PSID (digits)")
     parser.add_argument("--channel", help="Slack channel id, or the Messenger page id")
+    parser.add_argument(
+        "--team", default="T0LOCAL", help="Slack workspace (team) id (default: T0LOCAL)"
+    )
     parser.add_argument("--url", default=f"http://127.0.0.1:{os.environ.get('PORT') or 3000}")
     parser.add_argument(
         "--outbox",
@@ -434,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         client = ChatClient(args.url, platform=args.platform, user=args.user,
-                            channel=args.channel, outbox=args.outbox)  # fmt: skip
+                            channel=args.channel, outbox=args.outbox, team=args.team)  # fmt: skip
     except ChatError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

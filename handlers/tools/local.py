@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from sessions.errors import SessionError
 from sessions.privacy import private
@@ -135,6 +135,8 @@ class FakeApis:
             channel: str | None = (query.get("channel") or [""])[0] or None
             messages = self.outbox.after(after, user=user, channel=channel)
             return _json(200, {"messages": messages})
+        if path == "/_fake/slack/oauth/v2/authorize" and method == "GET":
+            return authorize(target)
         if method != "POST":
             return 405, {}, b""
         ctype = headers.get("content-type", headers.get("Content-Type", ""))
@@ -143,6 +145,8 @@ class FakeApis:
             data = json.loads(body or b"{}")
         else:
             data = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        if path == "/_fake/slack/api/oauth.v2.access":
+            return _json(200, oauth_access(data))
         if path == "/_fake/slack/api/views.open":
             view = data.get("view")
             view = json.loads(view) if isinstance(view, str) else view
@@ -182,6 +186,39 @@ class FakeApis:
         """Keep one message with its recipient: ``user`` (``None``: everyone in ``channel``)."""
         self.outbox.add({"platform": platform, "to": user or channel, "channel": channel,
                          "user": user, "text": text, "buttons": buttons})  # fmt: skip
+
+
+def authorize(target: str) -> tuple[int, dict[str, str], bytes]:
+    """Slack's authorize page, as the local fake plays it: the installer approves at once and
+    is sent back to ``redirect_uri`` with a code for workspace ``team`` (a query parameter of
+    this page; default ``T0LOCAL``, the workspace ``make chat`` talks as)."""
+    query = {k: v[0] for k, v in parse_qs(urlsplit(target).query).items()}
+    redirect, state = query.get("redirect_uri"), query.get("state")
+    if not redirect or not state:
+        return 400, {"content-type": "text/plain"}, b"missing redirect_uri or state"
+    team = query.get("team") or "T0LOCAL"
+    back = f"{redirect}?{urlencode({'code': f'code-{team}', 'state': state})}"
+    return 302, {"location": back}, b""
+
+
+def oauth_access(form: Mapping[str, Any]) -> dict[str, Any]:
+    """Slack's ``oauth.v2.access``, as the local fake plays it: a token per workspace."""
+    code = str(form.get("code") or "")
+    if not code.startswith("code-"):
+        return {"ok": False, "error": "invalid_code"}
+    team = code.removeprefix("code-")
+    return {
+        "ok": True,
+        "app_id": "A0LOCAL",
+        "access_token": f"xoxb-local-{team}",
+        "token_type": "bot",
+        "scope": "commands,chat:write",
+        "bot_user_id": "U0LOCALBOT",
+        "team": {"id": team, "name": f"Local {team}"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "authed_user": {"id": "U0LOCAL"},
+    }
 
 
 def to_lambda_event(
@@ -238,7 +275,7 @@ class LocalApp:
             return self._state(parse_qs(urlsplit(target).query))
         if path.startswith("/_fake/"):
             return self.fakes.handle(method, target, path, headers, body)
-        if path == "/slack/events":
+        if path in ("/slack/events", "/slack/install", "/slack/oauth_redirect"):
             edge: Any = self.slack
         elif path == "/messenger/webhook":
             edge = self.messenger
@@ -401,6 +438,9 @@ def prepare_environment(port: int) -> str:
         os.environ.setdefault(name, value)
     base = f"http://127.0.0.1:{port}/_fake"
     os.environ.setdefault("SLACK_API_URL", f"{base}/slack/api/")
+    if os.environ.get("SLACK_CLIENT_ID"):  # the install flow, against the fake Slack
+        os.environ.setdefault("SLACK_CLIENT_SECRET", "local-client-secret")
+        os.environ.setdefault("SLACK_AUTHORIZE_URL", f"{base}/slack/oauth/v2/authorize")
     os.environ.setdefault("MESSENGER_API_URL", f"{base}/graph/v25.0")
     verb = "created" if created else "using"
     return f"{verb} development config {CONFIG} (replies go to the fake Slack/Graph routes)"
@@ -493,6 +533,12 @@ def main(argv: list[str] | None = None) -> int:
     store = f"DynamoDB table {table}" if table else f"SQLite {db}"
     print(f"Serving the bot on http://{args.host}:{args.port}  (store: {store}; {how})", flush=True)
     print("Routes: POST /slack/events, GET|POST /messenger/webhook, GET /healthz.", flush=True)
+    if os.environ.get("SLACK_CLIENT_ID"):
+        print(
+            f"Install into a workspace: http://{args.host}:{args.port}/slack/install "
+            "(the fake Slack installs T0LOCAL; add ?team=T... to its authorize link for another)",
+            flush=True,
+        )
     chat = "make chat" if args.port == 3000 else f"make chat PORT={args.port}"
     print(f"Ctrl-C stops. Talk to the bot with: {chat}", flush=True)
 

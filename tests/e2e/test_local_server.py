@@ -3,7 +3,9 @@ simulator's client on both platforms, restarted, and found intact."""
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,10 +30,13 @@ def _env() -> dict[str, str]:
 
 
 class Server:
-    def __init__(self, workdir: Path, port: int, bot: str | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int, bot: str | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.workdir = workdir
         self.port = port
         self.bot = bot
+        self.env = env or {}
         self.url = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen[str] | None = None
 
@@ -42,6 +47,7 @@ class Server:
             env={
                 **_env(),
                 **({"BOT": self.bot} if self.bot else {}),
+                **self.env,
                 "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
             },
             stdout=subprocess.PIPE,
@@ -227,3 +233,31 @@ def test_make_chat_as_two_users_of_one_channel(example_server: Server) -> None:
     shared = alice.state()["scopes"]["channel"]
     assert shared["state"]["polls"]["1"]["votes"] == {"U0BOB": 1}
     assert shared["key"].endswith("poll:~channel")
+
+
+def test_make_run_serves_the_install_flow_against_the_fake_slack(tmp_path: Path) -> None:
+    """``SLACK_CLIENT_ID=... make run``: the install page, the fake authorize page, the
+    redirect and the code exchange all on this machine; the installed workspace's chat is
+    answered with its own token, another workspace's is not answered."""
+    server = Server(tmp_path, free_port(), env={"SLACK_CLIENT_ID": "local.client"})
+    server.start()
+    try:
+        page = requests.get(f"{server.url}/slack/install", timeout=5)
+        assert page.status_code == 200
+        link = re.search(r'href="([^"]+)"', page.text)
+        assert link is not None
+        done = requests.get(html.unescape(link.group(1)), timeout=5)  # follows the redirects
+        assert done.status_code == 200 and "installed in Local T0LOCAL" in done.text
+        chat = server.client("slack-dm")
+        assert chat.send("add milk")[0].startswith("Added “milk”")
+        config = read_config(server.workdir / ".data" / "local.env")
+        stranger = ChatClient(
+            server.url, platform="slack-dm", team="T0OTHER", timeout=1.0, secrets=config
+        )
+        assert stranger.send("add milk") == [
+            "(no reply seen: if SLACK_API_URL/MESSENGER_API_URL point elsewhere, look there)"
+        ]
+    finally:
+        if server.proc is not None:
+            server.proc.kill()
+            server.proc.wait()
