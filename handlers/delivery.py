@@ -110,7 +110,16 @@ class EffectJob:
         )
 
 
-Job = Delivery | EffectJob | tuple[Delivery, ...]
+@dataclass(frozen=True, slots=True)
+class EraseJob:
+    """Erase everything a workspace stored (after ``app_uninstalled``): long work, so it runs
+    after the ack."""
+
+    platform: str
+    workspace: str
+
+
+Job = Delivery | EffectJob | EraseJob | tuple[Delivery, ...]
 
 
 class BadJob(ValueError):
@@ -124,6 +133,8 @@ def dump(job: Job) -> dict[str, Any]:
     """The JSON-compatible form of a delivery, an effect or a sender's sequence."""
     if isinstance(job, tuple):
         return {"kind": "sequence", "items": [dump(d) for d in job]}
+    if isinstance(job, EraseJob):
+        return {"kind": "erase", "platform": job.platform, "workspace": job.workspace}
     if isinstance(job, EffectJob):
         return {
             "platform": job.origin.key.platform,
@@ -168,6 +179,9 @@ def load(data: Any) -> Job:
             if not all(isinstance(item, Delivery) for item in items):
                 raise BadJob("a sequence holds deliveries only")
             return items  # type: ignore[return-value]
+        if data.get("kind") == "erase":
+            ConversationKey(data["platform"], data["workspace"], data["workspace"], "0")
+            return EraseJob(str(data["platform"]), str(data["workspace"]))  # validated above
         if data.get("kind") == "effect":
             origin = load(data["origin"])
             if not isinstance(origin, Delivery):
@@ -221,7 +235,7 @@ def _key_dict(key: ConversationKey) -> dict[str, Any]:
     return {"page": key.workspace, "psid": key.user}
 
 
-def deliveries(job: Job) -> Sequence[Delivery | EffectJob]:
+def deliveries(job: Job) -> Sequence[Delivery | EffectJob | EraseJob]:
     """The units a job runs, in order."""
     return job if isinstance(job, tuple) else (job,)
 
@@ -230,6 +244,7 @@ __all__ = [
     "BadJob",
     "Delivery",
     "EffectJob",
+    "EraseJob",
     "Job",
     "MessengerRoute",
     "Route",

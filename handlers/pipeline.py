@@ -34,7 +34,16 @@ from bot.replies import AnyReply, reply_from_dict
 from bot.spec import MAX_FOLLOW_UPS, BotSpec, run_effect
 from handlers import membership
 from handlers.deferral import Deferrer
-from handlers.delivery import BadJob, Delivery, EffectJob, Job, deliveries, dump, load
+from handlers.delivery import (
+    BadJob,
+    Delivery,
+    EffectJob,
+    EraseJob,
+    Job,
+    deliveries,
+    dump,
+    load,
+)
 from handlers.serial import Serialiser, group_of
 from sessions import (
     BusyError,
@@ -356,7 +365,9 @@ class Pipeline:
             log.error("deferred job refused: %s", exc)
             return
         for unit in deliveries(job):
-            if isinstance(unit, EffectJob):
+            if isinstance(unit, EraseJob):
+                self.sessions.erase_workspace(unit.platform, unit.workspace)
+            elif isinstance(unit, EffectJob):
                 self.run_effect(unit)
             else:
                 self.run(unit.later())

@@ -55,7 +55,7 @@ from slack_sdk import WebClient
 from bot.replies import AnyReply, FormErrors, Modal
 from handlers import slack_payloads as payloads
 from handlers.deferral import DEFERRED_KEY, Deferrer, default_deferrer
-from handlers.delivery import Delivery, SlackKind, SlackRoute
+from handlers.delivery import Delivery, EraseJob, SlackKind, SlackRoute
 from handlers.entry import Entry, build_edge, spec_of
 from handlers.http import BadRequest, HttpRequest, from_lambda, response
 from handlers.installs import TableInstallationStore, TableOAuthStateStore
@@ -417,6 +417,8 @@ class SlackEdge:
         )
         if event.get("type") == "app_uninstalled":
             self.oauth.uninstalled(enterprise, team)
+            if team is not None and not self.pipeline.defer(EraseJob("slack", team)):
+                return response(503, "retry later")  # Slack retries: the erase must happen
         else:
             tokens = event.get("tokens")
             named = tokens if isinstance(tokens, Mapping) else {}

@@ -43,7 +43,7 @@ from sessions.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from sessions.keys import TOMBSTONE_SK, ConversationKey, Partition, UserKey
+from sessions.keys import SEP, TOMBSTONE_SK, ConversationKey, Partition
 from sessions.store import (
     FAILED,
     ConditionalWrites,
@@ -443,13 +443,16 @@ class DynamoDBStore(ConditionalWrites):
                 "Update": {
                     "TableName": self.table,
                     "Key": layout.key_of(key.pk, TOMBSTONE_SK),
+                    # ``ws``: the workspace's index (``workspace_partitions``) finds the
+                    # partition by it, so a workspace is erased without a scan.
                     "UpdateExpression": "ADD created :one "
-                    "SET expires_at = if_not_exists(expires_at, :x)",
+                    "SET expires_at = if_not_exists(expires_at, :x), ws = :ws",
                     "ConditionExpression": "attribute_not_exists(gen) OR gen < :ms",
                     "ExpressionAttributeValues": {
                         ":ms": n(event_ms),
                         ":one": n(1),
                         ":x": item["expires_at"],
+                        ":ws": {"S": workspace_of(key)},
                     },
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
@@ -621,7 +624,7 @@ class DynamoDBStore(ConditionalWrites):
                 found.setdefault(sk, inline)  # a page may repeat a record still inline
         return sorted(found.items(), key=lambda pair: pair[0])
 
-    def delete_user(self, user: UserKey, *, tombstone: Tombstone) -> int:
+    def delete_user(self, user: Partition, *, tombstone: Tombstone) -> int:
         """The tombstone and the user's conversation items in one ``TransactWriteItems``
         (100 items at most: more conversations take further transactions), then one
         conditional ``DeleteItem`` per older sibling record.
@@ -719,6 +722,26 @@ class DynamoDBStore(ConditionalWrites):
             # Counted as ``user_items`` lists them: a page by the records it holds.
             deleted += len(layout.listed(item)) or 1
         return deleted
+
+    def workspace_partitions(self, platform: str, workspace: str) -> list[str]:
+        """The partition keys of a workspace's users and channels: a ``Query`` of the
+        workspace index (a partition's user record carries ``ws`` from its first
+        conversation's creation on), paginated; never a scan."""
+        found: set[str] = set()
+        start: dict[str, Any] | None = None
+        while True:
+            page = self._call(
+                "query",
+                TableName=self.table,
+                IndexName=WORKSPACE_INDEX,
+                KeyConditionExpression="ws = :ws",
+                ExpressionAttributeValues={":ws": {"S": f"{platform}{SEP}{workspace}"}},
+                **({"ExclusiveStartKey": start} if start else {}),
+            )
+            found.update(item["pk"]["S"] for item in page.get("Items", []))
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return sorted(found)
 
     def put_record(self, pk: str, sk: str, blob: bytes, *, expires_at: int) -> None:
         item = layout.key_of(pk, sk) | {
@@ -882,6 +905,14 @@ def make_client(**overrides: Any) -> DynamoDBClient:
     return boto3.client("dynamodb", config=config, **overrides)
 
 
+#: The index of partitions by workspace (``ws`` = ``<platform>#<workspace>``), keys only.
+WORKSPACE_INDEX = "workspace"
+
+
+def workspace_of(key: ConversationKey) -> str:
+    return f"{key.platform}{SEP}{key.workspace}"
+
+
 def create_table(client: DynamoDBClient, table: str) -> None:
     """Create the sessions table with the schema ``serverless.yml`` declares, TTL on.
 
@@ -893,10 +924,18 @@ def create_table(client: DynamoDBClient, table: str) -> None:
             AttributeDefinitions=[
                 {"AttributeName": "pk", "AttributeType": "S"},
                 {"AttributeName": "sk", "AttributeType": "S"},
+                {"AttributeName": "ws", "AttributeType": "S"},
             ],
             KeySchema=[
                 {"AttributeName": "pk", "KeyType": "HASH"},
                 {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": WORKSPACE_INDEX,
+                    "KeySchema": [{"AttributeName": "ws", "KeyType": "HASH"}],
+                    "Projection": {"ProjectionType": "KEYS_ONLY"},
+                }
             ],
             BillingMode="PAY_PER_REQUEST",
         )
@@ -908,6 +947,24 @@ def create_table(client: DynamoDBClient, table: str) -> None:
                 raise
             raise error from exc
     client.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1})
+    described = client.describe_table(TableName=table)["Table"]
+    if not any(
+        i["IndexName"] == WORKSPACE_INDEX for i in described.get("GlobalSecondaryIndexes") or []
+    ):
+        # A table created before the workspace index: add it (DynamoDB builds it online).
+        client.update_table(
+            TableName=table,
+            AttributeDefinitions=[{"AttributeName": "ws", "AttributeType": "S"}],
+            GlobalSecondaryIndexUpdates=[
+                {
+                    "Create": {
+                        "IndexName": WORKSPACE_INDEX,
+                        "KeySchema": [{"AttributeName": "ws", "KeyType": "HASH"}],
+                        "Projection": {"ProjectionType": "KEYS_ONLY"},
+                    }
+                }
+            ],
+        )
     try:
         client.update_time_to_live(
             TableName=table,

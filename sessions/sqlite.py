@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sessions.errors import ConflictError, DuplicateEventError, StoreError, StoreUnavailableError
-from sessions.keys import TOMBSTONE_SK, ConversationKey, Partition, UserKey
+from sessions.keys import TOMBSTONE_SK, ConversationKey, Partition
 from sessions.store import (
     ConditionalWrites,
     EventRecord,
@@ -314,7 +314,7 @@ class SQLiteStore(ConditionalWrites):
         except sqlite3.Error as exc:
             raise self._convert(exc) from exc
 
-    def delete_user(self, user: UserKey, *, tombstone: Tombstone) -> int:
+    def delete_user(self, user: Partition, *, tombstone: Tombstone) -> int:
         with self._write() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO items (pk, sk, kind, expires_at, updated_at, "
@@ -329,6 +329,17 @@ class SQLiteStore(ConditionalWrites):
                 (user.pk, TOMBSTONE_SK, tombstone.generation),
             )
         return cur.rowcount
+
+    def workspace_partitions(self, platform: str, workspace: str) -> list[str]:
+        """The partition keys of a workspace's users and channels: a range of the primary
+        key (``<platform>#<workspace>#...``)."""
+        low = f"{platform}#{workspace}#"
+        high = f"{platform}#{workspace}$"  # "$" follows "#": the range is exactly the prefix
+        sql = "SELECT DISTINCT pk FROM items WHERE pk >= ? AND pk < ? ORDER BY pk"
+        try:
+            return [row[0] for row in self._conn().execute(sql, (low, high))]
+        except sqlite3.Error as exc:
+            raise self._convert(exc) from exc
 
     def put_record(self, pk: str, sk: str, blob: bytes, *, expires_at: int) -> None:
         with self._write() as conn:

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sessions.keys import ConversationKey, Partition, UserKey
+from sessions.keys import ConversationKey, Partition
 
 DONE = "done"
 FAILED = "failed"
@@ -268,7 +268,7 @@ class Store(Protocol):
         record)``, sort-key order."""
         ...
 
-    def delete_user(self, user: UserKey, *, tombstone: Tombstone) -> int:
+    def delete_user(self, user: Partition, *, tombstone: Tombstone) -> int:
         """Write ``tombstone`` first, then delete every other item of the user whose
         generation is older than the tombstone's (items of its generation or newer were
         written after the delete began, by genuine new events, and stay).
@@ -276,6 +276,11 @@ class Store(Protocol):
         Returns:
             How many items were deleted (the tombstone excluded).
         """
+        ...
+
+    def workspace_partitions(self, platform: str, workspace: str) -> list[str]:
+        """The partition keys of every user and channel of a workspace that stored anything
+        (a query of an index, never a scan of the table)."""
         ...
 
     def put_record(self, pk: str, sk: str, blob: bytes, *, expires_at: int) -> None:

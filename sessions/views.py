@@ -211,7 +211,37 @@ class Views:
         )
         return deleted
 
-    def _delete_once(self, user: UserKey, stone: Tombstone) -> tuple[int, int]:
+    def erase_workspace(self, platform: str, workspace: str, *, settle: float = 0.0) -> int:
+        """Delete everything stored for a workspace (an uninstalled Slack app's, say): every
+        partition of its users and channels, each as a user delete (a tombstone, so that a
+        late redelivery of an older event recreates nothing). The partitions are found by the
+        workspace's index (``Store.workspace_partitions``), never by a scan. Returns how many
+        items were deleted."""
+        from sessions.keys import partition_from_pk
+
+        now = self.clock()
+        stone = Tombstone(generation=int(now * 1000), expires_at=int(now) + self.tombstone_ttl)
+        partitions = self.store.workspace_partitions(platform, workspace)
+        deleted = 0
+        for pk in partitions:
+            deleted += self._delete_once(partition_from_pk(pk), stone)[0]
+        if settle > 0:
+            # Again, found again: the index is eventually consistent (a partition created in
+            # the second before the erase may show only now), and turns in flight finish.
+            self.sleep(settle)
+            for pk in self.store.workspace_partitions(platform, workspace):
+                deleted += self._delete_once(partition_from_pk(pk), stone)[0]
+        log.info(
+            "workspace erased",
+            extra={
+                "workspace": fingerprint(f"{platform}#{workspace}"),
+                "items": deleted,
+                "partitions": len(partitions),
+            },
+        )
+        return deleted
+
+    def _delete_once(self, user: Partition, stone: Tombstone) -> tuple[int, int]:
         deleted = self.store.delete_user(user, tombstone=stone)
         objects = 0
         if self.sealing.large is not None:  # after the tombstone: nothing can point at them again

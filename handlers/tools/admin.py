@@ -8,6 +8,7 @@
     python -m handlers.tools.admin retry slack#T0001#U0001 todo:D0001#evt#<hash>
     python -m handlers.tools.admin dead-letters slack#T0001#C0001#channel
     python -m handlers.tools.admin create-table [--table sessions]
+    python -m handlers.tools.admin erase-workspace slack#T0001 [--yes]
     python -m handlers.tools.admin add-page 100200300 [--instagram] < token.txt
     python -m handlers.tools.admin remove-page 100200300 [--instagram]
 
@@ -82,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("user")
     retry.add_argument("event", help="the dead letter's sort key, as dead-letters lists it")
     sub.add_parser("create-table", help="create the DynamoDB table (schema of serverless.yml)")
+    erase = sub.add_parser("erase-workspace", help="delete everything a workspace stored")
+    erase.add_argument("workspace", help="<platform>#<workspace>, e.g. slack#T0001")
+    erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     for name, what in (("add-page", "keep a page's access token (read from standard input)"),
                        ("remove-page", "forget a page's access token")):  # fmt: skip
         page = sub.add_parser(name, help=what)
@@ -101,7 +105,9 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None) -> int:
         env["SESSIONS_DB"] = args.db
         env.pop("SESSIONS_TABLE", None)
     settings = from_env(env)
-    if args.command == "delete" and args.settle is None:
+    if args.command == "erase-workspace":
+        args.settle = None
+    if args.command in ("delete", "erase-workspace") and args.settle is None:
         # On DynamoDB, the deployed functions' turns may be in flight; locally (SQLite) only
         # the local server's, which end in milliseconds.
         default = DELETE_SETTLE if settings.sessions_table else 0.0
@@ -124,6 +130,8 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None) -> int:
         sessions = sessions_from_settings(settings)
         if args.command in ("add-page", "remove-page"):
             return _page(args, sessions, stdin or sys.stdin)
+        if args.command == "erase-workspace":
+            return _erase(args, sessions, stdin or sys.stdin)
         user = partition_from_pk(args.user)
         return _run(args, sessions, user, stdin or sys.stdin)
     except (SessionError, OSError) as exc:
@@ -236,6 +244,22 @@ def _page(args: Any, sessions: Sessions, stdin: TextIO) -> int:
         return 2
     sessions.installations.put(kind, args.page, {"token": token})
     print(f"{platform} {args.page}: token kept (answers its messages within 5 minutes)")
+    return 0
+
+
+def _erase(args: Any, sessions: Sessions, stdin: TextIO) -> int:
+    """Every partition of a workspace's users and channels, each deleted as a user delete is
+    (a tombstone: nothing comes back with a late event), found by the workspace's index."""
+    platform, _, workspace = str(args.workspace).partition("#")
+    partition_from_pk(f"{platform}#{workspace}#0")  # validates both (InvalidKeyError: exit 2)
+    if not args.yes:
+        print(f"Erase everything stored for {args.workspace}? Type it to confirm: ", end="")
+        sys.stdout.flush()
+        if stdin.readline().strip() != args.workspace:
+            print("error: not confirmed; nothing erased", file=sys.stderr)
+            return 1
+    deleted = sessions.erase_workspace(platform, workspace, settle=args.settle or 0.0)
+    print(f"erased {args.workspace}: {deleted} items deleted (tombstones block late events)")
     return 0
 
 

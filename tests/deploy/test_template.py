@@ -138,7 +138,13 @@ def test_table_keys_ttl_pitr_and_encryption(packaged: dict[str, Path], stage: st
     assert {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]} == {
         "pk": "S",
         "sk": "S",
+        "ws": "S",
     }
+    # The same schema as sessions.dynamodb.create_table: the workspace index, keys only.
+    [index] = props["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "workspace"
+    assert index["KeySchema"] == [{"AttributeName": "ws", "KeyType": "HASH"}]
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert props["SSESpecification"]["SSEEnabled"] is True
@@ -220,7 +226,8 @@ def test_every_statement_we_add_names_its_resources(packaged: dict[str, Path]) -
             )
         elif services == {"dynamodb"}:
             assert set(actions) == TABLE_ACTIONS
-            assert resources_ == [{"Fn::GetAtt": ["SessionsTable", "Arn"]}]
+            table_arn = {"Fn::GetAtt": ["SessionsTable", "Arn"]}
+            assert resources_ == [table_arn, {"Fn::Join": ["/", [table_arn, "index", "workspace"]]}]
         elif services == {"lambda"}:
             assert actions == ["lambda:InvokeFunction"]
             own_arns = [r["Fn::Join"][1][-1] for r in resources_]
@@ -392,6 +399,8 @@ def test_the_policy_covers_what_a_turn_really_does(packaged: dict[str, Path]) ->
         installs = TableInstallationStore(sessions.installations)
         installs.save(installation_of({"access_token": "xoxb-1", "team": {"id": "T1"}}))
         assert installs.find_bot(enterprise_id=None, team_id="T1") is not None
+        # Its uninstall: the workspace's partitions found by the index, then deleted.
+        assert sessions.erase_workspace("slack", "T1") > 0
     granted: set[str] = set()
     for stmt in statements(template(packaged, "prod")):
         actions = as_list(stmt["Action"])

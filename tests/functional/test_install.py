@@ -123,8 +123,14 @@ def test_two_workspaces_installed_answered_and_one_uninstalled(
         "event_id": "EvUNINSTALL1",
         "event_time": 1,
     }
+    before = ConversationKey.slack(team="T0001", channel="D0001", user="U0001")
+    assert sessions.conversations(before.user_key)  # what T0001 stored so far
     assert slack.handle(json_event(uninstall))["statusCode"] == 200
     assert installs.find_bot(enterprise_id=None, team_id="T0001") is None
+    assert slack.deferrer.drain(timeout=30)  # type: ignore[attr-defined]  # the erase job
+    assert sessions.conversations(before.user_key) == []  # the workspace's data is gone
+    kept = ConversationKey.slack(team="T0002", channel="D0001", user="U0001")
+    assert [c.state["items"][0]["text"] for c in sessions.conversations(kept.user_key)] == ["milk"]
     fresh = handlers.slack.build(from_env(), sessions=sessions, bot=TodoBot())  # a new container
     for edge in (slack, fresh):
         late = dm_body("add bread", user="U0002")

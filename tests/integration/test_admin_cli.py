@@ -187,3 +187,16 @@ def test_dead_letters_lists_every_one_marking_what_it_cannot_open(
     assert len(lines) == 3, lines
     marks = sorted(line.split("\t")[2] for line in lines)
     assert marks == ["cannot open its payload (DecryptError)", "replayable", "replayable"]
+
+
+def test_erase_a_workspace(cli: tuple[Store, list[str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    store, flags = cli
+    monkeypatch.setenv("SESSIONS_DELETE_SETTLE", "0")
+    before_eve = store.user_items(EVE.user_key)
+    refused = admin.main([*flags, "erase-workspace", "slack#T0001"], stdin=io.StringIO("no\n"))
+    assert refused == 1 and Sessions(store).get(ADA) is not None
+    assert admin.main([*flags, "erase-workspace", "--yes", "slack#T0001"]) == 0
+    for key in (ADA, ADA_2, BOB):
+        assert [sk for sk, _ in store.user_items(key.user_key)] == ["#tombstone"]
+    assert store.user_items(EVE.user_key) == before_eve  # another platform's workspace
+    assert admin.main([*flags, "erase-workspace", "--yes", "slack#t-1"]) == 2  # not an id
