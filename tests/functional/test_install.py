@@ -24,9 +24,11 @@ from bot.todo import TodoBot
 from handlers.installs import TableInstallationStore
 from handlers.settings import from_env
 from sessions import ConversationKey, Sessions
+from sessions.dynamodb import DynamoDBStore
 from sessions.store import Store
 from tests.fakes import FakeSlack, fake_slack
 from tests.functional.conftest import select_store
+from tests.integration.test_request_budget import RequestCounter
 from tests.keys import stored
 from tests.slack_requests import dm_body, json_event
 
@@ -201,3 +203,31 @@ def test_an_expiring_token_is_refreshed_once_under_concurrent_requests(
         enterprise_id=None, team_id="T0007"
     )
     assert bot is not None and bot.bot_token == "xoxe.xoxb-rotated-1"
+
+
+def test_a_warm_turn_of_an_installed_workspace_costs_no_extra_request(
+    world: tuple[FakeSlack, Store],
+) -> None:
+    """The workspace's token is read once per container (then cached 5 minutes): a known
+    workspace's turns cost what a single-workspace app's do, 2 requests a new event."""
+    fake, store = world
+    if not isinstance(store, DynamoDBStore):
+        pytest.skip("requests are counted on DynamoDB")
+    counter = RequestCounter(store.client)
+    sessions = Sessions(store)
+    slack = handlers.slack.build(from_env(), sessions=sessions, bot=TodoBot())
+    link = install_link(slack)
+    installed = {"code": "code-T0003", "state": link["state"]}
+    assert slack.handle(get("/slack/oauth_redirect", installed))["statusCode"] == 200
+    counter.take()
+
+    def event(text: str) -> None:
+        body = dm_body(text, user="U0001")
+        body["team_id"] = "T0003"
+        assert slack.handle(json_event(body))["statusCode"] == 200
+
+    event("add milk")  # the token read (once), then the first event's own two requests
+    assert counter.take() == {"GetItem": 2, "TransactWriteItems": 1}
+    event("add bread")  # warm: the turn's read and write, nothing else
+    assert counter.take() == {"GetItem": 1, "PutItem": 1}
+    assert len(fake.posts()) == 2
