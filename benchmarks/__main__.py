@@ -21,6 +21,7 @@ from benchmarks import (  # noqa: E402
     ack_latency,
     cold_start,
     hot_item,
+    installs,
     operability,
     pipeline,
     readme,
@@ -83,6 +84,11 @@ def main() -> int:
         _section(
             "Many writers on one item (a poll voted on at once), and a turn over two scopes",
             hot_item.table(results["hot_item"]),
+        )
+        results["installs"] = installs.run(server.endpoint)
+        _section(
+            "Many workspaces and pages: an install, first and warm events",
+            installs.table(results["installs"]),
         )
         results["operability"] = operability.run(client)
         _section(
