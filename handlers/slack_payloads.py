@@ -51,6 +51,14 @@ def _id(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _team(body: Mapping[str, Any], value: Any) -> str:
+    """The workspace of a payload: its team id; for an Enterprise Grid org-wide install's
+    payload that names no team, the org (its enterprise id stands in for the workspace)."""
+    if value is None or value == "":
+        return _enterprise(body) or ""
+    return _id(value)
+
+
 _TIME = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?", flags=re.ASCII)
 #: Later than any time a platform sends (the year 5138): refused as no time.
 MAX_SECONDS = 1e11
@@ -97,7 +105,7 @@ def event_time(body: Mapping[str, Any], headers: Mapping[str, Any]) -> float | N
 def command_key(body: Mapping[str, Any]) -> ConversationKey:
     """Key of a slash command (form fields ``team_id``, ``channel_id``, ``user_id``)."""
     return ConversationKey.slack(
-        team=_id(body.get("team_id")),
+        team=_team(body, body.get("team_id")),
         channel=_id(body.get("channel_id")),
         user=_id(body.get("user_id")),
         enterprise=_enterprise(body),
@@ -107,7 +115,7 @@ def command_key(body: Mapping[str, Any]) -> ConversationKey:
 def event_key(body: Mapping[str, Any]) -> ConversationKey:
     """Key of an Events API message (``team_id`` at the top, channel and user in ``event``)."""
     return ConversationKey.slack(
-        team=_id(body.get("team_id")),
+        team=_team(body, body.get("team_id")),
         channel=_id(_field(body, "event", "channel")),
         user=_id(_field(body, "event", "user")),
         enterprise=_enterprise(body),
@@ -117,7 +125,7 @@ def event_key(body: Mapping[str, Any]) -> ConversationKey:
 def action_key(body: Mapping[str, Any], *, secret: str | None = None) -> ConversationKey:
     """Key of an interactivity payload (``team.id``, ``user.id``, channel or container; for a
     button inside one of our modals, the modal's signed channel: ``secret`` verifies it)."""
-    team, user = _id(_field(body, "team", "id")), _id(_field(body, "user", "id"))
+    team, user = _team(body, _field(body, "team", "id")), _id(_field(body, "user", "id"))
     channel = (
         _field(body, "channel", "id")
         or _field(body, "container", "channel_id")
@@ -279,7 +287,7 @@ def view_channel(view: Any, *, team: str, user: str, secret: str | None) -> str:
 def view_key(body: Mapping[str, Any], *, secret: str | None) -> ConversationKey:
     """Key of a ``view_submission``: its team and user, and the channel the modal came from
     (signed when we opened it)."""
-    team, user = _id(_field(body, "team", "id")), _id(_field(body, "user", "id"))
+    team, user = _team(body, _field(body, "team", "id")), _id(_field(body, "user", "id"))
     return ConversationKey.slack(
         team=team,
         channel=view_channel(body.get("view"), team=team, user=user, secret=secret),

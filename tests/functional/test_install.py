@@ -161,6 +161,13 @@ def test_an_org_wide_install_answers_every_team_of_the_org(
     body["team_id"], body["enterprise_id"] = "T0042", "E0001"
     assert slack.handle(json_event(body))["statusCode"] == 200
     assert fake.posts()[-1].headers.get("Authorization") == "Bearer xoxb-E0001-org"
+    # An org-level event that names no team: the org stands in for the workspace.
+    orgwide = dm_body("add bread", user="U0001")
+    del orgwide["team_id"]
+    orgwide["enterprise_id"] = "E0001"
+    assert slack.handle(json_event(orgwide))["statusCode"] == 200
+    assert fake.posts()[-1].headers.get("Authorization") == "Bearer xoxb-E0001-org"
+    assert len(fake.posts()) == 2
 
 
 def test_without_a_client_id_the_install_routes_do_not_exist(
