@@ -202,12 +202,8 @@ def _run(args: Any, sessions: Sessions, user: Partition, stdin: TextIO) -> int:
             file=sys.stderr,
         )
         return 1
-    if not args.yes:
-        print(f"Delete everything stored for {user.pk}? Type the user key to confirm: ", end="")
-        sys.stdout.flush()
-        if stdin.readline().strip() != user.pk:
-            print("error: not confirmed; nothing deleted", file=sys.stderr)
-            return 1
+    if not args.yes and not _confirmed(stdin, f"Delete everything stored for {user.pk}", user.pk):
+        return 1
     settle = args.settle
     if settle > 0:
         print(f"deleting; then, in {settle:g} s, again what turns in flight wrote meanwhile")
@@ -247,17 +243,24 @@ def _page(args: Any, sessions: Sessions, stdin: TextIO) -> int:
     return 0
 
 
+def _confirmed(stdin: TextIO, question: str, answer: str) -> bool:
+    """Ask ``question``; whether the operator typed ``answer`` back (else says so)."""
+    print(f"{question}? Type {answer} to confirm: ", end="")
+    sys.stdout.flush()
+    if stdin.readline().strip() == answer:
+        return True
+    print("error: not confirmed; nothing deleted", file=sys.stderr)
+    return False
+
+
 def _erase(args: Any, sessions: Sessions, stdin: TextIO) -> int:
     """Every partition of a workspace's users and channels, each deleted as a user delete is
     (a tombstone: nothing comes back with a late event), found by the workspace's index."""
     platform, _, workspace = str(args.workspace).partition("#")
     partition_from_pk(f"{platform}#{workspace}#0")  # validates both (InvalidKeyError: exit 2)
-    if not args.yes:
-        print(f"Erase everything stored for {args.workspace}? Type it to confirm: ", end="")
-        sys.stdout.flush()
-        if stdin.readline().strip() != args.workspace:
-            print("error: not confirmed; nothing erased", file=sys.stderr)
-            return 1
+    what = f"Erase everything stored for {args.workspace}"
+    if not args.yes and not _confirmed(stdin, what, args.workspace):
+        return 1
     deleted = sessions.erase_workspace(platform, workspace, settle=args.settle or 0.0)
     print(f"erased {args.workspace}: {deleted} items deleted (tombstones block late events)")
     return 0
