@@ -6,7 +6,8 @@ the same installations.
 One record per workspace (``install#slack-team#<enterprise or none>-<team or none>``): the
 bot (its token, its refresh token), each installing user's installation, and which one is
 the latest. Tokens are never in clear at rest when encryption is on (the sessions' envelope,
-bound to the record's key). An OAuth ``state`` is a record of its own, one-time (consumed by
+bound to the record's key); changes to it are made one at a time across containers (a lock
+record). An OAuth ``state`` is a record of its own, one-time (consumed by
 a conditional delete: of two racing redirects exactly one gets it) and short-lived (600 s,
 Bolt's default).
 """
@@ -17,7 +18,8 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from logging import Logger
 from typing import Any
 
@@ -30,6 +32,9 @@ from sessions.installations import Installations
 
 TEAM = "slack-team"
 STATE = "slack-oauth-state"
+#: A workspace record's write lock (a record created only if absent), and its lifetime.
+LOCK = "slack-team-lock"
+LOCK_TTL = 10
 NONE = "none"
 
 
@@ -54,9 +59,26 @@ class TableInstallationStore(InstallationStore):
         found = self.records.get(TEAM, team_id_of(enterprise_id, team_id))
         return found if isinstance(found, dict) else {"bot": None, "users": {}, "latest": None}
 
+    @contextmanager
+    def _locked(self, enterprise_id: str | None, team_id: str | None) -> Iterator[None]:
+        """A workspace record's read-modify-write, one at a time across containers (two
+        users installing at once both keep their installation): a lock record created only
+        if absent, waited for up to 5 s (then the write goes ahead: a lock left by a crash
+        expires in 10 s)."""
+        ident = team_id_of(enterprise_id, team_id)
+        with self._lock:
+            for _ in range(50):
+                if self.records.create(LOCK, ident, {"at": time.time()}, ttl=LOCK_TTL):
+                    break
+                time.sleep(0.1)
+            try:
+                yield
+            finally:
+                self.records.delete(LOCK, ident)
+
     def save(self, installation: Installation) -> None:
         team = None if installation.is_enterprise_install else installation.team_id
-        with self._lock:  # one container's saves in order; installs of a workspace are rare
+        with self._locked(installation.enterprise_id, team):
             record = self._workspace(installation.enterprise_id, team)
             user = installation.user_id or NONE
             record["users"][user] = dict(installation.__dict__)
@@ -69,7 +91,7 @@ class TableInstallationStore(InstallationStore):
         if bot.bot_token is None:
             return
         team = None if bot.is_enterprise_install else bot.team_id
-        with self._lock:
+        with self._locked(bot.enterprise_id, team):
             record = self._workspace(bot.enterprise_id, team)
             record["bot"] = dict(bot.__dict__)
             self.records.put(TEAM, team_id_of(bot.enterprise_id, team), record)
@@ -107,7 +129,7 @@ class TableInstallationStore(InstallationStore):
         return installation
 
     def delete_bot(self, *, enterprise_id: str | None, team_id: str | None) -> None:
-        with self._lock:
+        with self._locked(enterprise_id, team_id):
             record = self._workspace(enterprise_id, team_id)
             record["bot"] = None
             self._keep(enterprise_id, team_id, record)
@@ -115,7 +137,7 @@ class TableInstallationStore(InstallationStore):
     def delete_installation(
         self, *, enterprise_id: str | None, team_id: str | None, user_id: str | None = None
     ) -> None:
-        with self._lock:
+        with self._locked(enterprise_id, team_id):
             record = self._workspace(enterprise_id, team_id)
             record["users"].pop(user_id or NONE, None)
             if record.get("latest") == (user_id or NONE):

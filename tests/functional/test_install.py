@@ -238,3 +238,25 @@ def test_a_warm_turn_of_an_installed_workspace_costs_no_extra_request(
     event("add bread")  # warm: the turn's read and write, nothing else
     assert counter.take() == {"GetItem": 1, "PutItem": 1}
     assert len(fake.posts()) == 2
+
+
+def test_users_installing_into_one_workspace_at_once_all_keep_their_installation(
+    world: tuple[FakeSlack, Store],
+) -> None:
+    from handlers.slack_oauth import installation_of
+
+    _, store = world
+    containers = [TableInstallationStore(Sessions(store).installations) for _ in range(8)]
+
+    def install(n: int) -> None:
+        answer = {"access_token": "xoxb-T0005", "team": {"id": "T0005"},
+                  "authed_user": {"id": f"U000{n}", "access_token": f"xoxp-{n}"}}  # fmt: skip
+        containers[n].save(installation_of(answer))
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(install, range(8)))
+    for n in range(8):
+        found = containers[0].find_installation(
+            enterprise_id=None, team_id="T0005", user_id=f"U000{n}"
+        )
+        assert found is not None and found.user_token == f"xoxp-{n}", n
