@@ -46,8 +46,10 @@ class TimedSendAPI(SendAPI):
     windows: list[float]
     store: TimedStore
 
-    def send(self, psid: str, message: Any, *, deadline: float | None = None) -> Any:
-        result = super().send(psid, message, deadline=deadline)
+    def send(
+        self, psid: str, message: Any, *, deadline: float | None = None, token: str | None = None
+    ) -> Any:
+        result = super().send(psid, message, deadline=deadline, token=token)
         self.windows.append(time.perf_counter() - self.store.last_commit_done)
         return result
 

@@ -91,8 +91,10 @@ class FaultySendAPI(SendAPI):
         super().__init__(*args, **kw)
         self.store = store
 
-    def send(self, psid: str, message: Any, *, deadline: float | None = None) -> Any:
-        result = super().send(psid, message, deadline=deadline)
+    def send(
+        self, psid: str, message: Any, *, deadline: float | None = None, token: str | None = None
+    ) -> Any:
+        result = super().send(psid, message, deadline=deadline, token=token)
         self.store._maybe("while_sending")
         return result
 
