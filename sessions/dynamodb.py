@@ -1,7 +1,8 @@
 """The production store: one DynamoDB table (``pk``/``sk`` strings, TTL on ``expires_at``).
 
-This is the only module of ``sessions`` that imports boto3, and it does so lazily: the client
-is passed in or built on first use, then kept for warm invocations.
+boto3 is imported lazily (``sessions.dynamodb_client`` builds the client on first use, then it
+is kept for warm invocations; that module also converts botocore's errors, meters the
+capacity DynamoDB reports, and creates the table).
 
 Per turn (the usual one: the conversation exists and its item has room): ``load`` is one
 consistent ``GetItem`` of the conversation item, which holds the state and the conversation's
@@ -24,22 +25,27 @@ rest (no credentials, endpoint unreachable, read timeout) as :class:`StoreUnavai
 from __future__ import annotations
 
 import os
-import threading
 import time
-import weakref
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from sessions import dynamodb_layout as layout
 from sessions.codec import ITEM_LIMIT
+from sessions.dynamodb_client import (  # create_table, make_client: re-exported
+    WORKSPACE_INDEX,
+    CapacityMeter,
+    convert_error,
+    create_table,
+    make_client,
+    workspace_of,
+)
 from sessions.dynamodb_layout import Conversation, Item, n, num
 from sessions.errors import (
     ConflictError,
     DuplicateEventError,
     ItemTooLargeError,
     SessionError,
-    StoreConfigError,
     StoreError,
     StoreUnavailableError,
 )
@@ -58,43 +64,11 @@ from sessions.store import (
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
-_RETRYABLE = {
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "TransactionInProgressException",
-}
 #: ``UnprocessedKeys`` (throttling inside a BatchGetItem) is retried this many times with
 #: backoff, then the load fails as unavailable: the webhook's deadline bounds the wait.
 UNPROCESSED_RETRIES = 3
 #: A user delete is tried again this many times when conversations keep changing under it.
 DELETE_ATTEMPTS = 8
-
-
-def _convert(exc: Exception, table: str) -> SessionError | None:
-    """A botocore error as ours (the caller raises it ``from exc``); ``None`` for anything
-    that is not botocore's (a bug of ours must surface as itself)."""
-    from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
-
-    if isinstance(exc, ParamValidationError):
-        return StoreError(f"DynamoDB request rejected by botocore: {exc}")
-    if isinstance(exc, BotoCoreError):
-        # No credentials, endpoint unreachable, connect or read timeout: may heal.
-        return StoreUnavailableError(f"DynamoDB unreachable: {type(exc).__name__}: {exc}")
-    if not isinstance(exc, ClientError):
-        return None
-    error = exc.response.get("Error", {})
-    code = error.get("Code", "")
-    message = error.get("Message", str(exc))
-    if code in _RETRYABLE:
-        return StoreUnavailableError(f"DynamoDB {code}: {message}")
-    if code == "ResourceNotFoundException":
-        return StoreConfigError(f"DynamoDB table {table!r} not found: {message}", detail=code)
-    if code == "ValidationException" and "item size" in message.lower():
-        return ItemTooLargeError(f"DynamoDB refused the item: {message}", size=0, limit=ITEM_LIMIT)
-    return StoreError(f"DynamoDB {code or type(exc).__name__}: {message}")
 
 
 def _same(state: StoredState | None, expected: StoredState | None) -> bool:
@@ -135,7 +109,7 @@ class DynamoDBStore(ConditionalWrites):
         self.table = table
         self._client = client
         self._capacity = capacity
-        self._meter: _CapacityMeter | None = None
+        self._meter: CapacityMeter | None = None
         if client is not None and capacity:
             self._watch_capacity(client)
 
@@ -150,7 +124,7 @@ class DynamoDBStore(ConditionalWrites):
     # -- capacity, as DynamoDB reports it (for the turn's metrics) --------------------------
 
     def _watch_capacity(self, client: Any) -> None:
-        self._meter = _CapacityMeter.on(client)
+        self._meter = CapacityMeter.on(client)
 
     def take_capacity(self) -> tuple[float, float]:
         """Read and write capacity units DynamoDB reported for this thread's requests on the
@@ -162,7 +136,7 @@ class DynamoDBStore(ConditionalWrites):
         try:
             return getattr(self.client, operation)(**kwargs)
         except Exception as exc:
-            error = _convert(exc, self.table)
+            error = convert_error(exc, self.table)
             if error is None:
                 raise
             raise error from exc
@@ -471,7 +445,7 @@ class DynamoDBStore(ConditionalWrites):
         """A conditional ``PutItem`` of the conversation item that failed, as ours."""
         response: dict[str, Any] = getattr(exc, "response", None) or {}
         if response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-            return _convert(exc, self.table)
+            return convert_error(exc, self.table)
         return self._lost(response.get("Item"), digest)
 
     @staticmethod
@@ -522,7 +496,7 @@ class DynamoDBStore(ConditionalWrites):
     def _cancelled(self, exc: Exception, roles: list[str], digest: bytes) -> SessionError | None:
         response: dict[str, Any] = getattr(exc, "response", None) or {}
         if response.get("Error", {}).get("Code") != "TransactionCanceledException":
-            return _convert(exc, self.table)
+            return convert_error(exc, self.table)
         reasons = response.get("CancellationReasons") or []
         failed = {
             role: reason
@@ -693,7 +667,7 @@ class DynamoDBStore(ConditionalWrites):
                         deleted += (listed.state is not None) + len(listed.entries)
                 break
             except Exception as exc:
-                error = _convert(exc, self.table) if not _conflicted(exc) else None
+                error = convert_error(exc, self.table) if not _conflicted(exc) else None
                 if error is not None:
                     raise error from exc
                 if not _conflicted(exc):
@@ -768,7 +742,7 @@ class DynamoDBStore(ConditionalWrites):
             code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
             if code == "ConditionalCheckFailedException":
                 return False
-            error = _convert(exc, self.table)
+            error = convert_error(exc, self.table)
             if error is None:
                 raise
             raise error from exc
@@ -795,7 +769,7 @@ class DynamoDBStore(ConditionalWrites):
             code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
             if code == "ConditionalCheckFailedException":
                 return None  # none there (or another delete took it first)
-            error = _convert(exc, self.table)
+            error = convert_error(exc, self.table)
             if error is None:
                 raise
             raise error from exc
@@ -829,151 +803,6 @@ def _condition_failed(error: SessionError) -> bool:
 
 
 #: Data requests whose answers report consumed capacity; the reads among them.
-CAPACITY_OPERATIONS = (
-    "GetItem",
-    "BatchGetItem",
-    "Query",
-    "PutItem",
-    "UpdateItem",
-    "DeleteItem",
-    "TransactWriteItems",
-)
-READ_OPERATIONS = ("GetItem", "BatchGetItem", "Query")
 
 
-def _ask_capacity(params: dict[str, Any], **_: Any) -> None:
-    params.setdefault("ReturnConsumedCapacity", "TOTAL")
-
-
-class _CapacityMeter:
-    """The capacity DynamoDB reports on one client's answers, added up per thread. One meter
-    (one pair of botocore hooks) per client, however many stores share it: every data request
-    asks for its consumed capacity (no extra request: the answer carries it)."""
-
-    _meters: ClassVar[weakref.WeakKeyDictionary[Any, _CapacityMeter]] = weakref.WeakKeyDictionary()
-    _lock: ClassVar[threading.Lock] = threading.Lock()
-
-    def __init__(self) -> None:
-        self._units = threading.local()
-
-    @classmethod
-    def on(cls, client: Any) -> _CapacityMeter | None:
-        meta = getattr(client, "meta", None)
-        if meta is None:  # not a botocore client (a test's stand-in): nothing to watch
-            return None
-        events = meta.events  # the client's own (a wrapper's ``meta`` is the client's)
-        with cls._lock:
-            meter = cls._meters.get(events)
-            if meter is None:
-                meter = cls._meters[events] = cls()
-                for operation in CAPACITY_OPERATIONS:
-                    events.register(f"before-parameter-build.dynamodb.{operation}", _ask_capacity)
-                    events.register(f"after-call.dynamodb.{operation}", meter.add)
-            return meter
-
-    def add(self, parsed: dict[str, Any], model: Any, **_: Any) -> None:
-        consumed = parsed.get("ConsumedCapacity") or []
-        units = sum(
-            float(c.get("CapacityUnits") or 0)
-            for c in (consumed if isinstance(consumed, list) else [consumed])
-        )
-        kind = "read" if model.name in READ_OPERATIONS else "write"
-        setattr(self._units, kind, getattr(self._units, kind, 0.0) + units)
-
-    def take(self) -> tuple[float, float]:
-        taken = (getattr(self._units, "read", 0.0), getattr(self._units, "write", 0.0))
-        self._units.read = self._units.write = 0.0
-        return taken
-
-
-def make_client(**overrides: Any) -> DynamoDBClient:
-    """A DynamoDB client with timeouts and retries sized for webhook deadlines."""
-    import boto3
-    from botocore.config import Config
-
-    config = Config(
-        # The store builds every request itself: botocore's validation of each parameter
-        # is time on the hot path that finds nothing (DynamoDB still validates).
-        parameter_validation=False,
-        connect_timeout=2,
-        read_timeout=3,
-        retries={"mode": "standard", "total_max_attempts": 3},
-        tcp_keepalive=True,
-    )
-    if "config" in overrides:  # a caller's settings win (say, max_pool_connections)
-        config = config.merge(overrides.pop("config"))
-    return boto3.client("dynamodb", config=config, **overrides)
-
-
-#: The index of partitions by workspace (``ws`` = ``<platform>#<workspace>``), keys only.
-WORKSPACE_INDEX = "workspace"
-
-
-def workspace_of(key: ConversationKey) -> str:
-    return f"{key.platform}{SEP}{key.workspace}"
-
-
-def create_table(client: DynamoDBClient, table: str) -> None:
-    """Create the sessions table with the schema ``serverless.yml`` declares, TTL on.
-
-    Idempotent: an existing table is left as it is (its TTL is still switched on).
-    """
-    try:
-        client.create_table(
-            TableName=table,
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-                {"AttributeName": "ws", "AttributeType": "S"},
-            ],
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": WORKSPACE_INDEX,
-                    "KeySchema": [{"AttributeName": "ws", "KeyType": "HASH"}],
-                    "Projection": {"ProjectionType": "KEYS_ONLY"},
-                }
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
-    except Exception as exc:
-        code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
-        if code != "ResourceInUseException":
-            error = _convert(exc, table)
-            if error is None:
-                raise
-            raise error from exc
-    client.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1})
-    described = client.describe_table(TableName=table)["Table"]
-    if not any(
-        i["IndexName"] == WORKSPACE_INDEX for i in described.get("GlobalSecondaryIndexes") or []
-    ):
-        # A table created before the workspace index: add it (DynamoDB builds it online).
-        client.update_table(
-            TableName=table,
-            AttributeDefinitions=[{"AttributeName": "ws", "AttributeType": "S"}],
-            GlobalSecondaryIndexUpdates=[
-                {
-                    "Create": {
-                        "IndexName": WORKSPACE_INDEX,
-                        "KeySchema": [{"AttributeName": "ws", "KeyType": "HASH"}],
-                        "Projection": {"ProjectionType": "KEYS_ONLY"},
-                    }
-                }
-            ],
-        )
-    try:
-        client.update_time_to_live(
-            TableName=table,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
-        )
-    except Exception as exc:
-        message = str((getattr(exc, "response", None) or {}).get("Error", {}).get("Message", ""))
-        if "already enabled" not in message.lower():
-            error = _convert(exc, table)
-            if error is None:
-                raise
-            raise error from exc
+__all__ = ["DynamoDBStore", "create_table", "make_client"]
