@@ -58,15 +58,14 @@ from handlers.deferral import DEFERRED_KEY, Deferrer, default_deferrer
 from handlers.delivery import Delivery, EraseJob, SlackKind, SlackRoute
 from handlers.entry import Entry, build_edge, spec_of
 from handlers.http import BadRequest, HttpRequest, from_lambda, response
-from handlers.installs import TableInstallationStore, TableOAuthStateStore
 from handlers.pipeline import Answer, Deadline, Pipeline
 from handlers.serial import Serialiser, default_serialiser
 from handlers.settings import Settings
-from handlers.slack_oauth import INSTALL_PATH, REDIRECT_PATH, SlackOAuth
 from handlers.slack_send import SLACK_TIMEOUT, NotSentRetryHandler, SlackSender
 from sessions import ConversationKey, InvalidKeyError, SessionError, Sessions
 
 if TYPE_CHECKING:
+    from handlers.slack_oauth import SlackOAuth
     from handlers.telemetry import Telemetry
 
 from sessions.privacy import fingerprint, private
@@ -74,6 +73,8 @@ from sessions.privacy import fingerprint, private
 log = private(logging.getLogger("handlers.slack"))
 
 APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment."
+#: The install routes (``handlers.slack_oauth``), answered 404 without ``SLACK_CLIENT_ID``.
+OAUTH_PATHS = ("/slack/install", "/slack/oauth_redirect")
 #: Seconds an inline turn may spend retrying lost races: Slack gives up after 3 s, and the
 #: replies and the ack still have to go out after the commit.
 TURN_BUDGET = 2.0
@@ -134,6 +135,11 @@ class SlackEdge:
         #: Many workspaces (``SLACK_CLIENT_ID``): the install flow and each workspace's token.
         self.oauth: SlackOAuth | None = None
         if settings.slack_oauth:
+            # Imported here: an app of one workspace never loads slack_sdk's OAuth modules
+            # (27 modules at every cold start).
+            from handlers.installs import TableInstallationStore, TableOAuthStateStore
+            from handlers.slack_oauth import SlackOAuth
+
             self.oauth = SlackOAuth(
                 settings,
                 TableInstallationStore(sessions.installations),
@@ -165,7 +171,7 @@ class SlackEdge:
         except BadRequest as exc:
             log.warning("unreadable Lambda event: %s", type(exc).__name__)
             return response(400, "bad request")
-        if request.method == "GET" and request.path in (INSTALL_PATH, REDIRECT_PATH):
+        if request.method == "GET" and request.path in OAUTH_PATHS:
             if self.oauth is None:
                 return response(404, "not found: the app is installed in one workspace")
             try:

@@ -37,7 +37,7 @@ from sessions.privacy import fingerprint, private
 
 log = private(logging.getLogger("handlers.slack_oauth"))
 
-INSTALL_PATH = "/slack/install"
+INSTALL_PATH = "/slack/install"  # the Slack edge's OAUTH_PATHS name the same two
 REDIRECT_PATH = "/slack/oauth_redirect"
 #: A rotating token (12 h) is refreshed this long before it expires (slack_sdk's default).
 ROTATE_BEFORE = 120 * 60
