@@ -29,6 +29,7 @@ from bot.base import (
 from bot.messages import Attachment, Message
 from bot.replies import Button, Card, Cards, Field, FormErrors, Media, Modal, Reply
 from bot.spec import BotSpec, StateVersionError
+from bot.timers import CancelTimer, Timer
 
 #: The bot the edges run when ``BOT`` is unset.
 DEFAULT_BOT = "bot.todo:bot"
@@ -41,6 +42,7 @@ __all__ = [
     "BotSpec",
     "BotTypeError",
     "Button",
+    "CancelTimer",
     "Card",
     "Cards",
     "Effect",
@@ -54,5 +56,6 @@ __all__ = [
     "Reply",
     "Scopes",
     "StateVersionError",
+    "Timer",
     "effect",
 ]

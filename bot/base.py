@@ -123,20 +123,22 @@ class Scopes:
 @dataclass(frozen=True, slots=True)
 class Outcome(Generic[S]):
     """What a turn returns: the new state, replies in order, and effects to run after the
-    commit. ``(state, replies)`` and ``(state, replies, effects)`` tuples mean the same."""
+    commit (:class:`Effect`, and ``bot.timers``' ``Timer`` and ``CancelTimer``).
+    ``(state, replies)`` and ``(state, replies, effects)`` tuples mean the same."""
 
     state: S
     replies: Sequence[AnyReply | str] = ()
-    effects: Sequence[Effect] = ()
+    effects: Sequence[Any] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Checked:
-    """An :class:`Outcome` once checked: every reply a reply object, every effect known."""
+    """An :class:`Outcome` once checked: every reply a reply object, every effect known
+    (an :class:`Effect`, or a ``bot.timers`` ``Timer`` / ``CancelTimer``)."""
 
     state: Any
     replies: tuple[AnyReply, ...]
-    effects: tuple[Effect, ...]
+    effects: tuple[Any, ...]
 
 
 @runtime_checkable

@@ -19,9 +19,19 @@ Platform = Literal["slack", "messenger", "instagram", ""]
 #: the bot asked for, coming back as a follow-up turn (``action`` is the effect's name,
 #: ``result`` or ``error`` what happened); ``user_deleted``: only for a bot with a Slack
 #: channel's state (``scope = "channel"``): ``user`` was deleted and wrote to this channel,
-#: remove what the state keeps of them (the turn's replies and effects are dropped).
-Kind = Literal["text", "command", "action", "submission", "effect", "user_deleted"]
-KINDS: tuple[str, ...] = ("text", "command", "action", "submission", "effect", "user_deleted")
+#: remove what the state keeps of them (the turn's replies and effects are dropped);
+#: ``timer``: a :class:`~bot.timers.Timer` the bot set is due (``action`` is its name,
+#: ``payload`` its args, ``value`` its id, ``time`` when it was due).
+Kind = Literal["text", "command", "action", "submission", "effect", "user_deleted", "timer"]
+KINDS: tuple[str, ...] = (
+    "text",
+    "command",
+    "action",
+    "submission",
+    "effect",
+    "user_deleted",
+    "timer",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +74,7 @@ class Message:
         command: the slash command (``"/todo"``), for ``kind == "command"``.
         attachments: files the user sent.
         form: a submitted modal's values, by field name.
-        payload: a Messenger quick reply's or postback's payload, as sent.
+        payload: a Messenger quick reply's or postback's payload, as sent; a timer's args.
         result: an effect's return value (``kind == "effect"``).
         error: why an effect failed (``kind == "effect"``), else ``None``.
         raw: the platform's payload, read-only (secrets such as Slack's legacy ``token`` are
@@ -83,7 +93,7 @@ class Message:
     command: str | None = None
     attachments: tuple[Attachment, ...] = ()
     form: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    payload: str | None = None
+    payload: str | Mapping[str, Any] | None = None
     result: Any = None
     error: str | None = None
     raw: Mapping[str, Any] = field(
@@ -96,6 +106,7 @@ class Message:
         object.__setattr__(self, "form", freeze(dict(self.form)))
         object.__setattr__(self, "raw", freeze(self.raw))
         object.__setattr__(self, "result", freeze(self.result))
+        object.__setattr__(self, "payload", freeze(self.payload))
         object.__setattr__(self, "attachments", tuple(self.attachments))
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,7 +124,7 @@ class Message:
             "command": self.command,
             "attachments": [a.to_dict() for a in self.attachments],
             "form": thaw(self.form),
-            "payload": self.payload,
+            "payload": thaw(self.payload),
             "result": thaw(self.result),
             "error": self.error,
             "raw": thaw(self.raw),

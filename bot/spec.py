@@ -24,6 +24,7 @@ from bot.base import (
 )
 from bot.messages import Message
 from bot.replies import REPLY_KINDS, AnyReply, Reply, buttons_of
+from bot.timers import CancelTimer, Timer
 
 #: How many effect → follow-up turn → effect rounds one event may start: a bot whose every
 #: follow-up asks for another effect stops here instead of looping forever.
@@ -277,14 +278,17 @@ class BotSpec:
                 )
             checked.append(reply)
         effects = outcome.effects
-        if isinstance(effects, Effect):
+        if isinstance(effects, Effect | Timer | CancelTimer):
             effects = (effects,)
         if not isinstance(effects, Sequence):
             raise BotTypeError(f"{self.name}.turn returned effects {_shown(effects)}")
         for item in effects:
+            if isinstance(item, Timer | CancelTimer):
+                continue
             if not isinstance(item, Effect):
                 raise BotTypeError(
-                    f"{self.name}.turn returned effect {_shown(item)}; expected Effect(name, args)"
+                    f"{self.name}.turn returned effect {_shown(item)}; expected "
+                    "Effect(name, args), Timer(name, ...) or CancelTimer(name)"
                 )
             if item.name not in self.effects:
                 raise BotTypeError(

@@ -16,6 +16,15 @@ sees every user's turns, a user-scope one follows the user from channel to chann
     bob = alice.as_user("U0BOB")
     alice.command("/poll", "Lunch? pizza, sushi")
     bob.press(alice.last_buttons()[0])
+
+Timers: a turn's :class:`~bot.timers.Timer` is kept with the state as the edges keep it;
+:meth:`Conversation.advance` moves this conversation's clock forward and fires what came due,
+in order, each as the ``Message(kind="timer")`` turn the edges would run::
+
+    chat = Conversation(TodoBot())
+    chat.say("add water the plants")
+    chat.say("remind me about 1 in 10 minutes")
+    assert chat.advance(600)[0].text.startswith("Reminder")
 """
 
 from __future__ import annotations
@@ -25,10 +34,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bot.base import effect_key
+from bot import timers
+from bot.base import Effect, effect_key
 from bot.messages import Message
 from bot.replies import AnyReply, Button, Reply, buttons_of
 from bot.spec import MAX_FOLLOW_UPS, BotSpec, run_effect
+
+#: :meth:`Conversation.advance` stops after this many fires (a cron every minute for a week).
+MAX_FIRES = 10_080
 
 
 class Conversation:
@@ -39,6 +52,7 @@ class Conversation:
         platform: what ``Message.platform`` says (some bots render per platform).
         run_effects: run ``@effect`` methods (with their follow-up turns) after each turn;
             ``False`` keeps them in :attr:`effects` instead.
+        clock: the time events happen at (:meth:`advance` moves it forward).
     """
 
     def __init__(
@@ -58,7 +72,10 @@ class Conversation:
         self.conversation = conversation
         self.workspace = workspace
         self.run_effects = run_effects
-        self.clock = clock
+        self._clock = clock
+        self._ahead = [0.0]
+        #: Who set each pending timer (its id -> user, channel), as a fire's delivery knows.
+        self._owners: dict[str, tuple[str, str]] = {}
         #: Every stored state, as the store would hold it (JSON), by scope and identity; shared
         #: with the conversations :meth:`as_user` makes.
         self.store: dict[tuple[str, ...], str] = {}
@@ -72,10 +89,14 @@ class Conversation:
         other = Conversation.__new__(Conversation)
         other.spec, other.platform, other.workspace = self.spec, self.platform, self.workspace
         other.user, other.conversation = user, conversation or self.conversation
-        other.run_effects, other.clock = self.run_effects, self.clock
-        other.store, other._events = self.store, self._events
+        other.run_effects, other._clock, other._ahead = self.run_effects, self._clock, self._ahead
+        other.store, other._events, other._owners = self.store, self._events, self._owners
         other.replies, other.effects = [], []
         return other
+
+    def clock(self) -> float:
+        """Now, as this conversation's events see it (the clock, moved by :meth:`advance`)."""
+        return self._clock() + self._ahead[0]
 
     def _where(self, scope: str) -> tuple[str, ...]:
         """Who shares a scope's state, by the edges' rule (on Messenger, the channel is the
@@ -90,7 +111,7 @@ class Conversation:
     def stored(self) -> Any:
         """This conversation's state as stored (JSON; a list of one per scope for a bot of
         several), ``None`` when nothing is."""
-        values = [self.store.get(self._where(scope)) for scope in self.spec.scopes]
+        values = [self._stored(scope) for scope in self.spec.scopes]
         if not self.spec.multi:
             return values[0]
         return (
@@ -103,10 +124,27 @@ class Conversation:
     def state(self) -> Any:
         return None if self.stored is None else self._load()
 
+    def _stored(self, scope: str) -> str | None:
+        """A scope's state as stored, without the timers kept beside it."""
+        value = self.store.get(self._where(scope))
+        if value is None:
+            return None
+        return json.dumps(timers.split(json.loads(value))[0])
+
     def _load(self) -> Any:
-        values = [self.store.get(self._where(scope)) for scope in self.spec.scopes]
+        values = [self._stored(scope) for scope in self.spec.scopes]
         loaded = [None if v is None else json.loads(v) for v in values]
         return self.spec.load_state(loaded if self.spec.multi else loaded[0])
+
+    @property
+    def pending_timers(self) -> list[dict[str, Any]]:
+        """This conversation's pending timers (name, id, due, args, ...), soonest first."""
+        value = self.store.get(self._where(self.spec.scopes[0]))
+        return timers.pending(None if value is None else json.loads(value))
+
+    def _table(self) -> dict[str, dict[str, Any]]:
+        value = self.store.get(self._where(self.spec.scopes[0]))
+        return timers.split(None if value is None else json.loads(value))[1]
 
     def send(self, message: Message) -> list[AnyReply]:
         """Run one turn (and the follow-ups of its effects); return the replies, in order."""
@@ -114,15 +152,27 @@ class Conversation:
         return self._turn(message, f"test:{self._events[0]}", depth=0)
 
     def _turn(self, message: Message, idempotency_key: str, *, depth: int) -> list[AnyReply]:
+        table, cancelled, for_bot = timers.before_turn(self._table(), message)
+        if for_bot is None:
+            return []  # a fire whose timer is gone: no turn
+        message = for_bot
         outcome = self.spec.outcome(self._load(), message)
         # Stored as JSON, as the real stores do: a state that does not survive it fails here.
         dumped = self.spec.dump_state(outcome.state)
-        values = dumped if self.spec.multi else (dumped,)
+        values = list(dumped) if self.spec.multi else [dumped]
+        now = message.time if message.time is not None else self.clock()
+        table, changes = timers.after_turn(
+            table, outcome.effects, idempotency_key=idempotency_key, now=now, cancelled=cancelled
+        )
+        for entry in changes.scheduled:
+            self._owners[str(entry["id"])] = (self.user, self.conversation)
+        values[0] = timers.join(values[0], table)
         for scope, value in zip(self.spec.scopes, values, strict=True):
             self.store[self._where(scope)] = json.dumps(value)
         replies = list(outcome.replies)
         self.replies.extend(replies)
-        for index, fx in enumerate(outcome.effects):
+        effects = [fx for fx in outcome.effects if isinstance(fx, Effect)]
+        for index, fx in enumerate(effects):
             self.effects.append((fx.name, fx.args))
             if not self.run_effects:
                 continue
@@ -132,6 +182,41 @@ class Conversation:
             if follow_up is not None and depth + 1 <= MAX_FOLLOW_UPS:
                 replies += self._turn(follow_up, f"followup:{key}", depth=depth + 1)
         return replies
+
+    def advance(self, seconds: float) -> list[AnyReply]:
+        """Move the clock ``seconds`` forward and fire every timer due by then (of every user
+        sharing this store), soonest first, each once; return their turns' replies."""
+        self._ahead[0] += seconds
+        now = self.clock()
+        fired: list[AnyReply] = []
+        for _ in range(MAX_FIRES):
+            entry = self._next_due(now)
+            if entry is None:
+                return fired
+            user, channel = self._owners.get(str(entry["id"]), (self.user, self.conversation))
+            who = (
+                self
+                if (user, channel) == (self.user, self.conversation)
+                else self.as_user(user, channel)
+            )
+            at = float(entry["due"])
+            message = Message(
+                kind="timer", action=str(entry["name"]), value=str(entry["id"]),
+                platform=self.platform, workspace=self.workspace,  # type: ignore[arg-type]
+                conversation=channel, user=user, time=at,
+            )  # fmt: skip
+            fired += who._turn(message, f"timer:{entry['id']}:{round(at * 1000)}", depth=0)
+        raise RuntimeError(f"more than {MAX_FIRES} timers fired in one advance")
+
+    def _next_due(self, now: float) -> dict[str, Any] | None:
+        """The soonest timer due by ``now`` in the whole store."""
+        found = [
+            entry
+            for value in self.store.values()
+            for entry in timers.split(json.loads(value))[1].values()
+            if float(entry["due"]) <= now
+        ]
+        return min(found, key=lambda e: float(e["due"])) if found else None
 
     def _message(self, **fields: Any) -> Message:
         return Message(platform=self.platform, user=self.user,  # type: ignore[arg-type]

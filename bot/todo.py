@@ -2,7 +2,9 @@
 
 Commands (a leading ``todo`` is accepted): ``add <text>``, ``add`` (asks what to add; the next
 message becomes the item, ``cancel`` drops the prompt), ``list``, ``done <n>``, ``clear``,
-``help``. The Done button (action ``todo_done``, value = the item's id) removes an item.
+``remind me about <n> in <m> minutes`` (also seconds, hours; a :class:`~bot.timers.Timer`
+per item, cancelled when the item is done), ``help``. The Done button (action
+``todo_done``, value = the item's id) removes an item.
 
 State (JSON)::
 
@@ -11,11 +13,14 @@ State (JSON)::
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from bot.base import Bot
 from bot.messages import Message
 from bot.replies import Button, Reply
+from bot.timers import CancelTimer, Timer
 
 DONE_ACTION = "todo_done"
 MAX_ITEMS = 100
@@ -27,15 +32,74 @@ HELP = (
     "• `list`: show your items\n"
     "• `done <n>`: tick off item n\n"
     "• `clear`: remove every item\n"
+    "• `remind me about <n> in 10 minutes`: a reminder of item n\n"
     "• `cancel`: drop a question I asked\n"
     "• `help`: this text"
 )
 
 State = dict[str, Any]
+TimerEffect = Timer | CancelTimer
+
+_REMIND = re.compile(
+    r"remind(?: me)?(?: about| of)? #?(\d+) in (\d+) ?"
+    r"(s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?)",
+    re.IGNORECASE,
+)
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+#: The longest reminder: thirty days.
+MAX_REMIND = 30 * 86_400
 
 
-def turn(state: State, message: Message) -> tuple[State, list[Reply], None]:
-    """One conversational turn. Pure: the same inputs always give the same outputs."""
+def turn(state: State, message: Message) -> tuple[State, list[Reply], list[TimerEffect]]:
+    """One turn. Pure: the same inputs always give the same outputs. A reminder's timer
+    fires as ``Message(kind="timer", payload={"id": ...})``; an item done or cleared cancels
+    its reminder."""
+    if message.kind == "timer":
+        return _reminder(state, message)
+    text = " ".join(message.text.split())
+    if text.lower().startswith(("todo ", "/todo ")):
+        text = text.split(" ", 1)[1]
+    asked = _REMIND.fullmatch(text)
+    if asked and state.get("pending") != "add":
+        return _remind(state, int(asked[1]), int(asked[2]) * _UNITS[asked[3][0].lower()])
+    before = {item["id"] for item in state.get("items", [])}
+    new_state, replies, _ = _turn(state, message)
+    gone = sorted(before - {item["id"] for item in new_state["items"]}, key=int)
+    return new_state, replies, [CancelTimer(f"remind-{item_id}") for item_id in gone]
+
+
+def _remind(state: State, number: int, seconds: int) -> tuple[State, list[Reply], list[Any]]:
+    items = state.get("items", [])
+    if not 1 <= number <= len(items):
+        have = f"you have {len(items)}" if items else "your list is empty"
+        return state, [Reply(f"There is no item {number}: {have}.")], []
+    if not 1 <= seconds <= MAX_REMIND:
+        return state, [Reply("I can remind you from 1 second to 30 days ahead.")], []
+    item = items[number - 1]
+    when = _duration(seconds)
+    timer = Timer(f"remind-{item['id']}", after=seconds, args={"id": item["id"]})
+    return state, [Reply(f"OK, I'll remind you about “{item['text']}” in {when}.")], [timer]
+
+
+def _reminder(state: State, message: Message) -> tuple[State, list[Reply], list[Any]]:
+    args = message.payload if isinstance(message.payload, Mapping) else {}
+    wanted = str(args.get("id", ""))
+    for item in state.get("items", []):
+        if item["id"] == wanted:
+            button = Button("Done", DONE_ACTION, item["id"])
+            return state, [Reply(f"⏰ Reminder: “{item['text']}”", (button,))], []
+    return state, [], []  # done meanwhile: nothing to remind
+
+
+def _duration(seconds: int) -> str:
+    for unit, size in (("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def _turn(state: State, message: Message) -> tuple[State, list[Reply], None]:
     items: list[dict[str, str]] = [dict(i) for i in state.get("items", [])]
     next_id = int(state.get("next_id", 1))
     pending = state.get("pending")
@@ -140,7 +204,7 @@ class TodoBot(Bot[State]):
     def initial_state(self) -> State:
         return {"items": [], "next_id": 1, "pending": None}
 
-    def turn(self, state: State, message: Message) -> tuple[State, list[Reply], None]:
+    def turn(self, state: State, message: Message) -> tuple[State, list[Reply], list[Any]]:
         return turn(state, message)
 
 

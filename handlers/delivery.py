@@ -18,6 +18,10 @@ The format, one JSON object::
     {"platform", "kind": "effect", "key", "effect", "effect_key", "origin": <delivery>,
      "event_time"}
     {"kind": "sequence", "items": [<delivery>, ...]}   (one sender's messages, in order)
+    {"kind": "fire", "delivery": <delivery>, "occurrence": <epoch or ISO-8601 time>}
+                                                (a timer is due: its delivery at that time)
+    {"kind": "timers", "origin": <delivery>, "key": <stored item key>, "changes": [...]}
+                                                (a turn's timers to (un)schedule, retried)
 
 ``retry_failed: true`` on a delivery asks for a replay of its dead letter.
 """
@@ -32,6 +36,7 @@ from typing import Any, Literal
 from bot.base import Effect, effect_key
 from bot.messages import Message
 from sessions import ConversationKey, InvalidKeyError
+from sessions.keys import conversation_from_item
 
 SlackKind = Literal["command", "action", "submission", "event"]
 
@@ -119,7 +124,42 @@ class EraseJob:
     workspace: str
 
 
-Job = Delivery | EffectJob | EraseJob | tuple[Delivery, ...]
+@dataclass(frozen=True, slots=True)
+class TimerJob:
+    """A committed turn's timer changes still to reach the scheduler (it failed inline):
+    ``changes`` as ``bot.timers.Changes.to_dicts`` made them, for the item ``stored``."""
+
+    origin: Delivery
+    stored: ConversationKey
+    changes: tuple[Mapping[str, Any], ...]
+
+
+Job = Delivery | EffectJob | EraseJob | TimerJob | tuple[Delivery, ...]
+
+
+def fire(template: Delivery, occurrence: float) -> Delivery:
+    """The delivery of a timer due at ``occurrence`` (epoch seconds): the fire is an event of
+    its own, keyed by the timer's id and the due time (a recurring timer fires once per
+    time, a retried fire is a duplicate)."""
+    timer_id = str(template.message.value or "")
+    return dataclasses.replace(
+        template,
+        idempotency_key=f"timer:{timer_id}:{round(occurrence * 1000)}",
+        message=dataclasses.replace(template.message, time=occurrence),
+        event_time=occurrence,
+    )
+
+
+def occurrence_of(value: Any) -> float:
+    """A fire's due time: epoch seconds, or EventBridge Scheduler's ISO-8601 scheduled time."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    import datetime as dt
+
+    moment = dt.datetime.fromisoformat(str(value))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
 
 
 class BadJob(ValueError):
@@ -135,6 +175,13 @@ def dump(job: Job) -> dict[str, Any]:
         return {"kind": "sequence", "items": [dump(d) for d in job]}
     if isinstance(job, EraseJob):
         return {"kind": "erase", "platform": job.platform, "workspace": job.workspace}
+    if isinstance(job, TimerJob):
+        return {
+            "kind": "timers",
+            "origin": dump(job.origin),
+            "key": {"pk": job.stored.pk, "sk": job.stored.sk},
+            "changes": [dict(c) for c in job.changes],
+        }
     if isinstance(job, EffectJob):
         return {
             "platform": job.origin.key.platform,
@@ -182,6 +229,18 @@ def load(data: Any) -> Job:
         if data.get("kind") == "erase":
             ConversationKey(data["platform"], data["workspace"], data["workspace"], "0")
             return EraseJob(str(data["platform"]), str(data["workspace"]))  # validated above
+        if data.get("kind") == "fire":
+            template = load(data["delivery"])
+            if not isinstance(template, Delivery) or template.message.kind != "timer":
+                raise BadJob("a fire's delivery is a timer's")
+            return fire(template, occurrence_of(data["occurrence"]))
+        if data.get("kind") == "timers":
+            origin = load(data["origin"])
+            if not isinstance(origin, Delivery):
+                raise BadJob("a timer job's origin is a delivery")
+            stored = conversation_from_item(str(data["key"]["pk"]), str(data["key"]["sk"]))
+            changes = tuple(dict(c) for c in data["changes"])
+            return TimerJob(origin, stored, changes)
         if data.get("kind") == "effect":
             origin = load(data["origin"])
             if not isinstance(origin, Delivery):
@@ -235,7 +294,7 @@ def _key_dict(key: ConversationKey) -> dict[str, Any]:
     return {"page": key.workspace, "psid": key.user}
 
 
-def deliveries(job: Job) -> Sequence[Delivery | EffectJob | EraseJob]:
+def deliveries(job: Job) -> Sequence[Delivery | EffectJob | EraseJob | TimerJob]:
     """The units a job runs, in order."""
     return job if isinstance(job, tuple) else (job,)
 
@@ -249,6 +308,9 @@ __all__ = [
     "MessengerRoute",
     "Route",
     "SlackRoute",
+    "TimerJob",
     "dump",
+    "fire",
     "load",
+    "occurrence_of",
 ]

@@ -28,11 +28,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bot import timers as timer_rules
 from bot.base import Effect
 from bot.messages import Message
 from bot.replies import AnyReply, reply_from_dict
 from bot.spec import MAX_FOLLOW_UPS, BotSpec, run_effect
 from handlers import membership
+from handlers import timers as scheduling
 from handlers.deferral import Deferrer
 from handlers.delivery import (
     BadJob,
@@ -40,12 +42,14 @@ from handlers.delivery import (
     EffectJob,
     EraseJob,
     Job,
+    TimerJob,
     deliveries,
     dump,
     load,
 )
 from handlers.serial import Serialiser, group_of
 from sessions import (
+    NOTHING,
     BusyError,
     ConversationKey,
     PermanentError,
@@ -121,13 +125,20 @@ def _is_effect(item: Any) -> bool:
     return isinstance(item, Mapping) and item.get("kind") == "effect"
 
 
-def bot_turn(spec: BotSpec) -> Turn:
+def bot_turn(spec: BotSpec, idempotency_key: str = "") -> Turn:
     """The bot's turn as the session core runs it: the stored state migrated to the bot's
     schema (``None``: a new conversation, the bot's initial state; a tuple, one per scope, for
     a bot of several), the outcome checked, replies and effects apart as JSON-compatible dicts
     (they may be stored: sent-mark mode's outbox). No recorded response: no platform asks for
     one again (Slack never redelivers a slash command or an interaction, and the Events API
     and Meta want only a 200), so a duplicate is answered 200 and sends nothing, at one read.
+
+    The first scope's state also keeps the conversation's pending timers (``bot.timers``):
+    a user message cancels its ``cancel_on_message`` ones, the turn's ``Timer`` and
+    ``CancelTimer`` effects change them (committed with the turn: created once per event),
+    and a fire whose timer is gone is :data:`~sessions.NOTHING` (no turn, nothing written).
+    The effects then carry the changes for the scheduler (``idempotency_key``: the event's,
+    which a timer's id derives from).
 
     A Slack channel's state also keeps the users it forgot (``handlers.membership``): a late
     event of one of them is consumed with no change and no reply, and a forget turn's replies
@@ -138,6 +149,11 @@ def bot_turn(spec: BotSpec) -> Turn:
         values = list(stored) if spec.multi and stored is not None else [stored]
         if spec.multi and stored is None:
             values = [None] * count
+        values[0], table = timer_rules.split(values[0])
+        table, cancelled, for_bot = timer_rules.before_turn(table, message)
+        if for_bot is None:
+            return NOTHING, [], None, []  # a fire whose timer is gone: moot
+        message = for_bot
         shared = [
             i for i, s in enumerate(spec.scopes) if s == "channel" and message.platform == "slack"
         ]
@@ -149,19 +165,34 @@ def bot_turn(spec: BotSpec) -> Turn:
         loaded = values if spec.multi else values[0]
         outcome = spec.outcome(spec.load_state(loaded), message)
         dumped = spec.dump_state(outcome.state)
+        out = list(dumped) if spec.multi else [dumped]
         if shared:
             forgotten = membership.remember(forgotten, message, membership.FORGET_FOR_MS)
-            out = list(dumped) if spec.multi else [dumped]
             for i in shared:
                 out[i] = membership.join(out[i], forgotten)
-            dumped = tuple(out) if spec.multi else out[0]
-        if message.kind == membership.USER_DELETED:
+        deleted = message.kind == membership.USER_DELETED
+        table, changes = timer_rules.after_turn(
+            table,
+            () if deleted else outcome.effects,
+            idempotency_key=idempotency_key,
+            now=message.time if message.time is not None else time.time(),
+            cancelled=cancelled,
+        )
+        out[0] = timer_rules.join(out[0], table)
+        dumped = tuple(out) if spec.multi else out[0]
+        if deleted:
             return dumped, [], None, []
         replies = [r.to_dict() for r in outcome.replies]
-        effects = [e.to_dict() for e in outcome.effects]
-        return dumped, replies, None, effects
+        effects = [e.to_dict() for e in outcome.effects if isinstance(e, Effect)]
+        return dumped, replies, None, effects + changes.to_dicts()
 
     return turn
+
+
+def keep_timers(state: Any) -> float | None:
+    """The time a stored state must outlive: its last pending timer's (the runner keeps the
+    item at least that long, past the idle TTL)."""
+    return timer_rules.keep_until(timer_rules.split(state)[1])
 
 
 def new_conversation() -> None:
@@ -223,13 +254,15 @@ class Pipeline:
 
         key, scopes = self.keys(delivery)
         for item in (key, *scopes):
-            if item.shared:  # the user's mark first: a user delete finds the channel by it
+            # The user's mark first: a user delete finds the channel by it (a timer's fire
+            # is no user's action: its setter was marked when they set it).
+            if item.shared and delivery.message.kind != "timer":
                 self.membership.mark(item, delivery.event_time)
         try:
             result = self.sessions.run(
                 key,
                 delivery.idempotency_key,
-                bot_turn(self.spec),
+                bot_turn(self.spec, delivery.idempotency_key),
                 delivery.message,
                 event_time=delivery.event_time,
                 sender=send,
@@ -239,6 +272,7 @@ class Pipeline:
                 initial=new_conversation,
                 hold_mark=True,  # sent-mark mode: marked once the effects started
                 scopes=scopes,
+                keep=keep_timers,
             )  # fmt: skip
         except PermanentError as exc:
             if exc.recorded and not delivery.replay:
@@ -302,7 +336,12 @@ class Pipeline:
         """Start a committed turn's effects: slow ones (and, in a webhook, any once its turn
         budget is spent) through the deferral, fast ones here, each claimed first (at most
         once). Never raises: an effect that cannot start now is handed off; one that cannot
-        even be handed off is logged (it may be lost, never doubled)."""
+        even be handed off is logged (it may be lost, never doubled). The turn's timer changes
+        go to the scheduler first."""
+        changes = [e for e in effects if scheduling.is_timer_change(e)]
+        if changes:
+            self.schedule(delivery, changes)
+        effects = [e for e in effects if not scheduling.is_timer_change(e)]
         for index, data in enumerate(effects):
             job = delivery.effect(index, Effect.from_dict(data))
             name = job.effect.name
@@ -315,6 +354,21 @@ class Pipeline:
                 log.warning("effect %s could not start; handing it off", name, exc_info=True)
                 if not self.defer(job):
                     log.error("effect %s not run", name)
+
+    def schedule(self, delivery: Delivery, changes: Sequence[Mapping[str, Any]]) -> None:
+        """Create and delete the schedules of a committed turn's timers; what fails is handed
+        to the deferral (which retries it: both are idempotent). Never raises."""
+        scheduler = self.sessions.scheduler
+        if scheduler is None:
+            log.error("the bot set a timer, but no scheduler is configured (SESSIONS_TIMER_GROUP)")
+            return
+        stored = self.keys(delivery)[0]
+        try:
+            scheduling.apply(scheduler, delivery, stored, changes)
+        except Exception:
+            log.warning("timers could not be scheduled; handing them off", exc_info=True)
+            if not self.defer(TimerJob(delivery, stored, tuple(changes))):
+                log.error("timers not scheduled")
 
     def run_effect(self, job: EffectJob, deadline: Deadline = NO_DEADLINE) -> None:
         """Claim and run one effect, then its follow-up turn (a delivery of its own, with its
@@ -367,6 +421,10 @@ class Pipeline:
         for unit in deliveries(job):
             if isinstance(unit, EraseJob):
                 self.sessions.erase_workspace(unit.platform, unit.workspace)
+            elif isinstance(unit, TimerJob):
+                scheduler = self.sessions.scheduler
+                if scheduler is not None:
+                    scheduling.apply(scheduler, unit.origin, unit.stored, unit.changes)
             elif isinstance(unit, EffectJob):
                 self.run_effect(unit)
             else:

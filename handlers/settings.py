@@ -60,6 +60,16 @@ class Settings:
     slack_redirect_uri: str | None = None
     #: Slack's authorize page (``SLACK_AUTHORIZE_URL``; the local server points it at a fake).
     slack_authorize_url: str = "https://slack.com/oauth/v2/authorize"
+    #: Timers in the deploy: EventBridge Scheduler's schedule group (``SESSIONS_TIMER_GROUP``),
+    #: the function its schedules invoke (``SESSIONS_TIMER_TARGET_ARN``: this one), the role
+    #: they invoke it with (``SESSIONS_TIMER_ROLE_ARN``) and their dead-letter queue
+    #: (``SESSIONS_TIMER_DLQ_ARN``). Unset: the local SQLite scheduler.
+    timer_group: str | None = None
+    timer_target_arn: str | None = None
+    timer_role_arn: str | None = None
+    timer_dead_letter_arn: str | None = None
+    #: The local scheduler's SQLite file (``SESSIONS_TIMERS_DB``; default the sessions' file).
+    timers_db: str | None = None
 
     @property
     def slack_oauth(self) -> bool:
@@ -165,6 +175,11 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         slack_redirect_uri=env.get("SLACK_REDIRECT_URI") or None,
         slack_authorize_url=env.get("SLACK_AUTHORIZE_URL")
         or "https://slack.com/oauth/v2/authorize",
+        timer_group=env.get("SESSIONS_TIMER_GROUP") or None,
+        timer_target_arn=env.get("SESSIONS_TIMER_TARGET_ARN") or None,
+        timer_role_arn=env.get("SESSIONS_TIMER_ROLE_ARN") or None,
+        timer_dead_letter_arn=env.get("SESSIONS_TIMER_DLQ_ARN") or None,
+        timers_db=env.get("SESSIONS_TIMERS_DB") or None,
         telemetry=_switch(
             env, "SESSIONS_TELEMETRY", default=bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
         ),

@@ -77,8 +77,12 @@ def large_state_from_settings(settings: Settings) -> BlobStore | None:
 def sessions_from_settings(
     settings: Settings, store: Store | None = None, **options: Any
 ) -> Sessions:
-    """The session runner the environment configures: its store, session options and
-    encryption (``options`` override them)."""
+    """The session runner the environment configures: its store, session options,
+    encryption and timers' scheduler (``options`` override them)."""
+    from handlers.timers import scheduler_from_settings
+
+    if "scheduler" not in options:
+        options["scheduler"] = scheduler_from_settings(settings)
     return Sessions(
         store if store is not None else store_from_settings(settings),
         **{

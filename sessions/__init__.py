@@ -22,9 +22,11 @@ from sessions.errors import (
     TurnError,
 )
 from sessions.keys import ConversationKey, UserKey
+from sessions.outcomes import NOTHING
 from sessions.runner import Conversation, Sender, Sessions, Turn, TurnReport, TurnResult
 
 __all__ = [
+    "NOTHING",
     "BusyError",
     "CodecError",
     "ConflictError",

@@ -15,6 +15,17 @@ from sessions.keys import ConversationKey
 from sessions.store import Store
 
 
+class _Nothing:
+    def __repr__(self) -> str:
+        return "NOTHING"
+
+
+#: What a turn returns as its new state when the event is moot (a timer's fire for a timer
+#: that is gone): the runner writes nothing, not even the event's record, and sends nothing.
+#: Only for events whose replay is harmless: running it again finds it moot again.
+NOTHING: Any = _Nothing()
+
+
 @dataclass(frozen=True, slots=True)
 class TurnResult:
     """What happened to one delivery.
@@ -22,8 +33,8 @@ class TurnResult:
     ``duplicate``: the event was already committed; ``response`` is the first delivery's
     (``None`` once it is older than the response TTL). ``failed``: (with ``duplicate``) the
     event is a dead letter, ``error`` says why. ``ignored``: the user was deleted after the
-    event happened; nothing was stored. ``send_error``: the sender raised after the commit
-    (logged; the state change stands).
+    event happened, or the turn returned :data:`NOTHING`; nothing was stored.
+    ``send_error``: the sender raised after the commit (logged; the state change stands).
     """
 
     response: Any

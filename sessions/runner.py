@@ -87,8 +87,9 @@ from sessions.errors import (
 )
 from sessions.installations import Installations
 from sessions.keys import ConversationKey
-from sessions.outcomes import Observer, Timed, TurnReport, TurnResult, report_of
+from sessions.outcomes import NOTHING, Observer, Timed, TurnReport, TurnResult, report_of
 from sessions.privacy import conversation_hash, private
+from sessions.schedules import Scheduler
 from sessions.sealing import OUTBOX, PAYLOAD, RESPONSE, STATE, Sealing
 from sessions.store import (
     FAILED,
@@ -150,6 +151,8 @@ class Sessions(Views):
         max_large_state: the largest state ``large`` takes (a bot's runaway state is refused,
             not stored).
         observer: gets a :class:`TurnReport` after every delivery (logs, metrics).
+        scheduler: where the bots' timers wait (``sessions.schedules``); a user delete and a
+            workspace erase cancel theirs. ``None``: no timers.
         encryption: seals everything stored from the conversation (state, recorded responses,
             outboxes, replay payloads, dead letters' descriptions) bound to its key; values
             stored in clear before it was turned on still read, and are sealed on their next
@@ -183,6 +186,7 @@ class Sessions(Views):
         large_above: int = 64 * 1024,
         max_large_state: int = 32 * 1024 * 1024,
         observer: Observer | None = None,
+        scheduler: Scheduler | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
@@ -190,6 +194,7 @@ class Sessions(Views):
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.observer = observer
+        self.scheduler = scheduler
         self._timed = Timed(store) if observer is not None else None
         #: What the runner calls: the store itself, or timed for the observer.
         self._store: Store = self._timed if self._timed is not None else store
@@ -239,6 +244,7 @@ class Sessions(Views):
         initial: Callable[[], Any] | None = None,
         hold_mark: bool = False,
         scopes: Sequence[ConversationKey] = (),
+        keep: Callable[[Any], float | None] | None = None,
     ) -> TurnResult:
         """Run one delivered event through ``turn`` exactly once.
 
@@ -267,6 +273,11 @@ class Sessions(Views):
                 tuple of states, ``key``'s first, ``None`` for one not stored (``initial``
                 is not called for them), and returns one in the same order; all are
                 committed atomically with the event's record, which ``key``'s item holds.
+            keep: given the new state (``key``'s), the epoch seconds it must outlive (its
+                pending timers' last due time), ``None`` for none: the item then expires
+                no sooner than an event TTL after it, even past the idle TTL.
+
+        A turn whose new state is :data:`NOTHING` writes nothing (the event is moot).
 
         Raises:
             InvalidKeyError: bad idempotency key (nothing read or written).
@@ -279,7 +290,7 @@ class Sessions(Views):
         if self.observer is None:
             return self._run(
                 key, idempotency_key, turn, event, event_time, sender, dead_letter,
-                retry_failed, deadline, initial, hold_mark, tuple(scopes),
+                retry_failed, deadline, initial, hold_mark, tuple(scopes), keep,
             )  # fmt: skip
         assert self._timed is not None
         self._timed.take()
@@ -294,7 +305,7 @@ class Sessions(Views):
         try:
             result = self._run(
                 key, idempotency_key, turn, event, event_time, sender, dead_letter,
-                retry_failed, deadline, initial, hold_mark, tuple(scopes),
+                retry_failed, deadline, initial, hold_mark, tuple(scopes), keep,
             )  # fmt: skip
             return result
         except BaseException as exc:
@@ -336,6 +347,7 @@ class Sessions(Views):
         initial: Callable[[], Any] | None,
         hold_mark: bool = False,
         scopes: tuple[ConversationKey, ...] = (),
+        keep: Callable[[Any], float | None] | None = None,
     ) -> TurnResult:
         event_sk = key.event_sk(idempotency_key)
         # A tombstone learnt from a refused commit (a store may not read it on every load).
@@ -378,12 +390,18 @@ class Sessions(Views):
                 except Exception as exc:
                     raise TurnError(f"turn failed: {type(exc).__name__}: {exc}") from exc
                 new_state, replies, response = output[:3]
+                if new_state is NOTHING:
+                    return TurnResult(response=None, ignored=True, attempts=attempt)
                 replies = tuple(replies)
                 effects = tuple(output[3]) if len(output) > 3 else ()
                 version = (stored.version if stored else 0) + 1
                 also: list[Side] = []
                 if sides:
                     new_state, also = self._sides(scopes, sides, new_state, now)
+                expires_at = now + self.idle_ttl
+                kept = keep(new_state) if keep is not None else None
+                if kept is not None and math.isfinite(kept):
+                    expires_at = max(expires_at, math.ceil(kept) + self.event_ttl)
                 blob = self.sealing.encode(new_state, key, STATE)
                 record = self._record(key, version, now, generation, response, replies, effects)
             except PermanentError as exc:
@@ -410,7 +428,7 @@ class Sessions(Views):
                     state=StoredState(
                         version=version,
                         blob=blob,
-                        expires_at=now + self.idle_ttl,
+                        expires_at=expires_at,
                         updated_at=now,
                         enterprise=key.enterprise,
                         generation=generation,

@@ -21,6 +21,7 @@ from sessions.keys import (
     conversation_from_item,
 )
 from sessions.privacy import fingerprint, private
+from sessions.schedules import Scheduler, partition_prefix, workspace_prefix
 from sessions.sealing import OUTBOX, PAYLOAD, RESPONSE, STATE, Sealing
 from sessions.store import (
     EventRecord,
@@ -63,6 +64,8 @@ class Views:
     tombstone_ttl: int
     clock: Callable[[], float]
     sleep: Callable[[float], None]
+    #: Where timers wait (``None``: no timers): a delete cancels the deleted ones'.
+    scheduler: Scheduler | None = None
 
     def _conversation(self, key: ConversationKey, item: StoredState) -> Conversation:
         return Conversation(
@@ -201,6 +204,7 @@ class Views:
         now = self.clock()
         stone = Tombstone(generation=int(now * 1000), expires_at=int(now) + self.tombstone_ttl)
         deleted, objects = self._delete_once(user, stone)
+        self._cancel_timers(partition_prefix(user.platform, user.workspace, user.pk))
         if settle > 0:
             self.sleep(settle)
             more, more_objects = self._delete_once(user, stone)
@@ -225,6 +229,7 @@ class Views:
         deleted = 0
         for pk in partitions:
             deleted += self._delete_once(partition_from_pk(pk), stone)[0]
+        self._cancel_timers(workspace_prefix(platform, workspace))
         if settle > 0:
             # Again, found again: the index is eventually consistent (a partition created in
             # the second before the erase may show only now), and turns in flight finish.
@@ -240,6 +245,20 @@ class Views:
             },
         )
         return deleted
+
+    def _cancel_timers(self, prefix: str) -> None:
+        """Delete the schedules of what was deleted. Their fires would find no timer and do
+        nothing anyway (the timers lived in the deleted state), so a failure here is logged,
+        not raised."""
+        if self.scheduler is None:
+            return
+        try:
+            cancelled = self.scheduler.delete_prefix(prefix)
+        except Exception:
+            log.warning("could not cancel the deleted timers' schedules", exc_info=True)
+            return
+        if cancelled:
+            log.info("timers cancelled", extra={"timers": cancelled})
 
     def _delete_once(self, user: Partition, stone: Tombstone) -> tuple[int, int]:
         deleted = self.store.delete_user(user, tombstone=stone)
