@@ -7,7 +7,9 @@ server's fake Slack/Graph routes (or from the slash command's HTTP answer) and p
 buttons and quick replies numbered: ``#2`` presses the second. A Slack modal the bot opens is
 asked field by field and submitted (a form the bot refuses stays open with its messages).
 ``/state`` shows what the server's store holds for the conversation (asked of the server, so
-it is the store the server uses), ``/quit`` (or Ctrl-D) leaves.
+it is the store the server uses), ``/timers`` the bot's pending timers, ``/wait [seconds]``
+waits for replies that come later (a timer's, a slow effect's; they are also shown before
+each prompt), ``/quit`` (or Ctrl-D) leaves.
 """
 
 from __future__ import annotations
@@ -390,6 +392,26 @@ class ChatClient:
         return None if found.get("state") is None else found
 
 
+def timer_lines(stored: Any, now: float) -> list[str]:
+    """The pending timers of every scope of a ``/state`` answer, one line each."""
+    if stored is None or "error" in stored:
+        return [stored["error"] if stored else "no timers pending"]
+    lines = []
+    for scope, found in (stored.get("scopes") or {"": stored}).items():
+        for timer in found.get("timers") or []:
+            left = max(0, int(timer["due"] - now))
+            when = time.strftime("%H:%M:%S", time.localtime(timer["due"]))
+            text = f"{timer['name']}: in {left // 60}m {left % 60:02d}s ({when})"
+            if timer.get("cron"):
+                text += f", every {timer['cron']} ({timer.get('tz') or 'UTC'})"
+            if timer.get("com"):
+                text += ", until your next message"
+            if timer.get("args"):
+                text += " " + json.dumps(timer["args"], ensure_ascii=False)
+            lines.append(f"{scope}: {text}" if scope else text)
+    return lines or ["no timers pending"]
+
+
 def _form_errors(answer: requests.Response) -> dict[str, str]:
     """The field errors of a ``view_submission`` ack (``response_action: errors``), if any."""
     if answer.status_code != 200 or "json" not in answer.headers.get("content-type", ""):
@@ -443,9 +465,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"Talking to {args.url} as {args.platform} user {client.user} in {client.channel}.")
     print("Type `help` for the bot's commands, #N to press button N, /state for the stored")
-    print("state, /quit to leave.")
+    print("state, /timers for pending timers, /wait N to wait for later replies, /quit to leave.")
     while True:
         try:
+            for reply in client.more(timeout=0):  # what came meanwhile (a timer fired)
+                print("bot> " + reply.replace("\n", "\n     "))
             line = input("you> ").strip()
         except (EOFError, KeyboardInterrupt):
             print()
@@ -464,6 +488,16 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     print(f"key: {stored['key']} (version {stored['version']})")
                     print("state: " + json.dumps(stored["state"], ensure_ascii=False))
+                continue
+            if line == "/timers":
+                for text in timer_lines(client.state(), time.time()):
+                    print(text)
+                continue
+            if line.split(" ", 1)[0] == "/wait":
+                seconds = line[5:].strip()
+                wait = float(seconds) if seconds.replace(".", "", 1).isdecimal() else 10.0
+                for reply in client.more(timeout=wait) or ["(nothing came)"]:
+                    print("bot> " + reply.replace("\n", "\n     "))
                 continue
             if line.startswith("#") and line[1:].isdecimal():
                 replies = client.press(int(line[1:]))

@@ -25,11 +25,14 @@ import threading
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from sessions.errors import SessionError
 from sessions.privacy import private
+
+if TYPE_CHECKING:
+    from handlers.timers import TimerLoop
 
 CONFIG = Path(os.environ.get("LOCAL_CONFIG", ".data/local.env"))
 SECRET_NAMES = (
@@ -256,6 +259,21 @@ class LocalApp:
         self.fakes = FakeApis()
         self.outbox = self.fakes.outbox
         self.port = port
+        #: Fires the bots' timers from the local scheduler (rows of the SQLite file: what
+        #: came due while the server was down fires as it starts).
+        from handlers.timers import TimerLoop
+        from sessions.schedules import SQLiteScheduler
+
+        self.timers: TimerLoop | None = None
+        if isinstance(self.sessions.scheduler, SQLiteScheduler):
+            self.timers = TimerLoop(self.sessions.scheduler, self.fire)
+            self.timers.start()
+
+    def fire(self, target: str, payload: Mapping[str, Any]) -> None:
+        """A due timer, handed to its edge as EventBridge Scheduler hands it to the function
+        (its Lambda entry with the schedule's payload); raises so that it is tried again."""
+        edge: Any = self.messenger if target == "messenger" else self.slack
+        edge.handle(payload, None)
 
     def dispatch(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes
@@ -288,6 +306,7 @@ class LocalApp:
     def _state(self, query: Mapping[str, list[str]]) -> tuple[int, dict[str, str], bytes]:
         """What this server's store holds for one conversation (``make chat``'s ``/state``):
         ``platform``, ``workspace``, ``channel``, ``user``; local only, never in the deploy."""
+        from bot import timers as timer_rules
         from sessions import ConversationKey, InvalidKeyError
 
         def one(name: str) -> str:
@@ -307,15 +326,19 @@ class LocalApp:
         scopes: dict[str, Any] = {}
         for item in keys:
             found = self.sessions.get(item)
+            stored = None if found is None else found.state
             scopes[item.scope] = {
                 "key": f"{item.pk} / {item.sk}",
                 "version": None if found is None else found.version,
-                "state": None if found is None else found.state,
+                "state": timer_rules.split(stored)[0],
+                "timers": timer_rules.pending(stored),
             }
         first = scopes[keys[0].scope]
         return _json(200, {**first, "scopes": scopes})
 
     def close(self) -> None:
+        if self.timers is not None:
+            self.timers.stop()
         for edge in (self.slack, self.messenger):
             for handoff in (edge.deferrer, edge.serialiser):
                 shutdown = getattr(handoff, "shutdown", None)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from handlers.tools.chat import ChatClient
+from handlers.tools.chat import ChatClient, timer_lines
 from handlers.tools.local import read_config
 from sessions import ConversationKey, Sessions
 from sessions.sqlite import SQLiteStore
@@ -261,3 +261,27 @@ def test_make_run_serves_the_install_flow_against_the_fake_slack(tmp_path: Path)
         if server.proc is not None:
             server.proc.kill()
             server.proc.wait()
+
+
+def test_a_timer_set_before_a_restart_fires_once_after_it(server: Server) -> None:
+    """A reminder due while the server is down: kept in the SQLite file, fired when the
+    server is back, its turn run once and its reply sent once."""
+    dm = server.client("slack-dm")
+    assert dm.send("add stretch")[0].startswith("Added")
+    assert dm.send("remind me about 1 in 4 seconds") == [
+        "OK, I'll remind you about “stretch” in 4 seconds."
+    ]
+    assert "remind-1: in 0m 0" in timer_lines(dm.state(), time.time())[0]
+    key = stored(ConversationKey.slack(team="T0LOCAL", channel="D0LOCAL", user="U0LOCAL"))
+    store = SQLiteStore(server.workdir / ".data" / "sessions.sqlite3")
+    version = Sessions(store).get(key).version  # type: ignore[union-attr]
+    assert server.stop() == 0  # before it is due
+    time.sleep(5)  # due while nobody is serving
+    server.start()
+    fresh = server.client("slack-dm")
+    fresh.cursor = 0  # everything the new server's fake Slack got (it fired at start)
+    assert fresh.more(timeout=10) == ["⏰ Reminder: “stretch”\n  #1 [Done]"]
+    assert fresh.more(timeout=3) == []  # once
+    assert timer_lines(fresh.state(), time.time()) == ["no timers pending"]
+    assert Sessions(store).get(key).version == version + 1  # type: ignore[union-attr]
+    store.close()

@@ -42,6 +42,7 @@ def select_store(
 ) -> Store:
     """Point the environment at this test's store (outside Lambda) and open it too."""
     monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    monkeypatch.setenv("SESSIONS_TIMERS_DB", str(tmp_path / "timers.sqlite3"))
     if request.param == "sqlite":
         monkeypatch.setenv("SESSIONS_DB", str(tmp_path / "sessions.sqlite3"))
         monkeypatch.delenv("SESSIONS_TABLE", raising=False)

@@ -1,0 +1,108 @@
+"""Timers through the real edges: a user asks the todo bot for a reminder over a signed Slack
+DM or Messenger message; the schedule waits in the local scheduler (SQLite, as ``make run``
+keeps it); at its time the scheduler hands our function its payload (the Lambda entry, as
+EventBridge Scheduler invokes it) and the reminder is sent once, however often it is handed
+over. On SQLite and DynamoDB Local."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import handlers.messenger
+import handlers.slack
+from handlers.timers import TimerLoop, next_time
+from sessions import ConversationKey, UserKey
+from sessions.schedules import SQLiteScheduler
+from tests import messenger_requests as mr
+from tests.functional.conftest import MessengerWorld, SlackWorld
+from tests.slack_requests import dm_body, json_event
+
+
+@pytest.fixture
+def scheduler() -> Iterator[SQLiteScheduler]:
+    """The scheduler the edges wrote to (``SESSIONS_TIMERS_DB``), read by a test's own
+    connection, as a restarted server would."""
+    scheduler = SQLiteScheduler(os.environ["SESSIONS_TIMERS_DB"], next_time=next_time)
+    yield scheduler
+    scheduler.close()
+
+
+def loop(scheduler: SQLiteScheduler, handler: Any) -> TimerLoop:
+    return TimerLoop(scheduler, lambda target, payload: handler(payload, None))
+
+
+def test_a_slack_reminder_is_sent_once_at_its_time(
+    slack: SlackWorld, scheduler: SQLiteScheduler
+) -> None:
+    for text in ("add water the plants", "remind me about 1 in 10 minutes"):
+        assert slack.call(json_event(dm_body(text)))["statusCode"] == 200
+    assert "remind you about “water the plants” in 10 minutes" in slack.fake.posts()[-1].body["text"]
+    (pending,) = scheduler.pending()
+    assert pending.at == pytest.approx(time.time() + 600, abs=5)
+    assert pending.target == "slack"
+    timers = loop(scheduler, handlers.slack.handler)
+    assert timers.fire_due(time.time()) == 0  # not yet
+    posts = len(slack.fake.posts())
+    assert timers.fire_due(pending.at) == 1
+    reminder = slack.fake.posts()[posts:]
+    assert [p.body["text"] for p in reminder] == ["⏰ Reminder: “water the plants”"]
+    assert reminder[0].body["channel"] == "D0001"
+    # Handed over again (a scheduler's retry): nothing more.
+    handlers.slack.handler(
+        {"sessions_deferred": {**pending.payload["sessions_deferred"], "occurrence": pending.at}},
+        None,
+    )
+    assert len(slack.fake.posts()) == posts + 1
+    assert scheduler.pending() == []
+
+
+def test_a_messenger_reminder_is_cancelled_by_ticking_the_item_off(
+    messenger: MessengerWorld, scheduler: SQLiteScheduler
+) -> None:
+    for text in ("add call mum", "remind me about 1 in 1 hour"):
+        assert messenger.call(mr.post(mr.single(mr.text(text))))["statusCode"] == 200
+    (pending,) = scheduler.pending()
+    assert pending.target == "messenger"
+    payload = pending.payload
+    assert messenger.call(mr.post(mr.single(mr.text("done 1"))))["statusCode"] == 200
+    assert scheduler.pending() == []
+    sent = len(messenger.texts())
+    # A fire already on its way when it was cancelled: no turn, nothing sent or written.
+    key = ConversationKey.messenger(page=mr.PAGE, psid=mr.USER).scoped("conversation", "todo")
+    version = messenger.sessions.get(key).version  # type: ignore[union-attr]
+    handlers.messenger.handler(
+        {"sessions_deferred": {**payload["sessions_deferred"], "occurrence": pending.at}}, None
+    )
+    assert len(messenger.texts()) == sent
+    assert messenger.sessions.get(key).version == version  # type: ignore[union-attr]
+
+
+def test_a_messenger_reminder_is_sent_to_its_user(
+    messenger: MessengerWorld, scheduler: SQLiteScheduler
+) -> None:
+    for text in ("add call mum", "remind me about 1 in 90 seconds"):
+        messenger.call(mr.post(mr.single(mr.text(text))))
+    (pending,) = scheduler.pending()
+    assert loop(scheduler, handlers.messenger.handler).fire_due(pending.at + 1) == 1
+    assert messenger.texts()[-1] == "⏰ Reminder: “call mum”"
+    assert messenger.fake.sends()[-1].body["recipient"]["id"] == mr.USER
+
+
+def test_deleting_the_user_cancels_their_reminders(
+    slack: SlackWorld, scheduler: SQLiteScheduler
+) -> None:
+    for text in ("add a", "remind me about 1 in 5 minutes"):
+        slack.call(json_event(dm_body(text)))
+    assert len(scheduler.pending()) == 1
+    handlers.slack.handler.reset()
+    from handlers.entry import build_edge
+    from handlers.slack import SlackEdge
+
+    edge = build_edge(SlackEdge, None)
+    edge.sessions.delete_user(UserKey("slack", "T0001", "U0001"))
+    assert scheduler.pending() == []
