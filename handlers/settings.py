@@ -61,11 +61,13 @@ class Settings:
     #: Slack's authorize page (``SLACK_AUTHORIZE_URL``; the local server points it at a fake).
     slack_authorize_url: str = "https://slack.com/oauth/v2/authorize"
     #: Timers in the deploy: EventBridge Scheduler's schedule group (``SESSIONS_TIMER_GROUP``),
-    #: the function its schedules invoke (``SESSIONS_TIMER_TARGET_ARN``: this one), the role
-    #: they invoke it with (``SESSIONS_TIMER_ROLE_ARN``) and their dead-letter queue
+    #: the functions its schedules invoke (``SESSIONS_TIMER_SLACK_ARN``,
+    #: ``SESSIONS_TIMER_MESSENGER_ARN``: a timer fires in its platform's function), the role
+    #: they invoke them with (``SESSIONS_TIMER_ROLE_ARN``) and their dead-letter queue
     #: (``SESSIONS_TIMER_DLQ_ARN``). Unset: the local SQLite scheduler.
     timer_group: str | None = None
-    timer_target_arn: str | None = None
+    timer_slack_arn: str | None = None
+    timer_messenger_arn: str | None = None
     timer_role_arn: str | None = None
     timer_dead_letter_arn: str | None = None
     #: The local scheduler's SQLite file (``SESSIONS_TIMERS_DB``; default the sessions' file).
@@ -176,7 +178,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         slack_authorize_url=env.get("SLACK_AUTHORIZE_URL")
         or "https://slack.com/oauth/v2/authorize",
         timer_group=env.get("SESSIONS_TIMER_GROUP") or None,
-        timer_target_arn=env.get("SESSIONS_TIMER_TARGET_ARN") or None,
+        timer_slack_arn=env.get("SESSIONS_TIMER_SLACK_ARN") or None,
+        timer_messenger_arn=env.get("SESSIONS_TIMER_MESSENGER_ARN") or None,
         timer_role_arn=env.get("SESSIONS_TIMER_ROLE_ARN") or None,
         timer_dead_letter_arn=env.get("SESSIONS_TIMER_DLQ_ARN") or None,
         timers_db=env.get("SESSIONS_TIMERS_DB") or None,

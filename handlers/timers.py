@@ -133,18 +133,27 @@ def scheduler_from_settings(settings: Settings) -> Scheduler | None:
     """EventBridge Scheduler in the deploy (``SESSIONS_TIMER_GROUP`` with the target's and
     the role's ARNs), else the local SQLite one (``SESSIONS_TIMERS_DB``, default the
     sessions' SQLite file, or ``.data/timers.sqlite3`` beside a DynamoDB table); inside Lambda
-    without a group: ``None`` (a timer is then logged and dropped)."""
+    without a group: ``None`` (a timer is then logged and dropped).
+
+    Raises:
+        ConfigError: a group without the role that invokes the functions."""
     if settings.timer_group:
         from handlers.settings import ConfigError
         from sessions.eventbridge import EventBridgeScheduler
 
-        if not settings.timer_target_arn or not settings.timer_role_arn:
-            raise ConfigError(
-                "SESSIONS_TIMER_GROUP needs SESSIONS_TIMER_TARGET_ARN and SESSIONS_TIMER_ROLE_ARN"
+        if not settings.timer_role_arn:
+            raise ConfigError("SESSIONS_TIMER_GROUP needs SESSIONS_TIMER_ROLE_ARN")
+        targets = {
+            name: arn
+            for name, arn in (
+                ("slack", settings.timer_slack_arn),
+                ("messenger", settings.timer_messenger_arn),
             )
+            if arn
+        }
         return EventBridgeScheduler(
             settings.timer_group,
-            target_arn=settings.timer_target_arn,
+            targets=targets,
             role_arn=settings.timer_role_arn,
             dead_letter_arn=settings.timer_dead_letter_arn,
             cron_expression=cron_expression,

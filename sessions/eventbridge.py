@@ -9,9 +9,10 @@ Each timer is one schedule in the stage's schedule group, named by
 - a recurring one: ``cron(...)`` in its time zone (``ScheduleExpressionTimezone``), until
   cancelled.
 
-The target is our own function (``SESSIONS_TIMER_TARGET_ARN``), invoked by the schedule's
-role (``SESSIONS_TIMER_ROLE_ARN``, which may only invoke it) with the schedule's payload, the
-scheduler's retry policy, and a dead-letter queue for what never got through.
+The target is the function of the timer's platform (a Slack conversation's timer fires in
+the Slack function), invoked by the schedules' role (which may only invoke those functions)
+with the schedule's payload, the scheduler's retry policy, and a dead-letter queue for what
+never got through.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sessions.aws import call, make_client
@@ -40,14 +41,15 @@ def _classify(code: str) -> SessionError | None:
 
 
 class EventBridgeScheduler:
-    """Schedules in one schedule group, all firing one target. ``cron_expression(cron, tz)``:
-    a five-field cron as the scheduler's ``cron(...)`` (the bot API's rule, passed in)."""
+    """Schedules in one schedule group. ``targets``: the function ARN each
+    :attr:`Schedule.target` fires; ``cron_expression(cron, tz)``: a five-field cron as the
+    scheduler's ``cron(...)`` (the bot API's rule, passed in)."""
 
     def __init__(
         self,
         group: str,
         *,
-        target_arn: str,
+        targets: Mapping[str, str],
         role_arn: str,
         dead_letter_arn: str | None = None,
         cron_expression: Callable[[str, str], str] | None = None,
@@ -56,7 +58,7 @@ class EventBridgeScheduler:
     ) -> None:
         self.group = group
         self.cron_expression = cron_expression
-        self.target_arn = target_arn
+        self.targets = dict(targets)
         self.role_arn = role_arn
         self.dead_letter_arn = dead_letter_arn
         self._client = client
@@ -74,8 +76,11 @@ class EventBridgeScheduler:
         )
 
     def create(self, schedule: Schedule) -> None:
+        arn = self.targets.get(schedule.target)
+        if arn is None:
+            raise StoreError(f"no function fires {schedule.target!r} timers (its target ARN)")
         target: dict[str, Any] = {
-            "Arn": self.target_arn,
+            "Arn": arn,
             "RoleArn": self.role_arn,
             "Input": json.dumps(dict(schedule.payload), separators=(",", ":")),
             "RetryPolicy": {

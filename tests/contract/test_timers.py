@@ -193,11 +193,12 @@ def world(request: pytest.FixtureRequest, store: Store, tmp_path: Path) -> Itera
         client.create_schedule_group(Name="sessions-test")
         scheduler = EventBridgeScheduler(
             "sessions-test",
-            target_arn="arn:aws:lambda:us-east-1:123456789012:function:sessions-test-slack",
+            targets={"slack": "arn:aws:lambda:us-east-1:123456789012:function:sessions-test-slack"},
             role_arn="arn:aws:iam::123456789012:role/sessions-test-timers",
             dead_letter_arn="arn:aws:sqs:us-east-1:123456789012:sessions-test-timer-failures",
-            cron_expression=lambda cron, tz: __import__("bot.cron").cron.Cron.parse(cron, tz)
-            .eventbridge(),
+            cron_expression=lambda cron, tz: (
+                __import__("bot.cron").cron.Cron.parse(cron, tz).eventbridge()
+            ),
             client=client,
         )
 
@@ -305,9 +306,7 @@ def test_a_recurring_timer_fires_once_per_time(world: World) -> None:
     for due in (first, first, second, second):
         world.fire(payload, due)
     assert [f[1] for f in world.state()["fired"]] == [first, second]
-    assert world.timers()["daily"]["due"] == next_time(
-        "0 9 * * *", "Europe/Berlin", second
-    )
+    assert world.timers()["daily"]["due"] == next_time("0 9 * * *", "Europe/Berlin", second)
     assert len(world.schedules()) == 1  # still scheduled
 
 

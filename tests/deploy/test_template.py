@@ -40,6 +40,11 @@ NOT_SECRETS = {
     "SESSIONS_LARGE_STATE_ABOVE",
     "SESSIONS_REQUIRE_SEALED",
     "SESSIONS_SERIAL_QUEUE_URL",
+    "SESSIONS_TIMER_GROUP",
+    "SESSIONS_TIMER_ROLE_ARN",
+    "SESSIONS_TIMER_DLQ_ARN",
+    "SESSIONS_TIMER_SLACK_ARN",
+    "SESSIONS_TIMER_MESSENGER_ARN",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "BOT",
@@ -116,7 +121,7 @@ def functions(t: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def statements(t: dict[str, Any]) -> list[dict[str, Any]]:
     roles = resources(t, "AWS::IAM::Role")
-    assert list(roles) == ["IamRoleLambdaExecution"]
+    assert sorted(roles) == ["IamRoleLambdaExecution", "TimerRole"]
     policies = roles["IamRoleLambdaExecution"]["Properties"]["Policies"]
     return [s for p in policies for s in p["PolicyDocument"]["Statement"]]
 
@@ -187,7 +192,10 @@ def test_secrets_are_ssm_references_never_values(packaged: dict[str, Path], stag
     t = template(packaged, stage)
     for name, fn in functions(t).items():
         env = fn["Properties"]["Environment"]["Variables"]
-        assert {k: v for k, v in env.items() if k in NOT_SECRETS} == {
+        plain = {k: v for k, v in env.items() if k in NOT_SECRETS}
+        timers = {k: plain.pop(k) for k in list(plain) if k.startswith("SESSIONS_TIMER_")}
+        assert len(timers) == 5  # the timers' (test_timers_are_schedules_of_a_group_...)
+        assert plain == {
             "SESSIONS_TABLE": {"Ref": "SessionsTable"},
             "SESSIONS_KMS_KEY_ID": {"Fn::GetAtt": ["SessionsKey", "Arn"]},  # on by default
             "SESSIONS_LARGE_STATE_BUCKET": {"Ref": "LargeStateBucket"},
@@ -212,6 +220,7 @@ def test_every_statement_we_add_names_its_resources(packaged: dict[str, Path]) -
     own_arns = []
     sends: list[str] = []
     kms_conditions: list[dict[str, Any]] = []
+    timer_statements: list[str] = []
     for name, stmt in ((n, s) for n, s in enumerate(statements(t))):
         actions = as_list(stmt["Action"])
         resources_ = as_list(stmt["Resource"])
@@ -250,6 +259,26 @@ def test_every_statement_we_add_names_its_resources(packaged: dict[str, Path]) -
             assert sorted(actions) == ["kms:Decrypt", "kms:GenerateDataKey"]
             assert resources_ == [{"Fn::GetAtt": ["SessionsKey", "Arn"]}]
             kms_conditions.append(stmt["Condition"]["StringEquals"])
+        elif services == {"scheduler"} and "scheduler:ListSchedules" not in actions:
+            # Timers: schedules of the stage's group only.
+            assert sorted(actions) == ["scheduler:CreateSchedule", "scheduler:DeleteSchedule"]
+            (arn,) = resources_
+            assert arn["Fn::Join"][1][-2:] == [{"Ref": "TimerGroup"}, "/*"]
+            timer_statements.append("write")
+        elif services == {"scheduler"}:
+            assert actions == ["scheduler:ListSchedules"]
+            (arn,) = resources_
+            assert arn["Fn::Join"][1][-1] == ":schedule/*/*"
+            timer_statements.append("list")
+        elif services == {"iam"}:
+            # Passing the timers' role, only it, only to the scheduler.
+            assert actions == ["iam:PassRole"] and resources_ == [
+                {"Fn::GetAtt": ["TimerRole", "Arn"]}
+            ]
+            assert stmt["Condition"] == {
+                "StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}
+            }
+            timer_statements.append("pass")
         elif services == {"s3"}:
             assert sorted(actions) == ["s3:GetObject", "s3:PutObject"]
             assert resources_ == [
@@ -266,6 +295,43 @@ def test_every_statement_we_add_names_its_resources(packaged: dict[str, Path]) -
     # The failure destination once per function (the framework's), the queue once (ours).
     assert sorted(set(sends)) == ["DeferredFailures", "SerialQueue"]
     assert sends.count("SerialQueue") == 1
+    assert sorted(timer_statements) == ["list", "pass", "write"]
+
+
+def test_timers_are_schedules_of_a_group_per_stage_invoking_only_our_functions(
+    packaged: dict[str, Path],
+) -> None:
+    t = template(packaged, "prod")
+    (group,) = resources(t, "AWS::Scheduler::ScheduleGroup").values()
+    assert group["Properties"]["Name"] == "chat-sessions-prod"
+    role = resources(t, "AWS::IAM::Role")["TimerRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    (policy,) = role["Policies"]
+    invoke, dead_letter = policy["PolicyDocument"]["Statement"]
+    assert invoke["Action"] == "lambda:InvokeFunction"
+    assert [r["Fn::Join"][1][-1] for r in invoke["Resource"]] == [
+        "chat-sessions-prod-slack",
+        "chat-sessions-prod-messenger",
+    ]
+    assert dead_letter == {
+        "Effect": "Allow",
+        "Action": "sqs:SendMessage",
+        "Resource": {"Fn::GetAtt": ["TimerFailures", "Arn"]},
+    }
+    queue = resources(t, "AWS::SQS::Queue")["TimerFailures"]["Properties"]
+    assert queue["MessageRetentionPeriod"] == 14 * 24 * 3600 and queue["SqsManagedSseEnabled"]
+    alarms = resources(t, "AWS::CloudWatch::Alarm")
+    assert alarms["TimerFailuresAlarm"]["Properties"]["Dimensions"][0]["Value"] == {
+        "Fn::GetAtt": ["TimerFailures", "QueueName"]
+    }
+    for fn in functions(t).values():
+        env = fn["Properties"]["Environment"]["Variables"]
+        assert env["SESSIONS_TIMER_GROUP"] == {"Ref": "TimerGroup"}
+        assert env["SESSIONS_TIMER_ROLE_ARN"] == {"Fn::GetAtt": ["TimerRole", "Arn"]}
+        assert env["SESSIONS_TIMER_DLQ_ARN"] == {"Fn::GetAtt": ["TimerFailures", "Arn"]}
+        assert env["SESSIONS_TIMER_SLACK_ARN"]["Fn::Join"][1][-1] == "chat-sessions-prod-slack"
 
 
 def test_deferred_turns_that_keep_failing_are_kept(packaged: dict[str, Path]) -> None:

@@ -41,7 +41,8 @@ def test_a_slack_reminder_is_sent_once_at_its_time(
 ) -> None:
     for text in ("add water the plants", "remind me about 1 in 10 minutes"):
         assert slack.call(json_event(dm_body(text)))["statusCode"] == 200
-    assert "remind you about “water the plants” in 10 minutes" in slack.fake.posts()[-1].body["text"]
+    answer = slack.fake.posts()[-1].body["text"]
+    assert "remind you about “water the plants” in 10 minutes" in answer
     (pending,) = scheduler.pending()
     assert pending.at == pytest.approx(time.time() + 600, abs=5)
     assert pending.target == "slack"

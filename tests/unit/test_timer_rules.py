@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot import Bot, BotTypeError, CancelTimer, Effect, Message, Outcome, Timer, effect
-from bot import timers
+from bot import Bot, BotTypeError, CancelTimer, Effect, Message, Outcome, Timer, effect, timers
 from bot.testing import Conversation
 from bot.todo import TodoBot
 
