@@ -588,3 +588,40 @@ def test_busy_turns_go_to_a_fifo_queue_consumed_one_item_at_a_time(
     for fn in fns.values():
         env = fn["Properties"]["Environment"]["Variables"]
         assert env["SESSIONS_SERIAL_QUEUE_URL"] == {"Ref": "SerialQueue"}
+
+
+def test_the_scheduler_policy_covers_what_timers_really_do(packaged: dict[str, Path]) -> None:
+    """Every EventBridge Scheduler call of a timer's life (set, replaced, cancelled, the
+    user's deleted) is granted, and nothing granted goes unused."""
+    from moto import mock_aws
+
+    from handlers.timers import cron_expression
+    from sessions.eventbridge import EventBridgeScheduler
+    from sessions.schedules import Schedule
+
+    with mock_aws():
+        client = boto3.client("scheduler", region_name="us-east-1")
+        client.create_schedule_group(Name="g")
+        used: set[str] = set()
+        client.meta.events.register(
+            "before-parameter-build.scheduler",
+            lambda model, **_: used.add(f"scheduler:{model.name}"),
+        )
+        scheduler = EventBridgeScheduler(
+            "g", targets={"slack": "arn:aws:lambda:us-east-1:1:function:f"},
+            role_arn="arn:aws:iam::1:role/r", cron_expression=cron_expression, client=client,
+        )  # fmt: skip
+        for name, cron in (("t.a.b.1", None), ("t.a.b.2", "0 9 * * MON-FRI")):
+            scheduler.create(Schedule(name, time.time() + 600, {}, cron, "UTC", "slack"))
+        scheduler.create(Schedule("t.a.b.1", time.time() + 600, {}, None, "UTC", "slack"))
+        scheduler.delete("t.a.b.1")
+        scheduler.delete("t.a.b.1")  # gone already: fine
+        assert scheduler.delete_prefix("t.a.") == 1
+    granted: set[str] = set()
+    for stmt in statements(template(packaged, "prod")):
+        granted.update(a for a in as_list(stmt["Action"]) if a.startswith("scheduler:"))
+    assert used == granted == {
+        "scheduler:CreateSchedule",
+        "scheduler:DeleteSchedule",
+        "scheduler:ListSchedules",
+    }
