@@ -15,20 +15,46 @@ forms, so the same bot asks step by step (the draft keeps where you are): ``stan
 one answer per message; on Messenger a "channel" is the page and its user, so it is a standup
 of one, closed as soon as you answered.
 
+On a schedule: ``standup daily 09:30 Europe/Berlin`` (``/standup daily ...`` on Slack) sets
+a recurring :class:`~bot.timers.Timer` (weekdays, in that time zone) kept with the channel's
+state; at each time the bot opens a round by itself, and a one-time timer closes it two hours
+later (the summary as above). ``standup stop`` cancels the schedule.
+
 When a user is deleted, their answers leave every round (the ``user_deleted`` turn).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from bot import Bot, Button, EffectCall, Field, Message, Modal, Outcome, Reply, Scopes, effect
+from bot import (
+    Bot,
+    Button,
+    CancelTimer,
+    EffectCall,
+    Field,
+    Message,
+    Modal,
+    Outcome,
+    Reply,
+    Scopes,
+    Timer,
+    effect,
+)
 from bot.base import Effect
+from bot.cron import CronError, zone
 
 ANSWER = "standup:answer"
 CLOSE = "standup:close"
 SUBMIT = "standup:submit"
+#: The timers: the weekday schedule, and the close of a round it opened.
+DAILY = "standup:daily"
+AUTO_CLOSE = "standup:close"
+CLOSE_AFTER = 2 * 3600
+_DAILY = re.compile(r"daily ([01]?\d|2[0-3]):([0-5]\d)(?: (\S+))?", re.IGNORECASE)
 QUESTIONS = (
     ("yesterday", "What did you do yesterday?"),
     ("today", "What will you do today?"),
@@ -57,6 +83,13 @@ class Standup(Bot[Scopes]):
         channel, mine = state.channel, state.conversation
         if message.kind == "user_deleted":
             return Outcome(state.replace(channel=_without(channel, message.user)))
+        if message.kind == "timer" and message.action == DAILY:
+            return self.scheduled(state, message)
+        if message.kind == "timer" and message.action == AUTO_CLOSE:
+            return self.close(state) if state.channel["round"] is not None else Outcome(state)
+        words = " ".join(message.text.split()).lower().removeprefix("standup ").strip()
+        if message.kind in ("command", "text") and (_DAILY.fullmatch(words) or words == "stop"):
+            return self.schedule(state, words, message)
         if message.kind == "effect" and message.action == "summary":
             text = message.result if message.error is None else "The summary failed."
             return Outcome(state, [Reply(str(text), visibility="in_channel")])
@@ -73,6 +106,29 @@ class Standup(Bot[Scopes]):
         if message.kind == "command" or message.text.strip().lower() == "standup":
             return self.open(state, message)
         return Outcome(state, ["Type `standup` (or `/standup` in a Slack channel) to start one."])
+
+    def schedule(self, state: Scopes, words: str, message: Message) -> Outcome[Scopes]:
+        """``daily HH:MM [Zone]``: a round every weekday at that time; ``stop``: no more."""
+        if words == "stop":
+            return Outcome(state, ["No more scheduled standups here."], [CancelTimer(DAILY)])
+        asked = _DAILY.fullmatch(" ".join(message.text.split()).removeprefix("standup ").strip())
+        assert asked is not None
+        hour, minute, tz = int(asked[1]), int(asked[2]), asked[3] or "UTC"
+        try:
+            zone(tz)
+        except CronError:
+            return Outcome(state, [f"I don't know the time zone {tz!r} (try Europe/Berlin)."])
+        timer = Timer(DAILY, cron=f"{minute} {hour} * * MON-FRI", tz=tz)
+        when = f"{hour:02d}:{minute:02d} ({tz})"
+        return Outcome(state, [Reply(f"A standup every weekday at {when}.")], [timer])
+
+    def scheduled(self, state: Scopes, message: Message) -> Outcome[Scopes]:
+        """The schedule's time: open a round (unless one is open) that closes itself."""
+        if state.channel["round"] is not None:
+            return Outcome(state)
+        opened = self.open(state, dataclasses.replace(message, kind="command"))
+        close = Timer(AUTO_CLOSE, after=CLOSE_AFTER)
+        return Outcome(opened.state, opened.replies, [*opened.effects, close])
 
     def form(self, mine: dict[str, Any]) -> Modal:
         last = mine["last"]

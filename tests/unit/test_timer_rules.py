@@ -132,3 +132,30 @@ def test_the_todo_bot_reminds_and_a_done_item_cancels_its_reminder() -> None:
     assert chat.pending_timers == []
     assert chat.advance(7200) == []
     assert "There is no item 9" in chat.texts(chat.say("remind me about 9 in 1 minute"))[0]
+
+
+def test_the_standup_opens_on_its_schedule_and_closes_itself() -> None:
+    import datetime as dt
+
+    from examples.standup import bot as standup
+
+    monday = dt.datetime(2026, 12, 7, 7, 0, tzinfo=dt.UTC).timestamp()  # 08:00 in Berlin
+    alice = Conversation(standup, user="U0ALICE", conversation="C0TEAM", clock=lambda: monday)
+    assert alice.texts(alice.command("/standup", "daily 09:30 Europe/Berlin")) == [
+        "A standup every weekday at 09:30 (Europe/Berlin)."
+    ]
+    assert alice.advance(5399) == []
+    assert alice.texts(alice.advance(1)) == ["Standup #1: press Answer to give yours."]
+    bob = alice.as_user("U0BOB")
+    bob.submit("standup:submit", {"yesterday": "x", "today": "y", "blockers": ""})
+    closed = alice.texts(alice.advance(2 * 3600))
+    assert closed[0] == "Standup closed: 1 answered. Summary coming." and "U0BOB" in closed[1]
+    # Tuesday to Friday: a round a day, each closed; none on the weekend.
+    week = alice.texts(alice.advance(4 * 86_400))
+    assert [t for t in week if t.startswith("Standup #")] == [
+        f"Standup #{n}: press Answer to give yours." for n in (2, 3, 4, 5)
+    ]
+    assert alice.advance(2 * 86_400) == []
+    assert alice.texts(alice.advance(86_400))[0] == "Standup #6: press Answer to give yours."
+    assert alice.texts(alice.command("/standup", "stop")) == ["No more scheduled standups here."]
+    assert alice.pending_timers == []
