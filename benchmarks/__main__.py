@@ -27,6 +27,7 @@ from benchmarks import (  # noqa: E402
     readme,
     requests_per_turn,
     throughput,
+    timers,
 )
 from sessions.dynamodb import create_table, make_client  # noqa: E402
 from tests import dynamodb_local  # noqa: E402
@@ -89,6 +90,11 @@ def main() -> int:
         _section(
             "Many workspaces and pages: an install, first and warm events",
             installs.table(results["installs"]),
+        )
+        results["timers"] = timers.run(server.endpoint)
+        _section(
+            "Timers: a turn that sets one, its fire, a retried fire, a cancel, a cancelled fire",
+            timers.table(results["timers"]),
         )
         results["operability"] = operability.run(client)
         _section(

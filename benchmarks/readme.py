@@ -20,6 +20,7 @@ from benchmarks import (
     pipeline,
     requests_per_turn,
     throughput,
+    timers,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +34,7 @@ TABLES: dict[str, tuple[str, Callable[[Any], list[str]]]] = {
     "throughput": ("throughput", throughput.table),
     "hot-item": ("hot_item", hot_item.table),
     "installs": ("installs", installs.table),
+    "timers": ("timers", timers.table),
     "cold-start": ("cold_start", cold_start.table),
     "operability": ("operability", operability.table),
     "ack-latency": ("ack_latency", ack_latency.table),

@@ -82,3 +82,7 @@ def test_the_readme_shows_the_poll_example_as_it_is() -> None:
     source = (README.parent / "examples" / "poll.py").read_text()
     assert block("poll") == source
     module("poll_test", block("poll-test"))
+
+
+def test_the_timers_example_runs() -> None:
+    module("timers_test", block("timers-test"))
