@@ -113,9 +113,7 @@ def run(endpoint: str) -> list[dict[str, Any]]:
             assert len(again) == USERS
             for user in users:
                 say(user, "done 2")
-            rows.append(
-                _row("a turn that cancels one (item ticked off)", meter, scheduler, USERS)
-            )
+            rows.append(_row("a turn that cancels one (item ticked off)", meter, scheduler, USERS))
             for schedule in again:
                 fire(schedule)
             rows.append(_row("the fire of a cancelled timer", meter, scheduler, USERS))

@@ -620,8 +620,12 @@ def test_the_scheduler_policy_covers_what_timers_really_do(packaged: dict[str, P
     granted: set[str] = set()
     for stmt in statements(template(packaged, "prod")):
         granted.update(a for a in as_list(stmt["Action"]) if a.startswith("scheduler:"))
-    assert used == granted == {
-        "scheduler:CreateSchedule",
-        "scheduler:DeleteSchedule",
-        "scheduler:ListSchedules",
-    }
+    assert (
+        used
+        == granted
+        == {
+            "scheduler:CreateSchedule",
+            "scheduler:DeleteSchedule",
+            "scheduler:ListSchedules",
+        }
+    )
