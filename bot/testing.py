@@ -32,13 +32,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
-from bot import timers
+from bot import timers, transcripts
 from bot.base import Effect, effect_key
 from bot.messages import Message
 from bot.replies import AnyReply, Button, Reply, buttons_of
 from bot.spec import MAX_FOLLOW_UPS, BotSpec, run_effect
+from bot.transcripts import Difference, Transcript
 
 #: :meth:`Conversation.advance` stops after this many fires (a cron every minute for a week).
 MAX_FIRES = 10_080
@@ -254,3 +256,44 @@ class Conversation:
             r.text if isinstance(r, Reply) else str(getattr(r, "text", "") or "")
             for r in (self.replies if replies is None else replies)
         ]
+
+
+def replay(bot: Any, transcript: str | Path | Mapping[str, Any] | Transcript) -> list[Difference]:
+    """Run a transcript's messages again against ``bot`` (from an empty store, in order, as
+    their users and in their channels, with their recorded event ids and times) and return
+    every turn whose replies or first-scope state differ from the recording (``[]``: the
+    same). Effects are not run: their recorded follow-up turns bring their results back.
+    A turn that raises is a difference too (``what="error"``)."""
+    recorded = transcript if isinstance(transcript, Transcript) else transcripts.load(transcript)
+    first = recorded.turns[0] if recorded.turns else None
+    chat = Conversation(
+        bot,
+        platform=recorded.platform,
+        workspace=recorded.workspace,
+        user=first.user if first else "U0TEST",
+        conversation=first.conversation if first else "D0TEST",
+        run_effects=False,
+    )
+    differences = []
+    for number, turn in enumerate(recorded.turns, 1):
+        who = chat.as_user(turn.user, turn.conversation)
+        message = Message.from_dict(
+            {**turn.message, "platform": recorded.platform, "workspace": recorded.workspace,
+             "user": turn.user, "conversation": turn.conversation}
+        )  # fmt: skip
+        what = transcripts.said(turn.message)
+        try:
+            replies = who._turn(message, turn.idempotency_key, depth=0)
+        except Exception as exc:  # the bot's error is the difference
+            differences.append(
+                Difference(number, "error", None, f"{type(exc).__name__}: {exc}", what)
+            )
+            continue
+        got = [r.to_dict() for r in replies]
+        if got != [dict(r) for r in turn.replies]:
+            differences.append(Difference(number, "replies", list(turn.replies), got, what))
+        value = who.store.get(who._where(who.spec.scopes[0]))
+        state = timers.split(None if value is None else json.loads(value))[0]
+        if state != turn.state:
+            differences.append(Difference(number, "state", turn.state, state, what))
+    return differences

@@ -228,6 +228,18 @@ class Pipeline:
         self.platform = platform
         self._deferrer = deferrer
         self.membership = membership.Membership(sessions, spec)
+        #: Told of every delivery this pipeline ran and what came of it (``"applied"``,
+        #: ``"duplicate"``, ``"ignored"``, ``"dead letter"``, ``"serialised"``): the local
+        #: inspector's timeline and transcripts. ``None`` in the deploy.
+        self.journal: Callable[[Delivery, str, TurnResult | None], None] | None = None
+
+    def _tell(self, delivery: Delivery, outcome: str, result: TurnResult | None) -> None:
+        if self.journal is None:
+            return
+        try:
+            self.journal(delivery, outcome, result)
+        except Exception:  # a tool's bug never fails a delivery
+            log.exception("the delivery journal failed")
 
     # -- a delivery ----------------------------------------------------------------------------
 
@@ -275,6 +287,7 @@ class Pipeline:
                 keep=keep_timers,
             )  # fmt: skip
         except PermanentError as exc:
+            self._tell(delivery, "dead letter", None)
             if exc.recorded and not delivery.replay:
                 self.platform.apologise(delivery, answer, deadline)
             return None
@@ -290,7 +303,14 @@ class Pipeline:
                 "busy at the webhook's deadline; serialised",
                 extra={"conversation": conversation_hash(key.pk, key.sk)},
             )
+            self._tell(delivery, "serialised", None)
             return None
+        outcome = "applied"
+        if result.duplicate:
+            outcome = "dead letter" if result.failed else "duplicate"
+        elif result.ignored:
+            outcome = "ignored"
+        self._tell(delivery, outcome, result)
         if result.effects:
             self.start_effects(delivery, result.effects, deadline)
         if result.mark_pending:

@@ -335,6 +335,7 @@ def test_a_workspace_erase_cancels_every_timer_of_the_workspace(world: World) ->
         name=partition_prefix("slack", "T0002", "slack#T0002#U0009") + "x" * 28,
         at=time.time() + 60,
         payload={"sessions_deferred": {"kind": "fire"}},
+        target="slack",
     )
     world.scheduler.create(other)
     world.sessions.erase_workspace("slack", "T0001")
