@@ -27,7 +27,8 @@ from urllib.parse import urlencode
 
 import requests
 
-from handlers.tools.local import CONFIG, read_config, slack_buttons
+from handlers.tools.fakes import slack_buttons
+from handlers.tools.local import CONFIG, read_config
 
 PLATFORMS = ("slack-dm", "slack-command", "messenger")
 
