@@ -15,10 +15,11 @@ OFFLINE_FAKE_PORT ?= 3003
 NPM_STAMP := node_modules/.installed
 
 
-.PHONY: help venv java run chat admin test test-long lint typecheck dynamodb-local dynamodb offline bench package clean
+.PHONY: help venv java chromium screenshot replay run chat admin test test-long lint typecheck dynamodb-local dynamodb offline bench package clean
 
 help:
-	@echo "make run      serve the bot locally on 127.0.0.1:$(PORT) (embedded SQLite store)"
+	@echo "make run      serve the bot locally on 127.0.0.1:$(PORT) (embedded SQLite store; the"
+	@echo "              inspector at http://127.0.0.1:$(PORT)/)"
 	@echo "make chat     talk to the running local bot (ARGS=\"--platform messenger\")"
 	@echo "make admin    sessions admin CLI (ARGS=\"list slack#T0LOCAL#U0LOCAL\")"
 	@echo "make dynamodb DynamoDB Local on 127.0.0.1:$(DYNAMODB_PORT) until Ctrl-C (tables in .data/dynamodb)"
@@ -27,6 +28,8 @@ help:
 	@echo "make test-long  the property tests with thousands of examples (minutes)"
 	@echo "make bench    benchmarks against DynamoDB Local"
 	@echo "make package  serverless package offline + cfn-lint"
+	@echo "make replay   replay a saved transcript against the bot (FILE=chat.json, BOT=...)"
+	@echo "make screenshot  the inspector's picture in docs/, from its browser test"
 
 $(STAMP): pyproject.toml
 	@echo "Setting up the Python environment in $(VENV) (the first time takes about a minute;"
@@ -61,8 +64,21 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck dynamodb-local package
+test: lint typecheck dynamodb-local package chromium
 	$(BIN)/python -m pytest
+
+# Chromium for the inspector's browser test: installed from Debian when missing and we are
+# root (CI is); otherwise the run stops here and names the package.
+chromium:
+	@bash scripts/ensure-chromium.sh
+
+# The README's picture of the inspector (docs/inspector.png), from the browser test.
+screenshot: $(STAMP) chromium
+	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/e2e/test_inspector.py
+
+# Replay a saved transcript against the bot's current code: make replay FILE=chat.json
+replay: $(STAMP)
+	$(BIN)/python -m handlers.tools.replay $(FILE)
 
 # The record layout's model test with 2,000 examples (make test runs 150).
 test-long: $(STAMP)

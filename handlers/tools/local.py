@@ -398,7 +398,11 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     chat = "make chat" if args.port == 3000 else f"make chat PORT={args.port}"
-    print(f"Ctrl-C stops. Talk to the bot with: {chat}", flush=True)
+    print(
+        f"Ctrl-C stops. Talk to the bot in the inspector, http://{args.host}:{args.port}/ "
+        f"(state, timers, deliveries beside the chat), or with: {chat}",
+        flush=True,
+    )
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
