@@ -186,3 +186,21 @@ def test_the_inspector_draws_messenger_quick_replies(tmp_path: Path, page: Page)
         page.wait(lambda: (stored(page, "conversation") or {}).get("items") == [], "the state")  # type: ignore[union-attr]
     finally:
         server.stop()
+
+
+def test_the_inspector_picks_from_a_block_kit_select(tmp_path: Path, page: Page) -> None:
+    server = Server(tmp_path, free_port(), bot="tests.bots.picker:bot")
+    server.start()
+    try:
+        page.goto(server.url + "/")
+        say(page, "hi")
+        page.wait_for("document.querySelector('select.pick') !== null", "the select")
+        assert "Lunch today?" in " ".join(messages(page))
+        page.eval(
+            "(() => { const s = document.querySelector('select.pick'); s.value = 'sushi';"
+            " s.dispatchEvent(new Event('change', {bubbles: true})); })()"
+        )
+        wait_message(page, "You picked sushi.")
+        page.wait(lambda: stored(page, "conversation") == {"lunch": "sushi"}, "the state")
+    finally:
+        server.stop()
