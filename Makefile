@@ -72,7 +72,7 @@ test: lint typecheck dynamodb-local package chromium
 chromium:
 	@bash scripts/ensure-chromium.sh
 
-# The README's picture of the inspector (docs/inspector.png), from the browser test.
+# The picture of the inspector in the README (docs/inspector.png), from the browser test.
 screenshot: $(STAMP) chromium
 	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/e2e/test_inspector.py
 

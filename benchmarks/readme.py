@@ -1,6 +1,7 @@
-"""Put the figures of the last ``make bench`` (``benchmarks/results.json``) into the README,
-between its ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` markers, so that every table
-there comes from one run. ``make bench`` runs it after writing the results."""
+"""Put the figures of the last ``make bench`` (``benchmarks/results.json``) into the docs (the
+README and ``docs/*.md``), between each ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``
+marker, so that every table there comes from one run. ``make bench`` runs it after writing
+the results."""
 
 from __future__ import annotations
 
@@ -41,25 +42,50 @@ TABLES: dict[str, tuple[str, Callable[[Any], list[str]]]] = {
 }
 
 
-def render(readme: str, results: dict[str, Any]) -> str:
-    for name, (key, table) in TABLES.items():
+def documents() -> list[Path]:
+    """Where tables may be: the README and every page of ``docs/``."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def render(text: str, results: dict[str, Any], names: list[str]) -> str:
+    """``text`` with the tables ``names`` filled in from ``results``."""
+    for name in names:
+        key, table = TABLES[name]
         pattern = re.compile(
             rf"(<!-- bench:{name} -->\n).*?(<!-- /bench:{name} -->)", flags=re.DOTALL
         )
-        if not pattern.search(readme):
-            raise SystemExit(f"README.md has no <!-- bench:{name} --> section")
         lines = "\n".join(table(results[key]))
-        readme = pattern.sub(
+        text = pattern.sub(
             lambda m, lines=lines: f"{m.group(1)}{lines}\n{m.group(2)}",  # type: ignore[misc]
-            readme,
+            text,
         )
-    return readme
+    return text
+
+
+def where() -> dict[str, Path]:
+    """The document holding each table (exactly one each)."""
+    found: dict[str, Path] = {}
+    for path in documents():
+        text = path.read_text()
+        for name in TABLES:
+            if f"<!-- bench:{name} -->" in text:
+                if name in found:
+                    raise SystemExit(f"<!-- bench:{name} --> is in {found[name]} and {path}")
+                found[name] = path
+    missing = sorted(set(TABLES) - set(found))
+    if missing:
+        raise SystemExit(f"no <!-- bench:NAME --> section for {missing} in the docs")
+    return found
 
 
 def main() -> int:
-    path = ROOT / "README.md"
-    path.write_text(render(path.read_text(), json.loads(RESULTS.read_text())))
-    print(f"README.md tables updated from {RESULTS.name}")
+    results = json.loads(RESULTS.read_text())
+    by_document: dict[Path, list[str]] = {}
+    for name, path in where().items():
+        by_document.setdefault(path, []).append(name)
+    for path, names in by_document.items():
+        path.write_text(render(path.read_text(), results, names))
+        print(f"{path.relative_to(ROOT)}: {', '.join(names)} updated from {RESULTS.name}")
     return 0
 
 

@@ -25,7 +25,7 @@ The rest of the session's surface lives beside this module: ``sealing`` (codec, 
 large states), ``views`` (the admin tools' reads and the user delete), ``outcomes`` (what a
 delivery came to, for the caller and the observer).
 
-Guarantees (the README's "Guarantees, precisely" states them for users):
+Guarantees (docs/guarantees.md, "Guarantees, precisely", states them for users):
 
 1. state changes once per idempotency key: the record's ``attribute_not_exists`` condition;
 2. no lost update: the commit is conditioned on the state item the load saw (version,

@@ -1,6 +1,6 @@
-"""The README's "local server on DynamoDB Local" runs as written: `make dynamodb` on a port,
-the block's exports, `make admin ARGS=create-table` and `make run`, then a conversation that
-lands in the table and a health check that says which store it asked."""
+"""The docs' "local server on DynamoDB Local" (docs/local.md) runs as written: `make dynamodb`
+on a port, the block's exports, `make admin ARGS=create-table` and `make run`, then a
+conversation that lands in the table and a health check that says which store it asked."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from sessions.dynamodb import make_client
 from tests.dynamodb_local import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-README = ROOT / "README.md"
+README = ROOT / "docs" / "local.md"
 
 
 def _block() -> list[str]:

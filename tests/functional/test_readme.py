@@ -1,4 +1,5 @@
-"""What the README shows runs: each code block after a ``<!-- test: name -->`` marker."""
+"""What the README and the docs show runs: each code block after a ``<!-- test: name -->``
+marker."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import pytest
 from tests.fakes import fake_slack
 from tests.slack_requests import dm_body, json_event, slash
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 #: What Lambda passes as the handler's context (the attributes Bolt's adapter reads).
 CONTEXT = types.SimpleNamespace(
     function_name="app",
@@ -22,11 +25,10 @@ CONTEXT = types.SimpleNamespace(
 
 
 def block(name: str) -> str:
-    found = re.search(
-        rf"<!-- test: {re.escape(name)} -->\n```python\n(.*?)```", README.read_text(), re.S
-    )
-    assert found, f"README has no block marked {name!r}"
-    return found.group(1)
+    text = "\n".join(path.read_text() for path in DOCS)
+    found = re.findall(rf"<!-- test: {re.escape(name)} -->\n```python\n(.*?)```", text, re.S)
+    assert len(found) == 1, f"the docs have {len(found)} blocks marked {name!r}"
+    return str(found[0])
 
 
 def module(name: str, *sources: str) -> types.ModuleType:
@@ -79,10 +81,41 @@ def test_the_bolt_lambda_wiring_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: 
 
 def test_the_readme_shows_the_poll_example_as_it_is() -> None:
     """The README's poll is ``examples/poll.py`` exactly, and its multi-user test runs."""
-    source = (README.parent / "examples" / "poll.py").read_text()
+    source = (ROOT / "examples" / "poll.py").read_text()
     assert block("poll") == source
     module("poll_test", block("poll-test"))
 
 
 def test_the_timers_example_runs() -> None:
     module("timers_test", block("timers-test"))
+
+
+def test_every_link_between_the_docs_lands() -> None:
+    """A relative link (``docs/x.md#anchor``, ``x.md``, ``#anchor``) names a file that exists
+    and, with an anchor, a heading in it."""
+
+    def anchors(path: Path) -> set[str]:
+        heads = re.findall(r"^#{1,4} (.+)$", re.sub(r"```.*?```", "", path.read_text(), flags=re.S),
+                           re.M)  # fmt: skip
+        return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in heads}
+
+    broken = []
+    for path in DOCS:
+        for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue  # a URL
+            file, _, anchor = target.partition("#")
+            linked = (path.parent / file).resolve() if file else path
+            if not linked.exists() or (
+                anchor and linked.suffix == ".md" and anchor not in anchors(linked)
+            ):
+                broken.append(f"{path.name}: {target}")
+    assert broken == []
+
+
+def test_the_readme_is_short_and_shows_the_inspector() -> None:
+    text = README.read_text()
+    assert len(text.splitlines()) < 300
+    assert "![The inspector" in text and (ROOT / "docs" / "inspector.png").stat().st_size > 10_000
+    for heading in ("## Quick start", "## Write your own bot", "## Deploy", "## Documentation"):
+        assert heading in text
