@@ -39,7 +39,7 @@ def _get(path: str, query: dict[str, str] | None = None) -> dict[str, Any]:
     }
 
 
-def _row(name: str, meter: Meter, count: int) -> dict[str, Any]:
+def row(name: str, meter: Meter, count: int) -> dict[str, Any]:
     assert meter.billing is not None
     row = {
         "what": name,
@@ -72,7 +72,7 @@ def run(endpoint: str) -> list[dict[str, Any]]:
             done = slack.handle(_get("/slack/oauth_redirect", {"code": "code-T0B", "state": state}))
             assert done["statusCode"] == 200
             rows.append(
-                _row("Slack install (state issued, consumed; installation stored)", meter, 1)
+                row("Slack install (state issued, consumed; installation stored)", meter, 1)
             )
 
             def event(n: int) -> None:
@@ -82,11 +82,11 @@ def run(endpoint: str) -> list[dict[str, Any]]:
 
             event(0)
             rows.append(
-                _row("Slack: first event in a container (token read, new conversation)", meter, 1)
+                row("Slack: first event in a container (token read, new conversation)", meter, 1)
             )
             for n in range(1, WARM + 1):
                 event(n)
-            rows.append(_row("Slack: warm event of an installed workspace", meter, WARM))
+            rows.append(row("Slack: warm event of an installed workspace", meter, WARM))
 
         messenger = handlers.messenger.build(from_env({**env, "MESSENGER_PAGE_TOKEN": ""}),
                                              sessions=sessions, bot=TodoBot())  # fmt: skip
@@ -102,11 +102,11 @@ def run(endpoint: str) -> list[dict[str, Any]]:
 
             message(0)
             rows.append(
-                _row("Page: first message in a container (token read, new conversation)", meter, 1)
+                row("Page: first message in a container (token read, new conversation)", meter, 1)
             )
             for n in range(1, WARM + 1):
                 message(n)
-            rows.append(_row("Page: warm message of a page with its own token", meter, WARM))
+            rows.append(row("Page: warm message of a page with its own token", meter, WARM))
         assert all("token" in c.path for c in fake.sends())
     return rows
 

@@ -14,6 +14,7 @@ from collections import Counter
 from typing import Any
 
 import handlers.slack
+from benchmarks import installs
 from benchmarks.capacity import Meter
 from bot.todo import TodoBot
 from handlers.settings import from_env
@@ -50,16 +51,9 @@ class Counted:
 
 
 def _row(name: str, meter: Meter, scheduler: Counted, count: int) -> dict[str, Any]:
-    assert meter.billing is not None
-    row = {
-        "what": name,
-        "requests": round(sum(meter.requests.values()) / count, 2),
-        "by_operation": {k: round(v / count, 2) for k, v in sorted(meter.requests.items())},
-        "rcu": round(meter.billing.read / count, 2),
-        "wcu": round(meter.billing.write / count, 2),
-        "scheduler": {k: round(v / count, 2) for k, v in sorted(scheduler.calls.items())},
-    }
-    meter.reset()
+    """The DynamoDB figures (as the installs bench counts them) and the scheduler's calls."""
+    row = installs.row(name, meter, count)
+    row["scheduler"] = {k: round(v / count, 2) for k, v in sorted(scheduler.calls.items())}
     scheduler.calls.clear()
     return row
 
