@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -152,6 +151,8 @@ class SQLiteScheduler:
         max_attempts: int = 8,
         backoff: float = 1.0,
     ) -> None:
+        import sqlite3  # here: the deploy's functions never open the local scheduler
+
         self.path = path
         self.next_time = next_time
         self.clock = clock
