@@ -30,6 +30,7 @@ from typing import Any, Final
 
 from bot.messages import Message
 from bot.spec import BotSpec
+from handlers.timers import keep_timers
 from sessions import ConversationKey, PermanentError, Sessions, Turn, UserKey
 from sessions.privacy import fingerprint, private
 from sessions.store import EventRecord
@@ -134,6 +135,7 @@ class Membership:
                     event_time=now,
                     initial=lambda: None,
                     scopes=keys[1:],
+                    keep=keep_timers,  # the channel's pending timers keep it alive
                 )
                 done += 1
             except PermanentError:

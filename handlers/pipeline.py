@@ -189,12 +189,6 @@ def bot_turn(spec: BotSpec, idempotency_key: str = "") -> Turn:
     return turn
 
 
-def keep_timers(state: Any) -> float | None:
-    """The time a stored state must outlive: its last pending timer's (the runner keeps the
-    item at least that long, past the idle TTL)."""
-    return timer_rules.keep_until(timer_rules.split(state)[1])
-
-
 def new_conversation() -> None:
     """What the session core hands ``bot_turn`` for a conversation with no state."""
     return None
@@ -284,7 +278,7 @@ class Pipeline:
                 initial=new_conversation,
                 hold_mark=True,  # sent-mark mode: marked once the effects started
                 scopes=scopes,
-                keep=keep_timers,
+                keep=scheduling.keep_timers,
             )  # fmt: skip
         except PermanentError as exc:
             self._tell(delivery, "dead letter", None)

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from bot import timers as timer_rules
 from bot.cron import Cron
 from bot.messages import Message
 from handlers.delivery import Delivery, MessengerRoute, SlackRoute, dump
@@ -45,6 +46,12 @@ def next_time(cron: str, tz: str, after: float) -> float | None:
 
 def cron_expression(cron: str, tz: str) -> str:
     return Cron.parse(cron, tz).eventbridge()
+
+
+def keep_timers(state: Any) -> float | None:
+    """The time a stored state must outlive: its last pending timer's (``Sessions.run(keep=)``
+    keeps the item at least that long, past the idle TTL). Every turn on the item passes it."""
+    return timer_rules.keep_until(timer_rules.split(state)[1])
 
 
 def target_of(key: ConversationKey) -> str:
@@ -232,6 +239,7 @@ __all__ = [
     "apply",
     "cron_expression",
     "is_timer_change",
+    "keep_timers",
     "next_time",
     "schedule_of",
     "scheduler_from_settings",

@@ -107,3 +107,44 @@ def test_deleting_the_user_cancels_their_reminders(
     edge = build_edge(SlackEdge, None)
     edge.sessions.delete_user(UserKey("slack", "T0001", "U0001"))
     assert scheduler.pending() == []
+
+
+def test_a_forget_turn_keeps_a_channel_with_pending_timers_alive(tmp_path: Any) -> None:
+    """A user delete's forget turn on a channel (the standup's) writes the channel's state
+    again: it keeps the channel's schedule's state past the idle TTL, as every turn does."""
+    from bot import Message
+    from bot.spec import BotSpec
+    from examples.standup import bot as standup
+    from handlers.delivery import Delivery, SlackRoute
+    from handlers.membership import Membership
+    from handlers.pipeline import Pipeline, bot_turn
+    from sessions import Sessions
+    from sessions.sqlite import SQLiteStore
+    from tests.contract.test_timers import Recorder
+
+    sessions = Sessions(
+        SQLiteStore(tmp_path / "s.sqlite3"),
+        scheduler=SQLiteScheduler(":memory:", next_time=next_time),
+        idle_ttl=60,
+    )
+    spec = BotSpec.of(standup)
+    pipeline = Pipeline(sessions=sessions, spec=spec, platform=Recorder(),
+                        deferrer=lambda: None)  # type: ignore[arg-type,return-value]  # fmt: skip
+    key = ConversationKey.slack(team="T0001", channel="C0001", user="U0001")
+    now = time.time()
+    message = Message(kind="command", command="/standup", text="daily 09:30 Europe/Berlin",
+                      platform="slack", workspace="T0001", conversation="C0001", user="U0001",
+                      time=now)  # fmt: skip
+    pipeline.run(Delivery(key, "Ev1", message, now, SlackRoute("command")))
+    channel = key.scoped("channel", "standup")
+    stored_channel = sessions.get(channel)
+    assert stored_channel is not None
+    due = stored_channel.state["__timers__"]["standup:daily"]["due"]
+    assert stored_channel.expires_at >= due
+    done, failed = Membership(sessions, spec).forget(
+        UserKey("slack", "T0001", "U0001"), turn=bot_turn(spec)
+    )
+    assert (done, failed) == (1, 0)
+    after = sessions.get(channel)
+    assert after is not None and after.version == stored_channel.version + 1
+    assert after.expires_at >= due
