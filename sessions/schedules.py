@@ -33,6 +33,8 @@ from sessions.privacy import private
 
 log = private(logging.getLogger("sessions.schedules"))
 
+#: One opening of a scheduler's file at a time in this process (see ``SQLiteScheduler``).
+_OPENING = threading.Lock()
 #: In a schedule's payload, where the scheduler puts the time the fire was due (EventBridge
 #: Scheduler replaces this context attribute by an ISO-8601 time; the local one by epoch
 #: seconds).
@@ -159,11 +161,20 @@ class SQLiteScheduler:
         self.max_attempts = max_attempts
         self.backoff = backoff
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA busy_timeout = 5000")
-        if path != ":memory:":
-            self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        # Several edges (and processes) may open one new file at once: switching it to WAL
+        # and creating the table can find it locked without waiting, so try again briefly.
+        with _OPENING:
+            for attempt in range(100):
+                try:
+                    if path != ":memory:":
+                        self._db.execute("PRAGMA journal_mode = WAL")
+                    self._db.executescript(_SCHEMA)
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or attempt == 99:
+                        raise
+                    time.sleep(0.05)
         #: Set whenever a schedule is created: the loop firing them wakes up.
         self.changed = threading.Event()
 
