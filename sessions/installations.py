@@ -13,14 +13,18 @@ table, under keys no conversation can have::
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable
 from typing import Any
 
-from sessions.errors import InvalidKeyError
+from sessions.errors import CodecError, InvalidKeyError
+from sessions.privacy import fingerprint, private
 from sessions.sealing import RECORD, Sealing
 from sessions.store import Store
+
+log = private(logging.getLogger("sessions.installations"))
 
 SK = "install"
 #: A record without an expiry of its own lives this long (DynamoDB's TTL needs a time).
@@ -69,17 +73,28 @@ class Installations:
         return self.store.create_record(pk, SK, blob, expires_at=now + ttl, now=now)
 
     def get(self, kind: str, ident: str) -> Any:
-        """The record's value, ``None`` when there is none or it expired.
-
-        Raises:
-            CodecError: it does not open (another key, a planted value, clear where sealed
-                values are required).
+        """The record's value, ``None`` when there is none, it expired, or it does not open
+        (another key, a planted value, clear where sealed values are required: logged by
+        class). Not opening would recur on every read, so it is no error that may heal: a
+        webhook that raised it would answer 5xx to every redelivery.
         """
         pk = record_pk(kind, ident)
         found = self.store.get_record(pk, SK)
         if found is None or found[1] <= self.clock():
             return None
-        return self.sealing.decode(found[0], pk, SK, RECORD)
+        return self._open(found[0], pk, kind)
+
+    def _open(self, blob: bytes, pk: str, kind: str) -> Any:
+        try:
+            return self.sealing.decode(blob, pk, SK, RECORD)
+        except CodecError as exc:
+            log.error(
+                "a %s record does not open (%s); treated as absent (store it again)",
+                kind,
+                type(exc).__name__,
+                extra={"record": fingerprint(pk)},
+            )
+            return None
 
     def delete(self, kind: str, ident: str) -> bool:
         """Delete the record; whether there was one."""
@@ -92,4 +107,4 @@ class Installations:
         found = self.store.delete_record(pk, SK)
         if found is None or found[1] <= self.clock():
             return None
-        return self.sealing.decode(found[0], pk, SK, RECORD)
+        return self._open(found[0], pk, kind)
