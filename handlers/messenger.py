@@ -228,6 +228,16 @@ class MessengerEdge:
         deadline: Deadline,
     ) -> None:
         token = self._token(delivery)
+        if token is None:
+            # The same rule as a fresh message: no token of its own (an Instagram account's
+            # removed, say), nothing sent, never with another page's token (a timer's fire,
+            # a follow-up or a replay lands here without the webhook's check).
+            log.error(
+                "no access token for this %s account; replies not sent",
+                delivery.key.platform,
+                extra={"page": fingerprint(delivery.key.workspace)},
+            )
+            raise SendError("no access token for this account")
         for message in payloads.render(replies):
             try:
                 self.send_api.send(delivery.key.user, message, deadline=deadline.sends, token=token)
@@ -238,6 +248,8 @@ class MessengerEdge:
     def apologise(self, delivery: Delivery, answer: Answer | None, deadline: Deadline) -> None:
         try:
             token = self._token(delivery)
+            if token is None:
+                raise SendError("no access token for this account")
             self.send_api.send(
                 delivery.key.user, {"text": APOLOGY}, deadline=deadline.sends, token=token
             )
