@@ -16,8 +16,11 @@ The store is the one the environment selects (``SESSIONS_TABLE`` + ``AWS_ENDPOIN
 for DynamoDB, else ``SESSIONS_DB``); ``--table``/``--db`` override it. A user is named by their
 partition key, ``<platform>#<workspace or page>#<user>``; a Slack channel's shared state (a
 bot with ``scope = "channel"``) by its own, ``slack#<team>#<channel>#channel``: list, show,
-export, dead-letters and retry take either; delete only a user (``delete`` runs the
-configured bot's forget turn on each channel the user wrote to, then deletes the user).
+export, dead-letters and retry take either; delete only a user (``delete`` runs the forget
+turn of each bot whose channel state the user wrote to, on each such channel, then deletes
+the user: the configured ``BOT`` for its own namespace, else the bot recorded with the user's
+membership marks; when that bot does not load here, the delete refuses, naming it, and deletes
+nothing).
 
 ``retry`` replays a dead letter in this process through the platform's edge, built from the
 environment as the Lambda builds it (``BOT``, the platform's secrets and API URLs; locally,
@@ -35,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from bot.spec import BotSpec
 from handlers.settings import from_env
 from handlers.store import sessions_from_settings
 from sessions import SessionError, Sessions, UserKey, codec
@@ -202,13 +206,18 @@ def _run(args: Any, sessions: Sessions, user: Partition, stdin: TextIO) -> int:
             file=sys.stderr,
         )
         return 1
+    try:
+        specs = _forgetters(sessions, user)
+    except _Refused as exc:
+        print(f"error: {exc}; nothing deleted", file=sys.stderr)
+        return 1
     if not args.yes and not _confirmed(stdin, f"Delete everything stored for {user.pk}", user.pk):
         return 1
     settle = args.settle
     if settle > 0:
         print(f"deleting; then, in {settle:g} s, again what turns in flight wrote meanwhile")
         sys.stdout.flush()
-    forgotten, failed = _forget(sessions, user)
+    forgotten, failed = _forget(sessions, user, specs)
     if forgotten or failed:
         print(f"the bot forgot the user on {forgotten} channel(s); {failed} failed (dead letters)")
     deleted = sessions.delete_user(user, settle=settle)
@@ -266,16 +275,70 @@ def _erase(args: Any, sessions: Sessions, stdin: TextIO) -> int:
     return 0
 
 
-def _forget(sessions: Sessions, user: UserKey) -> tuple[int, int]:
-    """The configured bot's forget turn on each Slack channel whose shared state the user
-    wrote to, before the user's own items go (``handlers.membership``)."""
+class _Refused(Exception):
+    """The delete cannot run a forget turn it needs: nothing is deleted."""
+
+
+def _forgetters(sessions: Sessions, user: UserKey) -> list[BotSpec]:
+    """The bots whose forget turn the user's delete must run: one per namespace of the
+    channel states the user wrote to (their membership marks), each the configured ``BOT``
+    when its namespace is that one, else the bot the marks recorded.
+
+    Raises:
+        _Refused: a namespace whose bot cannot be found or loaded (the message names the
+            namespace and the bot module it needs), so the delete does not report success
+            while the user's contributions stay in a channel's state.
+    """
     from bot import DEFAULT_BOT
     from handlers.entry import load_bot, spec_of
+    from handlers.membership import marks
+    from handlers.settings import ConfigError
+
+    found = marks(sessions, user)
+    if not found:
+        return []
+    configured_ref = os.environ.get("BOT") or DEFAULT_BOT
+    configured = spec_of(load_bot(configured_ref))
+    specs = []
+    for namespace, recorded in sorted(found.items(), key=lambda kv: str(kv[0])):
+        if namespace == configured.namespace and "channel" in configured.scopes:
+            specs.append(configured)
+            continue
+        refs = sorted(r for r in recorded if r is not None)
+        what = f"namespace {namespace!r}" if namespace else "the bot without a namespace"
+        if not refs:
+            raise _Refused(
+                f"the user wrote to channel states of {what}, whose bot is not recorded with "
+                f"their marks; run the delete with BOT=<module:attribute> of that bot"
+            )
+        try:
+            spec = spec_of(load_bot(refs[0]))
+        except ConfigError as exc:
+            raise _Refused(
+                f"the user wrote to channel states of {what}, kept by the bot {refs[0]}, "
+                f"which does not load here ({exc}); run the delete where it does, with "
+                f"BOT={refs[0]}"
+            ) from exc
+        if spec.namespace != namespace or "channel" not in spec.scopes:
+            raise _Refused(
+                f"the bot {refs[0]} recorded for {what} keeps no channel state of that "
+                f"namespace now; run the delete with BOT=<module:attribute> of that bot"
+            )
+        specs.append(spec)
+    return specs
+
+
+def _forget(sessions: Sessions, user: UserKey, specs: list[BotSpec]) -> tuple[int, int]:
+    """Each bot's forget turn on each Slack channel whose shared state the user wrote to,
+    before the user's own items go (``handlers.membership``)."""
     from handlers.membership import Membership
     from handlers.pipeline import bot_turn
 
-    spec = spec_of(load_bot(os.environ.get("BOT") or DEFAULT_BOT))
-    return Membership(sessions, spec).forget(user, turn=bot_turn(spec))
+    done = failed = 0
+    for spec in specs:
+        one, other = Membership(sessions, spec).forget(user, turn=bot_turn(spec))
+        done, failed = done + one, failed + other
+    return done, failed
 
 
 def _retry(sessions: Sessions, user: Partition, event_sk: str) -> int:
