@@ -54,6 +54,9 @@ USER_KINDS = frozenset({"text", "command", "action", "submission"})
 #: A timer's args travel with the scheduler's call and stay in the state: keep them small.
 MAX_ARGS_BYTES = 4096
 MAX_NAME = 64
+#: The most timers one turn may set: each is a scheduler call after the commit (more is a
+#: :class:`~bot.base.BotTypeError`: the event becomes a dead letter).
+MAX_TIMERS_PER_TURN = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +178,23 @@ def live(table: Mapping[str, Mapping[str, Any]], message: Message) -> dict[str, 
     return dict(entry)
 
 
+def gone(table: Mapping[str, Mapping[str, Any]], message: Message) -> bool:
+    """Whether a fire ``message``'s timer is no longer pending at all (cancelled, replaced,
+    fired for good, its conversation deleted), as opposed to this occurrence having run
+    already: its schedule may go."""
+    entry = table.get(message.action or "")
+    return entry is None or entry.get("id") != message.value
+
+
+def forget(
+    table: Mapping[str, Mapping[str, Any]], by: str
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The table without the timers set by ``by`` (a user's hash, as :func:`after_turn`
+    recorded it), and their ids: a deleted user's timers never fire in their name."""
+    rows = {k: dict(v) for k, v in table.items() if v.get("by") != by}
+    return rows, [str(v["id"]) for v in table.values() if v.get("by") == by]
+
+
 def before_turn(
     table: Mapping[str, Mapping[str, Any]], message: Message
 ) -> tuple[dict[str, dict[str, Any]], list[str], Message | None]:
@@ -221,10 +241,22 @@ def after_turn(
     idempotency_key: str,
     now: float,
     cancelled: Sequence[str] = (),
+    by: str | None = None,
 ) -> tuple[dict[str, dict[str, Any]], Changes]:
     """Apply a turn's :class:`Timer` and :class:`CancelTimer` effects (in order) to the
     table. ``idempotency_key``: the event's (a timer's id is its effect key, the same on
-    every redelivery and re-run); ``now``: the event's time (``after`` counts from it)."""
+    every redelivery and re-run); ``now``: the event's time (``after`` counts from it);
+    ``by``: who set them (a hash, kept with each entry: :func:`forget` finds them by it).
+
+    Raises:
+        BotTypeError: the turn set more than :data:`MAX_TIMERS_PER_TURN` timers.
+    """
+    count = sum(1 for item in effects if isinstance(item, Timer))
+    if count > MAX_TIMERS_PER_TURN:
+        raise BotTypeError(
+            f"a turn set {count} timers; at most {MAX_TIMERS_PER_TURN} per turn (keep a list "
+            "in the state and one timer for the soonest)"
+        )
     rows: dict[str, dict[str, Any]] = {k: dict(v) for k, v in table.items()}
     before = {str(e["id"]) for e in rows.values()}
     for index, item in enumerate(effects):
@@ -246,6 +278,8 @@ def after_turn(
                 entry["cron"], entry["tz"] = item.cron, item.tz
             if item.cancel_on_message:
                 entry["com"] = True
+            if by is not None:
+                entry["by"] = by
             rows[item.name] = entry
     after = {str(e["id"]) for e in rows.values()}
     scheduled = tuple(e for e in rows.values() if str(e["id"]) not in before)
@@ -265,6 +299,7 @@ def pending(stored: Any) -> list[dict[str, Any]]:
 
 
 __all__ = [
+    "MAX_TIMERS_PER_TURN",
     "TIMER",
     "CancelTimer",
     "Changes",
@@ -272,6 +307,8 @@ __all__ = [
     "TimerEffect",
     "after_turn",
     "before_turn",
+    "forget",
+    "gone",
     "join",
     "keep_until",
     "live",

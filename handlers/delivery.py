@@ -12,7 +12,8 @@ The format, one JSON object::
 
     {"platform": "slack", "kind": "command" | "action" | "submission" | "event",
      "key": {"team", "channel", "user", "enterprise"},
-     "idempotency_key", "message", "event_time", "response_url", "trigger_id", "depth"}
+     "idempotency_key", "message", "event_time", "response_url", "trigger_id", "depth",
+     "ephemeral": true (only when set: later answers of a private exchange)}
     {"platform": "messenger" | "instagram", "kind": "message", "key": {"page", "psid"},
      "idempotency_key", "mid", "message", "event_time", "depth"}
     {"platform", "kind": "effect", "key", "effect", "effect_key", "origin": <delivery>,
@@ -50,6 +51,19 @@ class SlackRoute:
     kind: SlackKind
     response_url: str = ""
     trigger_id: str | None = None
+    #: The answers are the user's alone though they come later, outside the exchange (a
+    #: timer's fire set by a slash command in a channel): ephemeral to the user.
+    ephemeral: bool = False
+
+
+def private_exchange(route: SlackRoute, key: ConversationKey) -> bool:
+    """Whether a Slack exchange's answers are for its user alone by default: slash commands
+    and buttons answer ephemerally, a modal's submission too outside a DM, and so does a
+    later answer of such an exchange (``route.ephemeral``). A reply's own ``visibility``
+    still wins."""
+    if route.ephemeral or route.kind in ("command", "action"):
+        return True
+    return route.kind == "submission" and not key.channel.startswith("D")
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +217,8 @@ def dump(job: Job) -> dict[str, Any]:
     if isinstance(job.route, SlackRoute):
         data["response_url"] = job.route.response_url
         data["trigger_id"] = job.route.trigger_id
+        if job.route.ephemeral:
+            data["ephemeral"] = True
     else:
         data["mid"] = job.route.mid
     if job.depth:
@@ -265,7 +281,12 @@ def _delivery(data: Mapping[str, Any]) -> Delivery:
         if kind not in ("command", "action", "submission", "event"):
             raise BadJob(f"unknown Slack delivery kind {str(kind)[:20]!r}")
         trigger = data.get("trigger_id")
-        route = SlackRoute(kind, str(data.get("response_url") or ""), trigger or None)
+        route = SlackRoute(
+            kind,
+            str(data.get("response_url") or ""),
+            trigger or None,
+            data.get("ephemeral") is True,
+        )
     elif data["platform"] in ("messenger", "instagram"):
         conversation = ConversationKey(data["platform"], key["page"], key["page"], key["psid"])
         route = MessengerRoute(str(data.get("mid") or ""))
@@ -313,4 +334,5 @@ __all__ = [
     "fire",
     "load",
     "occurrence_of",
+    "private_exchange",
 ]

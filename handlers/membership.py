@@ -8,13 +8,19 @@ make the delete reach them:
 - a **membership mark**: before a user's first turn on a channel's state, a record in *the
   user's* partition says "this user wrote to channel C" (one conditional write, once per user
   and channel: the mark lives as long as the user's data, and a container remembers the marks
-  it made). A user delete lists them with the user's other items.
+  it made). It records the bot that wrote it (``module:attribute``), so that the admin CLI
+  can run that bot's forget turn. A user delete lists them with the user's other items. What
+  a container remembers is invalidated by the channel's state itself: a turn that finds its
+  user forgotten there after the container last saw the mark writes the mark again before it
+  commits (``handlers.pipeline.REMARK``); and it is forgotten after :data:`REMEMBER_FOR`.
 - the **forget turn**: the delete first runs, on each channel the user wrote to, a turn of the
   bot with ``Message(kind="user_deleted", user=<id>)``, so that the bot removes what it kept of
   that user (``examples/poll.py`` drops their votes). Its replies are not sent and it asks for
-  no effects. That turn also leaves, beside the bot's state, the user's hash and the delete's
-  time for as long as a tombstone lives: a late redelivery of an event the user sent before
-  the delete is then ignored on the channel too, as it is in their own partition.
+  no effects, but its ``CancelTimer``s take effect, and every timer the user set on the channel
+  is cancelled with it (schedules deleted): none fires in the name of a deleted user. That
+  turn also leaves, beside the bot's state, the user's hash and the delete's time for as long
+  as a tombstone lives: a late redelivery of an event the user sent before the delete is then
+  ignored on the channel too, as it is in their own partition.
 
 What remains after the delete: whatever the bot chose to keep of the user in the channel's
 state (its forget turn decides), and the replies already posted in Slack (the platform's data).
@@ -23,15 +29,16 @@ state (its forget turn decides), and the replies already posted in Slack (the pl
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from bot.messages import Message
 from bot.spec import BotSpec
-from handlers.timers import keep_timers
-from sessions import ConversationKey, PermanentError, Sessions, Turn, UserKey
+from handlers.timers import cancel, is_timer_change, keep_timers
+from sessions import ConversationKey, PermanentError, SessionError, Sessions, Turn, UserKey
 from sessions.privacy import fingerprint, private
 from sessions.store import EventRecord
 
@@ -45,6 +52,9 @@ FORGOTTEN = "__forgotten__"
 USER_DELETED: Final = "user_deleted"
 #: How long a channel remembers a user it forgot: a tombstone's lifetime (a day and an hour).
 FORGET_FOR_MS = (86_400 + 3600) * 1000
+#: How long a container trusts a mark it saw, in seconds: less than a channel remembers a
+#: forgotten user, so a delete is always noticed (by the channel's list, or by asking again).
+REMEMBER_FOR = 86_400 - 3600
 
 
 def mark_key(key: ConversationKey) -> ConversationKey:
@@ -58,32 +68,58 @@ def token(channel: str) -> str:
 
 
 class Membership:
-    """Membership marks for one bot's channel-scope state, and its forget turns."""
+    """Membership marks for one bot's channel-scope state, and its forget turns.
 
-    def __init__(self, sessions: Sessions, spec: BotSpec) -> None:
+    Args:
+        sessions: the session core.
+        spec: the bot.
+        clock: the container's clock (what it remembers a mark with).
+    """
+
+    def __init__(
+        self, sessions: Sessions, spec: BotSpec, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.sessions = sessions
         self.spec = spec
-        self._known: set[tuple[str, str]] = set()
+        self.clock = clock
+        #: (channel item's pk, the user's mark pk) -> when this container last saw the mark.
+        self._known: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
+        #: Recorded with each mark: the bot whose forget turn the user's delete must run.
+        self.reference = bot_reference(spec.bot)
 
-    def mark(self, key: ConversationKey, event_time: float | None) -> None:
+    def mark(self, key: ConversationKey, event_time: float | None) -> float | None:
         """Make sure the user of ``key`` (a shared channel item) is marked as a writer of its
         channel before their turn commits. One conditional write the first time per user and
-        channel (per container after that: none).
+        channel (per container after that: none, for :data:`REMEMBER_FOR`). Returns when this
+        container saw the mark, if it only remembered it (``None``: it was written or found
+        just now); the turn compares it with the channel's list of forgotten users.
 
         Raises:
             SessionError: the store failed (nothing is committed: the delivery retries).
         """
         seen = (key.pk, mark_key(key).pk)
+        now = self.clock()
         with self._lock:
-            if seen in self._known:
-                return
+            known = self._known.get(seen)
+        if known is not None and now - known < REMEMBER_FOR:
+            return known
         self.sessions.claim(
-            mark_key(key), token(key.channel), event_time=event_time, ttl=MARK_TTL
+            mark_key(key),
+            token(key.channel),
+            event_time=event_time,
+            ttl=MARK_TTL,
+            payload={"bot": self.reference} if self.reference else None,
         )  # False: marked already, or the user was deleted after the event (then the
         # channel's forgotten list ignores the event)
         with self._lock:
-            self._known.add(seen)
+            self._known[seen] = now
+        return None
+
+    def unknown(self, key: ConversationKey) -> None:
+        """Forget that ``key``'s user was marked (their delete removed the mark)."""
+        with self._lock:
+            self._known.pop((key.pk, mark_key(key).pk), None)
 
     def channels(self, user: UserKey) -> list[ConversationKey]:
         """The channels whose shared state the user wrote to, by their marks (one Query of the
@@ -127,7 +163,7 @@ class Membership:
             )
             keys = [key.conversation.scoped(s, self.spec.namespace) for s in self.spec.scopes]
             try:
-                self.sessions.run(
+                result = self.sessions.run(
                     keys[0],
                     f"forget:{fingerprint(user.pk)}:{int(now * 1000)}",
                     turn,
@@ -138,12 +174,70 @@ class Membership:
                     keep=keep_timers,  # the channel's pending timers keep it alive
                 )
                 done += 1
+                self._unschedule(keys[0], result.effects)
             except PermanentError:
                 failed += 1
                 log.error(
                     "the forget turn failed on a channel", extra={"user": fingerprint(user.pk)}
                 )
         return done, failed
+
+    def _unschedule(self, stored: ConversationKey, effects: Sequence[Any]) -> None:
+        """Delete the schedules of the timers a forget turn cancelled. A failure is logged:
+        their fires find no timer, and delete their schedules then."""
+        scheduler = self.sessions.scheduler
+        ids = [str(e["id"]) for e in effects if is_timer_change(e) and e["kind"] == "timer_cancel"]
+        if scheduler is None or not ids:
+            return
+        try:
+            cancel(scheduler, stored, ids)
+        except Exception:
+            log.warning(
+                "a forgotten user's timers keep their schedules until they fire", exc_info=True
+            )
+
+
+def marks(sessions: Sessions, user: UserKey) -> dict[str | None, set[str | None]]:
+    """The namespaces of the bots whose channel states the user wrote to, by the marks in
+    their partition (one Query), each with the bots the marks recorded (``module:attribute``;
+    ``None``: a mark written before they were recorded, or one that does not open)."""
+    found: dict[str | None, set[str | None]] = {}
+    if user.platform != "slack":
+        return found
+    for sk, item in sessions.store.user_items(user):
+        if not isinstance(item, EventRecord) or "#evt#" not in sk:
+            continue
+        namespace, _, channel = sk.split("#evt#", 1)[0].rpartition(":")
+        try:
+            conversation = ConversationKey.slack(
+                team=user.workspace, channel=channel, user=user.user
+            )
+        except ValueError:
+            continue
+        key = mark_key(conversation.scoped("channel", namespace or None))
+        if key.event_sk(token(channel)) != sk:
+            continue
+        try:
+            recorded = sessions.claimed(key, item)
+        except SessionError:
+            recorded = None
+        bot = recorded.get("bot") if isinstance(recorded, Mapping) else None
+        found.setdefault(namespace or None, set()).add(bot if isinstance(bot, str) else None)
+    return found
+
+
+def bot_reference(bot: Any) -> str | None:
+    """``module:attribute`` that names ``bot`` (what ``BOT=`` takes), ``None`` when it has no
+    module-level name (a bot built in a function)."""
+    module = sys.modules.get(type(bot).__module__)
+    if module is None:
+        return None
+    for name, value in vars(module).items():
+        if value is bot and not name.startswith("_"):
+            return f"{module.__name__}:{name}"
+    if getattr(module, type(bot).__qualname__, None) is type(bot):
+        return f"{module.__name__}:{type(bot).__qualname__}"
+    return None
 
 
 # -- the channel state's list of forgotten users (a pure part of the turn) -------------------

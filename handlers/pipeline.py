@@ -58,9 +58,13 @@ from sessions import (
     Turn,
     TurnResult,
 )
-from sessions.privacy import conversation_hash, private
+from sessions.privacy import conversation_hash, fingerprint, private
 
 log = private(logging.getLogger("handlers.pipeline"))
+
+#: Scheduler calls (creating or deleting a timer's schedule) a webhook makes before its ack;
+#: the rest of the turn's timers are scheduled by the deferral.
+INLINE_SCHEDULES = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +129,17 @@ def _is_effect(item: Any) -> bool:
     return isinstance(item, Mapping) and item.get("kind") == "effect"
 
 
-def bot_turn(spec: BotSpec, idempotency_key: str = "") -> Turn:
+#: A fire's response when its timer is no longer pending at all (not merely this occurrence
+#: run already): the pipeline deletes its schedule, so it stops firing.
+TIMER_GONE = "timer gone"
+#: A shared item's turn's response when its user was deleted since this container last saw
+#: their membership mark: the mark is written again and the turn runs again.
+REMARK = "mark again"
+#: How far the containers' clocks may disagree with the one a user delete ran on.
+CLOCK_SKEW = 300.0
+
+
+def bot_turn(spec: BotSpec, idempotency_key: str = "", *, marked: float | None = None) -> Turn:
     """The bot's turn as the session core runs it: the stored state migrated to the bot's
     schema (``None``: a new conversation, the bot's initial state; a tuple, one per scope, for
     a bot of several), the outcome checked, replies and effects apart as JSON-compatible dicts
@@ -136,23 +150,34 @@ def bot_turn(spec: BotSpec, idempotency_key: str = "") -> Turn:
     The first scope's state also keeps the conversation's pending timers (``bot.timers``):
     a user message cancels its ``cancel_on_message`` ones, the turn's ``Timer`` and
     ``CancelTimer`` effects change them (committed with the turn: created once per event),
-    and a fire whose timer is gone is :data:`~sessions.NOTHING` (no turn, nothing written).
+    and a fire whose timer is gone is :data:`~sessions.NOTHING` (no turn, nothing written;
+    :data:`TIMER_GONE` when no occurrence of it is pending any more).
     The effects then carry the changes for the scheduler (``idempotency_key``: the event's,
     which a timer's id derives from).
 
     A Slack channel's state also keeps the users it forgot (``handlers.membership``): a late
-    event of one of them is consumed with no change and no reply, and a forget turn's replies
-    and effects are dropped."""
+    event of one of them is consumed with no change and no reply; a forget turn's replies and
+    effects are dropped, but not its timer changes: its ``CancelTimer``s take effect, and the
+    timers the user set there are cancelled with it (it sets none: a timer fires in the name of
+    whoever set it). A fire of a timer set by a user deleted since runs no turn and cancels it.
+    ``marked``: when this container last saw the user's membership mark (``None``: just now);
+    a turn of a user deleted since is :data:`REMARK` (nothing written).
 
-    def turn(stored: Any, message: Message) -> tuple[Any, list[Any], None, list[Any]]:
+    Raises (inside the turn, so the event is a dead letter): ``BotTypeError`` for more than
+    ``bot.timers.MAX_TIMERS_PER_TURN`` timers set by one turn."""
+
+    def turn(stored: Any, message: Message) -> tuple[Any, list[Any], Any, list[Any]]:
         count = len(spec.scopes)
         values = list(stored) if spec.multi and stored is not None else [stored]
         if spec.multi and stored is None:
             values = [None] * count
         values[0], table = timer_rules.split(values[0])
+        entry = timer_rules.live(table, message) if message.kind == timer_rules.TIMER else None
         table, cancelled, for_bot = timer_rules.before_turn(table, message)
         if for_bot is None:
-            return NOTHING, [], None, []  # a fire whose timer is gone: moot
+            # A fire whose timer is gone: moot (and its schedule goes, unless only this
+            # occurrence ran already).
+            return NOTHING, [], TIMER_GONE if timer_rules.gone(table, message) else None, []
         message = for_bot
         shared = [
             i for i, s in enumerate(spec.scopes) if s == "channel" and message.platform == "slack"
@@ -162,6 +187,28 @@ def bot_turn(spec: BotSpec, idempotency_key: str = "") -> Turn:
             values[i], forgotten = membership.split(values[i])
         if shared and membership.ignored(forgotten, message):
             return stored, [], None, []  # the event is consumed; its user was deleted since
+        deleted_at = forgotten.get(fingerprint(message.user)) if shared else None
+        if (
+            deleted_at is not None
+            and entry is not None
+            and round(float(entry.get("set") or 0) * 1000) <= deleted_at
+        ):
+            # Set by a user deleted since: it never runs in their name again (a recurring
+            # one neither), and its schedule goes.
+            table.pop(str(message.action), None)
+            kept = list(values)
+            for i in shared:
+                kept[i] = membership.join(kept[i], forgotten)
+            kept[0] = timer_rules.join(kept[0], table)
+            cancel = timer_rules.Changes(cancelled=(str(entry["id"]),))
+            return (tuple(kept) if spec.multi else kept[0]), [], None, cancel.to_dicts()
+        if (
+            deleted_at is not None
+            and marked is not None
+            and message.kind not in (timer_rules.TIMER, membership.USER_DELETED)
+            and deleted_at >= (marked - CLOCK_SKEW) * 1000
+        ):
+            return NOTHING, [], REMARK, []  # its mark went with the delete: mark again first
         loaded = values if spec.multi else values[0]
         outcome = spec.outcome(spec.load_state(loaded), message)
         dumped = spec.dump_state(outcome.state)
@@ -171,20 +218,27 @@ def bot_turn(spec: BotSpec, idempotency_key: str = "") -> Turn:
             for i in shared:
                 out[i] = membership.join(out[i], forgotten)
         deleted = message.kind == membership.USER_DELETED
+        effects: Sequence[Any] = outcome.effects
+        if deleted:
+            # A forget turn may cancel timers, never set one (it would fire as the user).
+            effects = [e for e in effects if isinstance(e, timer_rules.CancelTimer)]
+            table, dropped = timer_rules.forget(table, fingerprint(message.user))
+            cancelled = [*cancelled, *dropped]
         table, changes = timer_rules.after_turn(
             table,
-            () if deleted else outcome.effects,
+            effects,
             idempotency_key=idempotency_key,
             now=message.time if message.time is not None else time.time(),
             cancelled=cancelled,
+            by=fingerprint(message.user) if shared else None,
         )
         out[0] = timer_rules.join(out[0], table)
         dumped = tuple(out) if spec.multi else out[0]
         if deleted:
-            return dumped, [], None, []
+            return dumped, [], None, changes.to_dicts()
         replies = [r.to_dict() for r in outcome.replies]
-        effects = [e.to_dict() for e in outcome.effects if isinstance(e, Effect)]
-        return dumped, replies, None, effects + changes.to_dicts()
+        effects_out = [e.to_dict() for e in outcome.effects if isinstance(e, Effect)]
+        return dumped, replies, None, effects_out + changes.to_dicts()
 
     return turn
 
@@ -259,27 +313,21 @@ class Pipeline:
             self.platform.deliver(delivery, replies_of(items), answer, deadline)
 
         key, scopes = self.keys(delivery)
-        for item in (key, *scopes):
-            # The user's mark first: a user delete finds the channel by it (a timer's fire
-            # is no user's action: its setter was marked when they set it).
-            if item.shared and delivery.message.kind != "timer":
-                self.membership.mark(item, delivery.event_time)
+        # The user's mark first: a user delete finds the channel by it (a timer's fire is no
+        # user's action: its setter was marked when they set it).
+        shared = [
+            item for item in (key, *scopes) if item.shared and delivery.message.kind != "timer"
+        ]
+        marked = self._mark(shared, delivery)
         try:
-            result = self.sessions.run(
-                key,
-                delivery.idempotency_key,
-                bot_turn(self.spec, delivery.idempotency_key),
-                delivery.message,
-                event_time=delivery.event_time,
-                sender=send,
-                dead_letter=dump(dataclasses.replace(delivery, replay=False)),
-                retry_failed=delivery.replay,
-                deadline=deadline.turns,
-                initial=new_conversation,
-                hold_mark=True,  # sent-mark mode: marked once the effects started
-                scopes=scopes,
-                keep=scheduling.keep_timers,
-            )  # fmt: skip
+            result = self._session_run(delivery, key, scopes, send, deadline, marked)
+            if result.ignored and result.response == REMARK:
+                # The user was deleted since this container saw their mark: the delete took
+                # the mark with it. Written again, then the turn runs (once more).
+                for item in shared:
+                    self.membership.unknown(item)
+                self._mark(shared, delivery)
+                result = self._session_run(delivery, key, scopes, send, deadline, None)
         except PermanentError as exc:
             self._tell(delivery, "dead letter", None)
             if exc.recorded and not delivery.replay:
@@ -299,6 +347,8 @@ class Pipeline:
             )
             self._tell(delivery, "serialised", None)
             return None
+        if result.ignored and result.response == TIMER_GONE:
+            self.unschedule(delivery, key)
         outcome = "applied"
         if result.duplicate:
             outcome = "dead letter" if result.failed else "duplicate"
@@ -310,6 +360,50 @@ class Pipeline:
         if result.mark_pending:
             self.sessions.mark_sent(key, delivery.idempotency_key)
         return result
+
+    def _mark(self, shared: Sequence[ConversationKey], delivery: Delivery) -> float | None:
+        """Mark the user on each shared item; the oldest time this container only remembered
+        a mark (``None``: each was written or found just now)."""
+        seen = [self.membership.mark(item, delivery.event_time) for item in shared]
+        remembered = [t for t in seen if t is not None]
+        return min(remembered) if remembered else None
+
+    def _session_run(
+        self,
+        delivery: Delivery,
+        key: ConversationKey,
+        scopes: tuple[ConversationKey, ...],
+        send: Callable[[Any, Sequence[Any]], None],
+        deadline: Deadline,
+        marked: float | None,
+    ) -> TurnResult:
+        return self.sessions.run(
+            key,
+            delivery.idempotency_key,
+            bot_turn(self.spec, delivery.idempotency_key, marked=marked),
+            delivery.message,
+            event_time=delivery.event_time,
+            sender=send,
+            dead_letter=dump(dataclasses.replace(delivery, replay=False)),
+            retry_failed=delivery.replay,
+            deadline=deadline.turns,
+            initial=new_conversation,
+            hold_mark=True,  # sent-mark mode: marked once the effects started
+            scopes=scopes,
+            keep=scheduling.keep_timers,
+        )
+
+    def unschedule(self, fire: Delivery, stored: ConversationKey) -> None:
+        """Delete the schedule of a fire whose timer is gone (cancelled while its job was
+        retried, its user deleted, a recurring one ended): it would fire, and cost a read,
+        forever. Never raises: the next fire tries again."""
+        scheduler = self.sessions.scheduler
+        if scheduler is None:
+            return
+        try:
+            scheduling.cancel(scheduler, stored, [str(fire.message.value or "")])
+        except Exception:
+            log.warning("the schedule of a gone timer stays until its next fire", exc_info=True)
 
     def keys(self, delivery: Delivery) -> tuple[ConversationKey, tuple[ConversationKey, ...]]:
         """The stored items of ``delivery``'s turn: the bot's first scope (which holds the
@@ -354,7 +448,7 @@ class Pipeline:
         go to the scheduler first."""
         changes = [e for e in effects if scheduling.is_timer_change(e)]
         if changes:
-            self.schedule(delivery, changes)
+            self.schedule(delivery, changes, deadline)
         effects = [e for e in effects if not scheduling.is_timer_change(e)]
         for index, data in enumerate(effects):
             job = delivery.effect(index, Effect.from_dict(data))
@@ -369,20 +463,37 @@ class Pipeline:
                 if not self.defer(job):
                     log.error("effect %s not run", name)
 
-    def schedule(self, delivery: Delivery, changes: Sequence[Mapping[str, Any]]) -> None:
+    def schedule(
+        self,
+        delivery: Delivery,
+        changes: Sequence[Mapping[str, Any]],
+        deadline: Deadline = NO_DEADLINE,
+    ) -> None:
         """Create and delete the schedules of a committed turn's timers; what fails is handed
-        to the deferral (which retries it: both are idempotent). Never raises."""
+        to the deferral (which retries it: both are idempotent). In a webhook, at most
+        :data:`INLINE_SCHEDULES` scheduler calls run before the ack (each is a request: tens
+        of ms on EventBridge), none past the turn's budget; the rest are handed to the
+        deferral like a slow effect. Never raises."""
         scheduler = self.sessions.scheduler
         if scheduler is None:
             log.error("the bot set a timer, but no scheduler is configured (SESSIONS_TIMER_GROUP)")
             return
         stored = self.keys(delivery)[0]
+        ordered = [c for c in changes if c.get("kind") == "timer_cancel"]
+        ordered += [c for c in changes if c.get("kind") != "timer_cancel"]
+        webhook = deadline.turns is not None
+        done = 0
         try:
-            scheduling.apply(scheduler, delivery, stored, changes)
+            for change in ordered:
+                if webhook and (done >= INLINE_SCHEDULES or deadline.passed()):
+                    break
+                scheduling.apply(scheduler, delivery, stored, [change])
+                done += 1
         except Exception:
             log.warning("timers could not be scheduled; handing them off", exc_info=True)
-            if not self.defer(TimerJob(delivery, stored, tuple(changes))):
-                log.error("timers not scheduled")
+        rest = tuple(ordered[done:])
+        if rest and not self.defer(TimerJob(delivery, stored, rest)):
+            log.error("timers not scheduled")
 
     def run_effect(self, job: EffectJob, deadline: Deadline = NO_DEADLINE) -> None:
         """Claim and run one effect, then its follow-up turn (a delivery of its own, with its
@@ -436,13 +547,35 @@ class Pipeline:
             if isinstance(unit, EraseJob):
                 self.sessions.erase_workspace(unit.platform, unit.workspace)
             elif isinstance(unit, TimerJob):
-                scheduler = self.sessions.scheduler
-                if scheduler is not None:
-                    scheduling.apply(scheduler, unit.origin, unit.stored, unit.changes)
+                self.run_timer_job(unit)
             elif isinstance(unit, EffectJob):
                 self.run_effect(unit)
             else:
                 self.run(unit.later())
+
+    def run_timer_job(self, job: TimerJob) -> None:
+        """Bring the scheduler in line with a turn's timer changes, later (they failed
+        inline, or were past the webhook's budget). A timer is scheduled only if it is still
+        pending: the user may have cancelled it since, and a schedule created now would fire
+        forever for nothing (one read of the item, consistent, before creating).
+
+        Raises:
+            Exception: the store or the scheduler failed (retry the job: it is idempotent).
+        """
+        scheduler = self.sessions.scheduler
+        if scheduler is None:
+            return
+        changes = list(job.changes)
+        if any(c.get("kind") == "timer_set" for c in changes):
+            stored = self.sessions.get(job.stored)
+            table = timer_rules.split(stored.state if stored is not None else None)[1]
+            pending = {str(entry["id"]) for entry in table.values()}
+            changes = [
+                c
+                for c in changes
+                if c.get("kind") != "timer_set" or str(c["timer"]["id"]) in pending
+            ]
+        scheduling.apply(scheduler, job.origin, job.stored, changes)
 
     def report(self, delivery: Delivery, message: str) -> None:
         """Log a failure of ``delivery`` with its conversation's hash (never its ids)."""
@@ -451,7 +584,10 @@ class Pipeline:
 
 
 __all__ = [
+    "INLINE_SCHEDULES",
     "NO_DEADLINE",
+    "REMARK",
+    "TIMER_GONE",
     "Answer",
     "Deadline",
     "Pipeline",

@@ -55,7 +55,7 @@ from slack_sdk import WebClient
 from bot.replies import AnyReply, FormErrors, Modal
 from handlers import slack_payloads as payloads
 from handlers.deferral import DEFERRED_KEY, Deferrer, default_deferrer
-from handlers.delivery import Delivery, EraseJob, SlackKind, SlackRoute
+from handlers.delivery import Delivery, EraseJob, SlackRoute, private_exchange
 from handlers.entry import Entry, build_edge, spec_of
 from handlers.http import BadRequest, HttpRequest, from_lambda, response
 from handlers.pipeline import Answer, Deadline, Pipeline
@@ -461,7 +461,7 @@ class SlackEdge:
                 isinstance(reply, Modal) and self.sender.open_modal(route, delivery.key, reply)
             ):
                 plain.append(reply)  # a modal that did not open renders as its fallback
-        messages = payloads.render(plain, visibility=_default_visibility(route.kind, delivery.key))
+        messages = payloads.render(plain, visibility=_default_visibility(route, delivery.key))
         if route.kind == "command" and answer is not None and len(messages) == 1:
             answer.body = _ack_body(messages[0])
             return
@@ -477,19 +477,16 @@ class SlackEdge:
             answer.body = {"text": APOLOGY, "response_type": "ephemeral"}
             return
         try:
-            visibility = _default_visibility(route.kind, delivery.key)
+            visibility = _default_visibility(route, delivery.key)
             self.sender.post(route, delivery.key, {"text": APOLOGY, "visibility": visibility})
         except Exception:
             log.exception("could not send the apology either")
 
 
-def _default_visibility(kind: SlackKind, key: ConversationKey) -> str | None:
-    """Slash commands and buttons answer privately; DMs (and modals opened from one) normally."""
-    if kind in ("command", "action"):
-        return "ephemeral"
-    if kind == "submission" and not key.channel.startswith("D"):
-        return "ephemeral"
-    return None
+def _default_visibility(route: SlackRoute, key: ConversationKey) -> str | None:
+    """Slash commands and buttons answer privately, and so do the later answers (a timer's)
+    of such an exchange; DMs (and modals opened from one) normally."""
+    return "ephemeral" if private_exchange(route, key) else None
 
 
 def _parse(request: HttpRequest) -> tuple[str, dict[str, Any]]:

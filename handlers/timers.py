@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from bot import timers as timer_rules
 from bot.cron import Cron
 from bot.messages import Message
-from handlers.delivery import Delivery, MessengerRoute, SlackRoute, dump
+from handlers.delivery import Delivery, MessengerRoute, SlackRoute, dump, private_exchange
 from sessions import ConversationKey
 from sessions.privacy import private
 from sessions.schedules import (
@@ -63,7 +63,11 @@ def template(origin: Delivery, entry: Mapping[str, Any]) -> Delivery:
     """The delivery a timer's fires are made of: the conversation of the turn that set it,
     its replies to the channel (Slack: through the Web API; a response URL is long expired)
     or to the user (Messenger), ``Message(kind="timer")`` without its args (they stay in the
-    stored state: the fire reads them from there)."""
+    stored state: the fire reads them from there).
+
+    A fire keeps the visibility of the exchange that set it: a timer set by a slash command
+    or a button in a channel (answered ephemerally) answers ephemerally to its user, never to
+    the whole channel (in a DM, a plain message is already the user's alone)."""
     key = origin.key
     message = Message(
         kind="timer",
@@ -75,7 +79,10 @@ def template(origin: Delivery, entry: Mapping[str, Any]) -> Delivery:
         user=key.user,
         time=float(entry["due"]),
     )
-    route = SlackRoute("event") if key.platform == "slack" else MessengerRoute("timer")
+    route: SlackRoute | MessengerRoute = MessengerRoute("timer")
+    if isinstance(origin.route, SlackRoute):
+        private = private_exchange(origin.route, key) and not key.channel.startswith("D")
+        route = SlackRoute("event", ephemeral=private)
     return Delivery(
         key=key,
         idempotency_key=f"timer:{entry['id']}",
@@ -117,16 +124,21 @@ def apply(
     Raises:
         Exception: the scheduler failed; whatever was done stays done (retry the rest).
     """
-    for change in changes:
-        if change.get("kind") == "timer_cancel":
-            scheduler.delete(
-                schedule_name(
-                    stored.platform, stored.workspace, stored.pk, stored.sk, str(change["id"])
-                )
-            )
+    cancel(scheduler, stored, [str(c["id"]) for c in changes if c.get("kind") == "timer_cancel"])
     for change in changes:
         if change.get("kind") == "timer_set":
             scheduler.create(schedule_of(origin, stored, change["timer"]))
+
+
+def cancel(scheduler: Scheduler, stored: ConversationKey, ids: Sequence[str]) -> None:
+    """Delete the schedules of the timers ``ids`` kept in ``stored``'s item.
+
+    Raises:
+        Exception: the scheduler failed (what was deleted stays deleted)."""
+    for timer_id in ids:
+        scheduler.delete(
+            schedule_name(stored.platform, stored.workspace, stored.pk, stored.sk, timer_id)
+        )
 
 
 def is_timer_change(item: Any) -> bool:
@@ -237,6 +249,7 @@ class TimerLoop:
 __all__ = [
     "TimerLoop",
     "apply",
+    "cancel",
     "cron_expression",
     "is_timer_change",
     "keep_timers",

@@ -22,7 +22,8 @@ class _Nothing:
 
 #: What a turn returns as its new state when the event is moot (a timer's fire for a timer
 #: that is gone): the runner writes nothing, not even the event's record, and sends nothing.
-#: Only for events whose replay is harmless: running it again finds it moot again.
+#: Only for events whose replay is harmless: running it again finds it moot again. The
+#: turn's ``response`` is kept in the result (``ignored``), so the caller learns why.
 NOTHING: Any = _Nothing()
 
 

@@ -391,7 +391,9 @@ class Sessions(Views):
                     raise TurnError(f"turn failed: {type(exc).__name__}: {exc}") from exc
                 new_state, replies, response = output[:3]
                 if new_state is NOTHING:
-                    return TurnResult(response=None, ignored=True, attempts=attempt)
+                    # Nothing written; the turn's response says why, for the caller (a
+                    # timer's fire whose timer is gone: its schedule goes too).
+                    return TurnResult(response=response, ignored=True, attempts=attempt)
                 replies = tuple(replies)
                 effects = tuple(output[3]) if len(output) > 3 else ()
                 version = (stored.version if stored else 0) + 1
@@ -715,11 +717,13 @@ class Sessions(Views):
         *,
         event_time: float | None,
         ttl: int | None = None,
+        payload: Any = None,
     ) -> bool:
         """Whether this caller is the first to claim ``token`` in the conversation (within
         ``ttl``, default ``event_ttl``): an "at most once" gate for work outside the store,
         such as a bot's effect. One conditional write (a second one, after a read, if the user
         was deleted recently). ``False`` too when the user was deleted after ``event_time``.
+        ``payload``: JSON-compatible, kept sealed with the claim (:meth:`claimed` reads it).
 
         Raises:
             StoreError: the store failed; whether the token is claimed is unknown, so the
@@ -728,7 +732,10 @@ class Sessions(Views):
         event_sk = key.event_sk(token)
         now = int(self.clock())
         record = EventRecord(
-            version=0, committed_at=now, expires_at=now + (self.event_ttl if ttl is None else ttl)
+            version=0,
+            committed_at=now,
+            expires_at=now + (self.event_ttl if ttl is None else ttl),
+            payload=None if payload is None else self.sealing.encode(payload, key, PAYLOAD),
         )
         stone: Tombstone | None = None
         for _ in range(self.max_attempts):
@@ -752,6 +759,16 @@ class Sessions(Views):
                     return False
                 stone = snap.tombstone
         raise BusyError(f"could not claim {token!r}", attempts=self.max_attempts)
+
+    def claimed(self, key: ConversationKey, record: EventRecord) -> Any:
+        """The payload kept with a claim (``None``: none), as a user's items list it.
+
+        Raises:
+            CodecError: it does not open.
+        """
+        if record.payload is None:
+            return None
+        return self.sealing.decode(record.payload, key.pk, key.sk, PAYLOAD)
 
 
 def _error_classes(error: BaseException) -> str:

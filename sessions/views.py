@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sessions import blobs
-from sessions.errors import CodecError
+from sessions.errors import CodecError, StoreUnavailableError
 from sessions.keys import (
     EVENT_MARK,
     ConversationKey,
@@ -200,15 +200,22 @@ class Views:
         it is there. ``settle``: wait that long (the longest a turn can still be running: the
         function's timeout) and delete again under the same tombstone, which removes exactly
         those leftovers and nothing written since by genuine new events.
+
+        Raises:
+            StoreUnavailableError: the user's data is deleted, but their timers' schedules
+                could not be (after retries): run the delete again (it is idempotent).
         """
         now = self.clock()
         stone = Tombstone(generation=int(now * 1000), expires_at=int(now) + self.tombstone_ttl)
         deleted, objects = self._delete_once(user, stone)
-        self._cancel_timers(partition_prefix(user.platform, user.workspace, user.pk))
+        prefix = partition_prefix(user.platform, user.workspace, user.pk)
+        cancelled = self._cancel_timers(prefix)
         if settle > 0:
             self.sleep(settle)
             more, more_objects = self._delete_once(user, stone)
             deleted, objects = deleted + more, objects + more_objects
+        if not cancelled:
+            self._cancel_timers(prefix, last=True)
         log.info(
             "user deleted",
             extra={"user": fingerprint(user.pk), "items": deleted, "objects": objects},
@@ -229,7 +236,7 @@ class Views:
         deleted = 0
         for pk in partitions:
             deleted += self._delete_once(partition_from_pk(pk), stone)[0]
-        self._cancel_timers(workspace_prefix(platform, workspace))
+        self._cancel_timers(workspace_prefix(platform, workspace), last=True)
         if settle > 0:
             # Again, found again: the index is eventually consistent (a partition created in
             # the second before the erase may show only now), and turns in flight finish.
@@ -246,19 +253,36 @@ class Views:
         )
         return deleted
 
-    def _cancel_timers(self, prefix: str) -> None:
-        """Delete the schedules of what was deleted. Their fires would find no timer and do
-        nothing anyway (the timers lived in the deleted state), so a failure here is logged,
-        not raised."""
+    def _cancel_timers(self, prefix: str, *, last: bool = False) -> bool:
+        """Delete the schedules of what was deleted (tried three times). Their fires would
+        find no timer and delete their schedules then, but a recurring one costs an
+        invocation and a read per occurrence until it does, and a delete must leave nothing
+        of the user. Whether they went; ``last``: raise when they did not.
+
+        Raises:
+            StoreUnavailableError: ``last``, and the scheduler kept failing."""
         if self.scheduler is None:
-            return
-        try:
-            cancelled = self.scheduler.delete_prefix(prefix)
-        except Exception:
-            log.warning("could not cancel the deleted timers' schedules", exc_info=True)
-            return
-        if cancelled:
-            log.info("timers cancelled", extra={"timers": cancelled})
+            return True
+        failure: Exception | None = None
+        for attempt in range(3):
+            try:
+                cancelled = self.scheduler.delete_prefix(prefix)
+            except Exception as exc:
+                failure = exc
+                log.warning("could not cancel the deleted timers' schedules (%s)",
+                            type(exc).__name__)  # fmt: skip
+                if attempt < 2:
+                    self.sleep(0.2 * 2**attempt)
+                continue
+            if cancelled:
+                log.info("timers cancelled", extra={"timers": cancelled})
+            return True
+        if last:
+            raise StoreUnavailableError(
+                "the data is deleted, but the timers' schedules could not be cancelled "
+                f"({type(failure).__name__}): run the delete again"
+            ) from failure
+        return False
 
     def _delete_once(self, user: Partition, stone: Tombstone) -> tuple[int, int]:
         deleted = self.store.delete_user(user, tombstone=stone)

@@ -6,6 +6,7 @@ over. On SQLite and DynamoDB Local."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Iterator
@@ -130,16 +131,22 @@ def test_a_forget_turn_keeps_a_channel_with_pending_timers_alive(tmp_path: Any) 
     spec = BotSpec.of(standup)
     pipeline = Pipeline(sessions=sessions, spec=spec, platform=Recorder(),
                         deferrer=lambda: None)  # type: ignore[arg-type,return-value]  # fmt: skip
+    # U0002 set the channel's daily round; U0001 (deleted below) wrote to it too. (A timer
+    # U0001 set would go with them: it would fire in their name.)
+    setter = ConversationKey.slack(team="T0001", channel="C0001", user="U0002")
     key = ConversationKey.slack(team="T0001", channel="C0001", user="U0001")
     now = time.time()
     message = Message(kind="command", command="/standup", text="daily 09:30 Europe/Berlin",
-                      platform="slack", workspace="T0001", conversation="C0001", user="U0001",
+                      platform="slack", workspace="T0001", conversation="C0001", user="U0002",
                       time=now)  # fmt: skip
-    pipeline.run(Delivery(key, "Ev1", message, now, SlackRoute("command")))
+    pipeline.run(Delivery(setter, "Ev1", message, now, SlackRoute("command")))
+    opened = dataclasses.replace(message, text="", user="U0001")
+    pipeline.run(Delivery(key, "Ev2", opened, now, SlackRoute("command")))
     channel = key.scoped("channel", "standup")
     stored_channel = sessions.get(channel)
     assert stored_channel is not None
     due = stored_channel.state["__timers__"]["standup:daily"]["due"]
+    assert stored_channel.expires_at >= due
     assert stored_channel.expires_at >= due
     done, failed = Membership(sessions, spec).forget(
         UserKey("slack", "T0001", "U0001"), turn=bot_turn(spec)
@@ -148,3 +155,4 @@ def test_a_forget_turn_keeps_a_channel_with_pending_timers_alive(tmp_path: Any) 
     after = sessions.get(channel)
     assert after is not None and after.version == stored_channel.version + 1
     assert after.expires_at >= due
+    assert "standup:daily" in after.state["__timers__"]
