@@ -1,0 +1,73 @@
+"""``make admin delete`` of a user who wrote to a channel-scope bot that is not the configured
+``BOT`` (issue 33, item 3): the delete finds the bot recorded with the user's membership mark
+and runs its forget turn; when it cannot load that bot it refuses, naming it, and deletes
+nothing. Run as the operator runs it: ``admin.main`` over the SQLite file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot import Bot, Message, Outcome
+from bot.spec import BotSpec
+from examples.poll import bot as poll
+from handlers.delivery import Delivery, SlackRoute
+from handlers.pipeline import Pipeline
+from handlers.tools import admin
+from sessions import ConversationKey, Sessions, UserKey
+from sessions.sqlite import SQLiteStore
+from tests.contract.test_timers import Recorder
+
+ADA = UserKey("slack", "T0001", "U0001")
+
+
+def write(sessions: Sessions, the_bot: Any, text: str) -> ConversationKey:
+    """Ada's message on channel C0001, through the edges' pipeline (her mark first)."""
+    pipeline = Pipeline(sessions=sessions, spec=BotSpec.of(the_bot), platform=Recorder(),
+                        deferrer=lambda: None)  # type: ignore[arg-type,return-value]  # fmt: skip
+    key = ConversationKey.slack(team="T0001", channel="C0001", user="U0001")
+    now = sessions.clock()
+    message = Message(text=text, platform="slack", workspace="T0001", conversation="C0001",
+                      user="U0001", time=now)  # fmt: skip
+    pipeline.run(Delivery(key, f"Ev-{text}", message, now, SlackRoute("event")))
+    return pipeline.keys(Delivery(key, "x", message, now, SlackRoute("event")))[0]
+
+
+def test_delete_runs_the_forget_turn_of_the_bot_recorded_with_the_mark(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "s.sqlite3"
+    sessions = Sessions(SQLiteStore(path))
+    channel = write(sessions, poll, "poll Lunch? pizza, sushi")
+    assert "U0001" in json.dumps(sessions.get(channel).state)  # type: ignore[union-attr]
+    monkeypatch.delenv("BOT", raising=False)  # the configured bot is the todo bot
+    assert admin.main(["--db", str(path), "delete", "--yes", "--settle", "0", ADA.pk]) == 0
+    assert "forgot the user on 1 channel" in capsys.readouterr().out
+    assert "U0001" not in json.dumps(sessions.get(channel).state)  # type: ignore[union-attr]
+
+
+def test_delete_refuses_when_it_cannot_run_the_bots_forget_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Wall(Bot[dict]):  # built in a function: no module-level name records it
+        namespace = "wall"
+        scope = "channel"
+
+        def turn(self, state: dict, message: Message) -> Outcome[dict]:
+            if message.kind == "user_deleted":
+                return Outcome({}, [])
+            return Outcome({**state, message.user or "": message.text}, [])
+
+    path = tmp_path / "s.sqlite3"
+    sessions = Sessions(SQLiteStore(path))
+    channel = write(sessions, Wall(), "hello")
+    monkeypatch.delenv("BOT", raising=False)
+    items = sessions.store.user_items(ADA)
+    assert admin.main(["--db", str(path), "delete", "--yes", "--settle", "0", ADA.pk]) == 1
+    err = capsys.readouterr().err
+    assert "'wall'" in err and "nothing deleted" in err
+    assert sessions.store.user_items(ADA) == items
+    assert sessions.get(channel).state == {"U0001": "hello"}  # type: ignore[union-attr]
