@@ -220,6 +220,15 @@ def _run(args: Any, sessions: Sessions, user: Partition, stdin: TextIO) -> int:
     forgotten, failed = _forget(sessions, user, specs)
     if forgotten or failed:
         print(f"the bot forgot the user on {forgotten} channel(s); {failed} failed (dead letters)")
+    if failed:
+        # Deleting now would delete the marks that find those channels: the user's data
+        # there would stay, unreachable. Nothing of the user is deleted; run it again.
+        print(
+            f"error: the bot's forget turn failed on {failed} channel(s) (a dead letter on "
+            "each); nothing of the user deleted: fix the bot and run the delete again",
+            file=sys.stderr,
+        )
+        return 1
     deleted = sessions.delete_user(user, settle=settle)
     print(f"deleted {deleted} items for {user.pk} (a tombstone blocks late redeliveries)")
     return 0

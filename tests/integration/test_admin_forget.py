@@ -71,3 +71,34 @@ def test_delete_refuses_when_it_cannot_run_the_bots_forget_turn(
     assert "'wall'" in err and "nothing deleted" in err
     assert sessions.store.user_items(ADA) == items
     assert sessions.get(channel).state == {"U0001": "hello"}  # type: ignore[union-attr]
+
+
+class Grudge(Bot[dict]):
+    """A channel bot whose forget turn raises."""
+
+    namespace = "grudge"
+    scope = "channel"
+
+    def turn(self, state: dict, message: Message) -> Outcome[dict]:
+        if message.kind == "user_deleted":
+            raise KeyError("never forgets")
+        return Outcome({**state, message.user or "": message.text}, [])
+
+
+grudge = Grudge()
+
+
+def test_delete_does_not_report_success_when_a_forget_turn_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The forget turn raised (a dead letter on the channel): the user's partition, and the
+    mark that finds the channel, stay, so that the delete can run again once the bot is
+    fixed; the CLI says so and exits 1."""
+    path = tmp_path / "s.sqlite3"
+    sessions = Sessions(SQLiteStore(path))
+    channel = write(sessions, grudge, "hello")
+    monkeypatch.setenv("BOT", "tests.integration.test_admin_forget:grudge")
+    assert admin.main(["--db", str(path), "delete", "--yes", "--settle", "0", ADA.pk]) == 1
+    assert "nothing of the user deleted" in capsys.readouterr().err
+    assert sessions.store.user_items(ADA) != []
+    assert sessions.get(channel).state == {"U0001": "hello"}  # type: ignore[union-attr]
