@@ -196,9 +196,9 @@ def bot_turn(spec: BotSpec, idempotency_key: str = "", *, marked: float | None =
             # Set by a user deleted since: it never runs in their name again (a recurring
             # one neither), and its schedule goes.
             table.pop(str(message.action), None)
-            kept = list(values)
-            for i in shared:
-                kept[i] = membership.join(kept[i], forgotten)
+            kept = [values[0], *[NOTHING] * (len(values) - 1)]  # the others: not written
+            if 0 in shared:
+                kept[0] = membership.join(kept[0], forgotten)
             kept[0] = timer_rules.join(kept[0], table)
             cancel = timer_rules.Changes(cancelled=(str(entry["id"]),))
             return (tuple(kept) if spec.multi else kept[0]), [], None, cancel.to_dicts()

@@ -273,6 +273,7 @@ class Sessions(Views):
                 tuple of states, ``key``'s first, ``None`` for one not stored (``initial``
                 is not called for them), and returns one in the same order; all are
                 committed atomically with the event's record, which ``key``'s item holds.
+                :data:`NOTHING` for another scope's state leaves that item unwritten.
             keep: given the new state (``key``'s), the epoch seconds it must outlive (its
                 pending timers' last due time), ``None`` for none: the item then expires
                 no sooner than an event TTL after it, even past the idle TTL.
@@ -513,6 +514,8 @@ class Sessions(Views):
             )
         also = []
         for side, (snap, _, generation), value in zip(scopes, sides, new_state[1:], strict=True):
+            if value is NOTHING:
+                continue  # left as it is: not written (a deleted user's item stays deleted)
             stored = snap.state
             also.append(
                 Side(

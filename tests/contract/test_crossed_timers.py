@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bot import Bot, CancelTimer, Message, Outcome, Timer
+from bot import Bot, CancelTimer, Message, Outcome, Scopes, Timer
 from bot import timers as timer_rules
 from bot.spec import BotSpec
 from handlers.delivery import Delivery, SlackRoute, TimerJob, dump
@@ -64,19 +64,37 @@ class Board(Bot[dict]):
         return Outcome(state, ["?"])
 
 
+class Desk(Bot[Any]):
+    """The board over two scopes: the channel's (its timers) and each user's own in it."""
+
+    namespace = "desk"
+    scope = ("channel", "conversation")
+
+    def turn(self, state: Scopes, message: Message) -> Outcome[Scopes]:
+        if message.kind == "timer":
+            text = dict(message.payload or {}).get("text", "")  # type: ignore[call-overload]
+            return Outcome(state.replace(conversation={"fired": text}), [f"Reminder: {text}"])
+        if message.kind == "user_deleted":
+            return Outcome(state, [])
+        seconds, _, text = message.text.partition(" ")[2].partition(" ")
+        timer = Timer(f"r-{message.user}", after=float(seconds), args={"text": text})
+        mine = state.replace(channel=state.channel or {}, conversation={"asked": True})
+        return Outcome(mine, ["ok"], [timer])
+
+
 class World:
     """One store, one local scheduler, and as many containers (pipelines) as asked."""
 
-    def __init__(self, store: Store, tmp_path: Path) -> None:
+    def __init__(self, store: Store, tmp_path: Path, the_bot: Any = None) -> None:
         self.local = SQLiteScheduler(str(tmp_path / "timers.sqlite3"), next_time=next_time)
         self.scheduler = Counting(self.local)
         self.sessions = Sessions(store, scheduler=self.scheduler, max_attempts=50, backoff=0.002)
-        self.spec = BotSpec.of(Board())
+        self.spec = BotSpec.of(the_bot or Board())
         self.platform = Recorder()
         self.jobs: list[Any] = []
         self.pipeline = self.container()
         self.channel = ConversationKey.slack(team="T0001", channel="C0001", user="U0001").scoped(
-            "channel", "board"
+            "channel", self.spec.namespace
         )
         self.events = 0
 
@@ -120,7 +138,8 @@ class World:
         return None if conversation is None else conversation.state
 
     def timers(self) -> dict[str, Any]:
-        return timer_rules.split(self.state())[1]
+        state = self.state()
+        return timer_rules.split(state[0] if isinstance(state, list) else state)[1]
 
     def fire(self, payload: Any, due: float) -> None:
         self.pipeline.run_job(with_occurrence(payload, due)["sessions_deferred"])
@@ -190,6 +209,39 @@ def test_a_fire_of_a_timer_set_before_its_users_delete_runs_no_turn(world: World
     assert world.timers() == {}
     assert CANARY not in json.dumps(world.state())
     assert world.local.pending() == []
+
+
+def test_a_fire_after_the_delete_writes_nothing_in_the_users_partition(
+    store: Store, tmp_path: Path
+) -> None:
+    """Case 1 over two scopes: a fire of a timer Ada set before her delete (one the forget
+    turn could not tell was hers, as stored before) neither runs in her name nor re-creates
+    an item in her partition."""
+    world = World(store, tmp_path, Desk())
+    try:
+        at = world.sessions.clock()
+        world.say(f"remind 600 {CANARY}", at=at)
+        (schedule,) = world.local.pending()
+        stored = world.sessions.get(world.channel)
+        assert stored is not None
+        state, table = timer_rules.split(stored.state)
+        for entry in table.values():
+            entry.pop("by", None)
+        world.sessions.run(
+            world.channel,
+            "rewrite",
+            lambda _s, _m: (timer_rules.join(state, table), [], None),
+            None,
+        )
+        world.delete()
+        world.fire(schedule.payload, at + 600)
+        assert [kind for kind, _ in world.platform.sent].count("timer") == 0
+        left = world.sessions.store.user_items(ADA)
+        assert CANARY not in repr(left)
+        assert [sk for sk, _ in left if "desk:" in sk] == []
+        assert world.local.pending() == []
+    finally:
+        world.close()
 
 
 def test_a_second_delete_reaches_the_channel_after_the_user_came_back(world: World) -> None:
