@@ -42,7 +42,7 @@ def test_a_timer_keeps_the_visibility_of_the_exchange_that_set_it(
     assert fire.route.kind == "event" and fire.route.ephemeral is ephemeral
     again = load(dump(fire))
     assert isinstance(again, Delivery) and again.route == fire.route
-    assert private_exchange(again.route, again.key) is ephemeral  # type: ignore[arg-type]
-    follow = again.effect(0, Effect("lookup", {})).follow_up(Message(kind="effect_result"))
+    assert private_exchange(again.route, again.key) is ephemeral
+    follow = again.effect(0, Effect("lookup", {})).follow_up(Message(kind="effect"))
     assert follow.route == fire.route
     assert ("ephemeral" in dump(fire)) is ephemeral  # the format only grows when it is set
