@@ -19,7 +19,7 @@ from bot import Bot, CancelTimer, Message, Outcome, Scopes, Timer
 from bot import timers as timer_rules
 from bot.spec import BotSpec
 from handlers.delivery import Delivery, SlackRoute, TimerJob, dump
-from handlers.membership import Membership
+from handlers.membership import Membership, marks
 from handlers.pipeline import INLINE_SCHEDULES, Deadline, Pipeline, bot_turn
 from handlers.timers import next_time
 from sessions import ConversationKey, StoreUnavailableError, UserKey
@@ -316,3 +316,10 @@ def test_schedules_past_the_webhooks_budget_are_handed_to_the_deferral(world: Wo
         world.pipeline.run_job(job)
     assert len(world.local.pending()) == 50
     assert len(world.timers()) == 50
+
+
+def test_a_membership_mark_records_the_bot_that_wrote_it(world: World) -> None:
+    """Item 3: the admin CLI finds the bot whose forget turn a user's delete needs by the
+    mark (sealed like every stored value, read back on every store)."""
+    world.say("note hello")
+    assert marks(world.sessions, ADA) == {"board": {f"{__name__}:Board"}}
