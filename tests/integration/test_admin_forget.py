@@ -18,7 +18,9 @@ from handlers.delivery import Delivery, SlackRoute
 from handlers.pipeline import Pipeline
 from handlers.tools import admin
 from sessions import ConversationKey, Sessions, UserKey
+from sessions.dynamodb import DynamoDBStore
 from sessions.sqlite import SQLiteStore
+from sessions.store import Store
 from tests.contract.test_timers import Recorder
 
 ADA = UserKey("slack", "T0001", "U0001")
@@ -36,15 +38,30 @@ def write(sessions: Sessions, the_bot: Any, text: str) -> ConversationKey:
     return pipeline.keys(Delivery(key, "x", message, now, SlackRoute("event")))[0]
 
 
+@pytest.fixture(params=["sqlite", "dynamodb_local"])
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Store, list[str]]:
+    """The store, and the admin CLI's flags that open it."""
+    monkeypatch.delenv("SESSIONS_TABLE", raising=False)
+    if request.param == "sqlite":
+        path = tmp_path / "s.sqlite3"
+        return SQLiteStore(path), ["--db", str(path)]
+    table = request.getfixturevalue("local_table")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", request.getfixturevalue("dynamodb_endpoint"))
+    return DynamoDBStore(table, client=request.getfixturevalue("local_client")), ["--table", table]
+
+
 def test_delete_runs_the_forget_turn_of_the_bot_recorded_with_the_mark(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    store: tuple[Store, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    path = tmp_path / "s.sqlite3"
-    sessions = Sessions(SQLiteStore(path))
+    sessions = Sessions(store[0])
     channel = write(sessions, poll, "poll Lunch? pizza, sushi")
     assert "U0001" in json.dumps(sessions.get(channel).state)  # type: ignore[union-attr]
     monkeypatch.delenv("BOT", raising=False)  # the configured bot is the todo bot
-    assert admin.main(["--db", str(path), "delete", "--yes", "--settle", "0", ADA.pk]) == 0
+    assert admin.main([*store[1], "delete", "--yes", "--settle", "0", ADA.pk]) == 0
     assert "forgot the user on 1 channel" in capsys.readouterr().out
     assert "U0001" not in json.dumps(sessions.get(channel).state)  # type: ignore[union-attr]
 
