@@ -21,7 +21,7 @@ from bot.spec import BotSpec
 from handlers.delivery import Delivery, SlackRoute, TimerJob, dump
 from handlers.membership import Membership, marks
 from handlers.pipeline import INLINE_SCHEDULES, Deadline, Pipeline, bot_turn
-from handlers.timers import next_time
+from handlers.timers import TimerLoop, next_time
 from sessions import ConversationKey, StoreUnavailableError, UserKey
 from sessions.schedules import SQLiteScheduler, with_occurrence
 from sessions.store import Store
@@ -59,6 +59,8 @@ class Board(Bot[dict]):
             return Outcome(state, ["ok"], [timer])
         if word == "watch":
             return Outcome(state, ["ok"], [Timer(rest, after=600)])
+        if word == "daily":
+            return Outcome(state, ["ok"], [Timer(rest, cron="0 9 * * *", tz="Europe/Berlin")])
         if word == "many":
             return Outcome(state, ["ok"], [Timer(f"t{i}", after=60 + i) for i in range(int(rest))])
         return Outcome(state, ["?"])
@@ -281,6 +283,19 @@ def test_a_fire_that_finds_no_timer_deletes_its_schedule(world: World) -> None:
     world.sessions.run(world.channel, "drop", lambda _s, _m: (state, [], None), None)
     assert world.local.pending() != []
     world.fire(schedule.payload, at + 600)
+    assert world.local.pending() == []
+
+
+def test_a_recurring_schedule_whose_timer_is_gone_ends(world: World) -> None:
+    """Case 4: a cron schedule left behind (its timer gone from the state) is deleted at its
+    next occurrence by the local loop's fire, instead of moving on to the next day forever."""
+    world.say("daily standup", user="U0002")
+    (schedule,) = world.local.pending()
+    state, _ = timer_rules.split(world.state())
+    world.sessions.run(world.channel, "drop", lambda _s, _m: (state, [], None), None)
+    loop = TimerLoop(world.local, lambda _target, payload: world.pipeline.run_job(
+        payload["sessions_deferred"]))  # fmt: skip
+    assert loop.fire_due(schedule.at) == 1
     assert world.local.pending() == []
 
 
