@@ -254,6 +254,14 @@ class FakesOnly:
         return None
 
 
+class LocalServer(ThreadingHTTPServer):
+    """The local server's socket: a listen backlog of 128 (the standard library's is 5), so
+    a burst of requests (20 users pressing a button at once) waits in the kernel's queue
+    instead of being reset while the accept loop is busy."""
+
+    request_queue_size = 128
+
+
 def make_handler(app: LocalApp | FakesOnly) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "chat-sessions-local"
@@ -323,7 +331,7 @@ def serve_fakes(host: str, port: int) -> int:
     """The fake APIs alone, until Ctrl-C or SIGTERM."""
     app = FakesOnly()
     try:
-        server = ThreadingHTTPServer((host, port), make_handler(app))
+        server = LocalServer((host, port), make_handler(app))
     except OSError as exc:
         print(
             f"error: cannot serve the fake APIs on {host}:{port}: {exc.strerror}", file=sys.stderr
@@ -370,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     how = prepare_environment(args.port)
     try:
         # Bind first: a busy port is one line, before anything else is built.
-        server = ThreadingHTTPServer((args.host, args.port), BaseHTTPRequestHandler)
+        server = LocalServer((args.host, args.port), BaseHTTPRequestHandler)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             hint = f"try PORT={args.port + 1} make run"
