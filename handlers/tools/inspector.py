@@ -17,13 +17,20 @@ Routes (local only, served by ``make run``, never in the deploy):
 - ``POST /_inspector/retry``: replay a dead letter (``pk``, ``sk``) through the platform's
   edge, as ``make admin ARGS="retry ..."`` does.
 - ``GET /_inspector/transcript``: the channel's (or Messenger conversation's) turns so far as
-  a transcript (``bot.transcripts``); ``POST /_inspector/replay``: replay a transcript against
-  the running bot and say where it differs.
+  a transcript (``bot.transcripts``); ``POST /_inspector/replay``: replay a transcript (the
+  JSON object itself, or ``{"id": name}``: ``<name>.json`` of the transcripts folder,
+  ``.data/transcripts/``; never a path a request names) against the running bot and say
+  where it differs.
+
+Its actions (``POST``) come only from its own page: ``handlers.tools.guard`` refuses another
+origin, a body that is not ``application/json``, and a request without the per-run secret
+the page is served with (``X-Inspector-Secret``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -38,6 +45,22 @@ if TYPE_CHECKING:
     from sessions import TurnResult
 
 PAGE = Path(__file__).with_name("inspector.html")
+#: Where ``POST /_inspector/replay`` finds a transcript by id (git-ignored, beside the
+#: development config).
+TRANSCRIPTS = Path(".data/transcripts")
+#: A transcript's id: a file name of the folder, never a path (no ``/``, no ``..``).
+TRANSCRIPT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}(\.[A-Za-z0-9_-]{1,20})?")
+#: Where the page's per-run secret goes (``guard.SECRET_HEADER`` comes back with it).
+SECRET_SLOT = b"__INSPECTOR_SECRET__"
+#: The page carries the secret: never framed by another site, never cached.
+PAGE_HEADERS = {
+    "content-type": "text/html; charset=utf-8",
+    "cache-control": "no-store",
+    "x-frame-options": "DENY",
+    "content-security-policy": "frame-ancestors 'none'",
+    "referrer-policy": "no-referrer",
+    "x-content-type-options": "nosniff",
+}
 #: Deliveries the journal keeps (the oldest go first).
 KEEP = 2000
 
@@ -117,8 +140,9 @@ class Journal:
 class Inspector:
     """The inspector's routes, over the local server's app."""
 
-    def __init__(self, app: LocalApp) -> None:
+    def __init__(self, app: LocalApp, *, transcripts: Path = TRANSCRIPTS) -> None:
         self.app = app
+        self.transcripts = transcripts
         self.journal = Journal()
         for edge in (app.slack, app.messenger):
             edge.pipeline.journal = self.journal.record
@@ -132,11 +156,14 @@ class Inspector:
         path = urlsplit(target).path
         query = {k: v[0] for k, v in parse_qs(urlsplit(target).query).items()}
         if path == "/" and method == "GET":
-            return 200, {"content-type": "text/html; charset=utf-8"}, PAGE.read_bytes()
+            page = PAGE.read_bytes().replace(SECRET_SLOT, self.app.guard.secret.encode())
+            return 200, dict(PAGE_HEADERS), page
         if not path.startswith("/_inspector/"):
             return None
         try:
             data = json.loads(body or b"{}") if method == "POST" else {}
+            if not isinstance(data, dict):
+                raise ValueError(f"the body is a JSON object, not {type(data).__name__}")
             if path == "/_inspector/view" and method == "GET":
                 return _json(200, self.view(query))
             if path == "/_inspector/act" and method == "POST":
@@ -233,6 +260,7 @@ class Inspector:
             secrets=self.app.secrets(),
             timeout=0,
         )
+        client.fakes = self.url + self.app.guard.fake_prefix()  # response URLs of this run
         kind = str(data.get("kind") or "text")
         if platform == "messenger":
             return self._messenger(client, kind, data)
@@ -402,10 +430,22 @@ class Inspector:
         return Transcript(self.app.slack.spec.name, platform, team, turns)
 
     def replay(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Replay a transcript: the JSON object, or ``{"id": name}`` of the transcripts
+        folder (a name, never a path: ``../x`` and ``/etc/x`` are refused)."""
         from bot.testing import replay
         from bot.transcripts import load
 
-        transcript = load(data)
+        source: Mapping[str, Any] | Path = data
+        if set(data) == {"id"}:
+            name = str(data["id"])
+            if not TRANSCRIPT_ID.fullmatch(name):
+                folder = self.transcripts
+                raise ValueError(f"a transcript id is a file name of {folder}/, not a path")
+            found = self.transcripts / (name if name.endswith(".json") else f"{name}.json")
+            if not found.is_file():
+                raise ValueError(f"no transcript {name!r} in {self.transcripts}/")
+            source = found
+        transcript = load(source)
         differences = replay(self.app.slack.spec.bot, transcript)
         return {
             "turns": len(transcript.turns),

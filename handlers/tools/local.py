@@ -4,6 +4,11 @@ Routes, the same as behind API Gateway: ``POST /slack/events``, ``GET``/``POST
 /messenger/webhook``, ``GET /healthz``. Each request becomes an API Gateway HTTP API v2 event
 and goes through ``handlers.slack`` / ``handlers.messenger`` unchanged.
 
+A local server is still a server: what a browser sends from another origin is refused before
+routing (a loopback ``Host`` on every local route, ``Origin`` on every state-changing one,
+JSON and a per-run secret on the inspector's and the fake APIs' actions;
+``handlers.tools.guard`` says which and why).
+
 With no secrets in the environment it writes a development config once (``.data/local.env``,
 git-ignored: generated secrets) and points ``SLACK_API_URL`` / ``MESSENGER_API_URL`` at fake
 Slack and Graph routes that this server serves itself (``/_fake/...``), so replies are kept
@@ -28,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from handlers.tools.fakes import FakeApis
+from handlers.tools.guard import Guard
 from sessions.errors import SessionError
 from sessions.privacy import private
 
@@ -44,6 +50,26 @@ SECRET_NAMES = (
 )
 
 log = private(logging.getLogger("handlers.tools.local"))
+#: Fixes the per-run secret instead of a fresh one (``make offline`` hands its fakes the one
+#: it gave the emulator's functions; a script that sets the API URLs itself may set it).
+RUN_SECRET = "LOCAL_RUN_SECRET"  # noqa: S105 (a variable's name)
+
+
+def run_secret() -> str:
+    """This run's secret: ``$LOCAL_RUN_SECRET``, else a fresh one."""
+    return os.environ.get(RUN_SECRET) or secrets.token_urlsafe(18)
+
+
+def fakes_base(url: str) -> str:
+    """The base URL of the fake APIs of the server at ``url``, with its per-run secret (asked
+    of the server, ``GET /_fake/base``); ``url/_fake`` when it does not say (it is not
+    running, or it is not this server): the fakes then refuse, with the reason."""
+    import requests
+
+    try:
+        return url + str(requests.get(f"{url}/_fake/base", timeout=5).json()["prefix"])
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        return f"{url}/_fake"
 
 
 def port_file(config: Path = CONFIG) -> Path:
@@ -113,7 +139,7 @@ def to_lambda_event(
 class LocalApp:
     """Builds both edges once, from the environment, and routes requests to them."""
 
-    def __init__(self, *, port: int) -> None:
+    def __init__(self, *, port: int, secret: str | None = None) -> None:
         from handlers import messenger, slack
         from handlers.settings import from_env
         from handlers.store import sessions_from_settings, store_from_settings
@@ -126,6 +152,8 @@ class LocalApp:
         self.fakes = FakeApis()
         self.outbox = self.fakes.outbox
         self.port = port
+        #: The Host/Origin/secret rules (``handlers.tools.guard``), with this run's secret.
+        self.guard = Guard(port, secret or run_secret())
         #: Fires the bots' timers from the local scheduler (rows of the SQLite file: what
         #: came due while the server was down fires as it starts).
         from handlers.timers import TimerLoop
@@ -154,6 +182,9 @@ class LocalApp:
         self, method: str, target: str, headers: Mapping[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
         path = urlsplit(target).path
+        refusal = self.guard.refused(method, path, headers)
+        if refusal is not None:
+            return _refused(refusal.status, refusal.reason)
         inspected = self.inspector.dispatch(method, target, body)
         if inspected is not None:
             return inspected
@@ -170,7 +201,7 @@ class LocalApp:
         if path == "/_fake/state" and method == "GET":
             return self._state(parse_qs(urlsplit(target).query))
         if path.startswith("/_fake/"):
-            return self.fakes.handle(method, target, path, headers, body)
+            return _fakes(self.fakes, self.guard, method, target, path, headers, body)
         if path in ("/slack/events", "/slack/install", "/slack/oauth_redirect"):
             edge: Any = self.slack
         elif path == "/messenger/webhook":
@@ -233,21 +264,51 @@ def _json(status: int, data: Any) -> tuple[int, dict[str, str], bytes]:
     return status, {"content-type": "application/json"}, json.dumps(data).encode()
 
 
+def _refused(status: int, reason: str) -> tuple[int, dict[str, str], bytes]:
+    return status, {"content-type": "text/plain; charset=utf-8"}, f"{reason}\n".encode()
+
+
+def _fakes(
+    fakes: FakeApis,
+    guard: Guard,
+    method: str,
+    target: str,
+    path: str,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> tuple[int, dict[str, str], bytes]:
+    """The fake APIs' routes: ``GET /_fake/base`` (the prefix with this run's secret, for
+    local clients: the guard has checked the Host, and no page on another origin can read
+    the answer), the reads, and the actions under ``/_fake/<secret>/``."""
+    if path == "/_fake/base" and method == "GET":
+        return _json(200, {"prefix": guard.fake_prefix()})
+    prefix = guard.fake_prefix()
+    if path.startswith(prefix + "/"):
+        inner = "/_fake" + path[len(prefix) :]
+        query = urlsplit(target).query
+        return fakes.handle(method, inner + (f"?{query}" if query else ""), inner, headers, body)
+    return fakes.handle(method, target, path, headers, body)
+
+
 class FakesOnly:
     """``--fakes-only``: the fake APIs and ``/healthz``, no edges (``make offline`` runs the
     deploy's functions under the emulator and points them here)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, port: int, secret: str | None = None) -> None:
         self.fakes = FakeApis()
+        self.guard = Guard(port, secret or run_secret())
 
     def dispatch(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
         path = urlsplit(target).path
+        refusal = self.guard.refused(method, path, headers)
+        if refusal is not None:
+            return _refused(refusal.status, refusal.reason)
         if path == "/healthz" and method == "GET":
             return _json(200, {"ok": True, "fakes": True})
         if path.startswith("/_fake/"):
-            return self.fakes.handle(method, target, path, headers, body)
+            return _fakes(self.fakes, self.guard, method, target, path, headers, body)
         return 404, {"content-type": "text/plain"}, b"not found (the fake APIs only)"
 
     def close(self) -> None:
@@ -270,7 +331,8 @@ def make_handler(app: LocalApp | FakesOnly) -> type[BaseHTTPRequestHandler]:
             # The path only: query strings can carry tokens (the Send API's access_token).
             if not self.path.startswith("/_fake/outbox"):
                 status = args[1] if len(args) > 1 else "-"
-                log.info("%s %s -> %s", self.command, urlsplit(self.path).path, status)
+                path = app.guard.redact(urlsplit(self.path).path)  # the secret never
+                log.info("%s %s -> %s", self.command, path, status)
 
         def _serve(self) -> None:
             length = int(self.headers.get("content-length") or 0)
@@ -295,18 +357,23 @@ def make_handler(app: LocalApp | FakesOnly) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def prepare_environment(port: int) -> str:
-    """Fill missing secrets and API URLs from the development config; say what was used."""
+def prepare_environment(port: int, *, secret: str | None = None) -> str:
+    """Fill missing secrets and API URLs from the development config; say what was used.
+
+    The API URLs point at the fake APIs of the server on ``port``, under its per-run
+    ``secret`` (``None``: asked of the server running there, as ``make admin`` does)."""
     if all(os.environ.get(name) for name in SECRET_NAMES):
         return "secrets from the environment"
     values, created = ensure_config()
     for name, value in values.items():
         os.environ.setdefault(name, value)
-    base = f"http://127.0.0.1:{port}/_fake"
+    url = f"http://127.0.0.1:{port}"
+    base = fakes_base(url) if secret is None else f"{url}/_fake/{secret}"
     os.environ.setdefault("SLACK_API_URL", f"{base}/slack/api/")
     if os.environ.get("SLACK_CLIENT_ID"):  # the install flow, against the fake Slack
         os.environ.setdefault("SLACK_CLIENT_SECRET", "local-client-secret")
-        os.environ.setdefault("SLACK_AUTHORIZE_URL", f"{base}/slack/oauth/v2/authorize")
+        # A page the developer's browser opens: the read-only route, no secret in the bar.
+        os.environ.setdefault("SLACK_AUTHORIZE_URL", f"{url}/_fake/slack/oauth/v2/authorize")
     os.environ.setdefault("MESSENGER_API_URL", f"{base}/graph/v25.0")
     verb = "created" if created else "using"
     return f"{verb} development config {CONFIG} (replies go to the fake Slack/Graph routes)"
@@ -319,17 +386,20 @@ def offline_exports(port: int) -> str:
     import shlex
 
     before = dict(os.environ)
-    prepare_environment(port)
+    secret = run_secret()
+    os.environ[RUN_SECRET] = secret  # exported: the fakes served beside take it
+    prepare_environment(port, secret=secret)
     # With secrets of your own too: the emulator is no place to answer real users from.
-    os.environ.setdefault("SLACK_API_URL", f"http://127.0.0.1:{port}/_fake/slack/api/")
-    os.environ.setdefault("MESSENGER_API_URL", f"http://127.0.0.1:{port}/_fake/graph/v25.0")
+    base = f"http://127.0.0.1:{port}/_fake/{secret}"
+    os.environ.setdefault("SLACK_API_URL", f"{base}/slack/api/")
+    os.environ.setdefault("MESSENGER_API_URL", f"{base}/graph/v25.0")
     added = {k: v for k, v in os.environ.items() if k not in before}
     return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in sorted(added.items()))
 
 
 def serve_fakes(host: str, port: int) -> int:
     """The fake APIs alone, until Ctrl-C or SIGTERM."""
-    app = FakesOnly()
+    app = FakesOnly(port=port)
     try:
         server = LocalServer((host, port), make_handler(app))
     except OSError as exc:
@@ -375,7 +445,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.fakes_only:
         return serve_fakes(args.host, args.port)
-    how = prepare_environment(args.port)
+    secret = run_secret()
+    how = prepare_environment(args.port, secret=secret)
     try:
         # Bind first: a busy port is one line, before anything else is built.
         server = LocalServer((args.host, args.port), BaseHTTPRequestHandler)
@@ -389,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         return 1
     try:
-        app = LocalApp(port=args.port)
+        app = LocalApp(port=args.port, secret=secret)
     except Exception as exc:  # a config error names what is missing
         server.server_close()
         print(f"error: {exc}", file=sys.stderr)
