@@ -353,6 +353,9 @@ def make_handler(app: LocalApp | FakesOnly) -> type[BaseHTTPRequestHandler]:
 
         do_GET = _serve
         do_POST = _serve
+        # A browser's preflight of a cross-origin request: refused by the guard (its
+        # Origin), never answered with CORS headers.
+        do_OPTIONS = _serve
 
     return Handler
 
