@@ -208,9 +208,15 @@ class LocalApp:
             edge = self.messenger
         else:
             return 404, {"content-type": "text/plain"}, b"not found"
-        result = edge.handle(to_lambda_event(method, target, headers, body), None)
-        out_headers = {k: str(v) for k, v in (result.get("headers") or {}).items()}
-        return int(result["statusCode"]), out_headers, str(result.get("body") or "").encode()
+
+        def run() -> tuple[int, dict[str, str], bytes]:
+            result = edge.handle(to_lambda_event(method, target, headers, body), None)
+            out_headers = {k: str(v) for k, v in (result.get("headers") or {}).items()}
+            return int(result["statusCode"]), out_headers, str(result.get("body") or "").encode()
+
+        # A request dropped or refused before any turn goes in the inspector's journal with
+        # the reason (not only in this log).
+        return self.inspector.webhook(method, path, headers, body, run)
 
     def _state(self, query: Mapping[str, list[str]]) -> tuple[int, dict[str, str], bytes]:
         return self.state_of({k: v[0] for k, v in query.items() if v})
@@ -250,6 +256,7 @@ class LocalApp:
         return _json(200, {**first, "scopes": scopes})
 
     def close(self) -> None:
+        self.inspector.close()
         if self.timers is not None:
             self.timers.stop()
         for edge in (self.slack, self.messenger):
