@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -56,6 +58,14 @@ WEBHOOKS = frozenset(
 )
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 SECRET_HEADER = "x-inspector-secret"  # noqa: S105 (a header's name)
+#: Fixes the per-run secret instead of a fresh one (``make offline`` hands its fakes the one
+#: it gave the emulator's functions; a script that sets the API URLs itself may set it).
+RUN_SECRET = "LOCAL_RUN_SECRET"  # noqa: S105 (a variable's name)
+
+
+def run_secret() -> str:
+    """This run's secret: ``$LOCAL_RUN_SECRET``, else a fresh one."""
+    return os.environ.get(RUN_SECRET) or secrets.token_urlsafe(18)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +74,14 @@ class Refusal:
 
     status: int
     reason: str
+
+    def answer(self) -> tuple[int, dict[str, str], bytes]:
+        """The HTTP answer: the status, the reason as plain text."""
+        return (
+            self.status,
+            {"content-type": "text/plain; charset=utf-8"},
+            f"{self.reason}\n".encode(),
+        )
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -150,4 +168,12 @@ class Guard:
         return refusal
 
 
-__all__ = ["SECRET_HEADER", "WEBHOOKS", "Guard", "Refusal", "media_type"]
+__all__ = [
+    "RUN_SECRET",
+    "SECRET_HEADER",
+    "WEBHOOKS",
+    "Guard",
+    "Refusal",
+    "media_type",
+    "run_secret",
+]

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from handlers.tools.fakes import FakeApis
-from handlers.tools.guard import Guard
+from handlers.tools.fakes import FakeApis, FakesOnly
+from handlers.tools.guard import RUN_SECRET, Guard, run_secret
 from sessions.errors import SessionError
 from sessions.privacy import private
 
@@ -50,14 +50,6 @@ SECRET_NAMES = (
 )
 
 log = private(logging.getLogger("handlers.tools.local"))
-#: Fixes the per-run secret instead of a fresh one (``make offline`` hands its fakes the one
-#: it gave the emulator's functions; a script that sets the API URLs itself may set it).
-RUN_SECRET = "LOCAL_RUN_SECRET"  # noqa: S105 (a variable's name)
-
-
-def run_secret() -> str:
-    """This run's secret: ``$LOCAL_RUN_SECRET``, else a fresh one."""
-    return os.environ.get(RUN_SECRET) or secrets.token_urlsafe(18)
 
 
 def fakes_base(url: str) -> str:
@@ -184,7 +176,7 @@ class LocalApp:
         path = urlsplit(target).path
         refusal = self.guard.refused(method, path, headers)
         if refusal is not None:
-            return _refused(refusal.status, refusal.reason)
+            return refusal.answer()
         inspected = self.inspector.dispatch(method, target, body)
         if inspected is not None:
             return inspected
@@ -201,7 +193,7 @@ class LocalApp:
         if path == "/_fake/state" and method == "GET":
             return self._state(parse_qs(urlsplit(target).query))
         if path.startswith("/_fake/"):
-            return _fakes(self.fakes, self.guard, method, target, path, headers, body)
+            return self.fakes.route(self.guard, method, target, path, headers, body)
         if path in ("/slack/events", "/slack/install", "/slack/oauth_redirect"):
             edge: Any = self.slack
         elif path == "/messenger/webhook":
@@ -269,57 +261,6 @@ class LocalApp:
 
 def _json(status: int, data: Any) -> tuple[int, dict[str, str], bytes]:
     return status, {"content-type": "application/json"}, json.dumps(data).encode()
-
-
-def _refused(status: int, reason: str) -> tuple[int, dict[str, str], bytes]:
-    return status, {"content-type": "text/plain; charset=utf-8"}, f"{reason}\n".encode()
-
-
-def _fakes(
-    fakes: FakeApis,
-    guard: Guard,
-    method: str,
-    target: str,
-    path: str,
-    headers: Mapping[str, str],
-    body: bytes,
-) -> tuple[int, dict[str, str], bytes]:
-    """The fake APIs' routes: ``GET /_fake/base`` (the prefix with this run's secret, for
-    local clients: the guard has checked the Host, and no page on another origin can read
-    the answer), the reads, and the actions under ``/_fake/<secret>/``."""
-    if path == "/_fake/base" and method == "GET":
-        return _json(200, {"prefix": guard.fake_prefix()})
-    prefix = guard.fake_prefix()
-    if path.startswith(prefix + "/"):
-        inner = "/_fake" + path[len(prefix) :]
-        query = urlsplit(target).query
-        return fakes.handle(method, inner + (f"?{query}" if query else ""), inner, headers, body)
-    return fakes.handle(method, target, path, headers, body)
-
-
-class FakesOnly:
-    """``--fakes-only``: the fake APIs and ``/healthz``, no edges (``make offline`` runs the
-    deploy's functions under the emulator and points them here)."""
-
-    def __init__(self, *, port: int, secret: str | None = None) -> None:
-        self.fakes = FakeApis()
-        self.guard = Guard(port, secret or run_secret())
-
-    def dispatch(
-        self, method: str, target: str, headers: Mapping[str, str], body: bytes
-    ) -> tuple[int, dict[str, str], bytes]:
-        path = urlsplit(target).path
-        refusal = self.guard.refused(method, path, headers)
-        if refusal is not None:
-            return _refused(refusal.status, refusal.reason)
-        if path == "/healthz" and method == "GET":
-            return _json(200, {"ok": True, "fakes": True})
-        if path.startswith("/_fake/"):
-            return _fakes(self.fakes, self.guard, method, target, path, headers, body)
-        return 404, {"content-type": "text/plain"}, b"not found (the fake APIs only)"
-
-    def close(self) -> None:
-        return None
 
 
 class LocalServer(ThreadingHTTPServer):
