@@ -199,3 +199,37 @@ def test_replay_loads_a_transcript_by_id_never_by_path(server: Server, tmp_path:
     assert by_id.status_code == 200 and by_id.json()["turns"] == len(recorded["turns"])
     uploaded = replay(recorded)  # the page's "Replay a saved one": the file's content
     assert uploaded.status_code == 200 and uploaded.json()["turns"] == len(recorded["turns"])
+
+
+def test_make_admin_retry_replies_through_the_running_servers_fakes(tmp_path: Path) -> None:
+    """``make admin ARGS="retry ..."`` (another process) sends a replay's replies to the
+    running server's fake APIs: it asks the server for the per-run prefix."""
+    import subprocess
+    import sys
+
+    from tests.e2e.test_local_server import _env
+
+    broken = tmp_path / "broken"
+    broken.write_text("yes")
+    env = {"BOT": "tests.bots.inspected:bot", "BROKEN_FLAG": str(broken)}
+    server = Server(tmp_path, free_port(), bot=env["BOT"], env=env)
+    server.start()
+    try:
+        headers = {"content-type": "application/json", "x-inspector-secret": page_secret(server)}
+        act = requests.post(f"{server.url}/_inspector/act", headers=headers, timeout=30,
+                            data=json.dumps({"kind": "text", "text": "boom"}))  # fmt: skip
+        assert act.status_code == 200
+        [letter] = requests.get(f"{server.url}/_inspector/view", timeout=10).json()["dead_letters"]
+        broken.unlink()  # the bug fixed
+        done = subprocess.run(
+            [sys.executable, "-m", "handlers.tools.admin", "retry", letter["pk"], letter["sk"]],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+            env={**_env(), **env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        outbox = requests.get(f"{server.url}/_fake/outbox", timeout=10).json()["messages"]
+        assert "Fixed: boom handled." in [m["text"] for m in outbox]
+    finally:
+        if server.proc is not None:
+            server.proc.kill()
+            server.proc.wait()
