@@ -36,12 +36,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from handlers.tools.journal import Capture, Journal, bot_part, who
@@ -77,11 +76,11 @@ class Inspector:
     """The inspector's routes, over the local server's app."""
 
     def __init__(
-        self, app: LocalApp, *, transcripts: Path = TRANSCRIPTS, out: Any = sys.stderr
+        self, app: LocalApp, *, transcripts: Path = TRANSCRIPTS, out: TextIO | None = None
     ) -> None:
         self.app = app
         self.transcripts = transcripts
-        #: ``out``: where a failed turn's traceback is printed (the terminal).
+        #: ``out``: where a failed turn's traceback is printed (``None``: standard error).
         self.journal = Journal(out=out)
         for edge in (app.slack, app.messenger):
             edge.pipeline.journal = self.journal.record

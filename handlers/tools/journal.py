@@ -41,7 +41,7 @@ def bot_part(state: Any) -> Any:
 class Journal:
     """Every delivery the server's pipelines ran, in order (``Pipeline.journal``), and the
     requests dropped before a turn (:meth:`drop`). ``out``: where a failed turn's traceback
-    is printed (the terminal of ``make run``)."""
+    is printed (``None``: standard error, the terminal of ``make run``)."""
 
     def __init__(self, *, out: TextIO | None = None) -> None:
         self.entries: list[dict[str, Any]] = []
@@ -109,17 +109,16 @@ class Journal:
             return str(result.error or "") if result is not None else ""
         cause = error.__cause__ or error
         reason = f"{type(cause).__name__}: {cause}"
-        if self.out is not None:
-            key = delivery.key
-            where = f"{key.platform} {key.workspace} {key.channel} {key.user}"
-            said = delivery.message.text or delivery.message.command or delivery.message.kind
-            print(
-                f"\nThe bot's turn failed ({where}, {said!r}): recorded as a dead letter; "
-                "Retry it from the inspector once fixed.\n"
-                + "".join(traceback.format_exception(error)),
-                file=self.out,
-                flush=True,
-            )
+        key = delivery.key
+        where = f"{key.platform} {key.workspace} {key.channel} {key.user}"
+        said = delivery.message.text or delivery.message.command or delivery.message.kind
+        print(
+            f"\nThe bot's turn failed ({where}, {said!r}): recorded as a dead letter; "
+            "Retry it from the inspector once fixed.\n"
+            + "".join(traceback.format_exception(error)),
+            file=self.out or sys.stderr,
+            flush=True,
+        )
         return reason
 
     def drop(self, who: Mapping[str, Any], *, outcome: str, reason: str, status: int) -> None:
