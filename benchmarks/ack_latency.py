@@ -27,6 +27,8 @@ from tests import slack_requests as sr
 from tests.dynamodb_local import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The local server's per-run secret, fixed here because this script sets the API URLs.
+RUN = uuid.uuid4().hex
 
 
 def _outbox(base: str) -> list[dict[str, Any]]:
@@ -44,7 +46,7 @@ def _one(base: str, kind: str) -> dict[str, float]:
                 "channel_id": "C0001",
                 "user_id": "U0ACK",
                 "trigger_id": f"{int(time.time())}.{uuid.uuid4().hex[:10]}",
-                "response_url": f"{base}/_fake/slack/response/{uuid.uuid4().hex[:8]}",
+                "response_url": f"{base}/_fake/{RUN}/slack/response/{uuid.uuid4().hex[:8]}",
             }
         ).encode()
         ctype = "application/x-www-form-urlencoded"
@@ -76,8 +78,10 @@ def run(*, repeats: int = 3) -> dict[str, Any]:
             "MESSENGER_APP_SECRET": "bench-app-secret",
             "MESSENGER_VERIFY_TOKEN": "bench-verify",
             "MESSENGER_PAGE_TOKEN": "bench-page",
-            "SLACK_API_URL": f"{base}/_fake/slack/api/",
-            "MESSENGER_API_URL": f"{base}/_fake/graph/v25.0",
+            # The fake APIs take actions only under the server's per-run secret.
+            "LOCAL_RUN_SECRET": RUN,
+            "SLACK_API_URL": f"{base}/_fake/{RUN}/slack/api/",
+            "MESSENGER_API_URL": f"{base}/_fake/{RUN}/graph/v25.0",
             "SESSIONS_DB": str(Path(tmp) / "ack.sqlite3"),
             "LOCAL_CONFIG": str(Path(tmp) / "local.env"),
         }
@@ -95,8 +99,8 @@ def run(*, repeats: int = 3) -> dict[str, Any]:
                 try:
                     if requests.get(f"{base}/healthz", timeout=1).ok:
                         break
-                except requests.ConnectionError:
-                    pass
+                except (requests.ConnectionError, requests.Timeout):
+                    pass  # not listening yet, or listening while the bot is being built
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError("the local server did not start")
                 time.sleep(0.05)

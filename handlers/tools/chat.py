@@ -28,7 +28,7 @@ from urllib.parse import urlencode
 import requests
 
 from handlers.tools.fakes import slack_buttons
-from handlers.tools.local import CONFIG, read_config
+from handlers.tools.local import CONFIG, fakes_base, read_config
 
 PLATFORMS = ("slack-dm", "slack-command", "messenger")
 
@@ -74,6 +74,8 @@ class ChatClient:
         self.buttons: list[dict[str, Any]] = []  #: the last replies' buttons, for ``press``
         self.modal: dict[str, Any] | None = None  #: a form the bot opened, for ``submit``
         self._commands: list[str] | None = None
+        #: The fake APIs' base with the server's per-run secret (``GET /_fake/base``).
+        self.fakes: str | None = None
 
     # -- transport ----------------------------------------------------------------------------
 
@@ -94,7 +96,9 @@ class ChatClient:
     def _response_url(self) -> str:
         """A response URL of the local fake that names who it answers (so that the outbox
         keeps each reply with its recipient)."""
-        return f"{self.url}/_fake/slack/response/{self.channel}/{self.user}/{uuid.uuid4().hex[:8]}"
+        if self.fakes is None:  # under the server's per-run secret, asked once
+            self.fakes = fakes_base(self.url)
+        return f"{self.fakes}/slack/response/{self.channel}/{self.user}/{uuid.uuid4().hex[:8]}"
 
     def _trigger_id(self) -> str:
         return f"{int(time.time())}.{self.user}.{uuid.uuid4().hex[:12]}"

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from handlers.tools.guard import Guard, run_secret
+
 
 def _json(status: int, data: Any) -> tuple[int, dict[str, str], bytes]:
     return status, {"content-type": "application/json"}, json.dumps(data).encode()
@@ -59,6 +61,27 @@ class FakeApis:
 
     def __init__(self) -> None:
         self.outbox = Outbox()
+
+    def route(
+        self,
+        guard: Guard,
+        method: str,
+        target: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> tuple[int, dict[str, str], bytes]:
+        """``/_fake/...`` past the guard: ``GET /_fake/base`` (the prefix with this run's
+        secret, for local clients: the guard has checked the Host, and no page on another
+        origin can read the answer), the reads, and the actions under ``/_fake/<secret>/``."""
+        if path == "/_fake/base" and method == "GET":
+            return _json(200, {"prefix": guard.fake_prefix()})
+        prefix = guard.fake_prefix()
+        if path.startswith(prefix + "/"):
+            inner = "/_fake" + path[len(prefix) :]
+            query = urlsplit(target).query
+            return self.handle(method, inner + (f"?{query}" if query else ""), inner, headers, body)
+        return self.handle(method, target, path, headers, body)
 
     def handle(
         self, method: str, target: str, path: str, headers: Mapping[str, str], body: bytes
@@ -145,6 +168,31 @@ class FakeApis:
         who = None if data.get("response_type") == "in_channel" else user
         self._record("slack", channel, who, data.get("text"), slack_buttons(data),
                      raw=_slack_raw(data))  # fmt: skip
+
+
+class FakesOnly:
+    """``--fakes-only``: the fake APIs and ``/healthz``, no edges (``make offline`` runs the
+    deploy's functions under the emulator and points them here)."""
+
+    def __init__(self, *, port: int, secret: str | None = None) -> None:
+        self.fakes = FakeApis()
+        self.guard = Guard(port, secret or run_secret())
+
+    def dispatch(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        path = urlsplit(target).path
+        refusal = self.guard.refused(method, path, headers)
+        if refusal is not None:
+            return refusal.answer()
+        if path == "/healthz" and method == "GET":
+            return _json(200, {"ok": True, "fakes": True})
+        if path.startswith("/_fake/"):
+            return self.fakes.route(self.guard, method, target, path, headers, body)
+        return 404, {"content-type": "text/plain"}, b"not found (the fake APIs only)"
+
+    def close(self) -> None:
+        return None
 
 
 def _slack_raw(data: Mapping[str, Any]) -> dict[str, Any]:

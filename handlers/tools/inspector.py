@@ -14,33 +14,57 @@ Routes (local only, served by ``make run``, never in the deploy):
   pending timers, the conversation's deliveries as the pipeline ran them (applied,
   duplicate, dead letter; effects and timers they started, follow-ups), and its dead
   letters.
+- ``GET /_inspector/deliveries``: the journal's entries for one identity (``platform``,
+  ``team``, ``channel``; ``user`` too: that user's only) after ``after`` (a ``seq``), and
+  the last ``seq``: what ``make chat`` reads to say why no reply came (a request dropped
+  or refused before any turn, with the reason; a turn that failed).
 - ``POST /_inspector/retry``: replay a dead letter (``pk``, ``sk``) through the platform's
   edge, as ``make admin ARGS="retry ..."`` does.
 - ``GET /_inspector/transcript``: the channel's (or Messenger conversation's) turns so far as
-  a transcript (``bot.transcripts``); ``POST /_inspector/replay``: replay a transcript against
-  the running bot and say where it differs.
+  a transcript (``bot.transcripts``); ``POST /_inspector/replay``: replay a transcript (the
+  JSON object itself, or ``{"id": name}``: ``<name>.json`` of the transcripts folder,
+  ``.data/transcripts/``; never a path a request names) against the running bot and say
+  where it differs.
+
+Its actions (``POST``) come only from its own page: ``handlers.tools.guard`` refuses another
+origin, a body that is not ``application/json``, and a request without the per-run secret
+the page is served with (``X-Inspector-Secret``).
 """
 
 from __future__ import annotations
 
 import json
-import threading
+import logging
+import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from handlers.tools.journal import Capture, Journal, bot_part, who
+
 if TYPE_CHECKING:
-    from handlers.delivery import Delivery
     from handlers.tools.local import LocalApp
-    from sessions import TurnResult
 
 PAGE = Path(__file__).with_name("inspector.html")
-#: Deliveries the journal keeps (the oldest go first).
-KEEP = 2000
-
+#: Where ``POST /_inspector/replay`` finds a transcript by id (git-ignored, beside the
+#: development config).
+TRANSCRIPTS = Path(".data/transcripts")
+#: A transcript's id: a file name of the folder, never a path (no ``/``, no ``..``).
+TRANSCRIPT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}(\.[A-Za-z0-9_-]{1,20})?")
+#: Where the page's per-run secret goes (``guard.SECRET_HEADER`` comes back with it).
+SECRET_SLOT = b"__INSPECTOR_SECRET__"
+#: The page carries the secret: never framed by another site, never cached.
+PAGE_HEADERS = {
+    "content-type": "text/html; charset=utf-8",
+    "cache-control": "no-store",
+    "x-frame-options": "DENY",
+    "content-security-policy": "frame-ancestors 'none'",
+    "referrer-policy": "no-referrer",
+    "x-content-type-options": "nosniff",
+}
 Answer = tuple[int, dict[str, str], bytes]
 
 
@@ -48,80 +72,45 @@ def _json(status: int, data: Any) -> Answer:
     return status, {"content-type": "application/json"}, json.dumps(data).encode()
 
 
-def bot_part(state: Any) -> Any:
-    """A stored first-scope state without what the runtime keeps beside the bot's own part
-    (pending timers, a channel's forgotten users)."""
-    from bot import timers
-    from handlers import membership
-
-    return membership.split(timers.split(state)[0])[0]
-
-
-class Journal:
-    """Every delivery the server's pipelines ran, in order (``Pipeline.journal``)."""
-
-    def __init__(self) -> None:
-        self.entries: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        self._seq = 0
-
-    def record(self, delivery: Delivery, outcome: str, result: TurnResult | None) -> None:
-        message = delivery.message.to_dict()
-        message.pop("raw", None)
-        effects = [
-            e for e in (result.effects if result is not None else ()) if isinstance(e, Mapping)
-        ]
-        entry = {
-            "at": time.time(),
-            "platform": delivery.key.platform,
-            "workspace": delivery.key.workspace,
-            "channel": delivery.key.channel,
-            "user": delivery.key.user,
-            "idempotency_key": delivery.idempotency_key,
-            "depth": delivery.depth,
-            "replay": delivery.replay,
-            "message": message,
-            "outcome": outcome,
-            "replies": list(result.replies) if result is not None else [],
-            "effects": [e.get("name") for e in effects if e.get("kind") == "effect"],
-            "timers": [
-                (e["timer"]["name"] if e["kind"] == "timer_set" else f"cancel {e['id'][:10]}")
-                for e in effects
-                if e.get("kind") in ("timer_set", "timer_cancel")
-            ],
-            "version": result.version if result is not None else None,
-            "state": bot_part(result.state)
-            if result is not None and outcome == "applied"
-            else None,
-        }
-        with self._lock:
-            self._seq += 1
-            entry["seq"] = self._seq
-            self.entries.append(entry)
-            del self.entries[:-KEEP]
-
-    def of(self, platform: str, workspace: str, channel: str, user: str | None) -> list[Any]:
-        """The deliveries of a Slack channel (every user's), or of one Messenger conversation."""
-        with self._lock:
-            entries = list(self.entries)
-        return [
-            e
-            for e in entries
-            if e["platform"] == platform
-            and e["workspace"] == workspace
-            and e["channel"] == channel
-            and (user is None or e["user"] == user)
-        ]
-
-
 class Inspector:
     """The inspector's routes, over the local server's app."""
 
-    def __init__(self, app: LocalApp) -> None:
+    def __init__(
+        self, app: LocalApp, *, transcripts: Path = TRANSCRIPTS, out: TextIO | None = None
+    ) -> None:
         self.app = app
-        self.journal = Journal()
+        self.transcripts = transcripts
+        #: ``out``: where a failed turn's traceback is printed (``None``: standard error).
+        self.journal = Journal(out=out)
         for edge in (app.slack, app.messenger):
             edge.pipeline.journal = self.journal.record
+        # Why an edge dropped a request: its warnings, caught per request thread.
+        self.capture = Capture()
+        logging.getLogger("handlers").addHandler(self.capture)
+
+    def close(self) -> None:
+        logging.getLogger("handlers").removeHandler(self.capture)
+
+    def webhook(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes,
+        run: Callable[[], Answer],
+    ) -> Answer:  # fmt: skip
+        """``run`` a platform's request; one the edge answered without running a turn, with
+        a warning or a 4xx, goes in the journal as ``dropped`` or ``refused``, with the
+        reason its log line gave."""
+        before = self.journal.recorded_here()
+        with self.capture.during() as records:
+            answer = run()
+        status = answer[0]
+        if method != "POST" or self.journal.recorded_here() != before:
+            return answer  # a turn ran (or was handed off): the journal has it
+        warnings = [r for r in records if r.levelno >= logging.WARNING]
+        if warnings or status >= 400:
+            reason = warnings[-1].getMessage() if warnings else f"answered {status}"
+            outcome = "refused" if status >= 400 else "dropped"
+            self.journal.drop(who(path, headers, body), outcome=outcome, reason=reason,
+                              status=status)  # fmt: skip
+        return answer
 
     @property
     def url(self) -> str:
@@ -132,13 +121,18 @@ class Inspector:
         path = urlsplit(target).path
         query = {k: v[0] for k, v in parse_qs(urlsplit(target).query).items()}
         if path == "/" and method == "GET":
-            return 200, {"content-type": "text/html; charset=utf-8"}, PAGE.read_bytes()
+            page = PAGE.read_bytes().replace(SECRET_SLOT, self.app.guard.secret.encode())
+            return 200, dict(PAGE_HEADERS), page
         if not path.startswith("/_inspector/"):
             return None
         try:
             data = json.loads(body or b"{}") if method == "POST" else {}
+            if not isinstance(data, dict):
+                raise ValueError(f"the body is a JSON object, not {type(data).__name__}")
             if path == "/_inspector/view" and method == "GET":
                 return _json(200, self.view(query))
+            if path == "/_inspector/deliveries" and method == "GET":
+                return _json(200, self.deliveries(query))
             if path == "/_inspector/act" and method == "POST":
                 return _json(200, self.act(data))
             if path == "/_inspector/retry" and method == "POST":
@@ -190,31 +184,57 @@ class Inspector:
             "now": time.time(),
         }
 
+    def deliveries(self, query: Mapping[str, Any]) -> dict[str, Any]:
+        """The journal for one identity after ``after``: ``{"seq": last, "deliveries":
+        [...]}``, each with its ``outcome`` and, for ``dropped``, ``refused`` and ``dead
+        letter``, its ``reason``."""
+        platform, team, channel, _ = self._who(query)
+        after = int(query.get("after") or 0)
+        user = str(query.get("user") or "") or None
+        entries = self.journal.of(platform, team, channel, user)
+        return {"seq": self.journal.seq, "deliveries": [e for e in entries if e["seq"] > after]}
+
     def dead_letters(self, platform: str, team: str, channel: str, user: str) -> list[Any]:
-        from sessions import ConversationKey
+        """The dead letters of the conversation: on Slack, every user's of the channel seen
+        since the server started (and the form's user's), each with its own user."""
+        from sessions import ConversationKey, codec
         from sessions.keys import partition_from_pk
 
-        if platform == "messenger":
-            key = ConversationKey.messenger(page=team, psid=user)
-        else:
-            key = ConversationKey.slack(team=team, channel=channel, user=user)
         edge = self.app.messenger if platform == "messenger" else self.app.slack
-        found = []
-        for item in edge.pipeline.stored(key):
-            for sk, letter in self.app.sessions.dead_letters(partition_from_pk(item.pk)):
-                if not sk.startswith(item.sk + "#evt#"):
-                    continue
-                found.append(
-                    {
+        users = [user]
+        if platform != "messenger":
+            for entry in self.journal.of(platform, team, channel, None):
+                if entry["user"] and entry["user"] not in users:
+                    users.append(entry["user"])
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for someone in users:
+            if platform == "messenger":
+                key = ConversationKey.messenger(page=team, psid=someone)
+            else:
+                key = ConversationKey.slack(team=team, channel=channel, user=someone)
+            for item in edge.pipeline.stored(key):
+                for sk, letter in self.app.sessions.dead_letters(partition_from_pk(item.pk)):
+                    if not sk.startswith(item.sk + "#evt#") or (item.pk, sk) in found:
+                        continue
+                    job = None
+                    if letter.payload is not None:
+                        try:
+                            job = codec.decode(letter.payload)
+                        except ValueError:
+                            job = None
+                    owner = _owner(job)
+                    found[(item.pk, sk)] = {
                         "pk": item.pk,
                         "sk": sk,
                         "scope": item.scope,
+                        "user": owner.get("user") or someone,
+                        "channel": owner.get("channel") or channel,
+                        "said": owner.get("said"),
                         "error": letter.error,
                         "at": letter.committed_at,
                         "replayable": letter.payload is not None,
                     }
-                )
-        return found
+        return sorted(found.values(), key=lambda letter: letter["at"])
 
     # -- doing what a user does --------------------------------------------------------------
 
@@ -233,6 +253,7 @@ class Inspector:
             secrets=self.app.secrets(),
             timeout=0,
         )
+        client.fakes = self.url + self.app.guard.fake_prefix()  # response URLs of this run
         kind = str(data.get("kind") or "text")
         if platform == "messenger":
             return self._messenger(client, kind, data)
@@ -402,10 +423,22 @@ class Inspector:
         return Transcript(self.app.slack.spec.name, platform, team, turns)
 
     def replay(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Replay a transcript: the JSON object, or ``{"id": name}`` of the transcripts
+        folder (a name, never a path: ``../x`` and ``/etc/x`` are refused)."""
         from bot.testing import replay
         from bot.transcripts import load
 
-        transcript = load(data)
+        source: Mapping[str, Any] | Path = data
+        if set(data) == {"id"}:
+            name = str(data["id"])
+            if not TRANSCRIPT_ID.fullmatch(name):
+                folder = self.transcripts
+                raise ValueError(f"a transcript id is a file name of {folder}/, not a path")
+            found = self.transcripts / (name if name.endswith(".json") else f"{name}.json")
+            if not found.is_file():
+                raise ValueError(f"no transcript {name!r} in {self.transcripts}/")
+            source = found
+        transcript = load(source)
         differences = replay(self.app.slack.spec.bot, transcript)
         return {
             "turns": len(transcript.turns),
@@ -426,6 +459,23 @@ JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 
 
+def _owner(job: Any) -> dict[str, Any]:
+    """Whose turn a dead letter's replay payload is (a delivery; an effect's or a timer's
+    origin): user, channel, and what they did."""
+    while isinstance(job, Mapping):
+        key = job.get("key")
+        message = job.get("message")
+        if isinstance(key, Mapping) and isinstance(message, Mapping):
+            said = [message.get(part) for part in ("command", "text", "action", "value")]
+            return {
+                "user": key.get("user") or key.get("psid"),
+                "channel": key.get("channel") or key.get("page"),
+                "said": " ".join(str(part) for part in said if part),
+            }
+        job = job.get("origin") or job.get("delivery")
+    return {}
+
+
 def _body(answer: Any) -> Any:
     text = answer.text.strip()
     if not text:
@@ -436,4 +486,4 @@ def _body(answer: Any) -> Any:
         return text
 
 
-__all__ = ["Inspector", "Journal", "bot_part"]
+__all__ = ["Inspector", "Journal", "bot_part"]  # the journal's, kept importable from here

@@ -4,6 +4,11 @@ Routes, the same as behind API Gateway: ``POST /slack/events``, ``GET``/``POST
 /messenger/webhook``, ``GET /healthz``. Each request becomes an API Gateway HTTP API v2 event
 and goes through ``handlers.slack`` / ``handlers.messenger`` unchanged.
 
+A local server is still a server: what a browser sends from another origin is refused before
+routing (a loopback ``Host`` on every local route, ``Origin`` on every state-changing one,
+JSON and a per-run secret on the inspector's and the fake APIs' actions;
+``handlers.tools.guard`` says which and why).
+
 With no secrets in the environment it writes a development config once (``.data/local.env``,
 git-ignored: generated secrets) and points ``SLACK_API_URL`` / ``MESSENGER_API_URL`` at fake
 Slack and Graph routes that this server serves itself (``/_fake/...``), so replies are kept
@@ -27,7 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from handlers.tools.fakes import FakeApis
+from handlers.tools.fakes import FakeApis, FakesOnly
+from handlers.tools.guard import RUN_SECRET, Guard, run_secret
 from sessions.errors import SessionError
 from sessions.privacy import private
 
@@ -44,6 +50,18 @@ SECRET_NAMES = (
 )
 
 log = private(logging.getLogger("handlers.tools.local"))
+
+
+def fakes_base(url: str) -> str:
+    """The base URL of the fake APIs of the server at ``url``, with its per-run secret (asked
+    of the server, ``GET /_fake/base``); ``url/_fake`` when it does not say (it is not
+    running, or it is not this server): the fakes then refuse, with the reason."""
+    import requests
+
+    try:
+        return url + str(requests.get(f"{url}/_fake/base", timeout=5).json()["prefix"])
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        return f"{url}/_fake"
 
 
 def port_file(config: Path = CONFIG) -> Path:
@@ -113,7 +131,7 @@ def to_lambda_event(
 class LocalApp:
     """Builds both edges once, from the environment, and routes requests to them."""
 
-    def __init__(self, *, port: int) -> None:
+    def __init__(self, *, port: int, secret: str | None = None) -> None:
         from handlers import messenger, slack
         from handlers.settings import from_env
         from handlers.store import sessions_from_settings, store_from_settings
@@ -126,6 +144,8 @@ class LocalApp:
         self.fakes = FakeApis()
         self.outbox = self.fakes.outbox
         self.port = port
+        #: The Host/Origin/secret rules (``handlers.tools.guard``), with this run's secret.
+        self.guard = Guard(port, secret or run_secret())
         #: Fires the bots' timers from the local scheduler (rows of the SQLite file: what
         #: came due while the server was down fires as it starts).
         from handlers.timers import TimerLoop
@@ -154,6 +174,9 @@ class LocalApp:
         self, method: str, target: str, headers: Mapping[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
         path = urlsplit(target).path
+        refusal = self.guard.refused(method, path, headers)
+        if refusal is not None:
+            return refusal.answer()
         inspected = self.inspector.dispatch(method, target, body)
         if inspected is not None:
             return inspected
@@ -170,16 +193,22 @@ class LocalApp:
         if path == "/_fake/state" and method == "GET":
             return self._state(parse_qs(urlsplit(target).query))
         if path.startswith("/_fake/"):
-            return self.fakes.handle(method, target, path, headers, body)
+            return self.fakes.route(self.guard, method, target, path, headers, body)
         if path in ("/slack/events", "/slack/install", "/slack/oauth_redirect"):
             edge: Any = self.slack
         elif path == "/messenger/webhook":
             edge = self.messenger
         else:
             return 404, {"content-type": "text/plain"}, b"not found"
-        result = edge.handle(to_lambda_event(method, target, headers, body), None)
-        out_headers = {k: str(v) for k, v in (result.get("headers") or {}).items()}
-        return int(result["statusCode"]), out_headers, str(result.get("body") or "").encode()
+
+        def run() -> tuple[int, dict[str, str], bytes]:
+            result = edge.handle(to_lambda_event(method, target, headers, body), None)
+            out_headers = {k: str(v) for k, v in (result.get("headers") or {}).items()}
+            return int(result["statusCode"]), out_headers, str(result.get("body") or "").encode()
+
+        # A request dropped or refused before any turn goes in the inspector's journal with
+        # the reason (not only in this log).
+        return self.inspector.webhook(method, path, headers, body, run)
 
     def _state(self, query: Mapping[str, list[str]]) -> tuple[int, dict[str, str], bytes]:
         return self.state_of({k: v[0] for k, v in query.items() if v})
@@ -219,6 +248,7 @@ class LocalApp:
         return _json(200, {**first, "scopes": scopes})
 
     def close(self) -> None:
+        self.inspector.close()
         if self.timers is not None:
             self.timers.stop()
         for edge in (self.slack, self.messenger):
@@ -233,25 +263,12 @@ def _json(status: int, data: Any) -> tuple[int, dict[str, str], bytes]:
     return status, {"content-type": "application/json"}, json.dumps(data).encode()
 
 
-class FakesOnly:
-    """``--fakes-only``: the fake APIs and ``/healthz``, no edges (``make offline`` runs the
-    deploy's functions under the emulator and points them here)."""
+class LocalServer(ThreadingHTTPServer):
+    """The local server's socket: a listen backlog of 128 (the standard library's is 5), so
+    a burst of requests (20 users pressing a button at once) waits in the kernel's queue
+    instead of being reset while the accept loop is busy."""
 
-    def __init__(self) -> None:
-        self.fakes = FakeApis()
-
-    def dispatch(
-        self, method: str, target: str, headers: Mapping[str, str], body: bytes
-    ) -> tuple[int, dict[str, str], bytes]:
-        path = urlsplit(target).path
-        if path == "/healthz" and method == "GET":
-            return _json(200, {"ok": True, "fakes": True})
-        if path.startswith("/_fake/"):
-            return self.fakes.handle(method, target, path, headers, body)
-        return 404, {"content-type": "text/plain"}, b"not found (the fake APIs only)"
-
-    def close(self) -> None:
-        return None
+    request_queue_size = 128
 
 
 def make_handler(app: LocalApp | FakesOnly) -> type[BaseHTTPRequestHandler]:
@@ -262,7 +279,8 @@ def make_handler(app: LocalApp | FakesOnly) -> type[BaseHTTPRequestHandler]:
             # The path only: query strings can carry tokens (the Send API's access_token).
             if not self.path.startswith("/_fake/outbox"):
                 status = args[1] if len(args) > 1 else "-"
-                log.info("%s %s -> %s", self.command, urlsplit(self.path).path, status)
+                path = app.guard.redact(urlsplit(self.path).path)  # the secret never
+                log.info("%s %s -> %s", self.command, path, status)
 
         def _serve(self) -> None:
             length = int(self.headers.get("content-length") or 0)
@@ -283,22 +301,30 @@ def make_handler(app: LocalApp | FakesOnly) -> type[BaseHTTPRequestHandler]:
 
         do_GET = _serve
         do_POST = _serve
+        # A browser's preflight of a cross-origin request: refused by the guard (its
+        # Origin), never answered with CORS headers.
+        do_OPTIONS = _serve
 
     return Handler
 
 
-def prepare_environment(port: int) -> str:
-    """Fill missing secrets and API URLs from the development config; say what was used."""
+def prepare_environment(port: int, *, secret: str | None = None) -> str:
+    """Fill missing secrets and API URLs from the development config; say what was used.
+
+    The API URLs point at the fake APIs of the server on ``port``, under its per-run
+    ``secret`` (``None``: asked of the server running there, as ``make admin`` does)."""
     if all(os.environ.get(name) for name in SECRET_NAMES):
         return "secrets from the environment"
     values, created = ensure_config()
     for name, value in values.items():
         os.environ.setdefault(name, value)
-    base = f"http://127.0.0.1:{port}/_fake"
+    url = f"http://127.0.0.1:{port}"
+    base = fakes_base(url) if secret is None else f"{url}/_fake/{secret}"
     os.environ.setdefault("SLACK_API_URL", f"{base}/slack/api/")
     if os.environ.get("SLACK_CLIENT_ID"):  # the install flow, against the fake Slack
         os.environ.setdefault("SLACK_CLIENT_SECRET", "local-client-secret")
-        os.environ.setdefault("SLACK_AUTHORIZE_URL", f"{base}/slack/oauth/v2/authorize")
+        # A page the developer's browser opens: the read-only route, no secret in the bar.
+        os.environ.setdefault("SLACK_AUTHORIZE_URL", f"{url}/_fake/slack/oauth/v2/authorize")
     os.environ.setdefault("MESSENGER_API_URL", f"{base}/graph/v25.0")
     verb = "created" if created else "using"
     return f"{verb} development config {CONFIG} (replies go to the fake Slack/Graph routes)"
@@ -311,19 +337,22 @@ def offline_exports(port: int) -> str:
     import shlex
 
     before = dict(os.environ)
-    prepare_environment(port)
+    secret = run_secret()
+    os.environ[RUN_SECRET] = secret  # exported: the fakes served beside take it
+    prepare_environment(port, secret=secret)
     # With secrets of your own too: the emulator is no place to answer real users from.
-    os.environ.setdefault("SLACK_API_URL", f"http://127.0.0.1:{port}/_fake/slack/api/")
-    os.environ.setdefault("MESSENGER_API_URL", f"http://127.0.0.1:{port}/_fake/graph/v25.0")
+    base = f"http://127.0.0.1:{port}/_fake/{secret}"
+    os.environ.setdefault("SLACK_API_URL", f"{base}/slack/api/")
+    os.environ.setdefault("MESSENGER_API_URL", f"{base}/graph/v25.0")
     added = {k: v for k, v in os.environ.items() if k not in before}
     return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in sorted(added.items()))
 
 
 def serve_fakes(host: str, port: int) -> int:
     """The fake APIs alone, until Ctrl-C or SIGTERM."""
-    app = FakesOnly()
+    app = FakesOnly(port=port)
     try:
-        server = ThreadingHTTPServer((host, port), make_handler(app))
+        server = LocalServer((host, port), make_handler(app))
     except OSError as exc:
         print(
             f"error: cannot serve the fake APIs on {host}:{port}: {exc.strerror}", file=sys.stderr
@@ -367,10 +396,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.fakes_only:
         return serve_fakes(args.host, args.port)
-    how = prepare_environment(args.port)
+    secret = run_secret()
+    how = prepare_environment(args.port, secret=secret)
     try:
         # Bind first: a busy port is one line, before anything else is built.
-        server = ThreadingHTTPServer((args.host, args.port), BaseHTTPRequestHandler)
+        server = LocalServer((args.host, args.port), BaseHTTPRequestHandler)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             hint = f"try PORT={args.port + 1} make run"
@@ -381,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         return 1
     try:
-        app = LocalApp(port=args.port)
+        app = LocalApp(port=args.port, secret=secret)
     except Exception as exc:  # a config error names what is missing
         server.server_close()
         print(f"error: {exc}", file=sys.stderr)

@@ -60,8 +60,12 @@ class Server:
             try:
                 if requests.get(f"{self.url}/healthz", timeout=1).json()["ok"]:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
+                # Timeout: the socket listens (the kernel queues the request) while the
+                # bot and the store are still being built.
                 time.sleep(0.1)
+        self.proc.kill()  # a fixture whose start fails never reaches its teardown
+        self.proc.wait()
         raise AssertionError("the local server did not come up")
 
     def stop(self) -> int:

@@ -106,7 +106,8 @@ def test_healthz_checks_that_the_table_exists(
         monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
         monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint)
         monkeypatch.setenv("SESSIONS_TABLE", local_table if table_exists else "no-such-table")
-        status, _, body = LocalApp(port=0).dispatch("GET", "/healthz", {}, b"")
+        local = {"host": "127.0.0.1:0"}  # the local server answers only to a loopback Host
+        status, _, body = LocalApp(port=0).dispatch("GET", "/healthz", local, b"")
     health = json.loads(body)
     assert health["store"] == "dynamodb"
     if table_exists:
