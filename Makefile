@@ -28,7 +28,7 @@ help:
 	@echo "make test-long  the property tests with thousands of examples (minutes)"
 	@echo "make bench    benchmarks against DynamoDB Local"
 	@echo "make package  serverless package offline + cfn-lint"
-	@echo "make replay   replay a saved transcript against the bot (FILE=chat.json, BOT=...)"
+	@echo "make replay   replay a saved transcript against the bot it was recorded with (FILE=chat.json)"
 	@echo "make screenshot  the inspector's picture in docs/, from its browser test"
 
 $(STAMP): pyproject.toml
@@ -76,9 +76,10 @@ chromium:
 screenshot: $(STAMP) chromium
 	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/e2e/test_inspector.py
 
-# Replay a saved transcript against the bot's current code: make replay FILE=chat.json
+# Replay a saved transcript against the bot's current code: make replay FILE=chat.json (the
+# bot the transcript was recorded with; BOT=... overrides it, a bot of another class is refused)
 replay: $(STAMP)
-	$(BIN)/python -m handlers.tools.replay $(FILE)
+	@$(BIN)/python -m handlers.tools.replay $(FILE)
 
 # The record layout's model test with 2,000 examples (make test runs 150).
 test-long: $(STAMP)

@@ -60,7 +60,7 @@ class Server:
             try:
                 if requests.get(f"{self.url}/healthz", timeout=1).json()["ok"]:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # bound, still building
                 time.sleep(0.1)
         raise AssertionError("the local server did not come up")
 
