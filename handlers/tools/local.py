@@ -235,19 +235,35 @@ def _json(status: int, data: Any) -> tuple[int, dict[str, str], bytes]:
     return status, {"content-type": "application/json"}, json.dumps(data).encode()
 
 
+def _declared(reference: str) -> dict[str, Any] | None:
+    """The name and slash commands of the bot ``reference`` names (``BOT``; empty: the
+    default), as ``/healthz`` says them; ``None`` when it does not load."""
+    from bot import DEFAULT_BOT
+    from handlers.entry import load_bot, spec_of
+    from handlers.settings import ConfigError
+
+    try:
+        spec = spec_of(load_bot(reference or DEFAULT_BOT))
+    except ConfigError:
+        return None
+    return {"name": spec.name, "commands": sorted(spec.commands)}
+
+
 class FakesOnly:
     """``--fakes-only``: the fake APIs and ``/healthz``, no edges (``make offline`` runs the
     deploy's functions under the emulator and points them here)."""
 
     def __init__(self) -> None:
         self.fakes = FakeApis()
+        #: The bot the emulator's functions run (``BOT``), for ``make chat``: its commands.
+        self.bot = _declared(os.environ.get("BOT") or "")
 
     def dispatch(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
         path = urlsplit(target).path
         if path == "/healthz" and method == "GET":
-            return _json(200, {"ok": True, "fakes": True})
+            return _json(200, {"ok": True, "fakes": True, "bot": self.bot})
         if path.startswith("/_fake/"):
             return self.fakes.handle(method, target, path, headers, body)
         return 404, {"content-type": "text/plain"}, b"not found (the fake APIs only)"
