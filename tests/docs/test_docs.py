@@ -454,3 +454,32 @@ def test_blocks_run_by_tests_of_their_own() -> None:
             test = TESTS_OF[found["name"]]
             assert (ROOT / test).is_file()
             report.RAN.append(f"{block.id}: {block.steps[0][0]} (by {test})")
+
+
+INLINE = re.compile(r"`((?:[A-Z_]+=\S+ )*make [a-z-]+[^`]*)`")
+
+
+def test_every_make_line_in_the_prose_names_what_exists() -> None:
+    """Each ``make ...`` the prose shows in backticks names a Makefile target, a ``BOT`` that
+    loads (the README's ``counter.py`` is the one the reader saves) and a ``FILE`` that
+    exists; a ``make admin`` line's ``ARGS`` parse."""
+    from handlers.entry import load_bot
+    from handlers.tools import admin
+
+    targets = set(re.findall(r"^([a-z][a-z-]*):", (ROOT / "Makefile").read_text(), re.M))
+    checked = 0
+    for path in DOCS:
+        for line in sorted(set(INLINE.findall(path.read_text()))):
+            target = re.search(r"make ([a-z-]+)", line)
+            assert target is not None and target[1] in targets, (path.name, line)
+            for bot in re.findall(r"BOT=(\S+:\S+)", line):
+                if bot != "counter:bot":
+                    load_bot(bot)
+            for file in re.findall(r"FILE=(\S+)", line):
+                assert (ROOT / file).is_file(), (path.name, line)
+            args = re.search(r'ARGS="([^"]*)"', line)
+            if target[1] == "admin" and args and "..." not in args[1] and "<" not in args[1]:
+                admin._parser().parse_args(args[1].split())
+            checked += 1
+    assert checked >= 20
+    report.RAN.append(f"{checked} inline `make ...` lines of the prose: targets, BOT, FILE, ARGS")
