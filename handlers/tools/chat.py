@@ -396,33 +396,36 @@ class ChatClient:
         return self._show(found)
 
     def _journal_entry(self) -> dict[str, Any] | bool | None:
-        """The server's record of the request sent last (its delivery journal, the
-        inspector's: ``/_inspector/view``): the entry, ``None`` when the server ran no turn
-        for it, ``False`` when the server keeps no journal (``make offline``'s fakes)."""
+        """The server's record of the request sent last, from its delivery journal (``GET
+        /_inspector/deliveries``; a server without that route: the inspector's view): the
+        entry, ``None`` when the server ran no turn for it and says nothing of it, ``False``
+        when the server keeps no journal (``make offline``'s fakes)."""
         team = self.channel if self.platform == "messenger" else self.team
         params = {"platform": "messenger" if self.platform == "messenger" else "slack",
-                  "team": team, "channel": self.channel, "user": self.user,
-                  "after": str(self.cursor)}  # fmt: skip
+                  "team": team, "channel": self.channel, "user": self.user}  # fmt: skip
         try:
-            answer = self._tool(self.url, "/_inspector/view", params)
-            view = answer.json() if answer.status_code == 200 else None
+            answer = self._tool(self.url, "/_inspector/deliveries", params)
+            if answer.status_code == 404:
+                answer = self._tool(self.url, "/_inspector/view", params)
+            found = answer.json() if answer.status_code == 200 else None
         except (ChatError, ValueError):
             return False
-        if not isinstance(view, dict):
+        if not isinstance(found, dict):
             return False
-        for entry in view.get("journal") or []:
+        entries = found.get("deliveries", found.get("journal")) or []
+        for entry in entries:
             message = entry.get("message") or {}
             if (
-                entry.get("user") == self.user
+                entry.get("user") in (None, self.user)
                 and not entry.get("depth")
                 and not entry.get("replay")
                 and message.get("kind") != "timer"
                 and float(entry.get("at") or 0) >= self._sent_at - 0.5
             ):
-                if entry.get("outcome") == "dead letter":
-                    letters = sorted(view.get("dead_letters") or [], key=lambda d: d.get("at") or 0)
-                    last = letters[-1] if letters else {}
-                    entry = {**entry, "error": last.get("error"), "pk": last.get("pk")}
+                if entry.get("outcome") == "dead letter" and not entry.get("reason"):
+                    letters = found.get("dead_letters") or []
+                    last = max(letters, key=lambda d: d.get("at") or 0) if letters else {}
+                    entry = {**entry, "reason": last.get("error")}
                 return dict(entry)
         return None
 
@@ -435,12 +438,16 @@ class ChatClient:
             )
         if not isinstance(entry, dict):
             return "(no reply seen: if SLACK_API_URL/MESSENGER_API_URL point elsewhere, look there)"
-        outcome = entry.get("outcome")
+        outcome, reason = entry.get("outcome"), entry.get("reason")
+        if outcome in ("dropped", "refused"):
+            why = reason or "see make run's output"
+            return f"(no reply: the server {outcome} it before any turn: {why})"
         if outcome == "dead letter":
-            where = f'make admin ARGS="dead-letters {entry.get("pk")}"' if entry.get("pk") else ""
+            pk = "messenger" if self.platform == "messenger" else "slack"
+            pk += f"#{self.channel if self.platform == 'messenger' else self.team}#{self.user}"
             return (
                 f"(no reply: the turn failed and was recorded as a dead letter: "
-                f"{entry.get('error') or 'see make run'}{'; ' + where if where else ''})"
+                f'{reason or "see make run"}; make admin ARGS="dead-letters {pk}")'
             )
         if outcome == "duplicate":
             return "(no reply: the server took it for a duplicate of an event it ran already)"
