@@ -24,6 +24,7 @@ Routes (local only, served by ``make run``, never in the deploy):
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -31,6 +32,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from handlers.tools.journal_file import keep_on_disk
 
 if TYPE_CHECKING:
     from handlers.delivery import Delivery
@@ -48,17 +51,6 @@ def _json(status: int, data: Any) -> Answer:
     return status, {"content-type": "application/json"}, json.dumps(data).encode()
 
 
-def journal_file(sessions_db: str, sessions_table: str | None) -> Path | None:
-    """Where ``make run`` keeps its delivery journal: beside the store it runs on (the SQLite
-    file's ``.journal.jsonl``; ``.data/journal-<table>.jsonl`` for a DynamoDB table), so that
-    it lasts as long as the conversations it describes; none for an in-memory store."""
-    if sessions_table:
-        return Path(".data") / f"journal-{sessions_table}.jsonl"
-    if not sessions_db or sessions_db == ":memory:":
-        return None
-    return Path(sessions_db).with_suffix(".journal.jsonl")
-
-
 def bot_part(state: Any) -> Any:
     """A stored first-scope state without what the runtime keeps beside the bot's own part
     (pending timers, a channel's forgotten users)."""
@@ -69,41 +61,12 @@ def bot_part(state: Any) -> Any:
 
 
 class Journal:
-    """Every delivery the server's pipelines ran, in order (``Pipeline.journal``), each
-    marked with the bot that ran it. With ``path`` (``make run``: ``.data/journal.jsonl``,
-    beside the store) it is also a file, one JSON line per delivery, read back at start: a
-    transcript saved after a restart holds the turns before it too, as the store does."""
+    """Every delivery the server's pipelines ran, in order (``Pipeline.journal``)."""
 
-    def __init__(self, path: Path | None = None, *, bot: str = "") -> None:
+    def __init__(self) -> None:
         self.entries: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._seq = 0
-        self.path = path
-        self.bot = bot
-        self._lines = 0
-        if path is not None and path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    self.entries.append(json.loads(line))
-                except ValueError:
-                    continue  # a line cut short by a crash
-            self._lines = len(self.entries)
-            del self.entries[:-KEEP]
-            self._seq = max((int(e.get("seq") or 0) for e in self.entries), default=0)
-
-    def _keep(self, entry: dict[str, Any]) -> None:
-        """Append ``entry`` to the file (rewritten with the last ``KEEP`` past twice that)."""
-        if self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self._lines >= 2 * KEEP:
-            text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in self.entries)
-            self.path.write_text(text, encoding="utf-8")
-            self._lines = len(self.entries)
-            return
-        with self.path.open("a", encoding="utf-8") as out:
-            out.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        self._lines += 1
 
     def record(self, delivery: Delivery, outcome: str, result: TurnResult | None) -> None:
         message = delivery.message.to_dict()
@@ -134,13 +97,11 @@ class Journal:
             if result is not None and outcome == "applied"
             else None,
         }
-        entry["bot"] = self.bot
         with self._lock:
             self._seq += 1
             entry["seq"] = self._seq
             self.entries.append(entry)
             del self.entries[:-KEEP]
-            self._keep(entry)
 
     def of(self, platform: str, workspace: str, channel: str, user: str | None) -> list[Any]:
         """The deliveries of a Slack channel (every user's), or of one Messenger conversation."""
@@ -161,7 +122,9 @@ class Inspector:
 
     def __init__(self, app: LocalApp, *, journal: Path | None = None) -> None:
         self.app = app
-        self.journal = Journal(journal, bot=app.slack.spec.name)
+        self.journal = Journal()
+        # Kept beside the store (``journal``): transcripts outlive a restart.
+        keep_on_disk(self.journal, journal, bot=app.slack.spec.name, keep=KEEP)
         for edge in (app.slack, app.messenger):
             edge.pipeline.journal = self.journal.record
 
@@ -423,8 +386,10 @@ class Inspector:
         return {"ok": True}
 
     def transcript(self, query: Mapping[str, Any]) -> Any:
+        from bot import DEFAULT_BOT
         from bot.transcripts import Transcript, Turn
 
+        name = self.app.slack.spec.name
         platform, team, channel, user = self._who(query)
         entries = self.journal.of(
             platform, team, channel, user if platform == "messenger" else None
@@ -439,14 +404,10 @@ class Inspector:
                 state=e["state"],
             )
             for e in entries
-            if e["outcome"] == "applied" and e.get("bot") == self.journal.bot
+            if e["outcome"] == "applied" and e.get("bot", name) == name
         ]
-        import os
-
-        from bot import DEFAULT_BOT
-
-        source = os.environ.get("BOT") or DEFAULT_BOT
-        return Transcript(self.app.slack.spec.name, platform, team, turns, source)
+        # The bot's class, and where it was loaded from: make replay runs that one.
+        return Transcript(name, platform, team, turns, os.environ.get("BOT") or DEFAULT_BOT)
 
     def replay(self, data: Mapping[str, Any]) -> dict[str, Any]:
         from bot.testing import replay
@@ -483,4 +444,4 @@ def _body(answer: Any) -> Any:
         return text
 
 
-__all__ = ["Inspector", "Journal", "bot_part", "journal_file"]
+__all__ = ["Inspector", "Journal", "bot_part"]

@@ -135,7 +135,8 @@ class LocalApp:
         if isinstance(self.sessions.scheduler, SQLiteScheduler):
             self.timers = TimerLoop(self.sessions.scheduler, self.fire)
             self.timers.start()
-        from handlers.tools.inspector import Inspector, journal_file
+        from handlers.tools.inspector import Inspector
+        from handlers.tools.journal_file import journal_file
 
         #: The web inspector at ``/`` (``handlers.tools.inspector``); its delivery journal
         #: is kept beside the store, so transcripts outlive a restart.
