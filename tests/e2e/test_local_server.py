@@ -255,7 +255,7 @@ def test_make_run_serves_the_install_flow_against_the_fake_slack(tmp_path: Path)
             server.url, platform="slack-dm", team="T0OTHER", timeout=1.0, secrets=config
         )
         [said] = stranger.send("add milk")  # acked and dropped: the chat line says so
-        assert said.startswith("(no reply: the server ran no turn for it, it dropped the event")
+        assert said.startswith("(no reply: the server ") and "dropped" in said
     finally:
         if server.proc is not None:
             server.proc.kill()
