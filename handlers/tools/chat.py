@@ -26,7 +26,6 @@ import os
 import sys
 import time
 import uuid
-from http.client import RemoteDisconnected
 from typing import Any
 from urllib.parse import urlencode
 
@@ -34,34 +33,9 @@ import requests
 
 from handlers.tools.fakes import slack_buttons
 from handlers.tools.local import CONFIG, read_config
+from handlers.tools.silence import ChatError, entry_of, unreachable, why_silent
 
 PLATFORMS = ("slack-dm", "slack-command", "messenger")
-
-
-class ChatError(RuntimeError):
-    """Something the user can fix (no server, no secrets); one line says what."""
-
-
-def unreachable(url: str, exc: BaseException) -> ChatError:
-    """What a failed connection to ``url`` means, in one line: nothing listens there (refused),
-    or the server took the connection and dropped it (reset: a busy server's full backlog),
-    which says nothing about whether it is running."""
-    seen: list[BaseException] = []
-    todo: list[Any] = [exc]
-    while todo:
-        item = todo.pop()
-        if isinstance(item, BaseException) and item not in seen:
-            seen.append(item)
-            todo += [item.__cause__, item.__context__, *item.args]
-    if any(isinstance(e, ConnectionRefusedError) for e in seen):
-        return ChatError(f"no server at {url}: start it with `make run`")
-    reset = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError, RemoteDisconnected)
-    if any(isinstance(e, reset) for e in seen) or "aborted" in str(exc).lower():
-        return ChatError(
-            f"the server at {url} reset the connection (busy?): the request may or may not "
-            "have run; try again"
-        )
-    return ChatError(f"cannot reach the server at {url}: {type(exc).__name__}")
 
 
 class ChatClient:
@@ -396,10 +370,9 @@ class ChatClient:
         return self._show(found)
 
     def _journal_entry(self) -> dict[str, Any] | bool | None:
-        """The server's record of the request sent last, from its delivery journal (``GET
-        /_inspector/deliveries``; a server without that route: the inspector's view): the
-        entry, ``None`` when the server ran no turn for it and says nothing of it, ``False``
-        when the server keeps no journal (``make offline``'s fakes)."""
+        """The server's record of the request sent last (:func:`~handlers.tools.silence.
+        entry_of`), from its delivery journal (``GET /_inspector/deliveries``; a server
+        without that route: the inspector's view); ``False`` when the server keeps none."""
         team = self.channel if self.platform == "messenger" else self.team
         params = {"platform": "messenger" if self.platform == "messenger" else "slack",
                   "team": team, "channel": self.channel, "user": self.user}  # fmt: skip
@@ -410,54 +383,13 @@ class ChatClient:
             found = answer.json() if answer.status_code == 200 else None
         except (ChatError, ValueError):
             return False
-        if not isinstance(found, dict):
-            return False
-        entries = found.get("deliveries", found.get("journal")) or []
-        for entry in entries:
-            message = entry.get("message") or {}
-            if (
-                entry.get("user") in (None, self.user)
-                and not entry.get("depth")
-                and not entry.get("replay")
-                and message.get("kind") != "timer"
-                and float(entry.get("at") or 0) >= self._sent_at - 0.5
-            ):
-                if entry.get("outcome") == "dead letter" and not entry.get("reason"):
-                    letters = found.get("dead_letters") or []
-                    last = max(letters, key=lambda d: d.get("at") or 0) if letters else {}
-                    entry = {**entry, "reason": last.get("error")}
-                return dict(entry)
-        return None
+        return entry_of(found, user=self.user, since=self._sent_at - 0.5)
 
     def _silence(self, entry: dict[str, Any] | bool | None) -> str:
-        """Why no reply came, from the journal's entry (:meth:`_journal_entry`)."""
-        if entry is None:
-            return (
-                "(no reply: the server ran no turn for it, it dropped the event before the "
-                "bot, e.g. from a workspace with no installation; make run's output says why)"
-            )
-        if not isinstance(entry, dict):
-            return "(no reply seen: if SLACK_API_URL/MESSENGER_API_URL point elsewhere, look there)"
-        outcome, reason = entry.get("outcome"), entry.get("reason")
-        if outcome in ("dropped", "refused"):
-            why = reason or "see make run's output"
-            return f"(no reply: the server {outcome} it before any turn: {why})"
-        if outcome == "dead letter":
-            pk = "messenger" if self.platform == "messenger" else "slack"
-            pk += f"#{self.channel if self.platform == 'messenger' else self.team}#{self.user}"
-            return (
-                f"(no reply: the turn failed and was recorded as a dead letter: "
-                f'{reason or "see make run"}; make admin ARGS="dead-letters {pk}")'
-            )
-        if outcome == "duplicate":
-            return "(no reply: the server took it for a duplicate of an event it ran already)"
-        if outcome == "ignored":
-            return "(no reply: the event was ignored (older than this user's last delete))"
-        if outcome == "serialised":
-            return "(no reply yet: the conversation was busy; the turn was queued: /wait)"
-        if not (entry.get("replies") or entry.get("effects")):
-            return f"(the bot answered nothing: the turn ran, version {entry.get('version')})"
-        return "(no reply seen: if SLACK_API_URL/MESSENGER_API_URL point elsewhere, look there)"
+        messenger = self.platform == "messenger"
+        pk = f"{'messenger' if messenger else 'slack'}#"
+        pk += f"{self.channel if messenger else self.team}#{self.user}"
+        return why_silent(entry, partition=pk)
 
     def more(self, timeout: float | None = None) -> list[str]:
         """Replies that arrive later (a deferred turn's, an effect's follow-up), if any."""
