@@ -7,8 +7,8 @@ turns, slow effects, follow-ups), and the local scheduler (an SQLite file) whose
 :meth:`PipelineChat.advance` fires through the pipeline as the deploy's scheduler would. It
 has the same methods and gives the same results as ``Conversation`` (``say``, ``command``,
 ``press``, ``submit``, ``send``, ``advance``, ``as_user``, ``state``, ``pending_timers``,
-``last_buttons``, ``texts``, ``replies``); a test runs the same conversations through both, so
-they cannot drift apart.
+``last_buttons``, ``texts``, ``replies``, ``effects``); a test runs the same conversations
+through both, so they cannot drift apart.
 
     from handlers.tools.testing import PipelineChat
 
@@ -33,7 +33,7 @@ from handlers.delivery import Delivery, MessengerRoute, Route, SlackRoute
 from handlers.entry import spec_of
 from handlers.pipeline import Answer, Deadline, Pipeline
 from handlers.timers import next_time
-from sessions import ConversationKey, Sessions
+from sessions import ConversationKey, Sessions, TurnResult
 from sessions.schedules import SQLiteScheduler
 from sessions.sqlite import SQLiteStore
 
@@ -120,6 +120,7 @@ class PipelineChat:
             platform=self.platform,
             deferrer=lambda: self.deferrer,
         )
+        self.pipeline.journal = self._ran
         self._events = [0]
         self._psids: dict[str, str] = {}
         self._members: list[PipelineChat] = [self]
@@ -128,6 +129,9 @@ class PipelineChat:
         self.key = self._key()
         #: Every reply this user has seen so far (as ``Conversation.replies``).
         self.replies: list[AnyReply] = []
+        #: Every effect this user's turns asked for, ``(name, args)`` (as
+        #: ``Conversation.effects``).
+        self.effects: list[tuple[str, Mapping[str, Any]]] = []
 
     def _key(self) -> ConversationKey:
         if self.platform_name == "slack":
@@ -147,6 +151,7 @@ class PipelineChat:
         other.key = other._key()
         # A user who joins sees what was posted in the channel before, as on Slack.
         other.replies = list(self._channels.get(other.conversation, ()))
+        other.effects = []
         self._members.append(other)
         return other
 
@@ -194,6 +199,20 @@ class PipelineChat:
         self.pipeline.run(Delivery(self.key, f"test:{n}", message, when, route))
         self._drain()
         return self._seen(before)
+
+    def _ran(self, delivery: Delivery, outcome: str, result: TurnResult | None) -> None:
+        """The pipeline's journal: the effects an applied turn asked for, kept with its user."""
+        if outcome != "applied" or result is None:
+            return
+        asked = [
+            (str(e["name"]), e.get("args") or {})
+            for e in result.effects
+            if isinstance(e, Mapping) and e.get("kind") == "effect"
+        ]
+        for member in self._members:
+            if (member.key.pk, member.key.channel) == (delivery.key.pk, delivery.key.channel):
+                member.effects.extend(asked)
+                return
 
     def _drain(self) -> None:
         while self.deferrer.jobs:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from bot import Bot, Effect, EffectCall, Message, Outcome, Reply, effect
+from bot.messages import thaw
 from bot.testing import Conversation
 from bot.todo import DONE_ACTION, TodoBot
 from examples.poll import PollBot as Poll
@@ -184,6 +185,10 @@ def _state(chat: Any) -> str:
     return json.dumps(state, sort_keys=True)
 
 
+def _effects(chat: Any) -> str:
+    return json.dumps([[name, thaw(args)] for name, args in chat.effects], sort_keys=True)
+
+
 def _dicts(replies: Any) -> list[dict[str, Any]]:
     return [r.to_dict() for r in replies]
 
@@ -218,6 +223,7 @@ def test_the_same_session_gives_the_same_results_in_both(case: str) -> None:
                 assert _timers(b) == _timers(a), key
                 assert b.last_buttons() == a.last_buttons(), key
                 assert _dicts(b.replies) == _dicts(a.replies), key
+                assert _effects(b) == _effects(a), key
         assert full_first.platform.apologies == 0
         fired = [k for k, a in light.items() if any("⏰" in t for t in a.texts())]
         assert fired or case != "todo, a reminder fired"
