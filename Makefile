@@ -12,6 +12,7 @@ STAGE ?= dev
 REGION ?= us-east-1
 OFFLINE_LAMBDA_PORT ?= 3002
 OFFLINE_FAKE_PORT ?= 3003
+OFFLINE_TIMERS_DB ?= .data/offline-timers.sqlite3
 NPM_STAMP := node_modules/.installed
 
 
@@ -28,7 +29,7 @@ help:
 	@echo "make test-long  the property tests with thousands of examples (minutes)"
 	@echo "make bench    benchmarks against DynamoDB Local"
 	@echo "make package  serverless package offline + cfn-lint"
-	@echo "make replay   replay a saved transcript against the bot (FILE=chat.json, BOT=...)"
+	@echo "make replay   replay a saved transcript against the bot it was recorded with (FILE=chat.json)"
 	@echo "make screenshot  the inspector's picture in docs/, from its browser test"
 
 $(STAMP): pyproject.toml
@@ -76,9 +77,10 @@ chromium:
 screenshot: $(STAMP) chromium
 	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/e2e/test_inspector.py
 
-# Replay a saved transcript against the bot's current code: make replay FILE=chat.json
+# Replay a saved transcript against the bot's current code: make replay FILE=chat.json (the
+# bot the transcript was recorded with; BOT=... overrides it, a bot of another class is refused)
 replay: $(STAMP)
-	$(BIN)/python -m handlers.tools.replay $(FILE)
+	@$(BIN)/python -m handlers.tools.replay $(FILE)
 
 # The record layout's model test with 2,000 examples (make test runs 150).
 test-long: $(STAMP)
@@ -103,10 +105,17 @@ chat: $(STAMP)
 # self-invoke goes to the emulator's Lambda port, never to AWS. Replies go to fake Slack/Graph
 # APIs served beside it on $(OFFLINE_FAKE_PORT) unless SLACK_API_URL/MESSENGER_API_URL are
 # set; unset secrets come from the development config (.data/local.env), as for make run.
+# Timers: the functions keep their schedules in an SQLite file (SESSIONS_TIMERS_DB, default
+# $(OFFLINE_TIMERS_DB)) and a loop beside the emulator fires them through its Lambda port,
+# as EventBridge Scheduler invokes the functions in AWS.
 offline: $(STAMP) $(NPM_STAMP)
 	@eval "$$($(BIN)/python -m handlers.tools.local --offline-env --port $(OFFLINE_FAKE_PORT))"; \
+	export SESSIONS_TIMERS_DB="$${SESSIONS_TIMERS_DB:-$(abspath $(OFFLINE_TIMERS_DB))}"; \
+	mkdir -p "$$(dirname "$$SESSIONS_TIMERS_DB")"; \
 	$(BIN)/python -m handlers.tools.local --fakes-only --port $(OFFLINE_FAKE_PORT) & fakes=$$!; \
-	trap 'kill $$fakes 2>/dev/null' EXIT; \
+	$(BIN)/python -m handlers.tools.offline --timers-db "$$SESSIONS_TIMERS_DB" \
+		--lambda-url http://127.0.0.1:$(OFFLINE_LAMBDA_PORT) & timers=$$!; \
+	trap 'kill $$fakes $$timers 2>/dev/null' EXIT; \
 	echo "Replies go to $$SLACK_API_URL and $$MESSENGER_API_URL; talk to it with:"; \
 	echo "  make chat ARGS=\"--outbox http://127.0.0.1:$(OFFLINE_FAKE_PORT)\""; \
 	VIRTUAL_ENV="$(abspath $(VENV))" OFFLINE_HTTP_PORT=$(PORT) \

@@ -15,7 +15,11 @@ sees every user's turns, a user-scope one follows the user from channel to chann
     alice = Conversation(PollBot(), user="U0ALICE", conversation="C0LUNCH")
     bob = alice.as_user("U0BOB")
     alice.command("/poll", "Lunch? pizza, sushi")
-    bob.press(alice.last_buttons()[0])
+    bob.press(bob.last_buttons()[0])  # the poll was posted in the channel: Bob sees it
+
+What one user's turn posts for the whole channel (:func:`seen_by_channel`) is among the
+:attr:`~Conversation.replies` of every conversation of that channel; an ephemeral reply only
+among its user's.
 
 Timers: a turn's :class:`~bot.timers.Timer` is kept with the state as the edges keep it;
 :meth:`Conversation.advance` moves this conversation's clock forward and fires what came due,
@@ -44,6 +48,21 @@ from bot.transcripts import Difference, Transcript
 
 #: :meth:`Conversation.advance` stops after this many fires (a cron every minute for a week).
 MAX_FIRES = 10_080
+
+
+def seen_by_channel(reply: AnyReply, message: Message) -> bool:
+    """Whether Slack shows ``reply`` to everyone in the channel of ``message`` (the turn's):
+    ``visibility="in_channel"``; or, without a visibility, a reply to anything but a slash
+    command or a button (those answer ephemerally by default). Never in a DM or on Messenger
+    (a "channel" there is one user's), never a modal."""
+    if message.platform != "slack" or str(message.conversation or "").startswith("D"):
+        return False
+    if isinstance(reply, Reply):
+        if reply.visibility is not None:
+            return reply.visibility == "in_channel"
+    elif type(reply).__name__ not in ("Cards", "Media"):
+        return False
+    return message.kind not in ("command", "action")
 
 
 class Conversation:
@@ -81,9 +100,14 @@ class Conversation:
         #: Every stored state, as the store would hold it (JSON), by scope and identity; shared
         #: with the conversations :meth:`as_user` makes.
         self.store: dict[tuple[str, ...], str] = {}
-        self.replies: list[AnyReply] = []  #: every reply so far (this user's)
+        #: Every reply this user has seen so far: the replies to their turns, and what other
+        #: users' turns posted for the whole channel (:func:`seen_by_channel`).
+        self.replies: list[AnyReply] = []
         self.effects: list[tuple[str, Mapping[str, Any]]] = []  #: every effect asked for
         self._events = [0]
+        self._members: list[Conversation] = [self]
+        #: What each channel's users all see (shared with :meth:`as_user`'s conversations).
+        self._channels: dict[str, list[AnyReply]] = {}
 
     def as_user(self, user: str, conversation: str | None = None) -> Conversation:
         """Another user (in ``conversation``, default this one's channel) of the same
@@ -93,8 +117,23 @@ class Conversation:
         other.user, other.conversation = user, conversation or self.conversation
         other.run_effects, other._clock, other._ahead = self.run_effects, self._clock, self._ahead
         other.store, other._events, other._owners = self.store, self._events, self._owners
-        other.replies, other.effects = [], []
+        # A user who joins sees what was posted in the channel before, as on Slack.
+        other.replies, other.effects = list(self._channels.get(other.conversation, ())), []
+        other._members, other._channels = self._members, self._channels
+        self._members.append(other)
         return other
+
+    def _seen(self, replies: list[AnyReply], message: Message) -> None:
+        """``replies`` of this user's turn: theirs, and the channel's where Slack posts them
+        for everyone."""
+        self.replies.extend(replies)
+        shared = [r for r in replies if seen_by_channel(r, message)]
+        if not shared:
+            return
+        self._channels.setdefault(self.conversation, []).extend(shared)
+        for other in self._members:
+            if other is not self and other.conversation == self.conversation:
+                other.replies.extend(shared)
 
     def clock(self) -> float:
         """Now, as this conversation's events see it (the clock, moved by :meth:`advance`)."""
@@ -172,7 +211,7 @@ class Conversation:
         for scope, value in zip(self.spec.scopes, values, strict=True):
             self.store[self._where(scope)] = json.dumps(value)
         replies = list(outcome.replies)
-        self.replies.extend(replies)
+        self._seen(replies, message)
         effects = [fx for fx in outcome.effects if isinstance(fx, Effect)]
         for index, fx in enumerate(effects):
             self.effects.append((fx.name, fx.args))
@@ -196,11 +235,9 @@ class Conversation:
             if entry is None:
                 return fired
             user, channel = self._owners.get(str(entry["id"]), (self.user, self.conversation))
-            who = (
-                self
-                if (user, channel) == (self.user, self.conversation)
-                else self.as_user(user, channel)
-            )
+            # The timer's owner sees its turn's replies, whoever moved the clock.
+            owners = [m for m in self._members if (m.user, m.conversation) == (user, channel)]
+            who = self if self in owners else (owners[0] if owners else self.as_user(user, channel))
             at = float(entry["due"])
             message = Message(
                 kind="timer", action=str(entry["name"]), value=str(entry["id"]),

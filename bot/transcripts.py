@@ -8,14 +8,15 @@ was recorded. A difference is a change of behaviour, for you to accept (save a n
 transcript) or fix::
 
     from bot.testing import replay
-    assert replay(MyBot(), "tests/transcripts/lunch-poll.json") == []
+    assert replay(MyBot(), "tests/transcripts/lunch.json") == []
 
-or ``make replay FILE=tests/transcripts/lunch-poll.json`` (``BOT`` names the bot).
+or ``make replay FILE=tests/transcripts/lunch.json``, which runs the bot the transcript names
+(``source``; ``BOT`` overrides it, and a bot of another class is refused by name).
 
 The file (JSON)::
 
-    {"format": "chat-sessions transcript 1", "bot": "Poll", "platform": "slack",
-     "workspace": "T0LOCAL",
+    {"format": "chat-sessions transcript 1", "bot": "PollBot",
+     "source": "examples.poll:bot", "platform": "slack", "workspace": "T0LOCAL",
      "turns": [{"user": "U0LOCAL", "conversation": "C0LOCAL", "idempotency_key": "Ev...",
                 "message": {<Message.to_dict() without raw>}, "replies": [<reply dicts>],
                 "state": <the first scope's state after the turn>}, ...]}
@@ -61,15 +62,21 @@ class Turn:
 
 @dataclass(frozen=True, slots=True)
 class Transcript:
+    """A recorded conversation: ``bot``, the name of the bot's class; ``source``, where it
+    was loaded from (``BOT``, ``package.module:attribute``), so that a replay runs that bot."""
+
     bot: str
     platform: str
     workspace: str
     turns: Sequence[Turn] = field(default_factory=tuple)
+    source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"format": FORMAT, "bot": self.bot}
+        if self.source is not None:
+            data["source"] = self.source
         return {
-            "format": FORMAT,
-            "bot": self.bot,
+            **data,
             "platform": self.platform,
             "workspace": self.workspace,
             "turns": [t.to_dict() for t in self.turns],
@@ -109,7 +116,14 @@ def load(source: str | Path | Mapping[str, Any]) -> Transcript:
             )
             for t in data["turns"]
         )
-        return Transcript(str(data["bot"]), str(data["platform"]), str(data["workspace"]), turns)
+        recorded_from = data.get("source")
+        return Transcript(
+            str(data["bot"]),
+            str(data["platform"]),
+            str(data["workspace"]),
+            turns,
+            None if recorded_from is None else str(recorded_from),
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise TranscriptError(f"a malformed turn: {type(exc).__name__}: {exc}") from None
 

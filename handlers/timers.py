@@ -152,7 +152,9 @@ def scheduler_from_settings(settings: Settings) -> Scheduler | None:
     """EventBridge Scheduler in the deploy (``SESSIONS_TIMER_GROUP`` with the target's and
     the role's ARNs), else the local SQLite one (``SESSIONS_TIMERS_DB``, default the
     sessions' SQLite file, or ``.data/timers.sqlite3`` beside a DynamoDB table); inside Lambda
-    without a group: ``None`` (a timer is then logged and dropped).
+    without a group: the SQLite file ``SESSIONS_TIMERS_DB`` names (``make offline``: the
+    emulator's functions and the loop that fires them beside it share one), else ``None`` (a
+    timer is then logged and dropped).
 
     Raises:
         ConfigError: a group without the role that invokes the functions."""
@@ -177,7 +179,7 @@ def scheduler_from_settings(settings: Settings) -> Scheduler | None:
             dead_letter_arn=settings.timer_dead_letter_arn,
             cron_expression=cron_expression,
         )
-    if settings.in_lambda:
+    if settings.in_lambda and not settings.timers_db:
         return None
     path = settings.timers_db
     if path is None:

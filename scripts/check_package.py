@@ -5,9 +5,11 @@
 Fails (exit 1, one line per problem) unless the zip holds our three packages and their
 runtime dependencies, built for the Lambda runtime (CPython 3.12, arm64), and nothing that
 must not ship: tests, benchmarks, node_modules, boto3/botocore (the runtime has them), local
-tooling. Then it imports both handlers from the unpacked zip alone, in a fresh interpreter
-with no site-packages, so a dependency missing from requirements.txt fails here and not at
-the first cold start. Prints the size and the file count.
+tooling. Then it imports both handlers, and the bot ``BOT`` names, from the unpacked zip
+alone: a fresh, isolated interpreter started in an empty directory, with the standard library
+and the zip's contents as its only ``sys.path`` (no site-packages, not the repository), so a
+dependency missing from requirements.txt, or a bot's file missing from ``package.patterns``,
+fails here, naming it, and not at the first cold start. Prints the size and the file count.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ AARCH64 = (183).to_bytes(2, "little")
 
 IMPORT_CHECK = """
 import sys
+assert "" not in sys.path, sys.path
 sys.path.insert(0, sys.argv[1])
 import handlers.slack, handlers.messenger
 bad = [m.__name__ for m in list(sys.modules.values())
@@ -86,17 +89,26 @@ def problems(zip_path: Path) -> list[str]:
     return found
 
 
-def import_check(zip_path: Path) -> list[str]:
-    with tempfile.TemporaryDirectory() as tmp:
+def run_from_zip(zip_path: Path, code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter that sees only the standard library and the zip's
+    contents: isolated (``-I``: no PYTHON* variables, no user site, and neither the current
+    directory nor a script's is put on ``sys.path``), no site-packages (``-S``), started in an
+    empty directory. A bot or module at the repository's root that the zip lacks cannot be
+    found from here, as it cannot in Lambda."""
+    with tempfile.TemporaryDirectory() as unpacked, tempfile.TemporaryDirectory() as empty:
         with zipfile.ZipFile(zip_path) as archive:
-            archive.extractall(tmp)
-        # -S: no site-packages, -E: no PYTHON* variables; only the stdlib and the zip.
-        proc = subprocess.run(
-            [sys.executable, "-S", "-E", "-B", "-c", IMPORT_CHECK, tmp],
+            archive.extractall(unpacked)
+        return subprocess.run(
+            [sys.executable, "-I", "-S", "-B", "-c", code, unpacked, *args],
+            cwd=empty,
             capture_output=True,
             text=True,
             check=False,
         )
+
+
+def import_check(zip_path: Path) -> list[str]:
+    proc = run_from_zip(zip_path, IMPORT_CHECK)
     if proc.returncode:
         last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         return [f"handlers do not import from the zip alone: {last}"]
@@ -114,15 +126,7 @@ getattr(importlib.import_module(module), attribute)
 def bot_check(zip_path: Path, bot: str) -> list[str]:
     """The bot the functions run (``BOT``) imports from the zip alone: a bot of your own
     whose files are not in ``package.patterns`` fails here, not at the first cold start."""
-    with tempfile.TemporaryDirectory() as tmp:
-        with zipfile.ZipFile(zip_path) as archive:
-            archive.extractall(tmp)
-        proc = subprocess.run(
-            [sys.executable, "-S", "-E", "-B", "-c", BOT_CHECK, tmp, bot],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+    proc = run_from_zip(zip_path, BOT_CHECK, bot)
     if proc.returncode:
         last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         return [

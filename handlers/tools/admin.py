@@ -1,7 +1,7 @@
 """Sessions admin: list, show, export and delete a user's records, and create the table.
 
     python -m handlers.tools.admin list slack#T0001#U0001
-    python -m handlers.tools.admin show slack#T0001#U0001 todo:D0001
+    python -m handlers.tools.admin show slack#T0001#U0001 todo:D0001   # or D0001 (BOT's)
     python -m handlers.tools.admin export messenger#100200300#5550001 -o user.json
     python -m handlers.tools.admin delete slack#T0001#U0001 [--yes]
     python -m handlers.tools.admin dead-letters slack#T0001#U0001
@@ -25,7 +25,8 @@ nothing).
 ``retry`` replays a dead letter in this process through the platform's edge, built from the
 environment as the Lambda builds it (``BOT``, the platform's secrets and API URLs; locally,
 ``make admin`` reads the development config ``.data/local.env``). A replay that fails again
-is recorded again and says so.
+is recorded again and says so. A dead letter belongs to the bot whose namespace leads its
+sort key: under a ``BOT`` of another namespace, ``retry`` refuses, naming both.
 """
 
 from __future__ import annotations
@@ -39,10 +40,16 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from bot.spec import BotSpec
-from handlers.settings import from_env
+from handlers.settings import ConfigError, from_env
 from handlers.store import sessions_from_settings
 from sessions import SessionError, Sessions, UserKey, codec
-from sessions.keys import ChannelKey, Partition, conversation_from_item, partition_from_pk
+from sessions.keys import (
+    NS_SEP,
+    ChannelKey,
+    Partition,
+    conversation_from_item,
+    partition_from_pk,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,7 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument(
         "channel",
         help="the conversation as list prints it: the bot's namespace and the channel "
-        "(todo:C0001; on Messenger todo:<page id>), or a bare channel id for a bot without one",
+        "(todo:C0001; on Messenger todo:<page id>), or the bare channel id (C0001: in the "
+        "namespace of the bot BOT names, else the one conversation stored for that channel)",
     )
     export = sub.add_parser("export", help="everything stored for a user, as JSON")
     export.add_argument("user")
@@ -156,11 +164,11 @@ def _run(args: Any, sessions: Sessions, user: Partition, stdin: TextIO) -> int:
             print(f"no conversations stored for {user.pk}")
         return 0
     if args.command == "show":
-        key = conversation_from_item(user.pk, args.channel)
-        conversation = sessions.get(key)
-        if conversation is None:
-            print(f"error: no conversation {user.pk} / {args.channel}", file=sys.stderr)
+        found = _conversation(sessions, user, args.channel)
+        if isinstance(found, str):
+            print(f"error: {found}", file=sys.stderr)
             return 1
+        key, conversation = found
         print(
             json.dumps(
                 {
@@ -350,6 +358,43 @@ def _forget(sessions: Sessions, user: UserKey, specs: list[BotSpec]) -> tuple[in
     return done, failed
 
 
+def _configured_bot() -> tuple[str, Any]:
+    """``BOT`` (else the default bot) and its declarations, as the functions load it."""
+    from bot import DEFAULT_BOT
+    from handlers.entry import load_bot, spec_of
+
+    reference = os.environ.get("BOT") or DEFAULT_BOT
+    return reference, spec_of(load_bot(reference))
+
+
+def _conversation(sessions: Sessions, user: Partition, channel: str) -> Any:
+    """The key and stored conversation ``show`` names: a sort key as ``list`` prints it
+    (``todo:D0001``), or a bare channel (``D0001``), found in the namespace of the bot
+    ``BOT`` names (the todo bot's, ``todo``, by default), else the one stored conversation of
+    that channel. A string: why there is none."""
+    key = conversation_from_item(user.pk, channel)
+    candidates = [key]
+    if NS_SEP not in channel:
+        try:
+            namespace = _configured_bot()[1].namespace
+        except ConfigError:
+            namespace = None
+        if namespace is not None:
+            candidates.insert(0, conversation_from_item(user.pk, f"{namespace}{NS_SEP}{channel}"))
+    for candidate in candidates:
+        conversation = sessions.get(candidate)
+        if conversation is not None:
+            return candidate, conversation
+    if NS_SEP not in channel:
+        others = [c for c in sessions.conversations(user) if c.key.sk.endswith(NS_SEP + channel)]
+        if len(others) == 1:
+            return others[0].key, sessions.get(others[0].key)
+        if others:
+            listed = ", ".join(c.key.sk for c in others)
+            return f"{user.pk} / {channel} is stored by several bots ({listed}): name one"
+    return f"no conversation {user.pk} / {channel}"
+
+
 def _retry(sessions: Sessions, user: Partition, event_sk: str) -> int:
     letter = dict(sessions.dead_letters(user)).get(event_sk)
     if letter is None:
@@ -357,6 +402,19 @@ def _retry(sessions: Sessions, user: Partition, event_sk: str) -> int:
         return 1
     if letter.payload is None:
         print(f"error: {event_sk} was recorded without a replay payload", file=sys.stderr)
+        return 1
+    # The dead letter is the item of one bot (its namespace leads its sort key): another bot
+    # would run the event on items of its own and leave this one failed.
+    item = event_sk.split("#", 1)[0]
+    recorded = item.split(NS_SEP, 1)[0] if NS_SEP in item else None
+    reference, spec = _configured_bot()
+    if spec.namespace != recorded:
+        print(
+            f"error: {event_sk} is a dead letter of the bot whose namespace is "
+            f"{recorded or '(none)'}, but BOT={reference} is {spec.name} (namespace "
+            f"{spec.namespace or '(none)'}): retry with BOT set to the bot that recorded it",
+            file=sys.stderr,
+        )
         return 1
     job = dict(codec.decode(letter.payload), retry_failed=True)
     if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):

@@ -4,10 +4,14 @@ Each line you type is sent as a really signed request, the way the platform woul
 a Slack DM (Events API ``message.im``; a line starting with one of the bot's slash commands is
 sent as that command), or a Messenger message. The bot's replies are read back from the
 server's fake Slack/Graph routes (or from the slash command's HTTP answer) and printed, their
-buttons and quick replies numbered: ``#2`` presses the second. A Slack modal the bot opens is
-asked field by field and submitted (a form the bot refuses stays open with its messages).
-``/state`` shows what the server's store holds for the conversation (asked of the server, so
-it is the store the server uses), ``/timers`` the bot's pending timers, ``/wait [seconds]``
+buttons and quick replies numbered: ``#2`` presses the second (the buttons of the latest
+replies that had any: replies without buttons leave them pressable). A Slack modal the bot
+opens (from a command or a button) is asked field by field and submitted (a form the bot
+refuses stays open with its messages). When no reply comes, the line says why, from the
+server's delivery journal (a dead letter, a turn that answered nothing, an event dropped
+before the bot). ``/state`` shows what the server's store holds for the conversation, every
+scope of it (asked of the server, so it is the store the server uses), ``/timers`` the bot's
+pending timers, ``/wait [seconds]``
 waits for replies that come later (a timer's, a slow effect's; they are also shown before
 each prompt), ``/quit`` (or Ctrl-D) leaves.
 """
@@ -29,12 +33,9 @@ import requests
 
 from handlers.tools.fakes import slack_buttons
 from handlers.tools.local import CONFIG, fakes_base, read_config
+from handlers.tools.silence import ChatError, entry_of, unreachable, why_silent
 
 PLATFORMS = ("slack-dm", "slack-command", "messenger")
-
-
-class ChatError(RuntimeError):
-    """Something the user can fix (no server, no secrets); one line says what."""
 
 
 class ChatClient:
@@ -71,23 +72,28 @@ class ChatClient:
         self.timeout = timeout
         self.http = requests.Session()
         self.cursor = len(self._outbox(0))
-        self.buttons: list[dict[str, Any]] = []  #: the last replies' buttons, for ``press``
+        #: The buttons of the latest replies that had any, for ``press``: replies without
+        #: buttons (or none at all) leave them, as the message that has them stays on screen.
+        self.buttons: list[dict[str, Any]] = []
         self.modal: dict[str, Any] | None = None  #: a form the bot opened, for ``submit``
         self._commands: list[str] | None = None
+        self._sent_at = 0.0  #: when the last signed request went (its journal entry is later)
         #: The fake APIs' base with the server's per-run secret (``GET /_fake/base``).
         self.fakes: str | None = None
 
     # -- transport ----------------------------------------------------------------------------
 
-    def _outbox(self, after: int) -> list[dict[str, Any]]:
+    def _tool(self, base: str, path: str, params: dict[str, str]) -> requests.Response:
+        """A GET of one of the local server's own routes (``/_fake/...``, ``/_inspector/...``,
+        ``/healthz``): the one place such a request is made."""
         try:
-            answer = self.http.get(
-                f"{self.outbox_url}/_fake/outbox",
-                params={"after": str(after), "user": self.user, "channel": self.channel},
-                timeout=5,
-            )
+            return self.http.get(f"{base}{path}", params=params, timeout=5)
         except requests.ConnectionError as exc:
-            raise ChatError(f"no server at {self.outbox_url}: start it with `make run`") from exc
+            raise unreachable(base, exc) from exc
+
+    def _outbox(self, after: int) -> list[dict[str, Any]]:
+        params = {"after": str(after), "user": self.user, "channel": self.channel}
+        answer = self._tool(self.outbox_url, "/_fake/outbox", params)
         if answer.status_code != 200:
             return []
         messages: list[dict[str, Any]] = answer.json()["messages"]
@@ -110,10 +116,11 @@ class ChatClient:
         return value
 
     def _post(self, path: str, body: bytes, headers: dict[str, str]) -> requests.Response:
+        self._sent_at = time.time()
         try:
             return self.http.post(f"{self.url}{path}", data=body, headers=headers, timeout=30)
         except requests.ConnectionError as exc:
-            raise ChatError(f"no server at {self.url}: start it with `make run`") from exc
+            raise unreachable(self.url, exc) from exc
 
     def _slack_headers(self, body: bytes, content_type: str) -> dict[str, str]:
         ts = str(int(time.time()))
@@ -132,11 +139,19 @@ class ChatClient:
     def commands(self) -> list[str]:
         """The running bot's slash commands (the server's ``/healthz`` says them)."""
         if self._commands is None:
-            try:
-                health = self.http.get(f"{self.url}/healthz", timeout=5).json()
-                self._commands = list((health.get("bot") or {}).get("commands") or [])
-            except (requests.RequestException, ValueError):
-                self._commands = []
+            self._commands = []
+            for base in dict.fromkeys((self.url, self.outbox_url)):
+                try:
+                    health = self.http.get(f"{base}/healthz", timeout=5).json()
+                except (requests.RequestException, ValueError):
+                    continue
+                if isinstance(health, dict) and isinstance(health.get("bot"), dict):
+                    self._commands = list(health["bot"].get("commands") or [])
+                    break
+            else:
+                # No server says (make offline's emulator serves the deploy's routes only):
+                # the bot BOT names, as the functions load it.
+                self._commands = bot_commands(os.environ.get("BOT") or "")
         return self._commands
 
     def send(self, text: str) -> list[str]:
@@ -343,20 +358,52 @@ class ChatClient:
             time.sleep(0.05)
 
     def _wait_for_replies(self) -> list[str]:
-        found = self._collect(self.timeout)
+        first = min(self.timeout, 1.0)
+        found = self._collect(first)
+        if not found and self.timeout > first:
+            # A turn that ran and will send nothing (a dead letter, a duplicate, a bot that
+            # answers nothing) is known at once: say so rather than wait out the timeout.
+            entry = self._journal_entry()
+            if isinstance(entry, dict) and (
+                entry.get("outcome") != "applied" or not (entry["replies"] or entry["effects"])
+            ):
+                return [self._silence(entry)]
+            found = self._collect(self.timeout - first)
         if not found:
-            return [
-                "(no reply seen: if SLACK_API_URL/MESSENGER_API_URL point elsewhere, look there)"
-            ]
+            return [self._silence(self._journal_entry())]
         return self._show(found)
+
+    def _journal_entry(self) -> dict[str, Any] | bool | None:
+        """The server's record of the request sent last (:func:`~handlers.tools.silence.
+        entry_of`), from its delivery journal (``GET /_inspector/deliveries``; a server
+        without that route: the inspector's view); ``False`` when the server keeps none."""
+        team = self.channel if self.platform == "messenger" else self.team
+        params = {"platform": "messenger" if self.platform == "messenger" else "slack",
+                  "team": team, "channel": self.channel, "user": self.user}  # fmt: skip
+        try:
+            answer = self._tool(self.url, "/_inspector/deliveries", params)
+            if answer.status_code == 404:
+                answer = self._tool(self.url, "/_inspector/view", params)
+            found = answer.json() if answer.status_code == 200 else None
+        except (ChatError, ValueError):
+            return False
+        return entry_of(found, user=self.user, since=self._sent_at - 0.5)
+
+    def _silence(self, entry: dict[str, Any] | bool | None) -> str:
+        messenger = self.platform == "messenger"
+        pk = f"{'messenger' if messenger else 'slack'}#"
+        pk += f"{self.channel if messenger else self.team}#{self.user}"
+        return why_silent(entry, partition=pk)
 
     def more(self, timeout: float | None = None) -> list[str]:
         """Replies that arrive later (a deferred turn's, an effect's follow-up), if any."""
         return self._show(self._collect(self.timeout if timeout is None else timeout))
 
     def _show(self, messages: list[dict[str, Any]]) -> list[str]:
-        """Printable replies; their buttons are numbered (``#1``) for :meth:`press`."""
-        self.buttons = []
+        """Printable replies; their buttons are numbered (``#1``) for :meth:`press`. Replies
+        with buttons replace the ones shown before; replies without any keep them."""
+        if any(message.get("buttons") for message in messages):
+            self.buttons = []
         lines = []
         for message in messages:
             if message.get("modal"):
@@ -385,16 +432,25 @@ class ChatClient:
         params = {"platform": "messenger" if self.platform == "messenger" else "slack",
                   "workspace": self.channel if self.platform == "messenger" else self.team,
                   "channel": self.channel, "user": self.user}  # fmt: skip
-        try:
-            answer = self.http.get(f"{self.url}/_fake/state", params=params, timeout=5)
-        except requests.ConnectionError as exc:
-            raise ChatError(f"no server at {self.url}: start it with `make run`") from exc
+        answer = self._tool(self.url, "/_fake/state", params)
         if answer.status_code == 404:
             return {"error": "this server does not show state (make run does)"}
         if answer.status_code != 200:
             return {"error": f"the server answered {answer.status_code}: {answer.text[:200]}"}
         found: dict[str, Any] = answer.json()
         return None if found.get("state") is None else found
+
+
+def bot_commands(reference: str) -> list[str]:
+    """The slash commands of the bot ``reference`` names (``BOT``; empty: the default)."""
+    from bot import DEFAULT_BOT
+    from handlers.entry import load_bot, spec_of
+    from handlers.settings import ConfigError
+
+    try:
+        return sorted(spec_of(load_bot(reference or DEFAULT_BOT)).commands)
+    except ConfigError:
+        return []
 
 
 def timer_lines(stored: Any, now: float) -> list[str]:
@@ -415,6 +471,22 @@ def timer_lines(stored: Any, now: float) -> list[str]:
                 text += " " + json.dumps(timer["args"], ensure_ascii=False)
             lines.append(f"{scope}: {text}" if scope else text)
     return lines or ["no timers pending"]
+
+
+def state_lines(stored: dict[str, Any]) -> list[str]:
+    """A ``/state`` answer as printed: each scope's key, version and state (a bot of one
+    scope: just its key and state)."""
+    scopes = stored.get("scopes") or {"": stored}
+    lines = []
+    for scope, found in scopes.items():
+        if len(scopes) > 1:
+            lines.append(f"{scope}:")
+        if found.get("version") is None:
+            lines.append(f"key: {found['key']} (nothing stored yet)")
+            continue
+        lines.append(f"key: {found['key']} (version {found['version']})")
+        lines.append("state: " + json.dumps(found["state"], ensure_ascii=False))
+    return lines
 
 
 def _form_errors(answer: requests.Response) -> dict[str, str]:
@@ -491,8 +563,8 @@ def main(argv: list[str] | None = None) -> int:
                 elif "error" in stored:
                     print(stored["error"])
                 else:
-                    print(f"key: {stored['key']} (version {stored['version']})")
-                    print("state: " + json.dumps(stored["state"], ensure_ascii=False))
+                    for line in state_lines(stored):
+                        print(line)
                 continue
             if line == "/timers":
                 for text in timer_lines(client.state(), time.time()):

@@ -5,6 +5,7 @@ inspector; the fake OAuth authorize page and ``oauth.v2.access`` of the install 
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -170,6 +171,20 @@ class FakeApis:
                      raw=_slack_raw(data))  # fmt: skip
 
 
+def _declared(reference: str) -> dict[str, Any] | None:
+    """The name and slash commands of the bot ``reference`` names (``BOT``; empty: the
+    default), as ``/healthz`` says them; ``None`` when it does not load."""
+    from bot import DEFAULT_BOT
+    from handlers.entry import load_bot, spec_of
+    from handlers.settings import ConfigError
+
+    try:
+        spec = spec_of(load_bot(reference or DEFAULT_BOT))
+    except ConfigError:
+        return None
+    return {"name": spec.name, "commands": sorted(spec.commands)}
+
+
 class FakesOnly:
     """``--fakes-only``: the fake APIs and ``/healthz``, no edges (``make offline`` runs the
     deploy's functions under the emulator and points them here)."""
@@ -177,6 +192,8 @@ class FakesOnly:
     def __init__(self, *, port: int, secret: str | None = None) -> None:
         self.fakes = FakeApis()
         self.guard = Guard(port, secret or run_secret())
+        #: The bot the emulator's functions run (``BOT``), for ``make chat``: its commands.
+        self.bot = _declared(os.environ.get("BOT") or "")
 
     def dispatch(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes
@@ -186,7 +203,7 @@ class FakesOnly:
         if refusal is not None:
             return refusal.answer()
         if path == "/healthz" and method == "GET":
-            return _json(200, {"ok": True, "fakes": True})
+            return _json(200, {"ok": True, "fakes": True, "bot": self.bot})
         if path.startswith("/_fake/"):
             return self.fakes.route(self.guard, method, target, path, headers, body)
         return 404, {"content-type": "text/plain"}, b"not found (the fake APIs only)"

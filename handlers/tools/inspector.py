@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 import uuid
@@ -43,7 +44,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from handlers.tools.journal import Capture, Journal, bot_part, who
+from handlers.tools.journal import KEEP, Capture, Journal, bot_part, who
+from handlers.tools.journal_file import keep_on_disk
 
 if TYPE_CHECKING:
     from handlers.tools.local import LocalApp
@@ -76,12 +78,19 @@ class Inspector:
     """The inspector's routes, over the local server's app."""
 
     def __init__(
-        self, app: LocalApp, *, transcripts: Path = TRANSCRIPTS, out: TextIO | None = None
+        self,
+        app: LocalApp,
+        *,
+        transcripts: Path = TRANSCRIPTS,
+        out: TextIO | None = None,
+        journal: Path | None = None,
     ) -> None:
         self.app = app
         self.transcripts = transcripts
         #: ``out``: where a failed turn's traceback is printed (``None``: standard error).
         self.journal = Journal(out=out)
+        # Kept beside the store (``journal``): transcripts outlive a restart.
+        keep_on_disk(self.journal, journal, bot=app.slack.spec.name, keep=KEEP)
         for edge in (app.slack, app.messenger):
             edge.pipeline.journal = self.journal.record
         # Why an edge dropped a request: its warnings, caught per request thread.
@@ -402,8 +411,10 @@ class Inspector:
         return {"ok": True}
 
     def transcript(self, query: Mapping[str, Any]) -> Any:
+        from bot import DEFAULT_BOT
         from bot.transcripts import Transcript, Turn
 
+        name = self.app.slack.spec.name
         platform, team, channel, user = self._who(query)
         entries = self.journal.of(
             platform, team, channel, user if platform == "messenger" else None
@@ -418,9 +429,10 @@ class Inspector:
                 state=e["state"],
             )
             for e in entries
-            if e["outcome"] == "applied"
+            if e["outcome"] == "applied" and e.get("bot", name) == name
         ]
-        return Transcript(self.app.slack.spec.name, platform, team, turns)
+        # The bot's class, and where it was loaded from: make replay runs that one.
+        return Transcript(name, platform, team, turns, os.environ.get("BOT") or DEFAULT_BOT)
 
     def replay(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Replay a transcript: the JSON object, or ``{"id": name}`` of the transcripts

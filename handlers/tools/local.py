@@ -156,9 +156,12 @@ class LocalApp:
             self.timers = TimerLoop(self.sessions.scheduler, self.fire)
             self.timers.start()
         from handlers.tools.inspector import Inspector
+        from handlers.tools.journal_file import journal_file
 
-        #: The web inspector at ``/`` (``handlers.tools.inspector``).
-        self.inspector = Inspector(self)
+        #: The web inspector at ``/`` (``handlers.tools.inspector``); its delivery journal
+        #: is kept beside the store, so transcripts outlive a restart.
+        journal = journal_file(self.settings.sessions_db, self.settings.sessions_table)
+        self.inspector = Inspector(self, journal=journal)
 
     def secrets(self) -> dict[str, str]:
         """The signing secrets this server's edges check (the inspector signs with them)."""

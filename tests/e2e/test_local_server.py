@@ -258,9 +258,8 @@ def test_make_run_serves_the_install_flow_against_the_fake_slack(tmp_path: Path)
         stranger = ChatClient(
             server.url, platform="slack-dm", team="T0OTHER", timeout=1.0, secrets=config
         )
-        assert stranger.send("add milk") == [
-            "(no reply seen: if SLACK_API_URL/MESSENGER_API_URL point elsewhere, look there)"
-        ]
+        [said] = stranger.send("add milk")  # acked and dropped: the chat line says so
+        assert said.startswith("(no reply: the server ") and "dropped" in said
     finally:
         if server.proc is not None:
             server.proc.kill()

@@ -63,7 +63,8 @@ def test_make_replay(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Mon
     monkeypatch.delenv("BOT", raising=False)
     assert replay_cli.main([str(RECORDED)]) == 0
     assert "6 turns replayed: the same replies and state" in capsys.readouterr().out
-    monkeypatch.setattr("bot.todo.bot", Reworded())  # as if the code had changed
+    changed = type("TodoBot", (Reworded,), {})()  # as if TodoBot's code had changed
+    monkeypatch.setattr("bot.todo.bot", changed)
     assert replay_cli.main([str(RECORDED), "--bot", "bot.todo:bot"]) == 1
     assert "2 of 6 turns differ" in capsys.readouterr().out
 
