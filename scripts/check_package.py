@@ -5,9 +5,12 @@
 Fails (exit 1, one line per problem) unless the zip holds our three packages and their
 runtime dependencies, built for the Lambda runtime (CPython 3.12, arm64), and nothing that
 must not ship: tests, benchmarks, node_modules, boto3/botocore (the runtime has them), local
-tooling. Then it imports both handlers from the unpacked zip alone, in a fresh interpreter
-with no site-packages, so a dependency missing from requirements.txt fails here and not at
-the first cold start. Prints the size and the file count.
+tooling. Every .py carries its bytecode for the runtime's Python (scripts/lambda_bytecode.py:
+an unchecked-hash pyc, whose hash must be its source's). Then it imports both handlers from
+the unpacked zip alone, read-only, in a fresh interpreter of the runtime's version with no
+site-packages, so a dependency missing from requirements.txt fails here and not at the first
+cold start, and a module the runtime would compile at every cold start fails too. Prints the
+size and the file count.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lambda_bytecode import TAG, runtime_python
 
 ROOT = Path(__file__).resolve().parent.parent
 OURS = ("sessions", "handlers", "bot")
@@ -46,9 +52,9 @@ MUST_NOT_SHIP = (
 )
 #: Local tooling that never runs in Lambda (make run, make chat, make admin).
 LOCAL_ONLY = "handlers/tools/"
-#: A sanity bound above what we ship (about 7.3 MB, 4.5 of them cryptography's Rust module);
-#: catches botocore (13 MB zipped) or a venv sneaking in.
-MAX_BYTES = 10 * 1024 * 1024
+#: A sanity bound above what we ship (about 11 MB: 4.5 of them cryptography's Rust module,
+#: 3.6 the runtime's bytecode); catches botocore (13 MB zipped) or a venv sneaking in.
+MAX_BYTES = 16 * 1024 * 1024
 #: ELF e_machine of arm64 (EM_AARCH64 = 183), little-endian.
 AARCH64 = (183).to_bytes(2, "little")
 
@@ -59,6 +65,34 @@ import handlers.slack, handlers.messenger
 bad = [m.__name__ for m in list(sys.modules.values())
        if getattr(m, "__file__", None) and "site-packages" in m.__file__]
 assert not bad, bad
+# Loaded from the zip's bytecode, not compiled (the directory is read-only, as in Lambda).
+import importlib.util, os
+for m in list(sys.modules.values()):
+    cached = getattr(m, "__cached__", None)
+    if cached and cached.startswith(sys.argv[1]):
+        assert os.path.isfile(cached), "no bytecode for " + m.__name__
+"""
+#: Each pyc's header against its source (run by the runtime's Python: the hash is keyed by
+#: its version). Prints the names of the missing and the stale.
+BYTECODE_CHECK = """
+import importlib.util, pathlib, sys
+root = pathlib.Path(sys.argv[1])
+for source in root.rglob("*.py"):
+    pyc = pathlib.Path(importlib.util.cache_from_source(str(source)))
+    try:
+        head = pyc.read_bytes()[:16]
+    except FileNotFoundError:
+        try:
+            compile(source.read_bytes(), str(source), "exec")
+        except SyntaxError:
+            continue  # not Python of this version (a template): never imported
+        print("no bytecode for", source.relative_to(root))
+        continue
+    flags = int.from_bytes(head[4:8], "little")
+    if head[:4] != importlib.util.MAGIC_NUMBER or flags != 0b01:
+        print("not an unchecked-hash pyc of this Python:", pyc.relative_to(root))
+    elif head[8:16] != importlib.util.source_hash(source.read_bytes()):
+        print("stale bytecode for", source.relative_to(root))
 """
 
 
@@ -78,7 +112,9 @@ def problems(zip_path: Path) -> list[str]:
             found.append(f"missing runtime dependency {dep}")
     with zipfile.ZipFile(zip_path) as archive:
         for name in sorted(names):
-            if name.startswith(MUST_NOT_SHIP) or "/__pycache__/" in name or name.endswith(".pyc"):
+            if name.startswith(MUST_NOT_SHIP) or (
+                name.endswith(".pyc") and not name.endswith(f".{TAG}.pyc")
+            ):
                 found.append(f"must not ship {name}")
             # The ELF header says the machine (abi3 modules do not name it in the file name).
             if name.endswith(".so") and archive.read(name)[18:20] != AARCH64:
@@ -87,20 +123,42 @@ def problems(zip_path: Path) -> list[str]:
 
 
 def import_check(zip_path: Path) -> list[str]:
+    python = runtime_python()
     with tempfile.TemporaryDirectory() as tmp:
         with zipfile.ZipFile(zip_path) as archive:
             archive.extractall(tmp)
-        # -S: no site-packages, -E: no PYTHON* variables; only the stdlib and the zip.
-        proc = subprocess.run(
-            [sys.executable, "-S", "-E", "-B", "-c", IMPORT_CHECK, tmp],
+        stale = subprocess.run(
+            [python, "-I", "-B", "-c", BYTECODE_CHECK, tmp],
             capture_output=True,
             text=True,
-            check=False,
-        )
+            check=True,
+        ).stdout.splitlines()
+        if stale:
+            return [*stale[:20], f"{len(stale)} files without good bytecode"]
+        _read_only(Path(tmp))
+        try:
+            # -S: no site-packages, -E: no PYTHON* variables; only the stdlib and the zip.
+            proc = subprocess.run(
+                [python, "-S", "-E", "-B", "-c", IMPORT_CHECK, tmp],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        finally:
+            _read_only(Path(tmp), undo=True)
     if proc.returncode:
         last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         return [f"handlers do not import from the zip alone: {last}"]
     return []
+
+
+def _read_only(root: Path, *, undo: bool = False) -> None:
+    """Lambda's code directory is read-only; ``undo`` lets the temporary directory go."""
+    for path in [root, *root.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode
+        path.chmod(mode | 0o200 if undo else mode & ~0o222)
 
 
 BOT_CHECK = """
