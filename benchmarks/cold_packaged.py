@@ -244,6 +244,11 @@ def main() -> int:
     stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     stored["cold_packaged"] = results
     RESULTS.write_text(json.dumps(stored, indent=2, ensure_ascii=False))
+    from benchmarks import readme
+
+    path = readme.where()["cold-packaged"]
+    path.write_text(readme.render(path.read_text(), stored, ["cold-packaged"]))
+    print(f"written to {RESULTS} and {path.relative_to(ROOT)}")
     return 0
 
 
