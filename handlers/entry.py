@@ -95,6 +95,10 @@ class Entry(Generic[E]):
 
     Inside Lambda it is built at import (cold start), so a missing secret fails loudly with
     the variable's name; elsewhere on first call. ``reset()`` forgets it (tests).
+
+    With SnapStart, the modules named in ``warm`` are imported before the snapshot and each
+    restored copy builds its edge again (``handlers.snapstart``); ``snapstart`` stands in for
+    the Lambda runtime's ``snapshot_restore_py`` (tests).
     """
 
     def __init__(
@@ -108,9 +112,10 @@ class Entry(Generic[E]):
         self._edge: E | None = None
         from handlers.settings import from_env
 
-        if from_env().in_lambda:
+        in_lambda = from_env().in_lambda
+        if in_lambda:
             self._edge = build()
-        if snapstart is not None or from_env().in_lambda:
+        if snapstart is not None or in_lambda:
             # SnapStart (handlers.snapstart): ``warm`` imported before the snapshot, the edge
             # built again in each restored copy. Without SnapStart the hooks never run.
             from handlers import snapstart as snap
