@@ -19,6 +19,7 @@ for _name, _value in {
 
 from benchmarks import (  # noqa: E402
     ack_latency,
+    cold_packaged,
     cold_start,
     hot_item,
     installs,
@@ -105,6 +106,12 @@ def main() -> int:
         create_table(client, cold_table)
         results["cold_start"] = cold_start.run(server.endpoint, cold_table)
         _section("Cold start (fresh interpreters)", cold_start.table(results["cold_start"]))
+        results["cold_packaged"] = cold_packaged.run(server.endpoint, cold_table)
+        _section(
+            "Cold start as deployed (the packaged zip, read-only, the runtime's Python) vs the "
+            "minimal handler, interleaved",
+            cold_packaged.table(results["cold_packaged"]),
+        )
     results["ack_latency"] = ack_latency.run()
     _section("Ack latency of a slow turn", ack_latency.table(results["ack_latency"]))
     RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False))

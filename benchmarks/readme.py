@@ -14,6 +14,7 @@ from typing import Any
 
 from benchmarks import (
     ack_latency,
+    cold_packaged,
     cold_start,
     hot_item,
     installs,
@@ -37,6 +38,7 @@ TABLES: dict[str, tuple[str, Callable[[Any], list[str]]]] = {
     "installs": ("installs", installs.table),
     "timers": ("timers", timers.table),
     "cold-start": ("cold_start", cold_start.table),
+    "cold-packaged": ("cold_packaged", cold_packaged.table),
     "operability": ("operability", operability.table),
     "ack-latency": ("ack_latency", ack_latency.table),
 }

@@ -7,7 +7,7 @@ names (the todo bot, ``bot.DEFAULT_BOT``, when unset), read once into a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from bot.base import BotTypeError
@@ -15,6 +15,7 @@ from bot.spec import BotSpec
 
 if TYPE_CHECKING:
     from handlers.settings import Settings
+    from handlers.snapstart import Runtime
     from handlers.telemetry import Telemetry
 
 
@@ -94,15 +95,37 @@ class Entry(Generic[E]):
 
     Inside Lambda it is built at import (cold start), so a missing secret fails loudly with
     the variable's name; elsewhere on first call. ``reset()`` forgets it (tests).
+
+    With SnapStart, the modules named in ``warm`` are imported before the snapshot and each
+    restored copy builds its edge again (``handlers.snapstart``); ``snapstart`` stands in for
+    the Lambda runtime's ``snapshot_restore_py`` (tests).
     """
 
-    def __init__(self, build: Callable[[], E]) -> None:
+    def __init__(
+        self,
+        build: Callable[[], E],
+        *,
+        warm: Sequence[str] = (),
+        snapstart: Runtime | None = None,
+    ) -> None:
         self._build = build
         self._edge: E | None = None
         from handlers.settings import from_env
 
-        if from_env().in_lambda:
+        in_lambda = from_env().in_lambda
+        if in_lambda:
             self._edge = build()
+        if snapstart is not None or in_lambda:
+            # SnapStart (handlers.snapstart): ``warm`` imported before the snapshot, the edge
+            # built again in each restored copy. Without SnapStart the hooks never run.
+            from handlers import snapstart as snap
+
+            snap.install(renew=self._renew, warm=warm, runtime=snapstart)
+
+    def _renew(self) -> None:
+        """After a SnapStart restore: an edge of this copy's own (fresh clients)."""
+        if self._edge is not None:
+            self._edge = self._build()
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         if self._edge is None:

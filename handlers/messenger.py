@@ -282,7 +282,8 @@ def build(settings: Settings | None = None, **overrides: Any) -> MessengerEdge:
 
 
 #: Lambda entry point: ``handlers/messenger.handler``.
-handler = Entry(build)
+#: Before a SnapStart snapshot, the first event's imports (handlers.snapstart).
+handler = Entry(build, warm=("boto3", "botocore.client", "requests"))
 reset = handler.reset
 
 __all__ = ["MIN_SEND_TIMEOUT", "MessengerEdge", "SendAPI", "SendError", "build", "handler"]

@@ -47,10 +47,9 @@ import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
-
-from slack_sdk import WebClient
 
 from bot.replies import AnyReply, FormErrors, Modal
 from handlers import slack_payloads as payloads
@@ -61,11 +60,13 @@ from handlers.http import BadRequest, HttpRequest, from_lambda, response
 from handlers.pipeline import Answer, Deadline, Pipeline
 from handlers.serial import Serialiser, default_serialiser
 from handlers.settings import Settings
-from handlers.slack_send import SLACK_TIMEOUT, NotSentRetryHandler, SlackSender
 from sessions import ConversationKey, InvalidKeyError, SessionError, Sessions
 
 if TYPE_CHECKING:
+    from slack_sdk import WebClient
+
     from handlers.slack_oauth import SlackOAuth
+    from handlers.slack_send import SlackSender
     from handlers.telemetry import Telemetry
 
 from sessions.privacy import fingerprint, private
@@ -126,12 +127,8 @@ class SlackEdge:
         self.sessions = sessions
         self.spec = spec_of(bot)
         self.bot = self.spec.bot
-        self.web = web or WebClient(
-            token=settings.slack_bot_token,
-            base_url=settings.slack_api_url,
-            timeout=SLACK_TIMEOUT,
-            retry_handlers=[NotSentRetryHandler()],
-        )
+        if web is not None:
+            self.web = web
         #: Many workspaces (``SLACK_CLIENT_ID``): the install flow and each workspace's token.
         self.oauth: SlackOAuth | None = None
         if settings.slack_oauth:
@@ -145,9 +142,6 @@ class SlackEdge:
                 TableInstallationStore(sessions.installations),
                 TableOAuthStateStore(sessions.installations),
             )
-        self.sender = SlackSender(
-            self.web, self._signing_secret, web_for=self._web_for if self.oauth else None
-        )
         self.deferrer = deferrer or default_deferrer(settings, self.run_deferred)
         self.serialiser = serialiser or default_serialiser(settings, self.run_deferred)
         self.pipeline = Pipeline(
@@ -403,6 +397,31 @@ class SlackEdge:
         )
         return False
 
+    # The Web API client and the sender are built on first use, not with the edge: slack_sdk's
+    # clients (its package imports asyncio, urllib.request, ssl, email: 160 modules, about a
+    # third of the edge's import) are not needed by a slash command's first event, whose
+    # answer rides in the ack. Two threads building at once build two equal clients: harmless.
+    @cached_property
+    def web(self) -> WebClient:
+        from slack_sdk import WebClient
+
+        from handlers.slack_send import SLACK_TIMEOUT, NotSentRetryHandler
+
+        return WebClient(
+            token=self.settings.slack_bot_token,
+            base_url=self.settings.slack_api_url,
+            timeout=SLACK_TIMEOUT,
+            retry_handlers=[NotSentRetryHandler()],
+        )
+
+    @cached_property
+    def sender(self) -> SlackSender:
+        from handlers.slack_send import SlackSender
+
+        if self.oauth:
+            return SlackSender(self.web, self._signing_secret, web_for=self._web_for)
+        return SlackSender(self.web, self._signing_secret)
+
     def _web_for(self, key: ConversationKey) -> WebClient:
         assert self.oauth is not None
         token = self.oauth.token(key.enterprise, key.workspace)
@@ -543,7 +562,19 @@ def build(settings: Settings | None = None, **overrides: Any) -> SlackEdge:
 
 
 #: Lambda entry point: ``handlers/slack.handler``.
-handler = Entry(build)
+#: Before a SnapStart snapshot, the first event's imports (handlers.snapstart).
+handler = Entry(build, warm=("boto3", "botocore.client", "slack_sdk.web.client"))
 reset = handler.reset
 
-__all__ = ["NotSentRetryHandler", "SlackEdge", "build", "handler"]
+
+def __getattr__(name: str) -> Any:
+    """``NotSentRetryHandler`` from ``handlers.slack_send``, loaded when asked for (it loads
+    slack_sdk)."""
+    if name == "NotSentRetryHandler":
+        from handlers.slack_send import NotSentRetryHandler
+
+        return NotSentRetryHandler
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["SlackEdge", "build", "handler"]

@@ -69,14 +69,15 @@ TABLE_ACTIONS = {
 }
 
 
-def package(stage: str, out: Path) -> Path:
+def package(stage: str, out: Path, **extra: str) -> Path:
     if not SERVERLESS.exists():
         pytest.fail("node_modules is missing: run `make package` (make test does) first")
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SNAPSTART"))},
         "SLS_PYTHON_BIN": sys.executable,
         "SLS_TELEMETRY_DISABLED": "1",
         "SLS_NOTIFICATIONS_MODE": "off",
+        **extra,
     }
     proc = subprocess.run(
         [str(SERVERLESS), "package", "--stage", stage, "--region", "us-east-1", "--package", out],
@@ -629,3 +630,123 @@ def test_the_scheduler_policy_covers_what_timers_really_do(packaged: dict[str, P
             "scheduler:ListSchedules",
         }
     )
+
+
+# -- SnapStart (opt-in) ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def snapstart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    out = package("dev", tmp_path_factory.mktemp("snapstart"), SNAPSTART="true")
+    yield {
+        "dir": out,
+        "template": json.loads((out / "cloudformation-template-update-stack.json").read_text()),
+    }
+    target = ROOT / ".serverless"
+    if not target.exists():
+        shutil.copytree(out, target, symlinks=True)
+
+
+def _timer_arns(t: dict[str, Any]) -> list[str]:
+    """The function names (with any qualifier) the timers' role may invoke."""
+    policy = resources(t, "AWS::IAM::Role")["TimerRole"]["Properties"]["Policies"][0]
+    [invoke] = [
+        s for s in policy["PolicyDocument"]["Statement"] if s["Action"] == "lambda:InvokeFunction"
+    ]
+    return [r["Fn::Join"][1][-1] for r in invoke["Resource"]]
+
+
+def test_snapstart_is_off_unless_asked_for(packaged: dict[str, Path]) -> None:
+    t = template(packaged, "dev")
+    assert not resources(t, "AWS::Lambda::Alias")
+    for fn in functions(t).values():
+        assert "SnapStart" not in fn["Properties"]
+    assert _timer_arns(t) == ["chat-sessions-dev-slack", "chat-sessions-dev-messenger"]
+
+
+def test_snapstart_on_publishes_versions_and_routes_and_timers_use_the_alias(
+    snapstart: dict[str, Any],
+) -> None:
+    t = snapstart["template"]
+    fns = functions(t)
+    for name in ("slack", "messenger"):
+        assert fns[name]["Properties"]["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+        env = fns[name]["Properties"]["Environment"]["Variables"]
+        for var in ("SESSIONS_TIMER_SLACK_ARN", "SESSIONS_TIMER_MESSENGER_ARN"):
+            assert env[var]["Fn::Join"][1][-1].endswith(":snapstart")
+    # The serial consumer runs no snapshot hooks (not on an ack's path): no SnapStart.
+    assert "SnapStart" not in fns["serial"]["Properties"]
+    aliases = resources(t, "AWS::Lambda::Alias")
+    assert {a["Properties"]["Name"] for a in aliases.values()} == {"snapstart"}
+    assert {a["Properties"]["FunctionName"]["Ref"] for a in aliases.values()} == {
+        fns["slack"]["id"],
+        fns["messenger"]["id"],
+    }
+    for integration in resources(t, "AWS::ApiGatewayV2::Integration").values():
+        uri = integration["Properties"]["IntegrationUri"]
+        assert uri["Fn::Join"][1][-1] == "snapstart", uri
+    for permission in resources(t, "AWS::Lambda::Permission").values():
+        if permission["Properties"]["Principal"] == "apigateway.amazonaws.com":
+            assert permission["Properties"]["FunctionName"]["Fn::Join"][1][-1] == "snapstart"
+    assert _timer_arns(t) == [
+        "chat-sessions-dev-slack:snapstart",
+        "chat-sessions-dev-messenger:snapstart",
+    ]
+
+
+def test_snapstart_template_is_cfn_lint_clean(snapstart: dict[str, Any]) -> None:
+    cfn_lint = Path(sys.executable).with_name("cfn-lint")
+    proc = subprocess.run(
+        [str(cfn_lint), "--non-zero-exit-code", "error", "--ignore-checks", "W3005", "--",
+         str(snapstart["dir"] / "cloudformation-template-update-stack.json")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_zip_carries_the_runtimes_bytecode_for_every_module(packaged: dict[str, Path]) -> None:
+    names = set(zipfile.ZipFile(packaged["dev"] / "chat-sessions.zip").namelist())
+    for source in ("handlers/slack.py", "sessions/runner.py", "slack_sdk/web/client.py"):
+        folder, _, file = source.rpartition("/")
+        assert f"{folder}/__pycache__/{file[:-3]}.cpython-312.pyc" in names, source
+
+
+def _rezip(source: Path, target: Path, change: Any) -> Path:
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = change(info.filename, src.read(info))
+            if data is not None:
+                dst.writestr(info, data)
+    return target
+
+
+def _check(zip_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "check_package.py"), str(zip_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_the_package_check_rejects_a_zip_without_good_bytecode(
+    packaged: dict[str, Path], tmp_path: Path
+) -> None:
+    zip_path = packaged["dev"] / "chat-sessions.zip"
+    # As serverless packaged it before the bytecode step: every cold start compiles.
+    bare = _rezip(zip_path, tmp_path / "bare.zip", lambda n, d: None if n.endswith(".pyc") else d)
+    proc = _check(bare)
+    assert proc.returncode == 1
+    assert "no bytecode for " in proc.stderr
+    assert "files without good bytecode" in proc.stderr
+    # A source changed after compiling: its unchecked pyc would run the old code.
+    stale = _rezip(
+        zip_path,
+        tmp_path / "stale.zip",
+        lambda n, d: d + b"\nX = 1\n" if n == "handlers/text.py" else d,
+    )
+    proc = _check(stale)
+    assert proc.returncode == 1
+    assert "stale bytecode for handlers/text.py" in proc.stderr

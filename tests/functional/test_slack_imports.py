@@ -1,0 +1,52 @@
+"""What a cold Slack function imports before answering: a slash command's answer rides in the
+ack, so its first event loads none of slack_sdk (whose package imports asyncio,
+urllib.request, ssl and email: a third of the edge's cold import); the first reply that goes
+through the Web API loads it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests import slack_requests as sr
+from tests.fakes import fake_slack
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PROBE = """
+import json, sys
+import handlers.slack
+answer = handlers.slack.handler(json.loads(sys.argv[1]), None)
+assert answer["statusCode"] == 200, answer
+print(json.dumps(sorted({n.split(".")[0] for n in sys.modules} & {"slack_sdk", "slack_bolt"})))
+"""
+
+
+def _first_event(event: dict[str, object], env: dict[str, str]) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(event)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_a_slash_commands_cold_start_loads_no_slack_sdk_and_a_dm_loads_it(tmp_path: Path) -> None:
+    with fake_slack() as fake:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SESSIONS_"))},
+            **fake.edge_env(),
+            "SESSIONS_DB": str(tmp_path / "sessions.sqlite3"),
+        }
+        slash = sr.slash("add milk", user="UCOLD1")
+        assert _first_event(slash, env) == []
+        dm = sr.json_event(sr.dm_body("add milk", channel="DCOLD1", user="UCOLD2"))
+        assert _first_event(dm, env) == ["slack_sdk"]  # the reply's chat.postMessage
+        assert [c.path for c in fake.calls] == ["/api/chat.postMessage"]
