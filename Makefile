@@ -84,6 +84,8 @@ replay: $(STAMP)
 test-long: $(STAMP)
 	LAYOUT_EXAMPLES=2000 $(BIN)/python -m pytest -q \
 		tests/property/test_layout_model.py --hypothesis-show-statistics
+	INSTALL_USERS=5000 $(BIN)/python -m pytest -q tests/contract/test_installation_records.py \
+		-k five_thousand
 
 bench: $(STAMP) dynamodb-local
 	$(BIN)/python -m benchmarks

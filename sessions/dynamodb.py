@@ -775,6 +775,24 @@ class DynamoDBStore(ConditionalWrites):
             raise error from exc
         return (bytes(old["blob"]["B"]), num(old, "expires_at")) if old else None
 
+    def record_parts(self, pk: str) -> list[str]:
+        found: list[str] = []
+        start: dict[str, Any] | None = None
+        while True:
+            page = self._call(
+                "query",
+                TableName=self.table,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": pk}},
+                ProjectionExpression="sk",
+                ConsistentRead=True,
+                **({"ExclusiveStartKey": start} if start else {}),
+            )
+            found.extend(item["sk"]["S"] for item in page.get("Items", []))
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return sorted(found)
+
     def health(self) -> None:
         """Raise ``StoreConfigError`` when the table does not exist (``StoreError`` for any
         other failure): one ``DescribeTable``."""

@@ -379,6 +379,13 @@ class SQLiteStore(ConditionalWrites):
             conn.execute("DELETE FROM records WHERE pk = ? AND sk = ?", (pk, sk))
             return bytes(row[0]), int(row[1])
 
+    def record_parts(self, pk: str) -> list[str]:
+        sql = "SELECT sk FROM records WHERE pk = ? ORDER BY sk"
+        try:
+            return [row[0] for row in self._conn().execute(sql, (pk,))]
+        except sqlite3.Error as exc:
+            raise self._convert(exc) from exc
+
     def health(self) -> None:
         """Raise ``StoreError`` unless the database opens and its table answers."""
         try:

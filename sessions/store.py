@@ -303,6 +303,12 @@ class Store(Protocol):
         racing deletes exactly one gets the record (a one-time state is consumed once)."""
         ...
 
+    def record_parts(self, pk: str) -> list[str]:
+        """The sort keys of every record kept under ``pk`` (one installation's bot, latest
+        and per-user records), read consistently: one ``Query`` of one partition, never a
+        scan."""
+        ...
+
     def health(self) -> None:
         """Check that the store is there and answers (DynamoDB: the table exists).
 
