@@ -40,7 +40,7 @@ from slack_sdk.oauth.installation_store.models.bot import Bot
 from slack_sdk.oauth.installation_store.models.installation import Installation
 from slack_sdk.oauth.state_store.state_store import OAuthStateStore
 
-from sessions.installations import SK, Installations
+from sessions.installations import FOREVER, SK, Installations
 
 TEAM = "slack-team"
 STATE = "slack-oauth-state"
@@ -49,6 +49,8 @@ NONE = "none"
 BOT = "bot"
 LATEST = "latest"
 USER = "user#"
+#: A team an org-wide install answered (so that the org's uninstall erases exactly its teams).
+SERVED = "team#"
 LEGACY = SK
 #: The bot fields of an installation that a rotation changes.
 BOT_FIELDS = ("bot_token", "bot_refresh_token", "bot_token_expires_at", "bot_id",
@@ -200,6 +202,20 @@ class TableInstallationStore(InstallationStore):
         latest = self._get(ident, LATEST)
         if latest is not None and latest.get("user_id") == user_id:
             self._put(ident, LATEST, _without_user(latest))
+
+    # -- an org-wide install's teams ---------------------------------------------------------
+
+    def served(self, enterprise_id: str, team_id: str) -> None:
+        """Note that the org-wide install of ``enterprise_id`` answered ``team_id`` (a record
+        created only if absent: a conditional write per team per container)."""
+        self.records.create(
+            TEAM, team_id_of(enterprise_id, None), {}, ttl=FOREVER, part=SERVED + team_id
+        )
+
+    def served_teams(self, enterprise_id: str | None) -> list[str]:
+        """The teams the org-wide install of ``enterprise_id`` answered."""
+        parts = self.records.parts(TEAM, team_id_of(enterprise_id, None))
+        return [p.removeprefix(SERVED) for p in parts if p.startswith(SERVED)]
 
     def delete_all(self, *, enterprise_id: str | None, team_id: str | None) -> None:
         """Everything the workspace (or the org-wide install) stored: every part."""

@@ -434,7 +434,9 @@ class Pipeline:
             return
         for unit in deliveries(job):
             if isinstance(unit, EraseJob):
-                self.sessions.erase_workspace(unit.platform, unit.workspace)
+                self.sessions.erase_workspace(
+                    unit.platform, unit.workspace, generation=unit.generation
+                )
             elif isinstance(unit, TimerJob):
                 scheduler = self.sessions.scheduler
                 if scheduler is not None:

@@ -55,7 +55,7 @@ from slack_sdk import WebClient
 from bot.replies import AnyReply, FormErrors, Modal
 from handlers import slack_payloads as payloads
 from handlers.deferral import DEFERRED_KEY, Deferrer, default_deferrer
-from handlers.delivery import Delivery, EraseJob, SlackKind, SlackRoute
+from handlers.delivery import Delivery, SlackKind, SlackRoute
 from handlers.entry import Entry, build_edge, spec_of
 from handlers.http import BadRequest, HttpRequest, from_lambda, response
 from handlers.pipeline import Answer, Deadline, Pipeline
@@ -146,10 +146,16 @@ class SlackEdge:
                 TableOAuthStateStore(sessions.installations),
             )
         self.sender = SlackSender(
-            self.web, self._signing_secret, web_for=self._web_for if self.oauth else None
+            self.web,
+            self._signing_secret,
+            web_for=self._web_for if self.oauth else None,
+            on_revoked=self._token_refused if self.oauth else None,
         )
         self.deferrer = deferrer or default_deferrer(settings, self.run_deferred)
         self.serialiser = serialiser or default_serialiser(settings, self.run_deferred)
+        if self.oauth is not None:  # rotation timers, erase settle passes, refreshes
+            self.oauth.scheduler = sessions.scheduler
+            self.oauth.defer = self._submit
         self.pipeline = Pipeline(
             sessions=sessions,
             spec=self.spec,
@@ -232,7 +238,27 @@ class SlackEdge:
     def run_deferred(self, job: Any) -> None:
         """Run a handed-off job (or replay a dead letter: ``job["retry_failed"]``); raises
         what can heal, so that whoever runs it retries."""
+        if self.oauth is not None and isinstance(job, Mapping):
+            if job.get("kind") == "rotate":  # a token's refresh, off the ack path
+                self.oauth.rotate(_text(job.get("enterprise")), _text(job.get("team")))
+                return
+            if job.get("kind") == "erase" and job.get("settle"):  # an uninstall's, again
+                self.oauth.settle(job, self.sessions)
+                return
+            key = job.get("key")
+            if job.get("platform") == "slack" and isinstance(key, Mapping):
+                # Before the turn: an expired token is refreshed here (raises to retry
+                # when another container is refreshing it), never after the commit.
+                self.oauth.token(_text(key.get("enterprise")), _text(key.get("team")))
         self.pipeline.run_job(job)
+
+    def _submit(self, job: dict[str, Any]) -> bool:
+        try:
+            self.deferrer.submit(job)
+        except Exception:
+            log.exception("could not hand off a deferred job")
+            return False
+        return True
 
     def _signed(self, body: bytes, headers: Mapping[str, str]) -> bool:
         """Slack's v0 signature over the raw bytes, within 300 s; never raises on any header."""
@@ -394,9 +420,17 @@ class SlackEdge:
         nothing of it is run or stored, and Slack's retry could not change that."""
         if self.oauth is None:
             return True
+        from handlers.slack_oauth import TokenExpired
+
         key = delivery.key
-        if self.oauth.token(key.enterprise, key.workspace) is not None:
-            return True
+        try:
+            if self.oauth.token(key.enterprise, key.workspace, inline=True) is not None:
+                return True
+        except TokenExpired:
+            # Its refresh is never on the ack path: the turn waits for it, deferred.
+            if not self.pipeline.defer(delivery.later()):
+                log.error("a turn waiting for its token's refresh could not be deferred")
+            return False
         log.warning(
             "event from a workspace with no installation; dropped",
             extra={"team": fingerprint(key.workspace)},
@@ -413,25 +447,29 @@ class SlackEdge:
     def _on_install_event(
         self, body: Mapping[str, Any], event: Mapping[str, Any]
     ) -> dict[str, Any]:
-        """``app_uninstalled``: the workspace's installation goes; ``tokens_revoked``: the
-        named tokens go. (Both are acked whatever happens: Slack retries a failure.)"""
+        """``app_uninstalled``: the workspace (or the org-wide install) is closed, its
+        installation goes and its erase runs after the ack, then once more when turns in
+        flight can no longer commit; ``tokens_revoked``: the named tokens go. Whose, as Bolt
+        reads it: ``authorizations[0]`` (its ``is_enterprise_install``), else the body's ids."""
         if self.oauth is None:
             return _ack()
-        team = body.get("team_id") if isinstance(body.get("team_id"), str) else None
-        enterprise = (
-            body.get("enterprise_id") if isinstance(body.get("enterprise_id"), str) else None
-        )
+        enterprise, team, org = payloads.installation_of_event(body)
         if event.get("type") == "app_uninstalled":
-            self.oauth.uninstalled(enterprise, team)
-            if team is not None and not self.pipeline.defer(EraseJob("slack", team)):
-                return response(503, "retry later")  # Slack retries: the erase must happen
+            for job in self.oauth.uninstalled(enterprise, team, org=org):
+                if not self.pipeline.defer(job):
+                    return response(503, "retry later")  # Slack retries: the erase must happen
+                self.oauth.settle_later(job)
         else:
             tokens = event.get("tokens")
             named = tokens if isinstance(tokens, Mapping) else {}
             users = [u for u in named.get("oauth") or [] if isinstance(u, str)]
             bots = [b for b in named.get("bot") or [] if isinstance(b, str)]
-            self.oauth.revoked(enterprise, team, users, bots)
+            self.oauth.revoked(enterprise, team, users, bots, org=org)
         return _ack()
+
+    def _token_refused(self, key: ConversationKey) -> None:
+        assert self.oauth is not None
+        self.oauth.revoked_by_slack(key.enterprise, key.workspace)
 
     def _report(self, message: str) -> None:
         log.exception(message)
