@@ -22,12 +22,16 @@ slack_sdk's stores do. The first layout kept a workspace in one record (sk ``ins
 bot, every user, which was latest): it is still read, and the first save (or delete) rewrites
 it in this shape. An org-wide Enterprise Grid install is the record of ``<enterprise>-none``.
 
-An OAuth ``state`` is a record of its own, one-time (consumed by a conditional delete: of two
-racing redirects exactly one gets it) and short-lived (600 s, Bolt's default).
+An OAuth ``state`` is signed, not stored (:class:`TableOAuthStateStore`): only its use at the
+redirect is recorded (one-time: of two racing redirects exactly one gets it), for as long as
+the state could be used (600 s, Bolt's default).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import logging
 import secrets
 import time
@@ -242,33 +246,58 @@ def _without_user(data: dict[str, Any]) -> dict[str, Any]:
 
 
 class TableOAuthStateStore(OAuthStateStore):
-    """slack_sdk's ``OAuthStateStore``: a state is issued once, consumed once, within
-    ``expiration_seconds``."""
+    """slack_sdk's ``OAuthStateStore`` without a write per visitor: a state is signed
+    (HMAC-SHA256 with a secret of the app, its issue time inside), so issuing one stores
+    nothing and an anonymous ``GET /slack/install`` costs no request; it is good for
+    ``expiration_seconds``, and once: the redirect that consumes it creates a marker record
+    (created only if absent, living as long as the state could), so of two redirects with
+    one state exactly one gets it. The edge also binds it to the installer's browser (a
+    cookie, as Bolt does)."""
 
     def __init__(
         self,
         records: Installations,
         *,
+        secret: str,
         expiration_seconds: int = 600,
         logger: Logger | None = None,
-        token: Callable[[], str] = lambda: secrets.token_urlsafe(24),
+        clock: Callable[[], float] = time.time,
+        nonce: Callable[[], str] = lambda: secrets.token_urlsafe(16),
     ) -> None:
+        if not secret:
+            raise ValueError("an OAuth state needs a secret to sign it")
         self.records = records
         self.expiration_seconds = expiration_seconds
+        self._key = hmac.new(secret.encode(), b"slack-oauth-state", hashlib.sha256).digest()
         self._logger = logger or logging.getLogger(__name__)
-        self._token = token
+        self._clock = clock
+        self._nonce = nonce
 
     @property
     def logger(self) -> Logger:
         return self._logger
 
+    def _sign(self, body: str) -> str:
+        mac = hmac.new(self._key, body.encode(), hashlib.sha256).digest()[:18]
+        return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
     def issue(self, *args: Any, **kwargs: Any) -> str:
-        state = self._token()
-        self.records.put(STATE, state, {"issued_at": time.time()}, ttl=self.expiration_seconds)
-        return state
+        body = f"{int(self._clock())}.{self._nonce()}"
+        return f"{body}.{self._sign(body)}"
+
+    def valid(self, state: str) -> int | None:
+        """Seconds the state is still good for (signed by us, not expired), else ``None``."""
+        parts = state.split(".") if isinstance(state, str) and len(state) <= 200 else []
+        if len(parts) != 3 or not parts[0].isdigit():
+            return None
+        if not hmac.compare_digest(self._sign(f"{parts[0]}.{parts[1]}"), parts[2]):
+            return None
+        left = int(parts[0]) + self.expiration_seconds - int(self._clock())
+        return left if 0 < left <= self.expiration_seconds else None
 
     def consume(self, state: str) -> bool:
-        try:
-            return self.records.take(STATE, state) is not None
-        except ValueError:  # not a state we could have issued (an invalid id)
+        left = self.valid(state)
+        if left is None:
             return False
+        used = hashlib.sha256(state.encode()).hexdigest()[:40]
+        return self.records.create(STATE, used, {}, ttl=left + 1)

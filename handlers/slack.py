@@ -143,7 +143,9 @@ class SlackEdge:
             self.oauth = SlackOAuth(
                 settings,
                 TableInstallationStore(sessions.installations),
-                TableOAuthStateStore(sessions.installations),
+                TableOAuthStateStore(
+                    sessions.installations, secret=str(settings.slack_client_secret or "")
+                ),
             )
         self.sender = SlackSender(
             self.web,

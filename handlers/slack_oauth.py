@@ -17,6 +17,7 @@ dropped, and nothing of them is stored.
 
 from __future__ import annotations
 
+import hmac
 import html
 import logging
 import threading
@@ -51,6 +52,8 @@ log = private(logging.getLogger("handlers.slack_oauth"))
 
 INSTALL_PATH = "/slack/install"  # the Slack edge's OAUTH_PATHS name the same two
 REDIRECT_PATH = "/slack/oauth_redirect"
+#: The cookie that binds an install to the browser that started it (Bolt's name).
+STATE_COOKIE = "slack-app-oauth-state"
 #: A rotating token (12 h) is refreshed this long before it expires (slack_sdk's default), by
 #: a one-time timer set when it is saved; a request that finds it inside this window still
 #: uses it and asks for a refresh off the ack path.
@@ -147,7 +150,9 @@ class SlackOAuth:
         return f"{scheme}://{host}{REDIRECT_PATH}"
 
     def install(self, request: HttpRequest) -> dict[str, Any]:
-        """The "Add to Slack" page: a link to Slack's authorize page with a fresh state."""
+        """The "Add to Slack" page: a link to Slack's authorize page with a fresh state, the
+        same state in a cookie of the installer's browser (as Bolt does; checked at the
+        redirect). Nothing is stored: the state is signed."""
         state = self.states.issue()
         query = {
             "client_id": str(self.settings.slack_client_id),
@@ -161,14 +166,31 @@ class SlackOAuth:
             "<!doctype html><meta charset=utf-8><title>Add to Slack</title>"
             f'<p><a id="add-to-slack" href="{html.escape(url)}">Add to Slack</a></p>'
         )
-        return response(200, body, content_type="text/html; charset=utf-8")
+        cookie = self._cookie(request, state, self.states.expiration_seconds)
+        return response(
+            200, body, content_type="text/html; charset=utf-8", headers={"set-cookie": cookie}
+        )
+
+    def _cookie(self, request: HttpRequest, value: str, max_age: int) -> str:
+        secure = "; Secure" if self.redirect_uri(request).startswith("https://") else ""
+        return f"{STATE_COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
 
     def redirect(self, request: HttpRequest) -> dict[str, Any]:
-        """Slack's redirect: consume the state, exchange the code, store the installation."""
+        """Slack's redirect: the state must be the one of this browser's cookie (an install
+        started elsewhere is refused with a page that says so), then it is consumed (once),
+        the code exchanged, the installation stored."""
         if request.first("error"):
             log.info("installation cancelled by the installer")
             return _page(200, "Installation cancelled", "Nothing was installed.")
         code, state = request.first("code"), request.first("state")
+        cookie = request.cookie(STATE_COOKIE)
+        if state and (not cookie or not hmac.compare_digest(cookie, state)):
+            log.warning("OAuth redirect without this browser's state cookie")
+            return _page(
+                400,
+                "This installation was started in another browser",
+                "Start again from the Add to Slack page, in this browser (with cookies on).",
+            )
         if not code or not state or not self.states.consume(state):
             log.warning("OAuth redirect with a missing, used or expired state")
             return _page(
@@ -194,7 +216,9 @@ class SlackOAuth:
             extra={"team": fingerprint(str(installation.team_id or installation.enterprise_id))},
         )
         name = installation.team_name or installation.enterprise_name or "your workspace"
-        return _page(200, "Installed", f"The app is installed in {name}. You can close this.")
+        done = _page(200, "Installed", f"The app is installed in {name}. You can close this.")
+        done["headers"]["set-cookie"] = self._cookie(request, "", 0)  # used: forgotten
+        return done
 
     def installed(self, installation: Installation) -> None:
         """Keep a new installation: the workspace (or org) open again, its records saved,

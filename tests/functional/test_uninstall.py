@@ -26,7 +26,7 @@ from sessions.schedules import SQLiteScheduler
 from sessions.store import Store
 from tests.fakes import FakeSlack, fake_slack
 from tests.functional.conftest import select_store
-from tests.functional.test_install import get, install_link
+from tests.functional.test_install import install_link, redirect
 from tests.slack_requests import dm_body, json_event
 
 
@@ -81,7 +81,7 @@ def later(edge: handlers.slack.SlackEdge, seconds: float) -> None:
 
 def install(edge: handlers.slack.SlackEdge, code: str) -> None:
     link = install_link(edge)
-    done = edge.handle(get("/slack/oauth_redirect", {"code": code, "state": link["state"]}))
+    done = edge.handle(redirect(link, code))
     assert done["statusCode"] == 200, done["body"]
 
 
