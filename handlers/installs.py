@@ -48,6 +48,8 @@ from sessions.installations import FOREVER, SK, Installations
 
 TEAM = "slack-team"
 STATE = "slack-oauth-state"
+#: Seconds a state's issue time may be ahead of this container's clock.
+SKEW = 30
 NONE = "none"
 #: The parts of a workspace's installation (``LEGACY``: the one-record layout before them).
 BOT = "bot"
@@ -293,7 +295,8 @@ class TableOAuthStateStore(OAuthStateStore):
         if not hmac.compare_digest(self._sign(f"{parts[0]}.{parts[1]}"), parts[2]):
             return None
         left = int(parts[0]) + self.expiration_seconds - int(self._clock())
-        return left if 0 < left <= self.expiration_seconds else None
+        # (Issued by a container whose clock is a little ahead: still good.)
+        return left if 0 < left <= self.expiration_seconds + SKEW else None
 
     def consume(self, state: str) -> bool:
         left = self.valid(state)

@@ -284,13 +284,8 @@ class SlackOAuth:
         return str(bot.bot_token)
 
     def _lookup(self, enterprise_id: str | None, team_id: str | None, now: float) -> _Cached:
-        bot, source = (
-            self.installations.find_bot(enterprise_id=enterprise_id, team_id=team_id),
-            (
-                enterprise_id,
-                team_id,
-            ),
-        )
+        bot = self.installations.find_bot(enterprise_id=enterprise_id, team_id=team_id)
+        source = (enterprise_id, team_id)
         if bot is None and enterprise_id is not None:
             bot = self.installations.find_bot(
                 enterprise_id=enterprise_id, team_id=None, is_enterprise_install=True
@@ -352,6 +347,7 @@ class SlackOAuth:
 
         current = find()
         if current is None or not _expiring(current, self.wall()):
+            self.forget(enterprise_id, team_id)  # this container reads the fresh one
             return current
         records = self.installations.records
         if not records.create(ROTATION, lock, {"at": self.wall()}, ttl=ROTATION_LOCK):
@@ -378,6 +374,7 @@ class SlackOAuth:
         current.bot_refresh_token = answer.get("refresh_token")
         current.bot_token_expires_at = int(self.wall() + int(answer["expires_in"]))
         self.installations.save_bot(current)
+        self.forget(enterprise_id, team_id)
         self.schedule_rotation(current)
         log.info("bot token rotated", extra={"team": fingerprint(lock)})
         return current

@@ -125,9 +125,16 @@ def workspace_pk(platform: str, workspace: str) -> str:
     return f"{platform}#{workspace}"
 
 
+#: Platforms whose workspaces are closed by an uninstall (a Messenger page has no such event:
+#: its conversations' creation checks no stone, and costs no more).
+CLOSABLE = frozenset({"slack"})
+
+
 def stones_of(key: ConversationKey) -> list[str]:
     """The stones a conversation's creation checks: its workspace's and, on Enterprise Grid,
     its org's (an org-wide install's uninstall closes the org)."""
+    if key.platform not in CLOSABLE:
+        return []
     found = [workspace_pk(key.platform, key.workspace)]
     if key.enterprise and key.enterprise != key.workspace:
         found.append(workspace_pk(key.platform, key.enterprise))
