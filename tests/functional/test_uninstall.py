@@ -8,8 +8,10 @@ the team stored."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -312,3 +314,47 @@ def test_tokens_revoked_at_org_level_finds_the_orgs_bot(
     assert (
         installs.find_bot(enterprise_id="E0001", team_id=None, is_enterprise_install=True) is None
     )
+
+
+class Gate(TodoBot):
+    """The todo bot whose turns on "slow ..." wait at a gate: a turn in flight while the
+    workspace is uninstalled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def turn(self, state: Any, message: Any) -> Any:
+        if str(getattr(message, "text", "")).startswith("slow "):
+            self.entered.set()
+            assert self.release.wait(30)
+        return super().turn(state, message)
+
+
+def test_turns_in_flight_during_the_uninstall_leave_nothing(
+    world: tuple[FakeSlack, Store, SQLiteScheduler],
+) -> None:
+    """A turn that loaded before the uninstall and commits after its erase: a new user's
+    (its creation meets the closed stone) and a known user's (its item is gone, and the
+    user's tombstone is newer than the event) alike store nothing and say nothing."""
+    fake, store, scheduler = world
+    gate = Gate()
+    a = handlers.slack.build(from_env(), sessions=Sessions(store, scheduler=scheduler), bot=gate)
+    b = container(store, scheduler)
+    install(b, "code-T0001")
+    assert say(a, "add milk", user="U0001") == 200
+    posted = len(fake.posts())
+    for user in ("U0001", "U0005"):
+        gate.entered.clear()
+        gate.release.clear()
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(say, a, "slow add tea", user=user)
+            assert gate.entered.wait(30)
+            uninstall(b)  # acked, erased (the erase drained) while the turn waits
+            gate.release.set()
+            assert pending.result() == 200
+        fake.used_codes.discard("code-T0001")
+        install(b, "code-T0001")  # for the next round: installed again
+    assert stored_items(Sessions(store), "T0001", ["U0001", "U0005"]) == []
+    assert len(fake.posts()) == posted
