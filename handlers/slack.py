@@ -240,18 +240,8 @@ class SlackEdge:
     def run_deferred(self, job: Any) -> None:
         """Run a handed-off job (or replay a dead letter: ``job["retry_failed"]``); raises
         what can heal, so that whoever runs it retries."""
-        if self.oauth is not None and isinstance(job, Mapping):
-            if job.get("kind") == "rotate":  # a token's refresh, off the ack path
-                self.oauth.rotate(_text(job.get("enterprise")), _text(job.get("team")))
-                return
-            if job.get("kind") == "erase" and job.get("settle"):  # an uninstall's, again
-                self.oauth.settle(job, self.sessions)
-                return
-            key = job.get("key")
-            if job.get("platform") == "slack" and isinstance(key, Mapping):
-                # Before the turn: an expired token is refreshed here (raises to retry
-                # when another container is refreshing it), never after the commit.
-                self.oauth.token(_text(key.get("enterprise")), _text(key.get("team")))
+        if self.oauth is not None and self.oauth.run_job(job, self.sessions):
+            return  # a token's refresh, or an uninstall's settle pass
         self.pipeline.run_job(job)
 
     def _submit(self, job: dict[str, Any]) -> bool:

@@ -480,6 +480,28 @@ class SlackOAuth:
             return False
         return True
 
+    def run_job(self, job: Any, sessions: Sessions) -> bool:
+        """A deferred job or a fired timer, before the pipeline sees it: a token's refresh
+        (``rotate``) and an erase's settle pass are ours (``True``: done). Any other job of
+        a Slack conversation gets its token first: an expired one is refreshed here, before
+        the turn (raising to retry when another container is refreshing it), never after
+        its commit."""
+        if not isinstance(job, Mapping):
+            return False
+        if job.get("kind") == "rotate":
+            self.rotate(_text(job.get("enterprise")), _text(job.get("team")))
+            return True
+        if job.get("kind") == "erase" and job.get("settle"):
+            self.settle(job, sessions)
+            return True
+        inner = job.get("delivery") if job.get("kind") == "fire" else job  # a timer's fire
+        if not isinstance(inner, Mapping) or inner.get("platform") != "slack":
+            return False
+        key = inner.get("key")
+        if isinstance(key, Mapping):
+            self.token(_text(key.get("enterprise")), _text(key.get("team")))
+        return False
+
     def settle(self, job: Mapping[str, Any], sessions: Sessions) -> None:
         """Run an erase's settle pass (its timer fired): the same erase, under the same
         generation, while the workspace is still closed by that uninstall (installed again
