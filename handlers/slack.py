@@ -55,7 +55,7 @@ from slack_sdk import WebClient
 from bot.replies import AnyReply, FormErrors, Modal
 from handlers import slack_payloads as payloads
 from handlers.deferral import DEFERRED_KEY, Deferrer, default_deferrer
-from handlers.delivery import Delivery, SlackKind, SlackRoute
+from handlers.delivery import Delivery, EraseJob, SlackKind, SlackRoute
 from handlers.entry import Entry, build_edge, spec_of
 from handlers.http import BadRequest, HttpRequest, from_lambda, response
 from handlers.pipeline import Answer, Deadline, Pipeline
@@ -447,10 +447,8 @@ class SlackEdge:
             return _ack()
         enterprise, team, org = payloads.installation_of_event(body)
         if event.get("type") == "app_uninstalled":
-            for job in self.oauth.uninstalled(enterprise, team, org=org):
-                if not self.pipeline.defer(job):
-                    return response(503, "retry later")  # Slack retries: the erase must happen
-                self.oauth.settle_later(job)
+            if not self.oauth.uninstalled(enterprise, team, org=org, erase=self._erase):
+                return response(503, "retry later")  # Slack retries: the erase must happen
         else:
             tokens = event.get("tokens")
             named = tokens if isinstance(tokens, Mapping) else {}
@@ -458,6 +456,14 @@ class SlackEdge:
             bots = [b for b in named.get("bot") or [] if isinstance(b, str)]
             self.oauth.revoked(enterprise, team, users, bots, org=org)
         return _ack()
+
+    def _erase(self, job: EraseJob) -> bool:
+        """Hand off an uninstall's erase, and set its settle pass."""
+        assert self.oauth is not None
+        if not self.pipeline.defer(job):
+            return False
+        self.oauth.settle_later(job)
+        return True
 
     def _token_refused(self, key: ConversationKey) -> None:
         assert self.oauth is not None

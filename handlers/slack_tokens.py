@@ -310,16 +310,23 @@ class WorkspaceTokens:
     # -- uninstalls ---------------------------------------------------------------------------
 
     def uninstalled(
-        self, enterprise_id: str | None, team_id: str | None, *, org: bool = False
-    ) -> list[EraseJob]:
+        self,
+        enterprise_id: str | None,
+        team_id: str | None,
+        *,
+        org: bool = False,
+        erase: Callable[[EraseJob], bool],
+    ) -> bool:
         """``app_uninstalled``: the workspace (``org``: the org-wide install) is closed
         first (every container stops answering it within :data:`RECHECK` seconds, and no
-        conversation of it is created any more), then its installation goes. Returns the
-        erases to run: the team's, or each team the org-wide install answered."""
+        conversation of it is created any more); its erases are handed to ``erase`` (the
+        team's, or each team the org-wide install answered); then its installation goes.
+        ``False`` when an erase could not be handed off: nothing was deleted yet, so Slack's
+        retry finds the same teams to erase."""
         team = None if org else team_id
         workspace = enterprise_id if org else team_id
         if not workspace:
-            return []
+            return True
         generation = int(self.wall() * 1000)
         self.store.close_workspace(
             workspace_pk("slack", workspace),
@@ -327,10 +334,12 @@ class WorkspaceTokens:
             expires_at=int(self.wall()) + CLOSED_FOR,
         )
         teams = [team] if team else self.installations.served_teams(enterprise_id)
+        if not all([erase(EraseJob("slack", t, generation)) for t in teams]):
+            return False
         self.installations.delete_all(enterprise_id=enterprise_id, team_id=team)
         self.forget(enterprise_id, team)
         log.info("uninstalled", extra={"team": fingerprint(str(workspace))})
-        return [EraseJob("slack", t, generation) for t in teams]
+        return True
 
     def settle_later(self, job: EraseJob) -> bool:
         """The erase's settle pass: the same erase again, :data:`SETTLE_AFTER` seconds

@@ -358,3 +358,43 @@ def test_turns_in_flight_during_the_uninstall_leave_nothing(
         install(b, "code-T0001")  # for the next round: installed again
     assert stored_items(Sessions(store), "T0001", ["U0001", "U0005"]) == []
     assert len(fake.posts()) == posted
+
+
+class Refusing:
+    """A deferral that cannot hand off (the async invoke failed), then can."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.refuse = 1
+
+    def submit(self, job: Any) -> None:
+        if self.refuse:
+            self.refuse -= 1
+            raise ConnectionError("the hand-off failed")
+        self.inner.submit(job)
+
+    def drain(self, timeout: float) -> bool:
+        return bool(self.inner.drain(timeout=timeout))
+
+
+def test_an_org_uninstall_whose_erase_cannot_be_handed_off_is_retried_whole(
+    world: tuple[FakeSlack, Store, SQLiteScheduler],
+) -> None:
+    """Nothing is deleted before the erases are handed off: Slack's retry of the 503 finds
+    the same teams of the org to erase."""
+    _, store, scheduler = world
+    a = container(store, scheduler)
+    install(a, "code-E0001-org")
+    assert say(a, "add milk", team="T0042", enterprise="E0001") == 200
+    a.deferrer = Refusing(a.deferrer)
+    body = dm_body("x")
+    body.update(
+        type="event_callback", team_id="T0042", enterprise_id="E0001",
+        event={"type": "app_uninstalled", "event_ts": "1.1"}, event_id="EvORG1",
+        authorizations=[{"enterprise_id": "E0001", "team_id": None,
+                         "is_enterprise_install": True}],
+    )  # fmt: skip
+    assert a.handle(json_event(body))["statusCode"] == 503
+    assert a.handle(json_event(body, retry=1))["statusCode"] == 200  # Slack's retry
+    assert a.deferrer.drain(timeout=30)  # type: ignore[attr-defined]
+    assert stored_items(Sessions(store), "T0042", ["U0001"]) == []
