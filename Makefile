@@ -86,6 +86,8 @@ replay: $(STAMP)
 test-long: $(STAMP)
 	LAYOUT_EXAMPLES=2000 $(BIN)/python -m pytest -q \
 		tests/property/test_layout_model.py --hypothesis-show-statistics
+	INSTALL_USERS=5000 $(BIN)/python -m pytest -q tests/contract/test_installation_records.py \
+		-k five_thousand
 
 # The cold start as deployed is measured on the zip of the code as it is: packaged first.
 bench: $(STAMP) dynamodb-local package

@@ -132,10 +132,12 @@ class EffectJob:
 @dataclass(frozen=True, slots=True)
 class EraseJob:
     """Erase everything a workspace stored (after ``app_uninstalled``): long work, so it runs
-    after the ack."""
+    after the ack. ``generation``: the uninstall's (its tombstones'); the settle pass runs
+    again with it once turns in flight can no longer commit."""
 
     platform: str
     workspace: str
+    generation: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +190,11 @@ def dump(job: Job) -> dict[str, Any]:
     if isinstance(job, tuple):
         return {"kind": "sequence", "items": [dump(d) for d in job]}
     if isinstance(job, EraseJob):
-        return {"kind": "erase", "platform": job.platform, "workspace": job.workspace}
+        erase: dict[str, Any] = {"kind": "erase", "platform": job.platform,
+                                 "workspace": job.workspace}  # fmt: skip
+        if job.generation is not None:
+            erase["generation"] = job.generation
+        return erase
     if isinstance(job, TimerJob):
         return {
             "kind": "timers",
@@ -244,7 +250,10 @@ def load(data: Any) -> Job:
             return items  # type: ignore[return-value]
         if data.get("kind") == "erase":
             ConversationKey(data["platform"], data["workspace"], data["workspace"], "0")
-            return EraseJob(str(data["platform"]), str(data["workspace"]))  # validated above
+            generation = data.get("generation")
+            if generation is not None and (type(generation) is not int or generation < 0):
+                raise BadJob("an erase's generation is a count of milliseconds")
+            return EraseJob(str(data["platform"]), str(data["workspace"]), generation)
         if data.get("kind") == "fire":
             template = load(data["delivery"])
             if not isinstance(template, Delivery) or template.message.kind != "timer":

@@ -29,6 +29,14 @@ class HttpRequest:
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
 
+    def cookie(self, name: str) -> str | None:
+        """A cookie's value (the ``Cookie`` header's first of that name)."""
+        for part in (self.header("cookie") or "").split(";"):
+            key, _, value = part.strip().partition("=")
+            if key == name:
+                return value
+        return None
+
     def first(self, name: str) -> str | None:
         values = self.query.get(name)
         return values[0] if values else None
@@ -66,6 +74,9 @@ def from_lambda(event: Mapping[str, Any]) -> HttpRequest:
     for name, values in (event.get("multiValueHeaders") or {}).items():
         if values and str(name).lower() not in headers:
             headers[str(name).lower()] = ",".join(str(v) for v in values)
+    cookies = event.get("cookies")  # HTTP API v2 moves the Cookie header here
+    if isinstance(cookies, list) and cookies and "cookie" not in headers:
+        headers["cookie"] = "; ".join(str(c) for c in cookies)
 
     raw = event.get("body")
     if raw is None:

@@ -545,7 +545,9 @@ class Pipeline:
             return
         for unit in deliveries(job):
             if isinstance(unit, EraseJob):
-                self.sessions.erase_workspace(unit.platform, unit.workspace)
+                self.sessions.erase_workspace(
+                    unit.platform, unit.workspace, generation=unit.generation
+                )
             elif isinstance(unit, TimerJob):
                 self.run_timer_job(unit)
             elif isinstance(unit, EffectJob):

@@ -140,10 +140,15 @@ class SlackEdge:
             self.oauth = SlackOAuth(
                 settings,
                 TableInstallationStore(sessions.installations),
-                TableOAuthStateStore(sessions.installations),
+                TableOAuthStateStore(
+                    sessions.installations, secret=str(settings.slack_client_secret or "")
+                ),
             )
         self.deferrer = deferrer or default_deferrer(settings, self.run_deferred)
         self.serialiser = serialiser or default_serialiser(settings, self.run_deferred)
+        if self.oauth is not None:  # rotation timers, erase settle passes, refreshes
+            self.oauth.scheduler = sessions.scheduler
+            self.oauth.defer = self._submit
         self.pipeline = Pipeline(
             sessions=sessions,
             spec=self.spec,
@@ -226,7 +231,17 @@ class SlackEdge:
     def run_deferred(self, job: Any) -> None:
         """Run a handed-off job (or replay a dead letter: ``job["retry_failed"]``); raises
         what can heal, so that whoever runs it retries."""
+        if self.oauth is not None and self.oauth.run_job(job, self.sessions):
+            return  # a token's refresh, or an uninstall's settle pass
         self.pipeline.run_job(job)
+
+    def _submit(self, job: dict[str, Any]) -> bool:
+        try:
+            self.deferrer.submit(job)
+        except Exception:
+            log.exception("could not hand off a deferred job")
+            return False
+        return True
 
     def _signed(self, body: bytes, headers: Mapping[str, str]) -> bool:
         """Slack's v0 signature over the raw bytes, within 300 s; never raises on any header."""
@@ -388,9 +403,17 @@ class SlackEdge:
         nothing of it is run or stored, and Slack's retry could not change that."""
         if self.oauth is None:
             return True
+        from handlers.slack_oauth import TokenExpired
+
         key = delivery.key
-        if self.oauth.token(key.enterprise, key.workspace) is not None:
-            return True
+        try:
+            if self.oauth.token(key.enterprise, key.workspace, inline=True) is not None:
+                return True
+        except TokenExpired:
+            # Its refresh is never on the ack path: the turn waits for it, deferred.
+            if not self.pipeline.defer(delivery.later()):
+                log.error("a turn waiting for its token's refresh could not be deferred")
+            return False
         log.warning(
             "event from a workspace with no installation; dropped",
             extra={"team": fingerprint(key.workspace)},
@@ -419,7 +442,12 @@ class SlackEdge:
         from handlers.slack_send import SlackSender
 
         if self.oauth:
-            return SlackSender(self.web, self._signing_secret, web_for=self._web_for)
+            return SlackSender(
+                self.web,
+                self._signing_secret,
+                web_for=self._web_for,
+                on_revoked=self._token_refused,
+            )
         return SlackSender(self.web, self._signing_secret)
 
     def _web_for(self, key: ConversationKey) -> WebClient:
@@ -432,25 +460,35 @@ class SlackEdge:
     def _on_install_event(
         self, body: Mapping[str, Any], event: Mapping[str, Any]
     ) -> dict[str, Any]:
-        """``app_uninstalled``: the workspace's installation goes; ``tokens_revoked``: the
-        named tokens go. (Both are acked whatever happens: Slack retries a failure.)"""
+        """``app_uninstalled``: the workspace (or the org-wide install) is closed, its
+        installation goes and its erase runs after the ack, then once more when turns in
+        flight can no longer commit; ``tokens_revoked``: the named tokens go. Whose, as Bolt
+        reads it: ``authorizations[0]`` (its ``is_enterprise_install``), else the body's ids."""
         if self.oauth is None:
             return _ack()
-        team = body.get("team_id") if isinstance(body.get("team_id"), str) else None
-        enterprise = (
-            body.get("enterprise_id") if isinstance(body.get("enterprise_id"), str) else None
-        )
+        enterprise, team, org = payloads.installation_of_event(body)
         if event.get("type") == "app_uninstalled":
-            self.oauth.uninstalled(enterprise, team)
-            if team is not None and not self.pipeline.defer(EraseJob("slack", team)):
+            if not self.oauth.uninstalled(enterprise, team, org=org, erase=self._erase):
                 return response(503, "retry later")  # Slack retries: the erase must happen
         else:
             tokens = event.get("tokens")
             named = tokens if isinstance(tokens, Mapping) else {}
             users = [u for u in named.get("oauth") or [] if isinstance(u, str)]
             bots = [b for b in named.get("bot") or [] if isinstance(b, str)]
-            self.oauth.revoked(enterprise, team, users, bots)
+            self.oauth.revoked(enterprise, team, users, bots, org=org)
         return _ack()
+
+    def _erase(self, job: EraseJob) -> bool:
+        """Hand off an uninstall's erase, and set its settle pass."""
+        assert self.oauth is not None
+        if not self.pipeline.defer(job):
+            return False
+        self.oauth.settle_later(job)
+        return True
+
+    def _token_refused(self, key: ConversationKey) -> None:
+        assert self.oauth is not None
+        self.oauth.revoked_by_slack(key.enterprise, key.workspace)
 
     def _report(self, message: str) -> None:
         log.exception(message)

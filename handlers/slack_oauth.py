@@ -1,53 +1,58 @@
-"""Install once, serve every workspace: Slack's OAuth v2 flow and the authorisation of each
-request with its own workspace's bot token.
+"""Install once, serve every workspace: Slack's OAuth v2 flow (``handlers.slack_tokens``: each
+workspace's bot token for the requests).
 
-    GET /slack/install          an "Add to Slack" page whose link carries a one-time state
+    GET /slack/install          an "Add to Slack" page whose link carries a signed state (no
+                                record: anonymous visits cost nothing), the same state in a
+                                cookie of the installer's browser, as Bolt does
     GET /slack/oauth_redirect   Slack sends the installer back with ``code`` and ``state``:
-                                the state is consumed (once), the code exchanged with
-                                ``oauth.v2.access`` at ``SLACK_API_URL``, the installation
-                                stored sealed (``handlers.installs``), a page says how it went
+                                the state must be this browser's cookie's, is used once, the
+                                code exchanged with ``oauth.v2.access`` at ``SLACK_API_URL``,
+                                the installation stored sealed (``handlers.installs``), the
+                                workspace open again, a page says how it went
 
 ``SLACK_CLIENT_ID`` and ``SLACK_CLIENT_SECRET`` turn it on (SSM in the deploy); without them the
-app serves the one workspace of ``SLACK_BOT_TOKEN``. A request's bot token is its workspace's
-(an org-wide Enterprise Grid install answers every team of the org), cached per container for
-``ttl`` seconds, so a warm turn of a known workspace costs no request. A workspace with no
-installation (never installed, or uninstalled) is not answered: its events are acked and
-dropped, and nothing of them is stored.
+app serves the one workspace of ``SLACK_BOT_TOKEN``.
 """
 
 from __future__ import annotations
 
+import hmac
 import html
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
 from slack_sdk import WebClient
-from slack_sdk.oauth.installation_store.models.bot import Bot
 from slack_sdk.oauth.installation_store.models.installation import Installation
 
 from handlers.http import HttpRequest, response
-from handlers.installs import TableInstallationStore, TableOAuthStateStore, team_id_of
+from handlers.installs import TableInstallationStore, TableOAuthStateStore
 from handlers.settings import Settings
 from handlers.slack_send import SLACK_TIMEOUT
+from handlers.slack_tokens import (
+    RECHECK,
+    ROTATE_BEFORE,
+    SETTLE_AFTER,
+    TOMBSTONE_TTL,
+    TokenExpired,
+    WorkspaceTokens,
+)
 from sessions.privacy import fingerprint, private
+from sessions.store import workspace_pk
 
 log = private(logging.getLogger("handlers.slack_oauth"))
 
 INSTALL_PATH = "/slack/install"  # the Slack edge's OAUTH_PATHS name the same two
 REDIRECT_PATH = "/slack/oauth_redirect"
-#: A rotating token (12 h) is refreshed this long before it expires (slack_sdk's default).
-ROTATE_BEFORE = 120 * 60
-#: The record kind of a workspace's rotation lock, and how long the lock holds at most.
-ROTATION = "slack-rotation"
-ROTATION_LOCK = 30
+#: The cookie that binds an install to the browser that started it (Bolt's name).
+STATE_COOKIE = "slack-app-oauth-state"
 
 
-class SlackOAuth:
-    """The install routes and the per-workspace bot tokens of one Slack edge."""
+class SlackOAuth(WorkspaceTokens):
+    """The install routes of one Slack edge, and (``WorkspaceTokens``) each workspace's bot
+    token."""
 
     def __init__(
         self,
@@ -57,15 +62,10 @@ class SlackOAuth:
         *,
         ttl: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
-        self.settings = settings
-        self.installations = installations
+        super().__init__(settings, installations, ttl=ttl, clock=clock, wall=wall)
         self.states = states
-        self.ttl = ttl
-        self.clock = clock
-        self._tokens: dict[tuple[str | None, str | None], tuple[str | None, float]] = {}
-        self._clients: dict[str, WebClient] = {}
-        self._lock = threading.Lock()
 
     # -- the install flow ---------------------------------------------------------------------
 
@@ -87,7 +87,9 @@ class SlackOAuth:
         return f"{scheme}://{host}{REDIRECT_PATH}"
 
     def install(self, request: HttpRequest) -> dict[str, Any]:
-        """The "Add to Slack" page: a link to Slack's authorize page with a fresh state."""
+        """The "Add to Slack" page: a link to Slack's authorize page with a fresh state, the
+        same state in a cookie of the installer's browser (as Bolt does; checked at the
+        redirect). Nothing is stored: the state is signed."""
         state = self.states.issue()
         query = {
             "client_id": str(self.settings.slack_client_id),
@@ -101,14 +103,31 @@ class SlackOAuth:
             "<!doctype html><meta charset=utf-8><title>Add to Slack</title>"
             f'<p><a id="add-to-slack" href="{html.escape(url)}">Add to Slack</a></p>'
         )
-        return response(200, body, content_type="text/html; charset=utf-8")
+        cookie = self._cookie(request, state, self.states.expiration_seconds)
+        return response(
+            200, body, content_type="text/html; charset=utf-8", headers={"set-cookie": cookie}
+        )
+
+    def _cookie(self, request: HttpRequest, value: str, max_age: int) -> str:
+        secure = "; Secure" if self.redirect_uri(request).startswith("https://") else ""
+        return f"{STATE_COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
 
     def redirect(self, request: HttpRequest) -> dict[str, Any]:
-        """Slack's redirect: consume the state, exchange the code, store the installation."""
+        """Slack's redirect: the state must be the one of this browser's cookie (an install
+        started elsewhere is refused with a page that says so), then it is consumed (once),
+        the code exchanged, the installation stored."""
         if request.first("error"):
             log.info("installation cancelled by the installer")
             return _page(200, "Installation cancelled", "Nothing was installed.")
         code, state = request.first("code"), request.first("state")
+        cookie = request.cookie(STATE_COOKIE)
+        if state and (not cookie or not hmac.compare_digest(cookie, state)):
+            log.warning("OAuth redirect without this browser's state cookie")
+            return _page(
+                400,
+                "This installation was started in another browser",
+                "Start again from the Add to Slack page, in this browser (with cookies on).",
+            )
         if not code or not state or not self.states.consume(state):
             log.warning("OAuth redirect with a missing, used or expired state")
             return _page(
@@ -128,126 +147,30 @@ class SlackOAuth:
             log.warning("oauth.v2.access failed: %s", type(exc).__name__)
             return _page(400, "Slack refused the installation", "Start again from Add to Slack.")
         installation = installation_of(answer)  # type: ignore[arg-type]
-        self.installations.save(installation)
-        self.forget(installation.enterprise_id, installation.team_id)
+        self.installed(installation)
         log.info(
             "installed",
             extra={"team": fingerprint(str(installation.team_id or installation.enterprise_id))},
         )
         name = installation.team_name or installation.enterprise_name or "your workspace"
-        return _page(200, "Installed", f"The app is installed in {name}. You can close this.")
+        done = _page(200, "Installed", f"The app is installed in {name}. You can close this.")
+        done["headers"]["set-cookie"] = self._cookie(request, "", 0)  # used: forgotten
+        return done
 
-    # -- authorisation ------------------------------------------------------------------------
-
-    def token(self, enterprise_id: str | None, team_id: str | None) -> str | None:
-        """The bot token of a workspace (or of its org's org-wide install), cached."""
-        now = self.clock()
-        with self._lock:
-            cached = self._tokens.get((enterprise_id, team_id))
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        bot, org = self.installations.find_bot(enterprise_id=enterprise_id, team_id=team_id), False
-        if bot is None and enterprise_id is not None:
-            bot = self.installations.find_bot(
-                enterprise_id=enterprise_id, team_id=None, is_enterprise_install=True
+    def installed(self, installation: Installation) -> None:
+        """Keep a new installation: the workspace (or org) open again, its records saved,
+        its rotation timer set, this container's cache of it dropped."""
+        org = bool(installation.is_enterprise_install)
+        workspace = installation.enterprise_id if org else installation.team_id
+        if workspace:
+            self.store.reopen_workspace(
+                workspace_pk("slack", workspace), expires_at=int(self.wall()) + TOMBSTONE_TTL
             )
-            org = True
-        if bot is not None and _expiring(bot):
-            bot = self._rotate(bot, enterprise_id, None if org else team_id)
-        token = bot.bot_token if bot is not None else None
-        with self._lock:
-            self._tokens[(enterprise_id, team_id)] = (token, now + self.ttl)
-        return token
-
-    def _rotate(self, bot: Bot, enterprise_id: str | None, team_id: str | None) -> Bot:
-        """Refresh an expiring bot token (token rotation), once however many requests find
-        it expiring at the same time: the one that takes the workspace's rotation lock (a
-        record created only if absent) reads the bot again, refreshes it if still expiring
-        and saves it; the others wait for the new token, or use the current one, which is
-        still valid (rotation starts well before the expiry)."""
-        lock = team_id_of(enterprise_id, team_id)
-        records = self.installations.records
-
-        def find() -> Bot | None:
-            return self.installations.find_bot(
-                enterprise_id=enterprise_id, team_id=team_id, is_enterprise_install=team_id is None
-            )
-
-        if records.create(ROTATION, lock, {"at": time.time()}, ttl=ROTATION_LOCK):
-            try:
-                current = find() or bot
-                if not _expiring(current):
-                    return current  # another request rotated it just before us
-                answer = WebClient(
-                    base_url=self.settings.slack_api_url, timeout=SLACK_TIMEOUT
-                ).oauth_v2_access(
-                    client_id=str(self.settings.slack_client_id),
-                    client_secret=str(self.settings.slack_client_secret),
-                    grant_type="refresh_token",
-                    refresh_token=str(current.bot_refresh_token),
-                )
-                current.bot_token = answer["access_token"]
-                current.bot_refresh_token = answer.get("refresh_token")
-                current.bot_token_expires_at = int(time.time() + int(answer["expires_in"]))
-                self.installations.save_bot(current)
-                log.info("bot token rotated", extra={"team": fingerprint(lock)})
-                return current
-            except Exception as exc:  # Slack refused, the network: the current token still works
-                log.warning("token rotation failed: %s", type(exc).__name__)
-                return bot
-            finally:
-                records.delete(ROTATION, lock)
-        for _ in range(20):  # another request is rotating: its token, within 2 s
-            time.sleep(0.1)
-            rotated = find()
-            if rotated is not None and not _expiring(rotated):
-                return rotated
-        return bot
-
-    def client(self, token: str) -> WebClient:
-        """A Web API client with ``token`` (one per token per container)."""
-        from handlers.slack_send import NotSentRetryHandler
-
-        with self._lock:
-            found = self._clients.get(token)
-            if found is None:
-                found = self._clients[token] = WebClient(
-                    token=token,
-                    base_url=self.settings.slack_api_url,
-                    timeout=SLACK_TIMEOUT,
-                    retry_handlers=[NotSentRetryHandler()],
-                )
-            return found
-
-    def forget(self, enterprise_id: str | None, team_id: str | None) -> None:
-        """Drop a workspace's cached token (installed again, uninstalled, revoked)."""
-        with self._lock:
-            self._tokens.pop((enterprise_id, team_id), None)
-
-    def uninstalled(self, enterprise_id: str | None, team_id: str | None) -> None:
-        """``app_uninstalled``: the workspace's installation goes (tokens and all)."""
-        self.installations.delete_all(enterprise_id=enterprise_id, team_id=team_id)
-        self.forget(enterprise_id, team_id)
-        log.info("uninstalled", extra={"team": fingerprint(str(team_id or enterprise_id))})
-
-    def revoked(
-        self, enterprise_id: str | None, team_id: str | None, users: list[str], bots: list[str]
-    ) -> None:
-        """``tokens_revoked``: the named users' installations, and the bot if it is named."""
-        for user in users:
-            self.installations.delete_installation(
-                enterprise_id=enterprise_id, team_id=team_id, user_id=user
-            )
-        bot = self.installations.find_bot(enterprise_id=enterprise_id, team_id=team_id)
-        if bot is not None and bot.bot_user_id in bots:
-            self.installations.delete_bot(enterprise_id=enterprise_id, team_id=team_id)
-        self.forget(enterprise_id, team_id)
-
-
-def _expiring(bot: Bot) -> bool:
-    """Whether a rotating bot token is close enough to its expiry to refresh it now."""
-    expires = bot.bot_token_expires_at
-    return bool(bot.bot_refresh_token and expires and expires - time.time() < ROTATE_BEFORE)
+        self.installations.save(installation)
+        bot = installation.to_bot() if installation.bot_token else None
+        if bot is not None:
+            self.schedule_rotation(bot)
+        self.forget(installation.enterprise_id, installation.team_id)
 
 
 def installation_of(answer: dict[str, Any]) -> Installation:
@@ -282,3 +205,13 @@ def _page(status: int, title: str, text: str) -> dict[str, Any]:
         f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>"
     )
     return response(status, body, content_type="text/html; charset=utf-8")
+
+
+__all__ = [
+    "RECHECK",
+    "ROTATE_BEFORE",
+    "SETTLE_AFTER",
+    "SlackOAuth",
+    "TokenExpired",
+    "installation_of",
+]

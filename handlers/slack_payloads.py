@@ -59,6 +59,28 @@ def _team(body: Mapping[str, Any], value: Any) -> str:
     return _id(value)
 
 
+def installation_of_event(body: Mapping[str, Any]) -> tuple[str | None, str | None, bool]:
+    """Whose installation an Events API payload is for, as Bolt reads it: the enterprise,
+    the team and whether it is an org-wide install, from ``authorizations[0]`` when there
+    is one (shared channels), else from the body (``is_enterprise_install``; a payload that
+    names an enterprise and no team is the org's). Ids that are not strings count as absent."""
+    auths = body.get("authorizations")
+    source: Mapping[str, Any] = body
+    if isinstance(auths, list) and auths and isinstance(auths[0], Mapping):
+        source = auths[0]
+
+    def text(name: str) -> str | None:
+        value = source.get(name)
+        if not isinstance(value, str) or not value:
+            value = body.get(name)
+        return value if isinstance(value, str) and value else None
+
+    enterprise, team = text("enterprise_id"), text("team_id")
+    flag = source.get("is_enterprise_install")
+    org = enterprise is not None and (flag is True or flag == "true" or team is None)
+    return enterprise, team, org
+
+
 _TIME = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?", flags=re.ASCII)
 #: Later than any time a platform sends (the year 5138): refused as no time.
 MAX_SECONDS = 1e11

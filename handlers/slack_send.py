@@ -52,6 +52,9 @@ class NotSentRetryHandler(RetryHandler):
         return isinstance(reason, ConnectionRefusedError | socket.gaierror)
 
 
+#: Web API errors that mean the workspace's token is gone.
+REVOKED = frozenset({"token_revoked", "invalid_auth", "account_inactive", "token_expired"})
+
 #: Seconds a Slack API or response_url call may take: inline replies go out before the ack,
 #: and Slack wants the ack within 3 s (Slack's API answers in well under a second).
 SLACK_TIMEOUT = 2
@@ -71,9 +74,13 @@ class SlackSender:
         signing_secret: str,
         *,
         web_for: Callable[[ConversationKey], WebClient] | None = None,
+        on_revoked: Callable[[ConversationKey], None] | None = None,
     ) -> None:
         self.web = web
         self.signing_secret = signing_secret
+        #: Told when Slack refuses a workspace's token (``token_revoked``, ``invalid_auth``,
+        #: ``account_inactive``): the cached token is dropped at once.
+        self.on_revoked = on_revoked
         #: The Web API client of a conversation's workspace (its own bot token, when the app
         #: is installed in many); default: the one client.
         self.web_for = web_for or (lambda _key: self.web)
@@ -86,7 +93,9 @@ class SlackSender:
                 trigger_id=route.trigger_id,
                 view=payloads.modal_view(modal, key=key, secret=self.signing_secret),
             )
-        except Exception:
+        except Exception as exc:
+            if isinstance(exc, SlackApiError):
+                self.refused(key, exc)
             log.warning("views.open failed; sending the modal's fallback", exc_info=True)
             return False
         return True
@@ -128,4 +137,10 @@ class SlackSender:
         except SlackApiError as exc:
             if exc.response.get("error") in ("invalid_blocks", "invalid_blocks_format"):
                 raise InvalidBlocks(str(exc.response.get("error"))) from exc
+            self.refused(key, exc)
             raise
+
+    def refused(self, key: ConversationKey, exc: SlackApiError) -> None:
+        """Drop the workspace's cached token when Slack says it is gone."""
+        if self.on_revoked is not None and exc.response.get("error") in REVOKED:
+            self.on_revoked(key)

@@ -59,6 +59,8 @@ from sessions.store import (
     StoredItem,
     StoredState,
     Tombstone,
+    WorkspaceStone,
+    stones_of,
 )
 
 if TYPE_CHECKING:
@@ -92,6 +94,14 @@ def _record_condition(now: int) -> dict[str, Any]:
         "ExpressionAttributeValues": {":now": n(now), ":failed": {"S": FAILED}},
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }
+
+
+def _workspace_stone(item: Item | None) -> WorkspaceStone | None:
+    if not item or item.get("kind", {}).get("S") != "workspace":
+        return None
+    return WorkspaceStone(
+        num(item, "gen"), bool(item.get("closed", {}).get("BOOL")), num(item, "expires_at")
+    )
 
 
 class DynamoDBStore(ConditionalWrites):
@@ -346,7 +356,68 @@ class DynamoDBStore(ConditionalWrites):
         for creation in creators.values():
             roles.append("tombstone")
             actions.append(creation)
+        if creators:
+            # Creating a conversation: refused in a closed (uninstalled) workspace, in the
+            # transaction the creation pays anyway (a check of each stone, no extra request).
+            event_ms = round(event_time * 1000) if event_time is not None else now * 1000
+            for stone_pk in stones_of(key):
+                roles.append("workspace")
+                actions.append({"ConditionCheck": self._stone_check(stone_pk, event_ms, now)})
         self._transact(actions, roles, d)
+
+    def _stone_check(self, pk: str, event_ms: int, now: int) -> dict[str, Any]:
+        """The condition that a workspace's stone does not refuse a creation at ``event_ms``
+        (:meth:`WorkspaceStone.blocks`, as a condition)."""
+        return {
+            "TableName": self.table,
+            "Key": layout.key_of(pk, TOMBSTONE_SK),
+            "ConditionExpression": "attribute_not_exists(pk) OR expires_at <= :now "
+            "OR (#closed = :no AND gen < :ms)",
+            "ExpressionAttributeNames": {"#closed": "closed"},
+            "ExpressionAttributeValues": {
+                ":now": n(now),
+                ":no": {"BOOL": False},
+                ":ms": n(event_ms),
+            },
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+
+    def close_workspace(self, pk: str, *, generation: int, expires_at: int) -> None:
+        item = layout.key_of(pk, TOMBSTONE_SK) | {
+            "kind": {"S": "workspace"},
+            "gen": n(generation),
+            "closed": {"BOOL": True},
+            "expires_at": n(expires_at),
+        }
+        self._call("put_item", TableName=self.table, Item=item)
+
+    def reopen_workspace(self, pk: str, *, expires_at: int) -> None:
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=layout.key_of(pk, TOMBSTONE_SK),
+                UpdateExpression="SET #closed = :no, expires_at = :x",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#closed": "closed"},
+                ExpressionAttributeValues={":no": {"BOOL": False}, ":x": n(expires_at)},
+            )
+        except Exception as exc:
+            code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
+            if code == "ConditionalCheckFailedException":
+                return  # never closed: nothing to open
+            error = convert_error(exc, self.table)
+            if error is None:
+                raise
+            raise error from exc
+
+    def workspace_stone(self, pk: str) -> WorkspaceStone | None:
+        found = self._call(
+            "get_item",
+            TableName=self.table,
+            Key=layout.key_of(pk, TOMBSTONE_SK),
+            ConsistentRead=True,
+        ).get("Item")
+        return _workspace_stone(found)
 
     def _placed(
         self,
@@ -521,6 +592,12 @@ class DynamoDBStore(ConditionalWrites):
             return ConflictError(
                 "the user was deleted since the turn's read",
                 tombstone=stone if isinstance(stone, Tombstone) else None,
+            )
+        if "workspace" in failed:
+            ws = _workspace_stone(failed["workspace"].get("Item"))
+            return ConflictError(
+                "the workspace was uninstalled",
+                tombstone=ws.as_tombstone() if ws is not None else None,
             )
         if "TransactionConflict" in codes or not reasons:
             # Another transaction held one of the items: a lost race like any other.
@@ -774,6 +851,24 @@ class DynamoDBStore(ConditionalWrites):
                 raise
             raise error from exc
         return (bytes(old["blob"]["B"]), num(old, "expires_at")) if old else None
+
+    def record_parts(self, pk: str) -> list[str]:
+        found: list[str] = []
+        start: dict[str, Any] | None = None
+        while True:
+            page = self._call(
+                "query",
+                TableName=self.table,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": pk}},
+                ProjectionExpression="sk",
+                ConsistentRead=True,
+                **({"ExclusiveStartKey": start} if start else {}),
+            )
+            found.extend(item["sk"]["S"] for item in page.get("Items", []))
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return sorted(found)
 
     def health(self) -> None:
         """Raise ``StoreConfigError`` when the table does not exist (``StoreError`` for any

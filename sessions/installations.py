@@ -5,10 +5,14 @@ table, under keys no conversation can have::
 
     pk                              sk
     install#<kind>#<id>             install      the record (sealed), its expiry
+    install#<kind>#<id>             <part>       one part of a record kept in several (a Slack
+                                                 installation: ``bot``, ``latest``, ``user#<id>``)
 
 ``kind`` names what it is (``messenger-page``, ``instagram-account``, ...), ``id`` whose it is
 (the page id). A platform's partition keys start with the platform's name, never with
-``install``, so no user or channel can address a record.
+``install``, so no user or channel can address a record. The parts of one id share its
+partition: :meth:`Installations.parts` lists them with one ``Query``, and
+:meth:`Installations.delete_every` removes them all without a scan.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ SK = "install"
 FOREVER = 10 * 365 * 86_400
 _KIND = re.compile(r"[a-z][a-z0-9-]{0,31}")
 _ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+_PART = re.compile(r"[A-Za-z0-9_.#-]{1,160}")
 
 
 def record_pk(kind: str, ident: str) -> str:
@@ -46,6 +51,12 @@ def record_pk(kind: str, ident: str) -> str:
     return f"install#{kind}#{ident}"
 
 
+def _part(part: str) -> str:
+    if not isinstance(part, str) or not _PART.fullmatch(part):
+        raise InvalidKeyError(f"invalid record part {str(part)[:40]!r}: expected {_PART.pattern}")
+    return part
+
+
 class Installations:
     """Sealed records by kind and id, over a :class:`~sessions.store.Store`."""
 
@@ -56,37 +67,49 @@ class Installations:
         self.sealing = sealing
         self.clock = clock
 
-    def put(self, kind: str, ident: str, value: Any, *, ttl: int | None = None) -> None:
-        """Keep ``value`` (JSON-compatible) as the record of ``kind`` for ``ident``, replacing
-        the one there; ``ttl``: seconds it lives (default: until deleted)."""
-        pk = record_pk(kind, ident)
-        blob = self.sealing.encode_record(value, pk, SK)
+    def put(
+        self, kind: str, ident: str, value: Any, *, ttl: int | None = None, part: str = SK
+    ) -> None:
+        """Keep ``value`` (JSON-compatible) as the record of ``kind`` for ``ident`` (its
+        ``part``), replacing the one there; ``ttl``: seconds it lives (default: until
+        deleted)."""
+        pk, sk = record_pk(kind, ident), _part(part)
+        blob = self.sealing.encode_record(value, pk, sk)
         expires = int(self.clock()) + (FOREVER if ttl is None else ttl)
-        self.store.put_record(pk, SK, blob, expires_at=expires)
+        self.store.put_record(pk, sk, blob, expires_at=expires)
 
-    def create(self, kind: str, ident: str, value: Any, *, ttl: int) -> bool:
+    def create(self, kind: str, ident: str, value: Any, *, ttl: int, part: str = SK) -> bool:
         """Keep ``value`` only if no live record is there: whether this caller did (of
         racing creators exactly one does; a lock that expires after ``ttl`` seconds)."""
-        pk = record_pk(kind, ident)
-        blob = self.sealing.encode_record(value, pk, SK)
+        pk, sk = record_pk(kind, ident), _part(part)
+        blob = self.sealing.encode_record(value, pk, sk)
         now = int(self.clock())
-        return self.store.create_record(pk, SK, blob, expires_at=now + ttl, now=now)
+        return self.store.create_record(pk, sk, blob, expires_at=now + ttl, now=now)
 
-    def get(self, kind: str, ident: str) -> Any:
+    def parts(self, kind: str, ident: str) -> list[str]:
+        """The parts kept for ``ident`` (expired ones included until they are removed)."""
+        return self.store.record_parts(record_pk(kind, ident))
+
+    def delete_every(self, kind: str, ident: str) -> int:
+        """Delete every part kept for ``ident``; how many there were."""
+        pk = record_pk(kind, ident)
+        return sum(self.store.delete_record(pk, sk) is not None for sk in self.parts(kind, ident))
+
+    def get(self, kind: str, ident: str, *, part: str = SK) -> Any:
         """The record's value, ``None`` when there is none, it expired, or it does not open
         (another key, a planted value, clear where sealed values are required: logged by
         class). Not opening would recur on every read, so it is no error that may heal: a
         webhook that raised it would answer 5xx to every redelivery.
         """
-        pk = record_pk(kind, ident)
-        found = self.store.get_record(pk, SK)
+        pk, sk = record_pk(kind, ident), _part(part)
+        found = self.store.get_record(pk, sk)
         if found is None or found[1] <= self.clock():
             return None
-        return self._open(found[0], pk, kind)
+        return self._open(found[0], pk, sk, kind)
 
-    def _open(self, blob: bytes, pk: str, kind: str) -> Any:
+    def _open(self, blob: bytes, pk: str, sk: str, kind: str) -> Any:
         try:
-            return self.sealing.decode(blob, pk, SK, RECORD)
+            return self.sealing.decode(blob, pk, sk, RECORD)
         except CodecError as exc:
             log.error(
                 "a %s record does not open (%s); treated as absent (store it again)",
@@ -96,15 +119,15 @@ class Installations:
             )
             return None
 
-    def delete(self, kind: str, ident: str) -> bool:
+    def delete(self, kind: str, ident: str, *, part: str = SK) -> bool:
         """Delete the record; whether there was one."""
-        return self.store.delete_record(record_pk(kind, ident), SK) is not None
+        return self.store.delete_record(record_pk(kind, ident), _part(part)) is not None
 
-    def take(self, kind: str, ident: str) -> Any:
+    def take(self, kind: str, ident: str, *, part: str = SK) -> Any:
         """Delete the record and return its value, once: of racing takers exactly one gets it
         (``None`` for the others, and for an expired record)."""
-        pk = record_pk(kind, ident)
-        found = self.store.delete_record(pk, SK)
+        pk, sk = record_pk(kind, ident), _part(part)
+        found = self.store.delete_record(pk, sk)
         if found is None or found[1] <= self.clock():
             return None
-        return self._open(found[0], pk, kind)
+        return self._open(found[0], pk, sk, kind)

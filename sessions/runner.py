@@ -92,6 +92,7 @@ from sessions.privacy import conversation_hash, private
 from sessions.schedules import Scheduler
 from sessions.sealing import OUTBOX, PAYLOAD, RESPONSE, STATE, Sealing
 from sessions.store import (
+    CLOSED,
     FAILED,
     EventRecord,
     Side,
@@ -359,8 +360,21 @@ class Sessions(Views):
             seen = snap.event
             if seen is not None and seen.expires_at > now and not (seen.failed and retry_failed):
                 return self._duplicate(key, event_sk, seen, now, attempt, sender, hold_mark)
-            stone = live_tombstone(snap.tombstone or learnt, now)
-            if stone is not None and event_time is not None and at_or_before(event_time, stone):
+            # The later of the user's tombstone and one learnt from a refused commit (a
+            # closed workspace's stone is later than every event).
+            stone = max(
+                (
+                    s
+                    for s in (live_tombstone(snap.tombstone, now), live_tombstone(learnt, now))
+                    if s
+                ),
+                key=lambda s: s.generation,
+                default=None,
+            )
+            if stone is not None and (
+                stone.generation >= CLOSED
+                or (event_time is not None and at_or_before(event_time, stone))
+            ):
                 log.info(
                     "event for a deleted user ignored",
                     extra={"conversation": conversation_hash(key.pk, key.sk)},
@@ -758,7 +772,10 @@ class Sessions(Views):
                 if snap.event is not None and snap.event.expires_at > now:
                     return False
                 stone = live_tombstone(snap.tombstone, now)
-                if stone is not None and event_time is not None and at_or_before(event_time, stone):
+                if stone is not None and (
+                    stone.generation >= CLOSED
+                    or (event_time is not None and at_or_before(event_time, stone))
+                ):
                     return False
                 stone = snap.tombstone
         raise BusyError(f"could not claim {token!r}", attempts=self.max_attempts)

@@ -9,6 +9,7 @@ conditional transaction gives.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -27,6 +28,8 @@ from sessions.store import (
     StoredItem,
     StoredState,
     Tombstone,
+    WorkspaceStone,
+    stones_of,
 )
 
 _SCHEMA = """
@@ -121,6 +124,17 @@ def _same_tombstone(found: StoredItem | None, seen: Tombstone | None) -> bool:
     if seen is None:
         return found is None
     return isinstance(found, Tombstone) and found.generation == seen.generation
+
+
+_STONE = "SELECT data, expires_at FROM records WHERE pk = ? AND sk = ?"
+
+
+def _stone(row: Any) -> WorkspaceStone | None:
+    """A workspace's stone from its row of ``records`` (JSON: its generation, closed)."""
+    if row is None:
+        return None
+    data = json.loads(bytes(row[0]))
+    return WorkspaceStone(int(data["gen"]), bool(data["closed"]), int(row[1]))
 
 
 class SQLiteStore(ConditionalWrites):
@@ -249,6 +263,9 @@ class SQLiteStore(ConditionalWrites):
                     current=current,
                 )
             writes = [(key, state)] if state is not None else []
+            if state is not None and (current is None or current.expires_at <= now):
+                # Creating the conversation: refused in a closed (uninstalled) workspace.
+                self._check_stones(conn, key, event_time, now)
             for side in also:
                 rows = self._rows(side.key.pk, [side.key.sk, TOMBSTONE_SK])
                 seen_stone = side.loaded.tombstone if side.loaded is not None else None
@@ -378,6 +395,47 @@ class SQLiteStore(ConditionalWrites):
                 return None
             conn.execute("DELETE FROM records WHERE pk = ? AND sk = ?", (pk, sk))
             return bytes(row[0]), int(row[1])
+
+    def _check_stones(
+        self, conn: sqlite3.Connection, key: ConversationKey, event_time: float | None, now: int
+    ) -> None:
+        event_ms = round(event_time * 1000) if event_time is not None else now * 1000
+        for pk in stones_of(key):
+            stone = _stone(conn.execute(_STONE, (pk, TOMBSTONE_SK)).fetchone())
+            if stone is not None and stone.blocks(event_ms, now):
+                raise ConflictError("the workspace was uninstalled", tombstone=stone.as_tombstone())
+
+    def close_workspace(self, pk: str, *, generation: int, expires_at: int) -> None:
+        data = json.dumps({"gen": generation, "closed": True}).encode()
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO records (pk, sk, data, expires_at) VALUES (?, ?, ?, ?)",
+                (pk, TOMBSTONE_SK, data, expires_at),
+            )
+
+    def reopen_workspace(self, pk: str, *, expires_at: int) -> None:
+        with self._write() as conn:
+            stone = _stone(conn.execute(_STONE, (pk, TOMBSTONE_SK)).fetchone())
+            if stone is None:
+                return
+            data = json.dumps({"gen": stone.generation, "closed": False}).encode()
+            conn.execute(
+                "UPDATE records SET data = ?, expires_at = ? WHERE pk = ? AND sk = ?",
+                (data, expires_at, pk, TOMBSTONE_SK),
+            )
+
+    def workspace_stone(self, pk: str) -> WorkspaceStone | None:
+        try:
+            return _stone(self._conn().execute(_STONE, (pk, TOMBSTONE_SK)).fetchone())
+        except sqlite3.Error as exc:
+            raise self._convert(exc) from exc
+
+    def record_parts(self, pk: str) -> list[str]:
+        sql = "SELECT sk FROM records WHERE pk = ? ORDER BY sk"
+        try:
+            return [row[0] for row in self._conn().execute(sql, (pk,))]
+        except sqlite3.Error as exc:
+            raise self._convert(exc) from exc
 
     def health(self) -> None:
         """Raise ``StoreError`` unless the database opens and its table answers."""

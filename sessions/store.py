@@ -95,6 +95,52 @@ class Tombstone:
         return self.generation / 1000
 
 
+#: A closed workspace's stone, as a user's tombstone: later than any event can be.
+CLOSED = 2**62
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceStone:
+    """Left by an uninstall (``Sessions.close_workspace``): no conversation of the workspace
+    is created while it is ``closed``, nor, once it is open again (installed again), for an
+    event at or before ``generation`` (the uninstall's time in milliseconds)."""
+
+    generation: int
+    closed: bool
+    expires_at: int
+
+    def blocks(self, event_ms: int, now: int) -> bool:
+        """Whether it refuses the creation of a conversation by an event at ``event_ms``."""
+        return self.expires_at > now and (self.closed or event_ms <= self.generation)
+
+    def as_tombstone(self) -> Tombstone:
+        """The stone as the runner judges a user's: a closed workspace is later than every
+        event, so its events are ignored."""
+        return Tombstone(CLOSED if self.closed else self.generation, self.expires_at)
+
+
+def workspace_pk(platform: str, workspace: str) -> str:
+    """Where a workspace's stone is kept (sk ``#tombstone``): ``<platform>#<workspace>``, a
+    key no user or channel partition has (theirs have a third part)."""
+    return f"{platform}#{workspace}"
+
+
+#: Platforms whose workspaces are closed by an uninstall (a Messenger page has no such event:
+#: its conversations' creation checks no stone, and costs no more).
+CLOSABLE = frozenset({"slack"})
+
+
+def stones_of(key: ConversationKey) -> list[str]:
+    """The stones a conversation's creation checks: its workspace's and, on Enterprise Grid,
+    its org's (an org-wide install's uninstall closes the org)."""
+    if key.platform not in CLOSABLE:
+        return []
+    found = [workspace_pk(key.platform, key.workspace)]
+    if key.enterprise and key.enterprise != key.workspace:
+        found.append(workspace_pk(key.platform, key.enterprise))
+    return found
+
+
 # -- the delete rules (the runner and the admin views judge items by them) -----------------
 
 
@@ -301,6 +347,26 @@ class Store(Protocol):
     def delete_record(self, pk: str, sk: str) -> tuple[bytes, int] | None:
         """Delete a record and return what it was; ``None`` when there was none. Of two
         racing deletes exactly one gets the record (a one-time state is consumed once)."""
+        ...
+
+    def close_workspace(self, pk: str, *, generation: int, expires_at: int) -> None:
+        """Leave a workspace's stone (``pk`` from :func:`workspace_pk`), closed: from now on
+        no conversation of it is created (checked in the creating commit)."""
+        ...
+
+    def reopen_workspace(self, pk: str, *, expires_at: int) -> None:
+        """Open a closed workspace again (installed again): its stone stays until
+        ``expires_at``, refusing only events at or before the uninstall."""
+        ...
+
+    def workspace_stone(self, pk: str) -> WorkspaceStone | None:
+        """A workspace's stone (a consistent read), ``None`` when there is none."""
+        ...
+
+    def record_parts(self, pk: str) -> list[str]:
+        """The sort keys of every record kept under ``pk`` (one installation's bot, latest
+        and per-user records), read consistently: one ``Query`` of one partition, never a
+        scan."""
         ...
 
     def health(self) -> None:

@@ -32,9 +32,13 @@ from sessions.store import (
     live_tombstone,
     pre_delete,
     tombstone_of,
+    workspace_pk,
 )
 
 log = private(logging.getLogger("sessions"))
+#: A closed workspace's stone lives this long unless it is installed again (then as long as a
+#: user's tombstone): DynamoDB's TTL needs a time.
+CLOSED_FOR = 10 * 365 * 86_400
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,16 +226,51 @@ class Views:
         )
         return deleted
 
-    def erase_workspace(self, platform: str, workspace: str, *, settle: float = 0.0) -> int:
+    def close_workspace(self, platform: str, workspace: str) -> int:
+        """Close a workspace (its app was uninstalled): a stone that refuses the creation of
+        any conversation of it (the creating commit checks it) until :meth:`reopen_workspace`,
+        and that each container's token cache reads (``workspace_closed``). Returns the
+        stone's generation (the close's time in milliseconds), for the erase and its settle
+        pass."""
+        now = self.clock()
+        generation = int(now * 1000)
+        self.store.close_workspace(
+            workspace_pk(platform, workspace),
+            generation=generation,
+            expires_at=int(now) + CLOSED_FOR,
+        )
+        return generation
+
+    def reopen_workspace(self, platform: str, workspace: str) -> None:
+        """Installed again: conversations may be created again, except by events at or
+        before the uninstall (for as long as a user's tombstone lives)."""
+        self.store.reopen_workspace(
+            workspace_pk(platform, workspace), expires_at=int(self.clock()) + self.tombstone_ttl
+        )
+
+    def workspace_closed(self, platform: str, workspace: str) -> bool:
+        """Whether the workspace is closed (uninstalled and not installed again): one read."""
+        stone = self.store.workspace_stone(workspace_pk(platform, workspace))
+        return stone is not None and stone.closed and stone.expires_at > self.clock()
+
+    def erase_workspace(
+        self, platform: str, workspace: str, *, settle: float = 0.0, generation: int | None = None
+    ) -> int:
         """Delete everything stored for a workspace (an uninstalled Slack app's, say): every
         partition of its users and channels, each as a user delete (a tombstone, so that a
         late redelivery of an older event recreates nothing). The partitions are found by the
         workspace's index (``Store.workspace_partitions``), never by a scan. Returns how many
-        items were deleted."""
+        items were deleted. ``generation``: the tombstones' (default: now); the settle pass
+        of an uninstall's erase runs again with the first pass's, so that it removes what
+        turns in flight wrote before their commit failed, and nothing written since by a new
+        installation's events."""
         from sessions.keys import partition_from_pk
 
         now = self.clock()
-        stone = Tombstone(generation=int(now * 1000), expires_at=int(now) + self.tombstone_ttl)
+        stone = Tombstone(
+            generation=int(now * 1000) if generation is None else generation,
+            expires_at=int(now) + self.tombstone_ttl,
+        )
         partitions = self.store.workspace_partitions(platform, workspace)
         deleted = 0
         for pk in partitions:

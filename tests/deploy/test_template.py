@@ -461,7 +461,7 @@ def test_the_policy_covers_what_a_turn_really_does(packaged: dict[str, Path]) ->
         from handlers.installs import TableInstallationStore, TableOAuthStateStore
         from handlers.slack_oauth import installation_of
 
-        states = TableOAuthStateStore(sessions.installations)
+        states = TableOAuthStateStore(sessions.installations, secret="client-secret")
         assert states.consume(states.issue())
         installs = TableInstallationStore(sessions.installations)
         installs.save(installation_of({"access_token": "xoxb-1", "team": {"id": "T1"}}))

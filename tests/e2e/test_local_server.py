@@ -246,11 +246,12 @@ def test_make_run_serves_the_install_flow_against_the_fake_slack(tmp_path: Path)
     server = Server(tmp_path, free_port(), env={"SLACK_CLIENT_ID": "local.client"})
     server.start()
     try:
-        page = requests.get(f"{server.url}/slack/install", timeout=5)
+        browser = requests.Session()  # keeps the install's state cookie, as a browser does
+        page = browser.get(f"{server.url}/slack/install", timeout=5)
         assert page.status_code == 200
         link = re.search(r'href="([^"]+)"', page.text)
         assert link is not None
-        done = requests.get(html.unescape(link.group(1)), timeout=5)  # follows the redirects
+        done = browser.get(html.unescape(link.group(1)), timeout=5)  # follows the redirects
         assert done.status_code == 200 and "installed in Local T0LOCAL" in done.text
         chat = server.client("slack-dm")
         assert chat.send("add milk")[0].startswith("Added “milk”")

@@ -49,9 +49,12 @@ def world(
         store.close()
 
 
-def get(path: str, query: dict[str, str] | None = None) -> dict[str, Any]:
+def get(
+    path: str, query: dict[str, str] | None = None, *, cookie: str | None = None
+) -> dict[str, Any]:
+    """An HTTP API v2 GET (its cookies where API Gateway puts them: ``cookies``)."""
     raw = urlencode(query or {})
-    return {
+    event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": f"GET {path}",
         "rawPath": path,
@@ -60,14 +63,28 @@ def get(path: str, query: dict[str, str] | None = None) -> dict[str, Any]:
         "requestContext": {"http": {"method": "GET", "path": path}, "stage": "$default"},
         "isBase64Encoded": False,
     }
+    if cookie is not None:
+        event["cookies"] = [cookie]
+    return event
 
 
 def install_link(slack: handlers.slack.SlackEdge) -> dict[str, str]:
+    """The authorize link's query, and (``cookie``) the cookie the page set in the browser."""
     page = slack.handle(get("/slack/install"))
     assert page["statusCode"] == 200 and "text/html" in page["headers"]["content-type"]
     href = unescape(re.search(r'href="([^"]+)"', page["body"]).group(1))  # type: ignore[union-attr]
     assert href.startswith("https://slack.com/oauth/v2/authorize?")
-    return {k: v[0] for k, v in parse_qs(urlsplit(href).query).items()}
+    link = {k: v[0] for k, v in parse_qs(urlsplit(href).query).items()}
+    set_cookie = page["headers"]["set-cookie"]
+    assert "HttpOnly" in set_cookie and "Secure" in set_cookie and "SameSite=Lax" in set_cookie
+    link["cookie"] = set_cookie.split(";")[0]
+    return link
+
+
+def redirect(link: dict[str, str], code: str) -> dict[str, Any]:
+    """Slack's redirect back to the browser that started the install (its cookie sent)."""
+    return get("/slack/oauth_redirect", {"code": code, "state": link["state"]},
+               cookie=link["cookie"])  # fmt: skip
 
 
 def test_two_workspaces_installed_answered_and_one_uninstalled(
@@ -81,19 +98,15 @@ def test_two_workspaces_installed_answered_and_one_uninstalled(
         link = install_link(slack)
         assert link["client_id"] == "111.222" and link["scope"] == "commands,chat:write"
         assert link["redirect_uri"] == "https://bot.example.com/slack/oauth_redirect"
-        answer = slack.handle(
-            get("/slack/oauth_redirect", {"code": f"code-{team}", "state": link["state"]})
-        )
+        answer = slack.handle(redirect(link, f"code-{team}"))
         assert answer["statusCode"] == 200 and "installed in Team " + team in answer["body"]
-        states.append(link["state"])
+        states.append(link)
     exchanges = [c for c in fake.calls if c.path.startswith("/api/oauth.v2.access")]
     assert [c.body["code"] for c in exchanges] == ["code-T0001", "code-T0002"]
     basic = base64.b64encode(b"111.222:client-secret").decode()
     assert exchanges[0].headers.get("Authorization") == f"Basic {basic}"  # the client's own
     # A state is good once, even with a good code.
-    replayed = slack.handle(
-        get("/slack/oauth_redirect", {"code": "code-T0009", "state": states[0]})
-    )
+    replayed = slack.handle(redirect(states[0], "code-T0009"))
     assert replayed["statusCode"] == 400 and "expired or was used" in replayed["body"]
     forged = slack.handle(get("/slack/oauth_redirect", {"code": "code-T0009", "state": "nope"}))
     assert forged["statusCode"] == 400
@@ -153,9 +166,7 @@ def test_an_org_wide_install_answers_every_team_of_the_org(
     fake, store = world
     slack = handlers.slack.build(from_env(), sessions=Sessions(store), bot=TodoBot())
     link = install_link(slack)
-    done = slack.handle(
-        get("/slack/oauth_redirect", {"code": "code-E0001-org", "state": link["state"]})
-    )
+    done = slack.handle(redirect(link, "code-E0001-org"))
     assert done["statusCode"] == 200
     body = dm_body("add milk", user="U0001")
     body["team_id"], body["enterprise_id"] = "T0042", "E0001"
@@ -190,8 +201,7 @@ def test_an_expiring_token_is_refreshed_once_under_concurrent_requests(
     sessions = Sessions(store)
     slack = handlers.slack.build(from_env(), sessions=sessions, bot=TodoBot())
     link = install_link(slack)
-    installed = {"code": "code-T0007-rot", "state": link["state"]}
-    assert slack.handle(get("/slack/oauth_redirect", installed))["statusCode"] == 200
+    assert slack.handle(redirect(link, "code-T0007-rot"))["statusCode"] == 200
     edges = [handlers.slack.build(from_env(), sessions=sessions, bot=TodoBot()) for _ in range(10)]
 
     def event(n: int) -> int:
@@ -201,6 +211,8 @@ def test_an_expiring_token_is_refreshed_once_under_concurrent_requests(
 
     with ThreadPoolExecutor(10) as pool:
         assert set(pool.map(event, range(10))) == {200}
+    for edge in edges:  # the refreshes run off the ack path, deferred
+        assert edge.deferrer.drain(timeout=30)  # type: ignore[attr-defined]
     refresh_calls = [c for c in fake.calls if c.body.get("grant_type") == "refresh_token"]
     assert len(refresh_calls) == 1 and fake.refreshes == 1  # one request refreshed, once
     tokens = {p.headers.get("Authorization") for p in fake.posts()}
@@ -224,8 +236,7 @@ def test_a_warm_turn_of_an_installed_workspace_costs_no_extra_request(
     sessions = Sessions(store)
     slack = handlers.slack.build(from_env(), sessions=sessions, bot=TodoBot())
     link = install_link(slack)
-    installed = {"code": "code-T0003", "state": link["state"]}
-    assert slack.handle(get("/slack/oauth_redirect", installed))["statusCode"] == 200
+    assert slack.handle(redirect(link, "code-T0003"))["statusCode"] == 200
     counter.take()
 
     def event(text: str) -> None:
@@ -260,3 +271,45 @@ def test_users_installing_into_one_workspace_at_once_all_keep_their_installation
             enterprise_id=None, team_id="T0005", user_id=f"U000{n}"
         )
         assert found is not None and found.user_token == f"xoxp-{n}", n
+
+
+def test_an_install_finished_in_another_browser_is_refused_and_anonymous_visits_store_nothing(
+    world: tuple[FakeSlack, Store],
+) -> None:
+    """As Bolt does: the state is bound to the browser that opened the install page (a
+    cookie), and the page stores nothing (the state is signed): a hundred anonymous visits
+    cost no request."""
+    fake, store = world
+    slack = handlers.slack.build(from_env(), sessions=Sessions(store), bot=TodoBot())
+    counter = RequestCounter(store.client) if isinstance(store, DynamoDBStore) else None
+    links = [install_link(slack) for _ in range(100)]
+    if counter is not None:
+        assert counter.take() == {}
+    link = links[0]
+    elsewhere = get("/slack/oauth_redirect", {"code": "code-T0001", "state": link["state"]})
+    refused = slack.handle(elsewhere)
+    assert refused["statusCode"] == 400 and "another browser" in refused["body"]
+    other = slack.handle(redirect({**link, "cookie": links[1]["cookie"]}, "code-T0001"))
+    assert other["statusCode"] == 400 and "another browser" in other["body"]
+    assert not [c for c in fake.calls if c.path.startswith("/api/oauth.v2.access")]
+    done = slack.handle(redirect(link, "code-T0001"))  # the browser that started it
+    assert done["statusCode"] == 200 and "Max-Age=0" in done["headers"]["set-cookie"]
+
+
+def test_a_state_is_signed_and_expires(world: tuple[FakeSlack, Store]) -> None:
+    from handlers.installs import TableOAuthStateStore
+
+    _, store = world
+    clock = [1_800_000_000.0]
+    states = TableOAuthStateStore(
+        Sessions(store).installations, secret="client-secret", clock=lambda: clock[0]
+    )
+    state = states.issue()
+    stamp, nonce, mac = state.split(".")
+    assert not states.consume(f"{stamp}.{nonce}x.{mac}")  # forged
+    other = TableOAuthStateStore(Sessions(store).installations, secret="another-secret")
+    assert not other.consume(state)  # another app's secret
+    clock[0] += 601
+    assert not states.consume(state)  # expired (Bolt's 600 s)
+    clock[0] -= 2
+    assert states.consume(state) and not states.consume(state)  # once

@@ -109,8 +109,9 @@ def test_first_event_of_a_conversation_checks_the_tombstone_in_its_transaction(
 ) -> None:
     sessions, meter, clock = metered
     run(sessions, clock, "Ev0", counter(SMALL))
-    # The conversation item (1 KB) and the tombstone's ConditionCheck, each billed double.
-    assert meter.take() == ({"GetItem": 1, "TransactWriteItems": 1}, 1.0, 4.0)
+    # The conversation item (1 KB), the user's tombstone record's update and the workspace
+    # stone's ConditionCheck (an uninstall refuses the creation), each billed double.
+    assert meter.take() == ({"GetItem": 1, "TransactWriteItems": 1}, 1.0, 6.0)
 
 
 def test_duplicate_is_one_read_of_one_unit(metered: tuple[Sessions, Meter, Clock]) -> None:
