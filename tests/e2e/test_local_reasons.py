@@ -89,10 +89,11 @@ def test_a_dropped_or_refused_delivery_says_why(tmp_path: Path, page: Page) -> N
         )
 
         # Installed, the workspace's turns are deliveries like any other, never drops.
-        install = requests.get(f"{server.url}/slack/install", timeout=5)
+        browser = requests.Session()  # the install's state is bound to its browser's cookie
+        install = browser.get(f"{server.url}/slack/install", timeout=5)
         link = re.search(r'href="([^"]+)"', install.text)
         assert link is not None
-        assert requests.get(html.unescape(link.group(1)), timeout=5).status_code == 200
+        assert browser.get(html.unescape(link.group(1)), timeout=5).status_code == 200
         assert server.client("slack-dm").send("add tea")[0].startswith("Added “tea”")
         local = deliveries(server, platform="slack", team="T0LOCAL", channel="D0LOCAL")
         assert [(e["outcome"], e.get("reason")) for e in local["deliveries"]] == [("applied", None)]
