@@ -96,7 +96,7 @@ class _Model(Bot[Any]):
             states[scope] = {**states[scope], "notes": [*states[scope]["notes"], [user, text]]}
             replies.append(Reply(f"Noted {text}"))
         elif verb == "remind":
-            name, after, text = (args.split(" ", 2) + ["", "", ""])[:3]
+            name, after, text = [*args.split(" ", 2), "", "", ""][:3]
             owners = {**states[first]["owners"], name: [user, text]}
             states[first] = {**states[first], "owners": owners}
             effects.append(Timer(name, after=float(after), args={"text": text}))
