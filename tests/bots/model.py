@@ -137,3 +137,11 @@ class Shared(_Model):
 
 conversation = Conversation()
 shared = Shared()
+
+
+class Channel(_Model):
+    scope: ClassVar[str | tuple[str, ...]] = "channel"
+    namespace: ClassVar[str | None] = "mchannel"
+
+
+channel = Channel()
