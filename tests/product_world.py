@@ -37,7 +37,11 @@ from tests import slack_requests as sr
 from tests.fakes import Call, FakeSlack, QueueDeferrer
 
 #: The bots, by the name the model uses (``tests.bots.model``).
-BOTS = {"conv": "tests.bots.model:conversation", "shared": "tests.bots.model:shared"}
+BOTS = {
+    "conv": "tests.bots.model:conversation",
+    "channel": "tests.bots.model:channel",
+    "shared": "tests.bots.model:shared",
+}
 #: The bot the operator's admin CLI is configured with (its forget turn runs on a delete).
 ADMIN_BOT = BOTS["shared"]
 DEFAULT_TOKEN = "page-token-default"

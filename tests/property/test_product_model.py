@@ -79,6 +79,10 @@ from tests.product_world import (
 
 EXAMPLES = int(os.environ.get("PRODUCT_MODEL_EXAMPLES") or 200)
 STEPS = int(os.environ.get("PRODUCT_MODEL_STEPS") or 12)
+#: Known findings whose fix is pending, kept out of the run (a diagnostic: never set in CI):
+#: ``same-second`` waits for the next whole second after a delete, so no Slack event falls
+#: in the delete's own second (tests/functional/test_model_findings.py).
+AVOID = {c.strip() for c in (os.environ.get("PRODUCT_MODEL_AVOID") or "").split(",") if c.strip()}
 ONLY = {c.strip() for c in (os.environ.get("PRODUCT_MODEL_CHECKS") or "").split(",") if c.strip()}
 CONTAINERS = 3
 #: A container's cached token: none looked up yet, or looked up at a time the model cannot
@@ -201,9 +205,9 @@ class ProductMachine(RuleBasedStateMachine):
             key = ConversationKey.messenger(page=user.workspace, psid=user.uid)
         else:
             key = ConversationKey.instagram(account=user.workspace, igsid=user.uid)
-        if bot == "shared":
-            return key.scoped("channel", "mshared")
-        return key.scoped("conversation", "mconv")
+        if bot == "conv":
+            return key.scoped("conversation", "mconv")
+        return key.scoped("channel", "m" + bot)
 
     def could_run(self, sent: Sent, container: int) -> bool:
         user = self.m.users[sent.user]
@@ -254,6 +258,13 @@ class ProductMachine(RuleBasedStateMachine):
             if attempt == 1:
                 check("check_no_5xx_twice", False, f"{sent.tag} answered 5xx twice")
 
+    def after_delete(self, user: User) -> None:
+        """With ``PRODUCT_MODEL_AVOID=same-second``: no Slack event of a user in the whole
+        second of their delete (wait for the next one)."""
+        if "same-second" in AVOID and user.platform == "slack":
+            while int(time.time()) <= user.deleted_ms // 1000:
+                time.sleep(1.001 - time.time() % 1)
+
     def deleted(self, users: list[User]) -> None:
         calls = len(self.world.calls())
         now = int(time.time() * 1000) + 1
@@ -280,7 +291,7 @@ class ProductMachine(RuleBasedStateMachine):
 
     @rule(
         user=st.integers(0, 1),
-        bot=st.sampled_from(["shared", "conv"]),
+        bot=st.sampled_from(["shared", "conv", "channel"]),
         verb=st.sampled_from(["note", "remind", "cancel", "fx", "slowfx", "secret", "hello"]),
         name=st.sampled_from(["a", "b", "channel", "user", "conversation"]),
         container=st.integers(0, CONTAINERS - 1),
@@ -291,6 +302,7 @@ class ProductMachine(RuleBasedStateMachine):
     ) -> None:
         """A DM to the bot (Slack sends the bot no other message events it would handle)."""
         u = self.m.users[user]
+        self.after_delete(u)
         channel = f"D{u.uid[1:]}"
         tag = self.tag()
         text = f"{tag} {self.text(u, verb, name, private=verb == 'secret')}"
@@ -306,7 +318,7 @@ class ProductMachine(RuleBasedStateMachine):
     @rule(
         user=st.integers(0, 1),
         dm=st.sampled_from([False, False, True]),
-        bot=st.sampled_from(["shared", "conv"]),
+        bot=st.sampled_from(["shared", "conv", "channel"]),
         verb=st.sampled_from(["note", "remind", "fx", "slowfx", "hello"]),
         name=st.sampled_from(["a", "b", "channel"]),
         container=st.integers(0, CONTAINERS - 1),
@@ -315,6 +327,7 @@ class ProductMachine(RuleBasedStateMachine):
         self, user: int, dm: bool, bot: str, verb: str, name: str, container: int
     ) -> None:
         u = self.m.users[user]
+        self.after_delete(u)
         channel = f"D{u.uid[1:]}" if dm else self.world.ids.channel
         tag = self.tag()
         event, when = self.world.slash(
@@ -328,11 +341,12 @@ class ProductMachine(RuleBasedStateMachine):
 
     @rule(
         user=st.integers(0, 1),
-        bot=st.sampled_from(["shared", "conv"]),
+        bot=st.sampled_from(["shared", "conv", "channel"]),
         container=st.integers(0, CONTAINERS - 1),
     )
     def slack_button(self, user: int, bot: str, container: int) -> None:
         u = self.m.users[user]
+        self.after_delete(u)
         channel = self.world.ids.channel
         tag = self.tag()
         event, when = self.world.button(
@@ -345,7 +359,7 @@ class ProductMachine(RuleBasedStateMachine):
 
     @rule(
         user=st.integers(2, 4),
-        bot=st.sampled_from(["shared", "conv"]),
+        bot=st.sampled_from(["shared", "conv", "channel"]),
         verb=st.sampled_from(["note", "remind", "cancel", "fx", "slowfx", "hello"]),
         name=st.sampled_from(["a", "b", "user"]),
         container=st.integers(0, CONTAINERS - 1),
