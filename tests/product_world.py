@@ -31,7 +31,7 @@ from handlers.tools import admin
 from sessions import ConversationKey, Sessions
 from sessions.keys import partition_from_pk
 from sessions.schedules import Schedule, schedule_name, with_occurrence, workspace_prefix
-from sessions.store import Store, StoredState, Tombstone
+from sessions.store import Store
 from tests import messenger_requests as mr
 from tests import slack_requests as sr
 from tests.fakes import Call, FakeSlack, QueueDeferrer
@@ -244,15 +244,34 @@ class World:
             ("instagram", ids.account),
         ]
 
-    def partitions(self) -> list[str]:
+    def partitions(self, *, indexed: bool = True) -> list[str]:
+        """The partitions of this example's workspaces: found by the workspaces' index, or
+        (``indexed=False``, one request less per workspace) every partition its users and
+        channels may have."""
+        if not indexed:
+            ids = self.ids
+            users = [f"slack#{ids.team}#{u}" for u in ids.slack_users] + [
+                f"{platform}#{page}#{psid}"
+                for platform, page, psid in zip(
+                    ("messenger", "messenger", "instagram"),
+                    (ids.page_default, ids.page_own, ids.account),
+                    ids.psids,
+                    strict=True,
+                )
+            ]
+            channels = [ids.channel, *(f"D{u[1:]}" for u in ids.slack_users)]
+            return users + [f"slack#{ids.team}#{c}#channel" for c in channels]
         found: list[str] = []
         for platform, workspace in self.workspaces():
             found += self.store.workspace_partitions(platform, workspace)
         return sorted(set(found))
 
-    def exports(self) -> dict[str, dict[str, Any]]:
+    def exports(self, *, indexed: bool = True) -> dict[str, dict[str, Any]]:
         """Everything stored for every partition of this example, opened."""
-        return {pk: self.sessions.export(partition_from_pk(pk)) for pk in self.partitions()}
+        return {
+            pk: self.sessions.export(partition_from_pk(pk))
+            for pk in self.partitions(indexed=indexed)
+        }
 
     def items(self, pk: str) -> list[tuple[str, Any]]:
         return self.store.user_items(partition_from_pk(pk))
@@ -263,33 +282,28 @@ class World:
             found += self.scheduler.inner.pending(workspace_prefix(platform, workspace))
         return found
 
-    def pending_timers(self) -> dict[str, dict[str, Any]]:
-        """Schedule name -> timer entry, for every timer pending in a stored state."""
+    def pending_timers(self, exports: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """Schedule name -> timer entry, for every timer pending in a live stored state (of
+        ``exports``: every partition's, opened)."""
         pending: dict[str, dict[str, Any]] = {}
-        now = int(time.time())
-        for pk in self.partitions():
-            items = self.items(pk)
-            stone = next((i for _, i in items if isinstance(i, Tombstone)), None)
-            for sk, item in items:
-                if not isinstance(item, StoredState) or item.expires_at <= now:
-                    continue
-                if stone is not None and item.generation < stone.generation:
-                    continue
-                key = _conversation_key(pk, sk, item)
-                state = self.sessions.get(key)
-                if state is None:
-                    continue
-                table = timer_rules.split(_first_scope(state.state))[1]
+        for pk, export in exports.items():
+            for conversation in _live(export):
+                sk = conversation["channel"]
+                table = timer_rules.split(_first_scope(conversation["state"]))[1]
+                platform, workspace = pk.split("#")[:2]
                 for entry in table.values():
-                    name = schedule_name(key.platform, key.workspace, pk, sk, str(entry["id"]))
+                    name = schedule_name(platform, workspace, pk, sk, str(entry["id"]))
                     pending[name] = entry
         return pending
 
-    def log_of(self, key: ConversationKey) -> list[list[str]] | None:
-        stored = self.sessions.get(key)
-        if stored is None:
+    @staticmethod
+    def log_of(exports: Mapping[str, Any], key: ConversationKey) -> list[list[str]] | None:
+        """The ``log`` the model's bots keep in ``key``'s live state (of ``exports``)."""
+        export = exports.get(key.pk)
+        found = [c for c in _live(export) if c["channel"] == key.sk] if export else []
+        if not found:
             return None
-        state = timer_rules.split(_first_scope(stored.state))[0]
+        state = timer_rules.split(_first_scope(found[0]["state"]))[0]
         if isinstance(state, Mapping) and "__forgotten__" in state:
             state = state["state"]
         if not isinstance(state, Mapping):
@@ -297,17 +311,15 @@ class World:
         return [list(e) for e in state.get("log", [])]
 
 
+def _live(export: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [c for c in export["conversations"] if not (c["expired"] or c["deleted"])]
+
+
 def _first_scope(stored: Any) -> Any:
     """A multi-scope bot's stored value is one per scope: the first holds the timers."""
     if isinstance(stored, list | tuple):
         return stored[0] if stored else None
     return stored
-
-
-def _conversation_key(pk: str, sk: str, item: StoredState) -> ConversationKey:
-    from sessions.keys import conversation_from_item
-
-    return conversation_from_item(pk, sk, item.enterprise)
 
 
 def graph_token(call: Call) -> str:
