@@ -4,9 +4,10 @@ features cross.
 The machine drives the real edges in-process (``tests/product_world.py``): Slack and Messenger
 (with Instagram) functions built from the settings, two or three "containers" of each (edges
 with their own caches) over one store and one scheduler, with really signed requests and a
-fake Slack/Graph HTTP server. Users write in DMs and a channel to a bot of one scope and a bot
-of several (channel first: its timers live in the channel's shared state), press buttons, run
-a slash command; timers are set, replaced, cancelled and fired (1 to 5 times, late, to any
+fake Slack/Graph HTTP server. Users write DMs, run a slash command (in a channel or a DM) and
+press buttons, to bots of the conversation scope, of the channel scope and of several scopes
+(channel first: their timers live in the channel's shared state) (``tests/bots/model.py``);
+timers are set, replaced, cancelled and fired (1 to 5 times, late, to any
 container); the operator deletes users and erases workspaces with the admin CLI, adds and
 removes page and Instagram tokens, and once wrote a token in clear before encryption was on;
 containers crash between requests; the scheduler fails now and then; deferred jobs run in any
@@ -30,7 +31,8 @@ The promises (each a ``check_*`` function, named in the failure):
 - ``check_no_5xx_twice``: no request answers 5xx twice (an unopenable record is a dead
   letter, or a logged 200 that drops it).
 
-``PRODUCT_MODEL_EXAMPLES`` sets the number of examples per store (``make test`` runs the
+Each example uses a few kinds of steps (swarm testing: ``start(features=...)``), so they cross
+more often. ``PRODUCT_MODEL_EXAMPLES`` sets the number of examples per store (``make test`` runs the
 default, ``make test-long`` 2,000); ``PRODUCT_MODEL_CHECKS`` (comma-separated check names)
 runs only those checks, to find each one's shortest counterexample.
 """
@@ -60,9 +62,7 @@ from hypothesis.stateful import (
 
 from handlers.timers import next_time
 from sessions import ConversationKey, Sessions
-from sessions.keys import partition_from_pk
 from sessions.schedules import Schedule, SQLiteScheduler
-from sessions.sealing import Sealing  # noqa: F401  (the records' format, for the reader)
 from sessions.store import Tombstone
 from tests import messenger_requests as mr
 from tests import slack_requests as sr
@@ -706,4 +706,4 @@ def test_the_product_keeps_its_promises_on_dynamodb_local(
     run_model(world_env)
 
 
-__all__ = ["ProductMachine", "partition_from_pk"]
+__all__ = ["ProductMachine"]
