@@ -44,6 +44,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,18 +86,10 @@ STEPS = int(os.environ.get("PRODUCT_MODEL_STEPS") or 10)
 AVOID = {c.strip() for c in (os.environ.get("PRODUCT_MODEL_AVOID") or "").split(",") if c.strip()}
 ONLY = {c.strip() for c in (os.environ.get("PRODUCT_MODEL_CHECKS") or "").split(",") if c.strip()}
 CONTAINERS = 3
-#: The rules an example may leave out (the others always run when they can).
-FEATURES = (
-    "dm",
-    "channel_command",
-    "vote",
-    "meta_message",
-    "redeliver",
-    "fault",
-    "operator_deletes_user",
-    "operator_erases_workspace",
-    "operator_changes_token",
-)
+#: The kinds of steps an example may leave out, each a family of rules (fire and run_job run
+#: whenever they can): Slack users, Meta users with the page tokens, the operator's deletes and
+#: erases, faults, redeliveries.
+FEATURES = ("slack", "meta", "operator", "faults", "redeliver")
 
 
 def uses(feature: str) -> Any:
@@ -304,12 +297,12 @@ class ProductMachine(RuleBasedStateMachine):
 
     # -- rules: users ------------------------------------------------------------------------
 
-    @initialize(features=st.sets(st.sampled_from(FEATURES), min_size=2))
+    @initialize(features=st.sets(st.sampled_from(FEATURES), min_size=1))
     def start(self, features: set[str]) -> None:
         """The rules this example uses (swarm testing: an example of a few kinds of steps
         crosses them more often than one of every kind); the second page's and the Instagram
         account's tokens were added (as the admin CLI's ``add-page`` does)."""
-        self.features = features
+        self.features = features if features & {"slack", "meta"} else {*features, "slack"}
         ids = self.world.ids
         for kind, page in (("messenger-page", ids.page_own), ("instagram-account", ids.account)):
             token = f"tok-{page}-0"
@@ -317,7 +310,7 @@ class ProductMachine(RuleBasedStateMachine):
             self.m.own[page] = token
             self.m.ever[page].add(token)
 
-    @uses("dm")
+    @uses("slack")
     @rule(
         user=st.integers(0, 1),
         bot=st.sampled_from(["shared", "conv", "channel"]),
@@ -342,7 +335,7 @@ class ProductMachine(RuleBasedStateMachine):
             self.deliver(sent, container)
         self.remember_schedules(bot)
 
-    @uses("channel_command")
+    @uses("slack")
     @rule(
         user=st.integers(0, 1),
         dm=st.sampled_from([False, False, True]),
@@ -367,7 +360,7 @@ class ProductMachine(RuleBasedStateMachine):
         self.deliver(sent, container)
         self.remember_schedules(bot)
 
-    @uses("vote")
+    @uses("slack")
     @rule(
         user=st.integers(0, 1),
         bot=st.sampled_from(["shared", "conv", "channel"]),
@@ -386,7 +379,7 @@ class ProductMachine(RuleBasedStateMachine):
         self.m.sent[tag] = sent
         self.deliver(sent, container)
 
-    @uses("meta_message")
+    @uses("meta")
     @rule(
         user=st.sampled_from([4, 3, 2]),  # Instagram's first: the simplest choice
         bot=st.sampled_from(["shared", "conv", "channel"]),
@@ -463,7 +456,7 @@ class ProductMachine(RuleBasedStateMachine):
                 break
         self.remember_schedules(bot)
 
-    @uses("fault")
+    @uses("faults")
     @rule(container=st.integers(0, CONTAINERS - 1), hiccup=st.integers(0, 2))
     def fault(self, container: int, hiccup: int) -> None:
         """A container crashes between requests (its caches are lost), or (``hiccup``) the
@@ -476,7 +469,7 @@ class ProductMachine(RuleBasedStateMachine):
 
     # -- rules: the operator -------------------------------------------------------------------
 
-    @uses("operator_deletes_user")
+    @uses("operator")
     @rule(user=st.integers(0, 4))
     def operator_deletes_user(self, user: int) -> None:
         u = self.m.users[user]
@@ -489,7 +482,7 @@ class ProductMachine(RuleBasedStateMachine):
             f"{u.pk} keeps {[sk for sk, i in items if not isinstance(i, Tombstone)]}",
         )
 
-    @uses("operator_erases_workspace")
+    @uses("operator")
     @rule(which=st.sampled_from(["slack", "messenger", "own page", "instagram"]))
     def operator_erases_workspace(self, which: str) -> None:
         ids = self.world.ids
@@ -499,7 +492,7 @@ class ProductMachine(RuleBasedStateMachine):
         assert self.world.admin("erase-workspace", f"{platform}#{workspace}", "--yes") == 0
         self.deleted([u for u in self.m.users if u.workspace == workspace])
 
-    @uses("operator_changes_token")
+    @uses("meta")
     @rule(
         instagram=st.sampled_from([True, False]),
         change=st.sampled_from(["remove", "clear", "add"]),
@@ -665,7 +658,47 @@ def world_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeS
         yield fake
 
 
-def run_model(fake: FakeSlack) -> None:
+#: The crossings issue 33 reported, as step sequences of the machine: the random search may
+#: miss one in the examples ``make test`` runs, these never are. Each runs every check.
+SCENARIOS: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "a channel timer of a deleted user": [
+        ("channel_command", dict(bot="shared", container=0, dm=False, name="a", user=0,
+                                 verb="remind")),
+        ("operator_deletes_user", dict(user=0)),
+        ("fire", dict(container=0, late=0, pick=0, times=1)),
+    ],
+    "a second delete": [
+        ("vote", dict(bot="shared", container=0, user=0)),
+        ("operator_deletes_user", dict(user=0)),
+        ("vote", dict(bot="shared", container=0, user=0)),
+        ("operator_deletes_user", dict(user=0)),
+    ],
+    "a private reminder": [
+        ("channel_command", dict(bot="conv", container=0, dm=False, name="b", user=1,
+                                 verb="remind")),
+        ("fire", dict(container=1, late=0, pick=0, times=2)),
+    ],
+    "a retried timer job": [
+        ("fault", dict(container=0, hiccup=1)),
+        ("dm", dict(bot="conv", container=0, name="a", times=1, user=0, verb="remind")),
+        ("dm", dict(bot="conv", container=1, name="a", times=1, user=0, verb="cancel")),
+    ],
+    "a token written in clear": [
+        ("operator_changes_token", dict(change="clear", instagram=False, n=1)),
+        ("meta_message", dict(bot="conv", container=0, name="a", times=1, user=3, verb="note")),
+    ],
+    "an Instagram timer after its token went": [
+        ("meta_message", dict(bot="shared", container=0, name="a", times=1, user=4,
+                              verb="remind")),
+        ("operator_changes_token", dict(change="remove", instagram=True, n=1)),
+        ("fire", dict(container=0, late=0, pick=0, times=1)),
+    ],
+}  # fmt: skip
+
+
+@contextmanager
+def machine_world(fake: FakeSlack) -> Iterator[None]:
+    """The store and the scheduler every example shares, for the machine."""
     from handlers.settings import from_env
     from handlers.store import store_from_settings
 
@@ -677,6 +710,14 @@ def run_model(fake: FakeSlack) -> None:
     ProductMachine.store = store
     ProductMachine.scheduler = scheduler
     try:
+        yield
+    finally:
+        scheduler.inner.close()
+        store.close()
+
+
+def run_model(fake: FakeSlack) -> None:
+    with machine_world(fake):
         run_state_machine_as_test(
             ProductMachine,
             settings=settings(
@@ -688,9 +729,34 @@ def run_model(fake: FakeSlack) -> None:
                 suppress_health_check=list(HealthCheck),
             ),
         )
-    finally:
-        scheduler.inner.close()
-        store.close()
+
+
+def run_scenario(fake: FakeSlack, name: str) -> None:
+    """One of :data:`SCENARIOS`, every check after each step and after the drain."""
+    with machine_world(fake):
+        machine = ProductMachine()
+        machine.start(features=set(FEATURES))
+        machine.promises()
+        for step, arguments in SCENARIOS[name]:
+            getattr(machine, step)(**arguments)
+            machine.promises()
+        machine.teardown()
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_an_issue_33_crossing_keeps_the_promises_on_sqlite(world_env: FakeSlack, name: str) -> None:
+    run_scenario(world_env, name)
+
+
+@pytest.mark.dynamodb_local
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_an_issue_33_crossing_keeps_the_promises_on_dynamodb_local(
+    world_env: FakeSlack, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
+    name: str,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("SESSIONS_TABLE", request.getfixturevalue("local_table"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", request.getfixturevalue("dynamodb_endpoint"))
+    run_scenario(world_env, name)
 
 
 def test_the_product_keeps_its_promises_on_sqlite(world_env: FakeSlack) -> None:
