@@ -82,12 +82,15 @@ screenshot: $(STAMP) chromium
 replay: $(STAMP)
 	@$(BIN)/python -m handlers.tools.replay $(FILE)
 
-# The record layout's model test with 2,000 examples (make test runs 150).
-test-long: $(STAMP)
+# The model tests with 2,000 examples each: the record layout's (make test runs 150) and the
+# whole product's, on SQLite and on DynamoDB Local (make test runs 200 per store).
+test-long: $(STAMP) java
 	LAYOUT_EXAMPLES=2000 $(BIN)/python -m pytest -q \
 		tests/property/test_layout_model.py --hypothesis-show-statistics
 	INSTALL_USERS=5000 $(BIN)/python -m pytest -q tests/contract/test_installation_records.py \
 		-k five_thousand
+	PRODUCT_MODEL_EXAMPLES=2000 $(BIN)/python -m pytest -q \
+		tests/property/test_product_model.py --hypothesis-show-statistics
 
 # The cold start as deployed is measured on the zip of the code as it is: packaged first.
 bench: $(STAMP) dynamodb-local package
