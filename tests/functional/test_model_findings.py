@@ -33,10 +33,6 @@ from tests.slack_requests import form, http_v2
 
 TEAM, CHANNEL, USER = "T0001", "C0001", "U0001"
 CANARY = "P!canary-of-u0001"
-SAME_SECOND = (
-    "issue 33 follow-up: an event in the second of a user delete has its membership mark "
-    "refused but its channel turn runs, so a second delete cannot find the channel"
-)
 
 
 def command(text: str, *, timestamp: int, response_url: str) -> dict[str, Any]:
@@ -85,7 +81,6 @@ def channel_state(slack: SlackWorld) -> Any:
     return None if found is None else found.state
 
 
-@pytest.mark.xfail(strict=True, reason=SAME_SECOND)
 def test_a_command_in_the_second_of_a_delete_is_found_by_the_next_delete(
     slack: SlackWorld, edge: tuple[handlers.slack.SlackEdge, QueueDeferrer]
 ) -> None:
@@ -101,7 +96,6 @@ def test_a_command_in_the_second_of_a_delete_is_found_by_the_next_delete(
     assert CANARY not in repr(channel_state(slack))
 
 
-@pytest.mark.xfail(strict=True, reason=SAME_SECOND)
 def test_a_slow_effect_of_a_command_in_the_second_of_a_delete_answers_no_deleted_user(
     slack: SlackWorld, edge: tuple[handlers.slack.SlackEdge, QueueDeferrer]
 ) -> None:
