@@ -388,7 +388,7 @@ class ProductMachine(RuleBasedStateMachine):
 
     @uses("meta_message")
     @rule(
-        user=st.integers(2, 4),
+        user=st.sampled_from([4, 3, 2]),  # Instagram's first: the simplest choice
         bot=st.sampled_from(["shared", "conv", "channel"]),
         verb=st.sampled_from(VERBS),
         name=st.sampled_from(["a", "b"]),
@@ -437,7 +437,7 @@ class ProductMachine(RuleBasedStateMachine):
         schedule, bot = self.m.made[pick % len(self.m.made)]
         occurrence = schedule.at + 0.001 * late
         for attempt in range(times):
-            target = (container + attempt) % CONTAINERS
+            target = (container + 1 + attempt) % CONTAINERS  # (simplest: not the setter's)
             self.maybe_looked_up(target)
             ok = self.world.fire(target, schedule, occurrence, bot)
             if ok and schedule.cron is None:
@@ -500,8 +500,11 @@ class ProductMachine(RuleBasedStateMachine):
         self.deleted([u for u in self.m.users if u.workspace == workspace])
 
     @uses("operator_changes_token")
-    @rule(instagram=st.booleans(), change=st.sampled_from(["add", "remove", "clear"]),
-          n=st.integers(1, 2))  # fmt: skip
+    @rule(
+        instagram=st.sampled_from([True, False]),
+        change=st.sampled_from(["remove", "clear", "add"]),
+        n=st.integers(1, 2),
+    )
     def operator_changes_token(self, instagram: bool, change: str, n: int) -> None:
         """The operator adds (or replaces) or removes the own page's or the Instagram
         account's token; or the page's token is one written in clear before encryption was
