@@ -33,16 +33,20 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from bot.messages import Message
 from bot.spec import BotSpec
 from handlers.timers import cancel, is_timer_change, keep_timers
 from sessions import ConversationKey, PermanentError, SessionError, Sessions, Turn, UserKey
 from sessions.privacy import fingerprint, private
+from sessions.runner import LATE
 from sessions.store import EventRecord
 
 log = private(logging.getLogger("handlers.membership"))
+
+#: :meth:`Membership.mark`'s answer when the user's tombstone refused the mark.
+Late = Literal["late"]
 
 #: The mark lives as long as the user's data may: ten years, or until the user's delete.
 MARK_TTL = 10 * 365 * 86_400
@@ -88,12 +92,16 @@ class Membership:
         #: Recorded with each mark: the bot whose forget turn the user's delete must run.
         self.reference = bot_reference(spec.bot)
 
-    def mark(self, key: ConversationKey, event_time: float | None) -> float | None:
+    def mark(self, key: ConversationKey, event_time: float | None) -> float | Late | None:
         """Make sure the user of ``key`` (a shared channel item) is marked as a writer of its
         channel before their turn commits. One conditional write the first time per user and
         channel (per container after that: none, for :data:`REMEMBER_FOR`). Returns when this
         container saw the mark, if it only remembered it (``None``: it was written or found
         just now); the turn compares it with the channel's list of forgotten users.
+        :data:`LATE`: the user's tombstone refused the mark (the event is at or before their
+        delete, at the platform's resolution: a Slack event in the delete's own second may
+        have happened before it): the turn must not run on the channel either, as it does
+        not in the user's partition, since no mark would lead a later delete there.
 
         Raises:
             SessionError: the store failed (nothing is committed: the delivery retries).
@@ -104,14 +112,15 @@ class Membership:
             known = self._known.get(seen)
         if known is not None and now - known < REMEMBER_FOR:
             return known
-        self.sessions.claim(
+        outcome = self.sessions.claim_outcome(
             mark_key(key),
             token(key.channel),
             event_time=event_time,
             ttl=MARK_TTL,
             payload={"bot": self.reference} if self.reference else None,
-        )  # False: marked already, or the user was deleted after the event (then the
-        # channel's forgotten list ignores the event)
+        )
+        if outcome == LATE:
+            return LATE  # not remembered: no mark exists
         with self._lock:
             self._known[seen] = now
         return None

@@ -59,6 +59,7 @@ from sessions import (
     TurnResult,
 )
 from sessions.privacy import conversation_hash, fingerprint, private
+from sessions.runner import LATE
 
 log = private(logging.getLogger("handlers.pipeline"))
 
@@ -320,14 +321,20 @@ class Pipeline:
         ]
         marked = self._mark(shared, delivery)
         try:
-            result = self._session_run(delivery, key, scopes, send, deadline, marked)
+            if marked == LATE:
+                result = self._late(delivery, key)
+            else:
+                result = self._session_run(delivery, key, scopes, send, deadline, marked)
             if result.ignored and result.response == REMARK:
                 # The user was deleted since this container saw their mark: the delete took
-                # the mark with it. Written again, then the turn runs (once more).
+                # the mark with it. Written again, then the turn runs (once more), unless the
+                # delete is as recent as the event (then it is ignored, as in their partition).
                 for item in shared:
                     self.membership.unknown(item)
-                self._mark(shared, delivery)
-                result = self._session_run(delivery, key, scopes, send, deadline, None)
+                if self._mark(shared, delivery) == LATE:
+                    result = self._late(delivery, key)
+                else:
+                    result = self._session_run(delivery, key, scopes, send, deadline, None)
         except PermanentError as exc:
             self._tell(delivery, "dead letter", None)
             if exc.recorded and not delivery.replay:
@@ -361,12 +368,29 @@ class Pipeline:
             self.sessions.mark_sent(key, delivery.idempotency_key)
         return result
 
-    def _mark(self, shared: Sequence[ConversationKey], delivery: Delivery) -> float | None:
+    def _mark(
+        self, shared: Sequence[ConversationKey], delivery: Delivery
+    ) -> float | membership.Late | None:
         """Mark the user on each shared item; the oldest time this container only remembered
-        a mark (``None``: each was written or found just now)."""
-        seen = [self.membership.mark(item, delivery.event_time) for item in shared]
-        remembered = [t for t in seen if t is not None]
+        a mark (``None``: each was written or found just now). :data:`~sessions.runner.LATE`:
+        the user's tombstone refused a mark (the user was deleted at or after the event)."""
+        seen = []
+        for item in shared:
+            found = self.membership.mark(item, delivery.event_time)
+            if found == LATE:
+                return LATE
+            seen.append(found)
+        remembered = [t for t in seen if isinstance(t, float)]
         return min(remembered) if remembered else None
+
+    def _late(self, delivery: Delivery, key: ConversationKey) -> TurnResult:
+        """The result of a shared item's turn whose user was deleted at or after the event:
+        ignored, nothing written (the channel's state would keep what no mark leads to)."""
+        log.info(
+            "event for a deleted user ignored on a shared item",
+            extra={"conversation": conversation_hash(key.pk, key.sk)},
+        )
+        return TurnResult(response=None, ignored=True)
 
     def _session_run(
         self,

@@ -70,7 +70,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Final, Literal
 
 from sessions import codec
 from sessions.blobs import BlobStore
@@ -125,6 +125,15 @@ RECORD_OVERHEAD = 2048
 #: A dead letter keeps its replay payload only up to this size (the event itself, bounded by
 #: the platforms' own message limits; anything larger is recorded without it).
 MAX_PAYLOAD_BYTES = 128 * 1024
+
+#: What :meth:`Sessions.claim_outcome` found.
+ClaimOutcome = Literal["claimed", "taken", "late"]
+#: This caller claimed the token first.
+CLAIMED: Final = "claimed"
+#: The token was claimed already.
+TAKEN: Final = "taken"
+#: The user was deleted at or after the event (or the workspace is closed): nothing written.
+LATE: Final = "late"
 
 
 class Sessions(Views):
@@ -742,9 +751,33 @@ class Sessions(Views):
         was deleted recently). ``False`` too when the user was deleted after ``event_time``.
         ``payload``: JSON-compatible, kept sealed with the claim (:meth:`claimed` reads it).
 
+        :meth:`claim_outcome` tells the two ``False`` apart.
+
         Raises:
             StoreError: the store failed; whether the token is claimed is unknown, so the
                 caller must not do the work now (a retry claims it or learns it is taken).
+        """
+        return (
+            self.claim_outcome(key, token, event_time=event_time, ttl=ttl, payload=payload)
+            == CLAIMED
+        )
+
+    def claim_outcome(
+        self,
+        key: ConversationKey,
+        token: str,
+        *,
+        event_time: float | None,
+        ttl: int | None = None,
+        payload: Any = None,
+    ) -> ClaimOutcome:
+        """:meth:`claim`, telling why a claim was refused: :data:`CLAIMED` (this caller is
+        the first), :data:`TAKEN` (claimed already) or :data:`LATE` (the user was deleted at
+        or after ``event_time``, at the platform's resolution, or their workspace is closed:
+        the event counts as one from before the delete, nothing is written).
+
+        Raises:
+            StoreError: as :meth:`claim`.
         """
         event_sk = key.event_sk(token)
         now = int(self.clock())
@@ -764,19 +797,19 @@ class Sessions(Views):
                     tombstone=stone,
                     now=now,
                 )
-                return True
+                return CLAIMED
             except DuplicateEventError:
-                return False
+                return TAKEN
             except ConflictError:  # a tombstone that we did not expect: read it
                 snap = self._store.load(key, event_sk, exact=True)
                 if snap.event is not None and snap.event.expires_at > now:
-                    return False
+                    return TAKEN
                 stone = live_tombstone(snap.tombstone, now)
                 if stone is not None and (
                     stone.generation >= CLOSED
                     or (event_time is not None and at_or_before(event_time, stone))
                 ):
-                    return False
+                    return LATE
                 stone = snap.tombstone
         raise BusyError(f"could not claim {token!r}", attempts=self.max_attempts)
 
@@ -810,6 +843,10 @@ def _outbox(value: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
 
 
 __all__ = [
+    "CLAIMED",
+    "LATE",
+    "TAKEN",
+    "ClaimOutcome",
     "Conversation",
     "Sender",
     "Sessions",

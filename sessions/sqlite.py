@@ -120,6 +120,20 @@ def _identity(state: StoredState | None) -> tuple[int, int, int] | None:
     return None if state is None else (state.version, state.generation, state.updated_at)
 
 
+def _check_creation(found: StoredItem | None, event_time: float | None, now: int) -> None:
+    """Refuse creating an item in a partition whose live tombstone is as recent as the event
+    (the event may have happened before the delete): DynamoDB's condition on the user's
+    record when a commit creates an item there (``gen < `` the event's milliseconds), so a
+    multi-scope turn writes nothing in a deleted partition on either store.
+
+    Raises:
+        ConflictError: with the tombstone (the runner learns it, and ignores the event).
+    """
+    event_ms = round(event_time * 1000) if event_time is not None else now * 1000
+    if isinstance(found, Tombstone) and found.expires_at > now and found.generation >= event_ms:
+        raise ConflictError("the user was deleted at or after the event", tombstone=found)
+
+
 def _same_tombstone(found: StoredItem | None, seen: Tombstone | None) -> bool:
     if seen is None:
         return found is None
@@ -264,8 +278,10 @@ class SQLiteStore(ConditionalWrites):
                 )
             writes = [(key, state)] if state is not None else []
             if state is not None and (current is None or current.expires_at <= now):
-                # Creating the conversation: refused in a closed (uninstalled) workspace.
+                # Creating the conversation: refused in a closed (uninstalled) workspace, or
+                # after a delete as recent as the event.
                 self._check_stones(conn, key, event_time, now)
+                _check_creation(found.get(TOMBSTONE_SK), event_time, now)
             for side in also:
                 rows = self._rows(side.key.pk, [side.key.sk, TOMBSTONE_SK])
                 seen_stone = side.loaded.tombstone if side.loaded is not None else None
@@ -277,6 +293,8 @@ class SQLiteStore(ConditionalWrites):
                 current = current if isinstance(current, StoredState) else None
                 if _identity(current) != _identity(side.expected):
                     raise ConflictError("another scope's state moved", current=None)
+                if current is None or current.expires_at <= now:
+                    _check_creation(rows.get(TOMBSTONE_SK), event_time, now)
                 writes.append((side.key, side.state))
             for where, value in writes:
                 conn.execute(

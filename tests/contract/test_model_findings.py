@@ -4,17 +4,14 @@ user's partition) and whose other scope is in the user's partition, for an event
 time of the user's delete (Slack's whole seconds make that the usual case within the second
 after a delete). The event may have happened before the delete, so it must be ignored, as it
 is for a turn of the user's own partition: nothing may be written in the deleted partition.
-DynamoDB refuses the commit (its transaction checks the user's tombstone); the SQLite store
-writes the user's items."""
+DynamoDB refuses the commit (its transaction checks the user's tombstone when it creates an
+item there); the SQLite store checks the same condition."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from sessions import ConversationKey, UserKey
-from sessions.sqlite import SQLiteStore
 from sessions.store import Store, Tombstone
 from tests.contract.sealing import Sessions
 
@@ -25,16 +22,8 @@ def both(state: tuple[Any, Any], event: Any) -> tuple[tuple[Any, Any], list[str]
 
 
 def test_a_turn_at_the_time_of_a_delete_writes_nothing_in_the_deleted_partition(
-    store: Store, request: pytest.FixtureRequest
+    store: Store,
 ) -> None:
-    if isinstance(store, SQLiteStore):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="issue 33 follow-up: the SQLite store commits another scope's item in a "
-                "partition whose tombstone is as recent as the event",
-            )
-        )
     sessions = Sessions(store)
     user = UserKey("slack", "T0001", "U0001")
     key = ConversationKey.slack(team="T0001", channel="C0001", user="U0001")

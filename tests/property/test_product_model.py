@@ -80,12 +80,14 @@ from tests.product_world import (
 
 EXAMPLES = int(os.environ.get("PRODUCT_MODEL_EXAMPLES") or 200)
 STEPS = int(os.environ.get("PRODUCT_MODEL_STEPS") or 10)
-#: Known findings whose fix is pending, kept out of the run (a diagnostic: never set in CI):
+#: Findings kept out of the run, to tell one from another (a diagnostic: never set in CI):
 #: ``same-second`` waits for the next whole second after a delete, so no Slack event falls
-#: in the delete's own second (tests/functional/test_model_findings.py).
+#: in the delete's own second (a finding now fixed: tests/functional/test_model_findings.py).
 AVOID = {c.strip() for c in (os.environ.get("PRODUCT_MODEL_AVOID") or "").split(",") if c.strip()}
 ONLY = {c.strip() for c in (os.environ.get("PRODUCT_MODEL_CHECKS") or "").split(",") if c.strip()}
 CONTAINERS = 3
+#: The model's bots (each container builds one edge, with its own caches, per bot).
+BOT_NAMES = ("shared", "conv", "channel")
 #: The kinds of steps an example may leave out, each a family of rules (fire and run_job run
 #: whenever they can): Slack users, Meta users with the page tokens, the operator's deletes and
 #: erases, faults, redeliveries.
@@ -147,7 +149,7 @@ class Model:
     own: dict[str, str | None] = field(default_factory=dict)
     ever: dict[str, set[str]] = field(default_factory=dict)
     broken: set[str] = field(default_factory=set)  # pages whose token record cannot be opened
-    caches: list[dict[tuple[str, str], Any]] = field(default_factory=list)
+    caches: list[dict[tuple[str, str, str], Any]] = field(default_factory=list)
     made: list[tuple[Schedule, str]] = field(default_factory=list)  # every schedule seen, bot
     five_hundreds: list[str] = field(default_factory=list)
     tags: int = 0
@@ -231,23 +233,27 @@ class ProductMachine(RuleBasedStateMachine):
             return True
         if sent.platform == "messenger":
             return user.workspace not in self.m.broken  # the default token answers the rest
-        cached = self.m.caches[container].get((sent.platform, user.workspace), ABSENT)
+        cached = self.m.caches[container].get((sent.platform, user.workspace, sent.bot), ABSENT)
         if cached is UNKNOWN:
             return False  # may run or not: whatever the container looked up meanwhile
         return (self.m.own.get(user.workspace) if cached is ABSENT else cached) is not None
 
-    def looked_up(self, container: int, platform: str, page: str) -> None:
-        """A webhook of ``page`` ran in ``container``: its token is cached (5 minutes: longer
-        than an example) unless it was already."""
+    def looked_up(self, container: int, platform: str, page: str, bot: str) -> None:
+        """A webhook of ``page`` ran in ``container``'s function of ``bot`` (each bot's edge
+        keeps its own cache): its token is cached (5 minutes: longer than an example) unless
+        it was already."""
         cache = self.m.caches[container]
-        if (platform, page) not in cache:
-            cache[(platform, page)] = UNKNOWN if page in self.m.broken else self.m.own.get(page)
+        if (platform, page, bot) not in cache:
+            cache[(platform, page, bot)] = (
+                UNKNOWN if page in self.m.broken else self.m.own.get(page)
+            )
 
     def maybe_looked_up(self, container: int) -> None:
         """A fire or a job ran in ``container``: it may have looked up any page's token."""
         cache = self.m.caches[container]
         for user in self.m.users[2:]:
-            cache.setdefault((user.platform, user.workspace), UNKNOWN)
+            for bot in BOT_NAMES:
+                cache.setdefault((user.platform, user.workspace, bot), UNKNOWN)
 
     def deliver(self, sent: Sent, container: int) -> None:
         """Deliver (again) a user event; a 5xx is redelivered at once, as the platforms do."""
@@ -261,7 +267,9 @@ class ProductMachine(RuleBasedStateMachine):
                 request = mr.post(sent.body)
             answer = self.world.call(container, sent.platform, sent.bot, request)
             if sent.platform != "slack":
-                self.looked_up(container, sent.platform, self.m.users[sent.user].workspace)
+                self.looked_up(
+                    container, sent.platform, self.m.users[sent.user].workspace, sent.bot
+                )
             if answer["statusCode"] < 500:
                 if could:
                     sent.must = True
