@@ -66,7 +66,7 @@ IMPORT_CHECK = """
 import sys
 assert "" not in sys.path, sys.path
 sys.path.insert(0, sys.argv[1])
-import handlers.slack, handlers.messenger
+import handlers.slack, handlers.messenger, handlers.serial
 bad = [m.__name__ for m in list(sys.modules.values())
        if getattr(m, "__file__", None) and "site-packages" in m.__file__]
 assert not bad, bad

@@ -246,7 +246,7 @@ def _page(args: Any, sessions: Sessions, stdin: TextIO) -> int:
     """Keep or forget one page's (or Instagram account's) access token, sealed like every
     stored value. The token is read from standard input, never from the command line (which
     shell histories and process lists keep)."""
-    from handlers.page_tokens import KINDS
+    from handlers.messenger.tokens import KINDS
 
     platform = "instagram" if args.instagram else "messenger"
     kind = KINDS[platform]
@@ -308,7 +308,7 @@ def _forgetters(sessions: Sessions, user: UserKey) -> list[BotSpec]:
     """
     from bot import DEFAULT_BOT
     from handlers.entry import load_bot, spec_of
-    from handlers.membership import marks
+    from handlers.pipeline.membership import marks
     from handlers.settings import ConfigError
 
     found = marks(sessions, user)
@@ -347,9 +347,9 @@ def _forgetters(sessions: Sessions, user: UserKey) -> list[BotSpec]:
 
 def _forget(sessions: Sessions, user: UserKey, specs: list[BotSpec]) -> tuple[int, int]:
     """Each bot's forget turn on each Slack channel whose shared state the user wrote to,
-    before the user's own items go (``handlers.membership``)."""
-    from handlers.membership import Membership
+    before the user's own items go (``handlers.pipeline.membership``)."""
     from handlers.pipeline import bot_turn
+    from handlers.pipeline.membership import Membership
 
     done = failed = 0
     for spec in specs:

@@ -38,7 +38,7 @@ from sessions.errors import SessionError
 from sessions.privacy import private
 
 if TYPE_CHECKING:
-    from handlers.timers import TimerLoop
+    from handlers.pipeline.timers import TimerLoop
 
 CONFIG = Path(os.environ.get("LOCAL_CONFIG", ".data/local.env"))
 SECRET_NAMES = (
@@ -148,7 +148,7 @@ class LocalApp:
         self.guard = Guard(port, secret or run_secret())
         #: Fires the bots' timers from the local scheduler (rows of the SQLite file: what
         #: came due while the server was down fires as it starts).
-        from handlers.timers import TimerLoop
+        from handlers.pipeline.timers import TimerLoop
         from sessions.schedules import SQLiteScheduler
 
         self.timers: TimerLoop | None = None

@@ -28,11 +28,11 @@ from bot import timers as timer_rules
 from bot.messages import Message
 from bot.replies import AnyReply, Button, Reply, buttons_of
 from bot.testing import MAX_FIRES, seen_by_channel
-from handlers import membership
-from handlers.delivery import Delivery, MessengerRoute, Route, SlackRoute
 from handlers.entry import spec_of
 from handlers.pipeline import Answer, Deadline, Pipeline
-from handlers.timers import next_time
+from handlers.pipeline import membership as membership
+from handlers.pipeline.delivery import Delivery, MessengerRoute, Route, SlackRoute
+from handlers.pipeline.timers import next_time
 from sessions import ConversationKey, Sessions, TurnResult
 from sessions.schedules import SQLiteScheduler
 from sessions.sqlite import SQLiteStore

@@ -271,7 +271,7 @@ def test_the_serial_queue_consumer_runs_a_queued_vote_once(
     import time
 
     from bot import Message
-    from handlers.delivery import Delivery, SlackRoute, dump
+    from handlers.pipeline.delivery import Delivery, SlackRoute, dump
     from handlers.serial import Consumer
 
     monkeypatch.setenv("BOT", "examples.poll:bot")

@@ -1,12 +1,13 @@
 """Slack on Lambda: slash commands, Events API and interactivity through the session core.
 
 ``handler`` is the Lambda entry point (``POST /slack/events``). One HMAC check per request
-(``X-Slack-Signature`` over the raw bytes, 300 s window), then the body is parsed once into a
-:class:`~handlers.delivery.Delivery` and run by the delivery pipeline (``handlers.pipeline``);
-``url_verification`` and ``ssl_check`` are answered here. This path does not use Bolt: its
-request parsing and listener routing had to be fenced in (its readers index Slack's fields
-unchecked, so malformed signed bodies became 5xx) and it costs the cold start; slack_sdk's
-clients send the replies. ``handlers.bolt_session`` is for a Bolt app of your own.
+(``X-Slack-Signature`` over the raw bytes, 300 s window), then the body is parsed once
+(``handlers.slack.parse``) into a :class:`~handlers.pipeline.delivery.Delivery` and run by the
+delivery pipeline (``handlers.pipeline``); ``url_verification`` and ``ssl_check`` are
+answered here. This path does not use Bolt: its request parsing and listener routing had to be
+fenced in (its readers index Slack's fields unchecked, so malformed signed bodies became 5xx)
+and it costs the cold start; slack_sdk's clients send the replies. ``handlers.slack.bolt`` is
+for a Bolt app of your own.
 
 Routing comes from the bot's declarations, never from names in this module: the slash commands
 in ``bot.commands``, the button and modal ids in ``bot.actions`` / ``bot.action_prefix``, every
@@ -31,7 +32,7 @@ Who retries what:
 - Replies are sent at most once: the Slack clients retry a call only when it certainly never
   reached Slack (connection refused, name resolution), never after a reset or a timeout.
 - A turn the bot declares slow (from the message alone, before the ack) is acked at once and
-  handed off (``handlers.deferral``); slash commands and actions then answer through
+  handed off (``handlers.pipeline.deferral``); slash commands and actions then answer through
   ``response_url``, events through ``chat.postMessage``.
 - Replies are rendered once per turn: modals open first (one that cannot becomes its
   fallback text, in place), then the rest become messages in the bot's order. A slash
@@ -52,21 +53,22 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from bot.replies import AnyReply, FormErrors, Modal
-from handlers import slack_payloads as payloads
-from handlers.deferral import DEFERRED_KEY, Deferrer, default_deferrer
-from handlers.delivery import Delivery, EraseJob, SlackRoute, private_exchange
 from handlers.entry import Entry, build_edge, spec_of
 from handlers.http import BadRequest, HttpRequest, from_lambda, response
 from handlers.pipeline import Answer, Deadline, Pipeline
-from handlers.serial import Serialiser, default_serialiser
+from handlers.pipeline.deferral import DEFERRED_KEY, Deferrer, default_deferrer
+from handlers.pipeline.delivery import Delivery, EraseJob, SlackRoute, private_exchange
+from handlers.pipeline.serial import Serialiser, default_serialiser
 from handlers.settings import Settings
+from handlers.slack import parse as payloads
+from handlers.slack import render
 from sessions import ConversationKey, InvalidKeyError, SessionError, Sessions
 
 if TYPE_CHECKING:
     from slack_sdk import WebClient
 
-    from handlers.slack_oauth import SlackOAuth
-    from handlers.slack_send import SlackSender
+    from handlers.slack.oauth import SlackOAuth
+    from handlers.slack.send import SlackSender
     from handlers.telemetry import Telemetry
 
 from sessions.privacy import fingerprint, private
@@ -74,7 +76,7 @@ from sessions.privacy import fingerprint, private
 log = private(logging.getLogger("handlers.slack"))
 
 APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment."
-#: The install routes (``handlers.slack_oauth``), answered 404 without ``SLACK_CLIENT_ID``.
+#: The install routes (``handlers.slack.oauth``), answered 404 without ``SLACK_CLIENT_ID``.
 OAUTH_PATHS = ("/slack/install", "/slack/oauth_redirect")
 #: Seconds an inline turn may spend retrying lost races: Slack gives up after 3 s, and the
 #: replies and the ack still have to go out after the commit.
@@ -134,8 +136,8 @@ class SlackEdge:
         if settings.slack_oauth:
             # Imported here: an app of one workspace never loads slack_sdk's OAuth modules
             # (27 modules at every cold start).
-            from handlers.installs import TableInstallationStore, TableOAuthStateStore
-            from handlers.slack_oauth import SlackOAuth
+            from handlers.slack.installs import TableInstallationStore, TableOAuthStateStore
+            from handlers.slack.oauth import SlackOAuth
 
             self.oauth = SlackOAuth(
                 settings,
@@ -403,7 +405,7 @@ class SlackEdge:
         nothing of it is run or stored, and Slack's retry could not change that."""
         if self.oauth is None:
             return True
-        from handlers.slack_oauth import TokenExpired
+        from handlers.slack.oauth import TokenExpired
 
         key = delivery.key
         try:
@@ -428,7 +430,7 @@ class SlackEdge:
     def web(self) -> WebClient:
         from slack_sdk import WebClient
 
-        from handlers.slack_send import SLACK_TIMEOUT, NotSentRetryHandler
+        from handlers.slack.send import SLACK_TIMEOUT, NotSentRetryHandler
 
         return WebClient(
             token=self.settings.slack_bot_token,
@@ -439,7 +441,7 @@ class SlackEdge:
 
     @cached_property
     def sender(self) -> SlackSender:
-        from handlers.slack_send import SlackSender
+        from handlers.slack.send import SlackSender
 
         if self.oauth:
             return SlackSender(
@@ -508,7 +510,7 @@ class SlackEdge:
         route = delivery.route
         assert isinstance(route, SlackRoute)
         if route.kind == "submission" and answer is not None:
-            errors = payloads.form_errors(replies)
+            errors = render.form_errors(replies)
             if errors:
                 answer.body = {"response_action": "errors", "errors": errors}
             replies = [r for r in replies if not isinstance(r, FormErrors)]
@@ -518,7 +520,7 @@ class SlackEdge:
                 isinstance(reply, Modal) and self.sender.open_modal(route, delivery.key, reply)
             ):
                 plain.append(reply)  # a modal that did not open renders as its fallback
-        messages = payloads.render(plain, visibility=_default_visibility(route, delivery.key))
+        messages = render.render(plain, visibility=_default_visibility(route, delivery.key))
         if route.kind == "command" and answer is not None and len(messages) == 1:
             answer.body = _ack_body(messages[0])
             return
@@ -599,20 +601,10 @@ def build(settings: Settings | None = None, **overrides: Any) -> SlackEdge:
     return build_edge(SlackEdge, settings, **overrides)
 
 
-#: Lambda entry point: ``handlers/slack.handler``.
+#: Lambda entry point: ``handlers/slack.handler`` (exposed by the package, ``handlers.slack``).
 #: Before a SnapStart snapshot, the first event's imports (handlers.snapstart).
 handler = Entry(build, warm=("boto3", "botocore.client", "slack_sdk.web.client"))
 reset = handler.reset
-
-
-def __getattr__(name: str) -> Any:
-    """``NotSentRetryHandler`` from ``handlers.slack_send``, loaded when asked for (it loads
-    slack_sdk)."""
-    if name == "NotSentRetryHandler":
-        from handlers.slack_send import NotSentRetryHandler
-
-        return NotSentRetryHandler
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["SlackEdge", "build", "handler"]

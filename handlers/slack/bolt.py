@@ -1,7 +1,7 @@
 """Bolt-native sessions: a listener declares a ``session`` argument and gets the
 conversation's state, committed when it returns, with ``say``/``respond`` held until then.
 
-    from handlers.bolt_session import with_session
+    from handlers.slack.bolt import with_session
 
     @app.command("/count")
     @with_session(sessions)
@@ -26,7 +26,7 @@ from typing import Any
 
 from slack_bolt.kwargs_injection.args import Args
 
-from handlers import slack_payloads as payloads
+from handlers.slack import parse as payloads
 from sessions import ConversationKey, PermanentError, Sessions
 
 Listener = Callable[..., Any]

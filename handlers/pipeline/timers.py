@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from bot import timers as timer_rules
 from bot.cron import Cron
 from bot.messages import Message
-from handlers.delivery import Delivery, MessengerRoute, SlackRoute, dump, private_exchange
+from handlers.pipeline.delivery import Delivery, MessengerRoute, SlackRoute, dump, private_exchange
 from sessions import ConversationKey
 from sessions.privacy import private
 from sessions.schedules import (

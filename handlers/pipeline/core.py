@@ -3,8 +3,8 @@ send its replies, start its effects after the turn, defer what is slow, apologis
 failed, run a handed-off job or a dead letter's replay.
 
 An edge is an adapter (:class:`Platform`): it parses verified requests into
-:class:`~handlers.delivery.Delivery` values, renders and sends a committed turn's replies (once),
-and builds the platform's HTTP answer. Everything between is here, written once::
+:class:`~handlers.pipeline.delivery.Delivery` values, renders and sends a committed turn's
+replies (once), and builds the platform's HTTP answer. Everything between is here, written once::
 
     edge: verify, parse ─► Delivery ─► Pipeline.run ─► Sessions.run (load, turn, commit)
                                            │              └─► Platform.deliver (render once,
@@ -33,10 +33,10 @@ from bot.base import Effect
 from bot.messages import Message
 from bot.replies import AnyReply, reply_from_dict
 from bot.spec import MAX_FOLLOW_UPS, BotSpec, run_effect
-from handlers import membership
-from handlers import timers as scheduling
-from handlers.deferral import Deferrer
-from handlers.delivery import (
+from handlers.pipeline import membership as membership
+from handlers.pipeline import timers as scheduling
+from handlers.pipeline.deferral import Deferrer
+from handlers.pipeline.delivery import (
     BadJob,
     Delivery,
     EffectJob,
@@ -47,7 +47,7 @@ from handlers.delivery import (
     dump,
     load,
 )
-from handlers.serial import Serialiser, group_of
+from handlers.pipeline.serial import Serialiser, group_of
 from sessions import (
     NOTHING,
     BusyError,
@@ -156,8 +156,8 @@ def bot_turn(spec: BotSpec, idempotency_key: str = "", *, marked: float | None =
     The effects then carry the changes for the scheduler (``idempotency_key``: the event's,
     which a timer's id derives from).
 
-    A Slack channel's state also keeps the users it forgot (``handlers.membership``): a late
-    event of one of them is consumed with no change and no reply; a forget turn's replies and
+    A Slack channel's state also keeps the users it forgot (``handlers.pipeline.membership``):
+    a late event of one of them is consumed with no change and no reply; a forget turn's replies and
     effects are dropped, but not its timer changes: its ``CancelTimer``s take effect, and the
     timers the user set there are cancelled with it (it sets none: a timer fires in the name of
     whoever set it). A fire of a timer set by a user deleted since runs no turn and cancels it.
@@ -259,7 +259,7 @@ class Pipeline:
         deferrer: where slow turns, slow effects and work past a webhook's budget go (a
             callable, so an edge may swap its deferrer after construction).
         serialiser: where a delivery still busy at the webhook's deadline goes, behind the
-            other turns of its item (``handlers.serial``; ``None``: the deferrer).
+            other turns of its item (``handlers.pipeline.serial``; ``None``: the deferrer).
     """
 
     def __init__(

@@ -37,7 +37,7 @@ from typing import Any, Final, Literal
 
 from bot.messages import Message
 from bot.spec import BotSpec
-from handlers.timers import cancel, is_timer_change, keep_timers
+from handlers.pipeline.timers import cancel, is_timer_change, keep_timers
 from sessions import ConversationKey, PermanentError, SessionError, Sessions, Turn, UserKey
 from sessions.privacy import fingerprint, private
 from sessions.runner import LATE
