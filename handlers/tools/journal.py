@@ -33,7 +33,7 @@ def bot_part(state: Any) -> Any:
     """A stored first-scope state without what the runtime keeps beside the bot's own part
     (pending timers, a channel's forgotten users)."""
     from bot import timers
-    from handlers.pipeline import membership as membership
+    from handlers.pipeline import membership
 
     return membership.split(timers.split(state)[0])[0]
 

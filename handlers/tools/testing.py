@@ -29,8 +29,7 @@ from bot.messages import Message
 from bot.replies import AnyReply, Button, Reply, buttons_of
 from bot.testing import MAX_FIRES, seen_by_channel
 from handlers.entry import spec_of
-from handlers.pipeline import Answer, Deadline, Pipeline
-from handlers.pipeline import membership as membership
+from handlers.pipeline import Answer, Deadline, Pipeline, membership
 from handlers.pipeline.delivery import Delivery, MessengerRoute, Route, SlackRoute
 from handlers.pipeline.timers import next_time
 from sessions import ConversationKey, Sessions, TurnResult
