@@ -185,9 +185,10 @@ class Pipeline:
         key, scopes = self.keys(delivery)
         # The user's mark first: a user delete finds the channel by it (a timer's fire is no
         # user's action: its setter was marked when they set it).
-        shared = [
-            item for item in (key, *scopes) if item.shared and delivery.message.kind != "timer"
-        ]
+        stored = (key, *scopes)
+        shared = []
+        if delivery.message.kind != "timer":
+            shared = [stored[i] for i in membership.shared_scopes(self.spec, delivery.key)]
         marked = self._mark(shared, delivery)
         try:
             if marked == LATE:

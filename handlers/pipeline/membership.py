@@ -38,7 +38,16 @@ from typing import Any, Final, Literal
 from bot.messages import Message
 from bot.spec import BotSpec
 from handlers.pipeline.timers import cancel, is_timer_change, keep_timers
-from sessions import ConversationKey, PermanentError, SessionError, Sessions, Turn, UserKey
+from sessions import (
+    ConversationKey,
+    InvalidKeyError,
+    PermanentError,
+    SessionError,
+    Sessions,
+    Turn,
+    UserKey,
+)
+from sessions.keys import SCOPES
 from sessions.privacy import fingerprint, private
 from sessions.runner import LATE
 from sessions.store import EventRecord
@@ -134,8 +143,7 @@ class Membership:
         """The channels whose shared state the user wrote to, by their marks (one Query of the
         user's partition)."""
         found = []
-        channel_scope = "channel" in self.spec.scopes
-        if user.platform != "slack" or not channel_scope:
+        if not shared_scopes(self.spec, _any_conversation(user)):
             return []
         for sk, item in self.sessions.store.user_items(user):
             if not isinstance(item, EventRecord) or "#evt#" not in sk:
@@ -206,13 +214,45 @@ class Membership:
             )
 
 
+def shared_scopes(spec: BotSpec, conversation: ConversationKey) -> tuple[int, ...]:
+    """The positions (in the bot's order) of the scopes whose items are shared by
+    ``conversation``'s channel, outside its user's partition. Handlers decide "is this scope
+    shared" here only, and only by asking the item's key (:attr:`ConversationKey.shared`, the
+    table layout's own rule), never the scope's name and the platform."""
+    return tuple(
+        i
+        for i, scope in enumerate(spec.scopes)
+        if conversation.scoped(scope, spec.namespace).shared
+    )
+
+
+def conversation_of(message: Message) -> ConversationKey:
+    """The conversation of a message the pipeline runs (each is built from its delivery's key:
+    an edge's parse, a timer's fire, an effect's follow-up, a forget turn).
+
+    Raises:
+        InvalidKeyError: the message names no valid conversation.
+    """
+    platform = message.platform
+    if not platform:
+        raise InvalidKeyError("a message of no platform")
+    return ConversationKey(platform, message.workspace, message.conversation, message.user)
+
+
+def _any_conversation(user: UserKey) -> ConversationKey:
+    """A conversation of ``user`` (its channel: the workspace's id, which every platform's key
+    takes), to ask which of a bot's scopes are shared for them: the channel decides no item's
+    partition but its own."""
+    return ConversationKey(user.platform, user.workspace, user.workspace, user.user)
+
+
 def marks(sessions: Sessions, user: UserKey) -> dict[str | None, set[str | None]]:
     """The namespaces of the bots whose channel states the user wrote to, by the marks in
     their partition (one Query), each with the bots the marks recorded (``module:attribute``;
     ``None``: a mark written before they were recorded, or one that does not open)."""
     found: dict[str | None, set[str | None]] = {}
-    if user.platform != "slack":
-        return found
+    if not any(_any_conversation(user).scoped(s, None).shared for s in SCOPES):
+        return found  # no bot keeps a shared item on the user's platform: no marks
     for sk, item in sessions.store.user_items(user):
         if not isinstance(item, EventRecord) or "#evt#" not in sk:
             continue

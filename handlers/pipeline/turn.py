@@ -79,9 +79,7 @@ def bot_turn(spec: BotSpec, idempotency_key: str = "", *, marked: float | None =
             # occurrence ran already).
             return NOTHING, [], TIMER_GONE if timer_rules.gone(table, message) else None, []
         message = for_bot
-        shared = [
-            i for i, s in enumerate(spec.scopes) if s == "channel" and message.platform == "slack"
-        ]
+        shared = membership.shared_scopes(spec, membership.conversation_of(message))
         forgotten: dict[str, int] = {}
         for i in shared:
             values[i], forgotten = membership.split(values[i])
