@@ -2,7 +2,7 @@
 
 Commands (a leading ``todo`` is accepted): ``add <text>``, ``add`` (asks what to add; the next
 message becomes the item, ``cancel`` drops the prompt), ``list``, ``done <n>``, ``clear``,
-``remind me about <n> in <m> minutes`` (also seconds, hours; a :class:`~bot.timers.Timer`
+``remind me about <n> in <m> minutes`` (also seconds, hours; a :class:`~bot.Timer`
 per item, cancelled when the item is done), ``help``. The Done button (action
 ``todo_done``, value = the item's id) removes an item.
 
@@ -17,10 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from bot.base import Bot
-from bot.messages import Message
-from bot.replies import Button, Reply
-from bot.timers import CancelTimer, Timer
+from bot import Bot, Button, CancelTimer, Message, Reply, Timer
 
 DONE_ACTION = "todo_done"
 MAX_ITEMS = 100
@@ -208,5 +205,5 @@ class TodoBot(Bot[State]):
         return turn(state, message)
 
 
-#: ``BOT=bot.todo:bot`` (the default bot).
+#: ``BOT=examples.todo:bot`` (the default bot; ``bot.todo:bot``, its old name, still works).
 bot = TodoBot()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import handlers.slack
-from bot.todo import TodoBot
+from examples.todo import TodoBot
 from handlers.installs import TableInstallationStore
 from handlers.settings import from_env
 from handlers.slack_oauth import ROTATE_BEFORE
