@@ -16,7 +16,7 @@ from typing import Any
 import handlers.slack
 from benchmarks import installs
 from benchmarks.capacity import Meter
-from bot.todo import TodoBot
+from examples.todo import TodoBot
 from handlers.pipeline.timers import next_time
 from handlers.settings import from_env
 from sessions import Sessions

@@ -12,10 +12,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from bot.messages import Message, freeze, thaw
 from bot.replies import AnyReply
+
+if TYPE_CHECKING:  # bot.timers builds on this module: for the annotations only
+    from bot.timers import CancelTimer, Timer
 
 S = TypeVar("S")
 
@@ -123,12 +126,12 @@ class Scopes:
 @dataclass(frozen=True, slots=True)
 class Outcome(Generic[S]):
     """What a turn returns: the new state, replies in order, and effects to run after the
-    commit (:class:`Effect`, and ``bot.timers``' ``Timer`` and ``CancelTimer``).
+    commit (:class:`Effect`, :class:`~bot.Timer` and :class:`~bot.CancelTimer`).
     ``(state, replies)`` and ``(state, replies, effects)`` tuples mean the same."""
 
     state: S
     replies: Sequence[AnyReply | str] = ()
-    effects: Sequence[Any] = ()
+    effects: Sequence[Effect | Timer | CancelTimer] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +141,7 @@ class Checked:
 
     state: Any
     replies: tuple[AnyReply, ...]
-    effects: tuple[Any, ...]
+    effects: tuple[Effect | Timer | CancelTimer, ...]
 
 
 @runtime_checkable

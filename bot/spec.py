@@ -30,6 +30,10 @@ from bot.timers import CancelTimer, Timer
 #: follow-up asks for another effect stops here instead of looping forever.
 MAX_FOLLOW_UPS = 10
 
+#: The bot the edges run when ``BOT`` is unset: the todo bot (``bot.todo:bot`` before it moved
+#: to ``examples``; that name still loads it).
+DEFAULT_BOT = "examples.todo:bot"
+
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _DEFAULT = object()
 

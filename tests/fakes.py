@@ -15,8 +15,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
+
+if TYPE_CHECKING:
+    from sessions.store import EventWrite
 
 
 @dataclass
@@ -267,14 +270,14 @@ class FlakyStore(StoreWrapper):
             raise StoreUnavailableError("DynamoDB ThrottlingException (injected)")
 
     # Every conditional write: a turn's commit, a dead letter, a claim.
-    def commit(self, *args: Any, **kwargs: Any) -> None:
+    def commit(self, write: EventWrite) -> None:
         self._maybe_fail()
-        self.inner.commit(*args, **kwargs)
+        self.inner.commit(write)
 
-    def record_failure(self, *args: Any, **kwargs: Any) -> None:
+    def record_failure(self, write: EventWrite) -> None:
         self._maybe_fail()
-        self.inner.record_failure(*args, **kwargs)
+        self.inner.record_failure(write)
 
-    def claim(self, *args: Any, **kwargs: Any) -> None:
+    def claim(self, write: EventWrite) -> None:
         self._maybe_fail()
-        self.inner.claim(*args, **kwargs)
+        self.inner.claim(write)

@@ -306,7 +306,7 @@ def _forgetters(sessions: Sessions, user: UserKey) -> list[BotSpec]:
             namespace and the bot module it needs), so the delete does not report success
             while the user's contributions stay in a channel's state.
     """
-    from bot import DEFAULT_BOT
+    from bot.spec import DEFAULT_BOT
     from handlers.entry import load_bot, spec_of
     from handlers.pipeline.membership import marks
     from handlers.settings import ConfigError
@@ -360,7 +360,7 @@ def _forget(sessions: Sessions, user: UserKey, specs: list[BotSpec]) -> tuple[in
 
 def _configured_bot() -> tuple[str, Any]:
     """``BOT`` (else the default bot) and its declarations, as the functions load it."""
-    from bot import DEFAULT_BOT
+    from bot.spec import DEFAULT_BOT
     from handlers.entry import load_bot, spec_of
 
     reference = os.environ.get("BOT") or DEFAULT_BOT

@@ -443,7 +443,7 @@ class ChatClient:
 
 def bot_commands(reference: str) -> list[str]:
     """The slash commands of the bot ``reference`` names (``BOT``; empty: the default)."""
-    from bot import DEFAULT_BOT
+    from bot.spec import DEFAULT_BOT
     from handlers.entry import load_bot, spec_of
     from handlers.settings import ConfigError
 

@@ -174,7 +174,7 @@ class FakeApis:
 def _declared(reference: str) -> dict[str, Any] | None:
     """The name and slash commands of the bot ``reference`` names (``BOT``; empty: the
     default), as ``/healthz`` says them; ``None`` when it does not load."""
-    from bot import DEFAULT_BOT
+    from bot.spec import DEFAULT_BOT
     from handlers.entry import load_bot, spec_of
     from handlers.settings import ConfigError
 

@@ -411,7 +411,7 @@ class Inspector:
         return {"ok": True}
 
     def transcript(self, query: Mapping[str, Any]) -> Any:
-        from bot import DEFAULT_BOT
+        from bot.spec import DEFAULT_BOT
         from bot.transcripts import Transcript, Turn
 
         name = self.app.slack.spec.name

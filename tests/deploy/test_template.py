@@ -205,7 +205,7 @@ def test_secrets_are_ssm_references_never_values(packaged: dict[str, Path], stag
             "SESSIONS_SERIAL_QUEUE_URL": {"Ref": "SerialQueue"},
             "POWERTOOLS_SERVICE_NAME": "chat-sessions",
             "POWERTOOLS_METRICS_NAMESPACE": "ChatSessions",
-            "BOT": os.environ.get("BOT", "bot.todo:bot"),  # not a secret: a name
+            "BOT": os.environ.get("BOT", "examples.todo:bot"),  # not a secret: a name
         }
         secret_vars = {k for k in env if k not in NOT_SECRETS}
         # Each function gets its own platform's secrets and no other.

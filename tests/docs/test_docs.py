@@ -301,7 +301,7 @@ def _dead_letters(block: Block, world: dict[str, Any]) -> None:
     broken.write_text("")
     (cwd / "buggy.py").write_text(
         "from pathlib import Path\n"
-        "from bot.todo import TodoBot\n\n\n"
+        "from examples.todo import TodoBot\n\n\n"
         "class Buggy(TodoBot):\n"
         "    def turn(self, state, message):\n"
         f"        if Path({str(broken)!r}).exists():\n"

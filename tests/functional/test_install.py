@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 import handlers.slack
-from bot.todo import TodoBot
+from examples.todo import TodoBot
 from handlers.settings import from_env
 from handlers.slack.installs import TableInstallationStore
 from sessions import ConversationKey, Sessions

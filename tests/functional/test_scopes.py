@@ -16,10 +16,10 @@ import pytest
 import handlers.messenger
 import handlers.slack
 from bot import Bot, Message, Outcome
-from bot.todo import TodoBot
 from examples.poll import PollBot
 from examples.quiz import Quiz
 from examples.standup import Standup
+from examples.todo import TodoBot
 from handlers.settings import from_env
 from handlers.tools import admin
 from sessions import ConversationKey, Sessions

@@ -12,7 +12,7 @@ import pytest
 
 import handlers.slack
 from bot import Message, Reply
-from bot.todo import TodoBot
+from examples.todo import TodoBot
 from handlers.pipeline.deferral import DEFERRED_KEY
 from handlers.settings import from_env
 from sessions import ConversationKey, Sessions, codec

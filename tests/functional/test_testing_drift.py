@@ -18,10 +18,10 @@ import pytest
 from bot import Bot, Effect, EffectCall, Message, Outcome, Reply, effect
 from bot.messages import thaw
 from bot.testing import Conversation
-from bot.todo import DONE_ACTION, TodoBot
 from examples.poll import PollBot as Poll
 from examples.quiz import Quiz
 from examples.standup import Standup
+from examples.todo import DONE_ACTION, TodoBot
 from handlers.tools.testing import PipelineChat
 
 

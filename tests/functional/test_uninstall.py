@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import handlers.slack
-from bot.todo import TodoBot
+from examples.todo import TodoBot
 from handlers.pipeline.timers import TimerLoop
 from handlers.settings import from_env
 from handlers.slack.installs import TableInstallationStore

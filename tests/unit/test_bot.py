@@ -4,7 +4,7 @@ from typing import Any
 
 from bot import Message
 from bot.replies import reply_from_dict
-from bot.todo import DONE_ACTION, MAX_ITEMS, TodoBot, turn
+from examples.todo import DONE_ACTION, MAX_ITEMS, TodoBot, turn
 from handlers.slack.render import render
 
 

@@ -13,7 +13,6 @@ import pytest
 from bot import (
     Attachment,
     Bot,
-    BotSpec,
     BotTypeError,
     Button,
     Card,
@@ -27,10 +26,10 @@ from bot import (
     Modal,
     Outcome,
     Reply,
-    StateVersionError,
     effect,
 )
 from bot.replies import reply_from_dict
+from bot.spec import BotSpec, StateVersionError
 from bot.testing import Conversation
 from handlers.messenger import parse as messenger_parse
 from handlers.messenger import render as messenger_render
@@ -344,7 +343,7 @@ def test_bot_testing_runs_effects_and_follow_ups_without_any_server() -> None:
 
 def test_the_bot_api_imports_neither_slack_bolt_nor_boto3() -> None:
     code = (
-        "import sys, bot, bot.testing, bot.todo, examples.quiz, examples.intake; "
+        "import sys, bot, bot.testing, examples.todo, examples.quiz, examples.intake; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('slack_bolt', 'slack_sdk', 'boto3', 'botocore', 'handlers', 'sessions')))"
     )
