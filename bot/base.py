@@ -78,20 +78,46 @@ class EffectCall:
 EffectFunction = Callable[[Any, Mapping[str, Any], EffectCall], Any]
 
 
-def effect(name: str, *, slow: bool = False) -> Callable[[EffectFunction], EffectFunction]:
+def effect(
+    name: str, *, slow: bool = False, stream: bool = False, cancel_on_message: bool = False
+) -> Callable[[EffectFunction], EffectFunction]:
     """Mark a method of a :class:`Bot` as the runner of effect ``name``.
 
     ``slow``: hand it to the deferral (a separate invocation) so the platform's ack is not kept
     waiting; a fast one runs right after the replies are sent. The method gets
     ``(self, args, call)`` and returns a JSON-compatible result (``None`` is fine); it may do
     I/O. It raising is reported to the follow-up turn as ``Message.error``.
+
+    ``stream``: the method returns an iterable of text chunks (a model's answer), streamed to
+    the user as it comes: on Slack one message, built with ``chat.startStream`` /
+    ``appendStream`` / ``stopStream`` in the origin's thread; on Messenger and Instagram a
+    typing indicator, then the whole text. Exactly one streamed message per event, however
+    often the effect is retried; the follow-up turn gets the full text as ``result``.
+    ``cancel_on_message``: (with ``stream``) a user message in the same conversation (the
+    same thread, for a thread-scope bot) while the answer streams stops it; the follow-up
+    then has ``error="Cancelled"`` and the text streamed so far as ``result``.
+
+    Raises:
+        BotTypeError: ``cancel_on_message`` without ``stream``.
     """
+    if cancel_on_message and not stream:
+        raise BotTypeError(f"@effect({name!r}): cancel_on_message needs stream=True")
 
     def mark(fn: EffectFunction) -> EffectFunction:
         fn.__effect__ = (name, slow)  # type: ignore[attr-defined]
+        if stream:
+            fn.__stream__ = Streamed(cancel_on_message=cancel_on_message)  # type: ignore[attr-defined]
         return fn
 
     return mark
+
+
+@dataclass(frozen=True, slots=True)
+class Streamed:
+    """How a streamed effect (``@effect(..., stream=True)``) is run."""
+
+    #: A user message in the same conversation (or thread) stops the answer.
+    cancel_on_message: bool = False
 
 
 #: Who shares a state (``Bot.scope``): one user in one channel (the default), everyone in a

@@ -43,7 +43,7 @@ from bot import timers, transcripts
 from bot.base import Effect, effect_key
 from bot.messages import Message
 from bot.replies import AnyReply, Button, Reply, buttons_of
-from bot.spec import MAX_FOLLOW_UPS, BotSpec, run_effect
+from bot.spec import MAX_FOLLOW_UPS, BotSpec, run_effect, run_streamed
 from bot.transcripts import Difference, Transcript
 
 #: :meth:`Conversation.advance` stops after this many fires (a cron every minute for a week).
@@ -104,6 +104,9 @@ class Conversation:
         #: users' turns posted for the whole channel (:func:`seen_by_channel`).
         self.replies: list[AnyReply] = []
         self.effects: list[tuple[str, Mapping[str, Any]]] = []  #: every effect asked for
+        #: Each streamed answer (``@effect(..., stream=True)``) this user was sent, whole, as
+        #: the platform shows it at the end (closed with an error line if it failed).
+        self.streamed: list[str] = []
         self._events = [0]
         self._members: list[Conversation] = [self]
         #: What each channel's users all see (shared with :meth:`as_user`'s conversations).
@@ -119,6 +122,7 @@ class Conversation:
         other.store, other._events, other._owners = self.store, self._events, self._owners
         # A user who joins sees what was posted in the channel before, as on Slack.
         other.replies, other.effects = list(self._channels.get(other.conversation, ())), []
+        other.streamed = []
         other._members, other._channels = self._members, self._channels
         self._members.append(other)
         return other
@@ -219,7 +223,11 @@ class Conversation:
                 continue
             # The edges' own effect runner: same call, same follow-up message, same limit.
             key = effect_key(idempotency_key, index, fx.name)
-            follow_up = run_effect(self.spec, fx, key, message)
+            if fx.name in self.spec.streams:  # the streamed answer, whole
+                shown, follow_up = run_streamed(self.spec, fx, key, message)
+                self.streamed.append(shown)
+            else:
+                follow_up = run_effect(self.spec, fx, key, message)
             if follow_up is not None and depth + 1 <= MAX_FOLLOW_UPS:
                 replies += self._turn(follow_up, f"followup:{key}", depth=depth + 1)
         return replies

@@ -33,7 +33,7 @@ from bot.base import Effect
 from bot.messages import Message
 from bot.replies import AnyReply, reply_from_dict
 from bot.spec import MAX_FOLLOW_UPS, BotSpec, run_effect
-from handlers import membership
+from handlers import membership, streams
 from handlers import timers as scheduling
 from handlers.deferral import Deferrer
 from handlers.delivery import (
@@ -117,6 +117,10 @@ class Platform(Protocol):
 
     def apologise(self, delivery: Delivery, answer: Answer | None, deadline: Deadline) -> None:
         """Tell the user once that their event failed on our side. Never raises."""
+        ...
+
+    def stream_target(self, delivery: Delivery) -> streams.StreamTarget:
+        """Where a streamed effect's answer to ``delivery`` goes (``handlers.streams``)."""
         ...
 
 
@@ -281,6 +285,8 @@ class Pipeline:
         #: ``"duplicate"``, ``"ignored"``, ``"dead letter"``, ``"serialised"``): the local
         #: inspector's timeline and transcripts. ``None`` in the deploy.
         self.journal: Callable[[Delivery, str, TurnResult | None], None] | None = None
+        #: How streamed effects are buffered and checked for a cancel.
+        self.streaming = streams.StreamSettings()
 
     def _tell(self, delivery: Delivery, outcome: str, result: TurnResult | None) -> None:
         if self.journal is None:
@@ -314,6 +320,8 @@ class Pipeline:
             self.platform.deliver(delivery, replies_of(items), answer, deadline)
 
         key, scopes = self.keys(delivery)
+        if self.spec.cancels and delivery.message.kind == "text" and not delivery.replay:
+            streams.note_message(self, delivery)  # it stops a streamed answer of the thread
         # The user's mark first: a user delete finds the channel by it (a timer's fire is no
         # user's action: its setter was marked when they set it).
         shared = [
@@ -528,10 +536,13 @@ class Pipeline:
         """
         origin = job.origin
         token = f"effect:{job.effect_key}"
-        if not self.sessions.claim(self.keys(origin)[0], token, event_time=origin.event_time):
+        if job.effect.name in self.spec.streams:
+            message = streams.run_stream(self, job)  # claimed there, and resumed
+        elif not self.sessions.claim(self.keys(origin)[0], token, event_time=origin.event_time):
             log.info("effect %s already claimed (or the user was deleted)", job.effect.name)
             return
-        message = run_effect(self.spec, job.effect, job.effect_key, origin.message)
+        else:
+            message = run_effect(self.spec, job.effect, job.effect_key, origin.message)
         if message is not None and message.error is not None:
             log.warning("effect %s failed: %s", job.effect.name, message.error.split(":", 1)[0])
         if message is None:

@@ -450,6 +450,12 @@ class SlackEdge:
             )
         return SlackSender(self.web, self._signing_secret)
 
+    def stream_target(self, delivery: Delivery) -> Any:
+        """Where a streamed effect's answer goes (``handlers.slack_stream``)."""
+        from handlers.slack_stream import SlackStream
+
+        return SlackStream(self.sender.web_for(delivery.key), delivery.message)
+
     def _web_for(self, key: ConversationKey) -> WebClient:
         assert self.oauth is not None
         token = self.oauth.token(key.enterprise, key.workspace)
