@@ -13,6 +13,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from handlers.tools.guard import Guard, run_secret
 
+#: Slack's streaming methods, which the fake plays.
+STREAM_METHODS = frozenset({"chat.startStream", "chat.appendStream", "chat.stopStream"})
+
 
 def _json(status: int, data: Any) -> tuple[int, dict[str, str], bytes]:
     return status, {"content-type": "application/json"}, json.dumps(data).encode()
@@ -62,6 +65,10 @@ class FakeApis:
 
     def __init__(self) -> None:
         self.outbox = Outbox()
+        #: Slack streams (``chat.startStream``...), by ts: channel, thread, text so far, and
+        #: every call made to it.
+        self.streams: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
 
     def route(
         self,
@@ -116,6 +123,13 @@ class FakeApis:
             self.outbox.add({"platform": "slack", "to": opener, "channel": None,
                              "user": opener, **shown})  # fmt: skip
             return _json(200, {"ok": True, "view": {"id": "V0LOCAL"}})
+        if path == "/_fake/model/v1/chat/completions":  # the assistant example's model
+            from handlers.tools import fake_model
+
+            return fake_model.completions(body)
+        method_name = path.removeprefix("/_fake/slack/api/")
+        if method_name in STREAM_METHODS:
+            return _json(200, self.stream_call(method_name, data))
         if path.startswith("/_fake/slack/api/"):
             # chat.postEphemeral names its user; chat.postMessage is for the whole channel.
             posted_to = data.get("channel")
@@ -141,6 +155,37 @@ class FakeApis:
             self._record("messenger", None, psid, text, buttons, raw=dict(message))
             return _json(200, {"recipient_id": psid, "message_id": "m_local"})
         return 404, {}, b""
+
+    def stream_call(self, method: str, data: Mapping[str, Any]) -> dict[str, Any]:
+        """``chat.startStream`` / ``appendStream`` / ``stopStream``, as Slack plays them: a
+        ts per stream, text appended, nothing after the stop. Each call is kept, and each
+        adds the stream's text so far to the outbox (the inspector redraws it growing)."""
+        text = str(data.get("markdown_text") or "")
+        with self._lock:
+            if method == "chat.startStream":
+                if not data.get("channel") or not data.get("thread_ts"):
+                    return {"ok": False, "error": "invalid_arguments"}
+                ts = f"{1700000000 + len(self.streams)}.{len(self.streams) + 1:06d}"
+                stream = self.streams[ts] = {
+                    "channel": data.get("channel"), "thread_ts": data.get("thread_ts"),
+                    "text": "", "calls": [], "stopped": False,
+                }  # fmt: skip
+            else:
+                ts = str(data.get("ts") or "")
+                found = self.streams.get(ts)
+                if found is None:
+                    return {"ok": False, "error": "message_not_found"}
+                if found["stopped"]:
+                    return {"ok": False, "error": "message_not_in_streaming_state"}
+                stream = found
+            stream["calls"].append({"method": method, **dict(data)})
+            stream["text"] += text
+            stream["stopped"] = method == "chat.stopStream"
+            shown = {"text": stream["text"], "stream": ts, "streaming": not stream["stopped"]}
+            channel = stream["channel"]
+        self._record("slack", channel, None, shown["text"], [],
+                     raw={**shown, "blocks": [], "thread_ts": stream["thread_ts"]})  # fmt: skip
+        return {"ok": True, "channel": channel, "ts": ts}
 
     def _record(
         self,
