@@ -16,6 +16,7 @@ Standard library only: importing it costs nothing and pulls in neither slack_bol
 
 from __future__ import annotations
 
+from bot.assistant import Prompts, Status, Title
 from bot.base import (
     Bot,
     BotProtocol,
@@ -53,9 +54,12 @@ __all__ = [
     "Message",
     "Modal",
     "Outcome",
+    "Prompts",
     "Reply",
     "Scopes",
     "StateVersionError",
+    "Status",
     "Timer",
+    "Title",
     "effect",
 ]

@@ -122,8 +122,9 @@ class Streamed:
 
 #: Who shares a state (``Bot.scope``): one user in one channel (the default), everyone in a
 #: channel (on Messenger: the page and its user), or one user across a workspace's channels
-#: (on Messenger: the user of a page).
-SCOPES = ("conversation", "channel", "user")
+#: (on Messenger: the user of a page), or everyone in one Slack thread (a top-level message is
+#: the root of its own thread; on Messenger, and without a thread root: the conversation).
+SCOPES = ("conversation", "channel", "user", "thread")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +139,7 @@ class Scopes:
     conversation: Any = None
     channel: Any = None
     user: Any = None
+    thread: Any = None
 
     def replace(self, **states: Any) -> Scopes:
         unknown = set(states) - set(SCOPES)
@@ -186,8 +188,9 @@ class Bot(Generic[S]):
             and add the step from the previous version to ``migrations``.
         migrations: ``{n: f}``, ``f`` turns a schema ``n`` state into schema ``n + 1``; pure.
         scope: who shares the state: ``"conversation"`` (one user in one channel),
-            ``"channel"`` (everyone in the channel: a poll) or ``"user"`` (the user's, in every
-            channel); a tuple of them for a turn that reads and writes several at once (its
+            ``"channel"`` (everyone in the channel: a poll), ``"user"`` (the user's, in every
+            channel) or ``"thread"`` (everyone in one Slack thread: an assistant's); a tuple
+            of them for a turn that reads and writes several at once (its
             state is then a :class:`Scopes`).
         namespace: (optional) the name the bot's items are stored under, so that bots sharing
             a table never see each other's state; default the class name. ``None``: the

@@ -369,6 +369,7 @@ def run_effect(spec: BotSpec, effect: Effect, key: str, origin: Message) -> Mess
         conversation=origin.conversation,
         user=origin.user,
         time=origin.time,
+        thread=origin.thread,
     )
 
 

@@ -28,6 +28,7 @@ state (its forget turn decides), and the replies already posted in Slack (the pl
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import threading
@@ -67,8 +68,14 @@ def mark_key(key: ConversationKey) -> ConversationKey:
     return key.scoped("conversation", key.namespace)
 
 
-def token(channel: str) -> str:
-    return f"member:{channel}"
+def token(channel: str, thread: str | None = None) -> str:
+    """The mark's token: the channel's, or one thread's of it (a thread-scope state)."""
+    return f"member:{channel}" if thread is None else f"member:{channel}:{thread}"
+
+
+def item_token(key: ConversationKey) -> str:
+    """The token of the mark of a shared item: its thread's for a thread-scope state."""
+    return token(key.channel, key.thread if key.scope == "thread" else None)
 
 
 class Membership:
@@ -87,7 +94,7 @@ class Membership:
         self.spec = spec
         self.clock = clock
         #: (channel item's pk, the user's mark pk) -> when this container last saw the mark.
-        self._known: dict[tuple[str, str], float] = {}
+        self._known: dict[tuple[str, str, str], float] = {}
         self._lock = threading.Lock()
         #: Recorded with each mark: the bot whose forget turn the user's delete must run.
         self.reference = bot_reference(spec.bot)
@@ -106,18 +113,21 @@ class Membership:
         Raises:
             SessionError: the store failed (nothing is committed: the delivery retries).
         """
-        seen = (key.pk, mark_key(key).pk)
+        seen = (key.pk, key.sk, mark_key(key).pk)
         now = self.clock()
         with self._lock:
             known = self._known.get(seen)
         if known is not None and now - known < REMEMBER_FOR:
             return known
+        payload: dict[str, str] = {"bot": self.reference} if self.reference else {}
+        if key.scope == "thread" and key.thread is not None:
+            payload["thread"] = key.thread  # how a delete finds the thread (the sk is a hash)
         outcome = self.sessions.claim_outcome(
             mark_key(key),
-            token(key.channel),
+            item_token(key),
             event_time=event_time,
             ttl=MARK_TTL,
-            payload={"bot": self.reference} if self.reference else None,
+            payload=payload or None,
         )
         if outcome == LATE:
             return LATE  # not remembered: no mark exists
@@ -128,14 +138,15 @@ class Membership:
     def unknown(self, key: ConversationKey) -> None:
         """Forget that ``key``'s user was marked (their delete removed the mark)."""
         with self._lock:
-            self._known.pop((key.pk, mark_key(key).pk), None)
+            self._known.pop((key.pk, key.sk, mark_key(key).pk), None)
 
     def channels(self, user: UserKey) -> list[ConversationKey]:
-        """The channels whose shared state the user wrote to, by their marks (one Query of the
-        user's partition)."""
+        """The channel and thread states the user wrote to, by their marks (one Query of the
+        user's partition): each the key of the bot's shared item (channel scope first, when
+        it has one; a thread's, for a thread-scope bot that keeps no channel state)."""
         found = []
-        channel_scope = "channel" in self.spec.scopes
-        if user.platform != "slack" or not channel_scope:
+        scopes = [s for s in self.spec.scopes if s in ("channel", "thread")]
+        if user.platform != "slack" or not scopes:
             return []
         for sk, item in self.sessions.store.user_items(user):
             if not isinstance(item, EventRecord) or "#evt#" not in sk:
@@ -152,7 +163,15 @@ class Membership:
                 continue
             mark = mark_key(conversation.scoped("channel", self.spec.namespace))
             if mark.event_sk(token(channel)) == sk:
-                found.append(conversation.scoped("channel", self.spec.namespace))
+                if "channel" in scopes:
+                    found.append(conversation.scoped("channel", self.spec.namespace))
+                continue
+            thread = _thread_of(self.sessions, mark, item)
+            if thread is None or mark.event_sk(token(channel, thread)) != sk:
+                continue
+            threaded = dataclasses.replace(conversation, thread=thread)
+            if "thread" in scopes:
+                found.append(threaded.scoped(scopes[0], self.spec.namespace))
         return found
 
     def forget(self, user: UserKey, *, turn: Turn) -> tuple[int, int]:
@@ -169,6 +188,7 @@ class Membership:
                 conversation=key.channel,
                 user=key.user,
                 time=now,
+                thread=key.thread,
             )
             keys = [key.conversation.scoped(s, self.spec.namespace) for s in self.spec.scopes]
             try:
@@ -225,7 +245,9 @@ def marks(sessions: Sessions, user: UserKey) -> dict[str | None, set[str | None]
             continue
         key = mark_key(conversation.scoped("channel", namespace or None))
         if key.event_sk(token(channel)) != sk:
-            continue
+            thread = _thread_of(sessions, key, item)  # a thread's mark records its root
+            if thread is None or key.event_sk(token(channel, thread)) != sk:
+                continue
         try:
             recorded = sessions.claimed(key, item)
         except SessionError:
@@ -233,6 +255,19 @@ def marks(sessions: Sessions, user: UserKey) -> dict[str | None, set[str | None]
         bot = recorded.get("bot") if isinstance(recorded, Mapping) else None
         found.setdefault(namespace or None, set()).add(bot if isinstance(bot, str) else None)
     return found
+
+
+def _thread(recorded: Any) -> str | None:
+    thread = recorded.get("thread") if isinstance(recorded, Mapping) else None
+    return thread if isinstance(thread, str) else None
+
+
+def _thread_of(sessions: Sessions, mark: ConversationKey, item: EventRecord) -> str | None:
+    """The thread a mark names (a thread-scope state's mark records its root), else ``None``."""
+    try:
+        return _thread(sessions.claimed(mark, item))
+    except SessionError:
+        return None
 
 
 def bot_reference(bot: Any) -> str | None:

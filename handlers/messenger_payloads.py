@@ -10,8 +10,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.assistant import Prompts, Status
 from bot.messages import Attachment, Message
-from bot.replies import AnyReply, Button, Cards, FormErrors, Media, Reply
+from bot.replies import AnyReply, Button, Cards, FormErrors, Media, Modal, Reply
+from handlers import messenger_assistant as assistant
 from handlers.text import pieces
 from sessions.errors import InvalidKeyError
 from sessions.keys import ConversationKey
@@ -147,6 +149,9 @@ def _incoming(
 
 
 def _tapped(payload: str, label: str, handles: Callable[[str], bool]) -> dict[str, Any]:
+    prompt = assistant.prompt_of(payload)
+    if prompt is not None:  # a suggested prompt: its message, as if typed
+        return {"text": prompt, "payload": payload}
     action, value = decode_payload(payload)
     if handles(action):
         return {"kind": "action", "action": action, "value": value, "payload": payload}
@@ -295,6 +300,9 @@ def render(replies: Sequence[AnyReply]) -> list[dict[str, Any]]:
                 messages.extend({"text": piece} for piece in _chunks(reply.caption))
         elif isinstance(reply, FormErrors):
             messages.extend({"text": piece} for piece in _chunks(reply.text))
-        else:  # a Modal: Messenger has no forms
+        elif isinstance(reply, Modal):  # Messenger has no forms
             messages.extend({"text": piece} for piece in _chunks(reply.fallback))
+        elif isinstance(reply, Status):
+            messages.append(dict(assistant.TYPING))
+    assistant.with_prompts(messages, [r for r in replies if isinstance(r, Prompts)])
     return messages

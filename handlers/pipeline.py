@@ -144,7 +144,13 @@ REMARK = "mark again"
 CLOCK_SKEW = 300.0
 
 
-def bot_turn(spec: BotSpec, idempotency_key: str = "", *, marked: float | None = None) -> Turn:
+def bot_turn(
+    spec: BotSpec,
+    idempotency_key: str = "",
+    *,
+    marked: float | None = None,
+    shared: Sequence[bool] | None = None,
+) -> Turn:
     """The bot's turn as the session core runs it: the stored state migrated to the bot's
     schema (``None``: a new conversation, the bot's initial state; a tuple, one per scope, for
     a bot of several), the outcome checked, replies and effects apart as JSON-compatible dicts
@@ -166,10 +172,15 @@ def bot_turn(spec: BotSpec, idempotency_key: str = "", *, marked: float | None =
     timers the user set there are cancelled with it (it sets none: a timer fires in the name of
     whoever set it). A fire of a timer set by a user deleted since runs no turn and cancels it.
     ``marked``: when this container last saw the user's membership mark (``None``: just now);
-    a turn of a user deleted since is :data:`REMARK` (nothing written).
+    a turn of a user deleted since is :data:`REMARK` (nothing written). ``shared``: which of
+    the bot's scopes' items are a Slack channel's or thread's (``ConversationKey.shared``, in
+    scope order); default: its channel scope on Slack, and its thread scope on Slack for a
+    message in a thread.
 
     Raises (inside the turn, so the event is a dead letter): ``BotTypeError`` for more than
     ``bot.timers.MAX_TIMERS_PER_TURN`` timers set by one turn."""
+
+    shares = None if shared is None else [i for i, s in enumerate(shared) if s]
 
     def turn(stored: Any, message: Message) -> tuple[Any, list[Any], Any, list[Any]]:
         count = len(spec.scopes)
@@ -184,9 +195,7 @@ def bot_turn(spec: BotSpec, idempotency_key: str = "", *, marked: float | None =
             # occurrence ran already).
             return NOTHING, [], TIMER_GONE if timer_rules.gone(table, message) else None, []
         message = for_bot
-        shared = [
-            i for i, s in enumerate(spec.scopes) if s == "channel" and message.platform == "slack"
-        ]
+        shared = _shared(spec, message) if shares is None else shares
         forgotten: dict[str, int] = {}
         for i in shared:
             values[i], forgotten = membership.split(values[i])
@@ -246,6 +255,16 @@ def bot_turn(spec: BotSpec, idempotency_key: str = "", *, marked: float | None =
         return dumped, replies, None, effects_out + changes.to_dicts()
 
     return turn
+
+
+def _shared(spec: BotSpec, message: Message) -> list[int]:
+    if message.platform != "slack":
+        return []
+    return [
+        i
+        for i, s in enumerate(spec.scopes)
+        if s == "channel" or (s == "thread" and message.thread is not None)
+    ]
 
 
 def new_conversation() -> None:
@@ -412,7 +431,12 @@ class Pipeline:
         return self.sessions.run(
             key,
             delivery.idempotency_key,
-            bot_turn(self.spec, delivery.idempotency_key, marked=marked),
+            bot_turn(
+                self.spec,
+                delivery.idempotency_key,
+                marked=marked,
+                shared=[k.shared for k in (key, *scopes)],
+            ),
             delivery.message,
             event_time=delivery.event_time,
             sender=send,
