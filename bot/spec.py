@@ -433,4 +433,5 @@ def run_streamed(
         conversation=origin.conversation,
         user=origin.user,
         time=origin.time,
+        thread=origin.thread,
     )

@@ -493,7 +493,9 @@ class SlackEdge:
         """Where a streamed effect's answer goes (``handlers.slack_stream``)."""
         from handlers.slack_stream import SlackStream
 
-        return SlackStream(self.sender.web_for(delivery.key), delivery.message)
+        route = delivery.route
+        assert isinstance(route, SlackRoute)
+        return SlackStream(self.sender.web_for(delivery.key), delivery.message, route)
 
     def _web_for(self, key: ConversationKey) -> WebClient:
         assert self.oauth is not None

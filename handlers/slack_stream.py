@@ -8,7 +8,6 @@ as one ``chat.postMessage`` at the end instead.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from slack_sdk import WebClient
@@ -16,30 +15,23 @@ from slack_sdk import WebClient
 from bot.messages import Message
 from bot.replies import Reply
 from handlers import slack_payloads as payloads
+from handlers.delivery import SlackRoute
 
 
-def thread_of(message: Message) -> str | None:
-    """The thread a Slack message's answer streams into: the thread it is in, else a new
-    thread under the message itself (its ``ts``); ``None`` for what has no ``ts`` (a slash
-    command, a button)."""
-    thread = getattr(message, "thread", None)
-    if thread:
-        return str(thread)
-    event = message.raw.get("event")
-    if isinstance(event, Mapping):
-        for field in ("thread_ts", "ts"):
-            if isinstance(event.get(field), str) and event[field]:
-                return str(event[field])
-    return None
+def thread_of(route: SlackRoute) -> str | None:
+    """The thread a Slack answer streams into: the thread the message is in, else a new
+    thread under the message itself; ``None`` for what has no ``ts`` (a slash command, a
+    button)."""
+    return route.thread or route.ts or None
 
 
 class SlackStream:
     """One Slack answer, streamed (:class:`handlers.streams.StreamTarget`)."""
 
-    def __init__(self, web: WebClient, message: Message) -> None:
+    def __init__(self, web: WebClient, message: Message, route: SlackRoute) -> None:
         self.web = web
         self.channel = message.conversation
-        self.thread = thread_of(message)
+        self.thread = thread_of(route)
         self.whole = self.thread is None
         self.recipient: dict[str, Any] = {}
         if not self.channel.startswith("D"):  # Slack requires them outside a DM

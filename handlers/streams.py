@@ -378,6 +378,7 @@ def run_stream(pipeline: Pipeline, job: EffectJob) -> Message | None:
         conversation=origin.message.conversation,
         user=origin.message.user,
         time=origin.message.time,
+        thread=origin.message.thread,
     )
 
 

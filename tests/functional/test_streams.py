@@ -6,6 +6,7 @@ typing indicator and whole text."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -23,6 +24,7 @@ import handlers.messenger
 import handlers.slack
 from bot import Message
 from bot.spec import STREAM_CANCELLED_LINE, STREAM_ERROR_LINE
+from handlers.delivery import SlackRoute
 from handlers.settings import from_env
 from handlers.slack_stream import SlackStream
 from handlers.streams import STALE_AFTER, StreamSettings
@@ -96,10 +98,8 @@ def test_an_event_delivered_three_times_at_once_streams_one_answer(world: World)
     with ThreadPoolExecutor(3) as pool:
         runs = [pool.submit(slack.run_deferred, dict(job)) for _ in range(3)]
         for run in runs:
-            try:
+            with contextlib.suppress(BusyError):  # another run streams it: retried later
                 run.result()
-            except BusyError:
-                pass  # another run streams it: the deferral retries later
     slack.run_deferred(dict(job))  # a late retry: finished, nothing to do
     calls = world.calls()
     assert [m for m, _ in calls].count("startStream") == 1
@@ -209,9 +209,11 @@ def test_a_stream_outside_a_dm_names_its_recipient() -> None:
     with fake_slack() as fake:
         message = Message(
             text="hi", platform="slack", workspace="T0001", conversation="C0001", user="U0001",
-            raw={"event": {"ts": "1700000000.000100", "thread_ts": "1699999999.000100"}},
+            thread="1699999999.000100",
         )  # fmt: skip
-        stream = SlackStream(WebClient(token="xoxb-test", base_url=fake.api_url), message)
+        route = SlackRoute("event", thread="1699999999.000100", ts="1700000000.000100")
+        web = WebClient(token="xoxb-test", base_url=fake.api_url)
+        stream = SlackStream(web, message, route)
         ts = stream.open()
         stream.append(ts, "Hello")
         stream.stop(ts, "")
