@@ -89,7 +89,10 @@ def stream_completion(
     with http.post(endpoint, json=body, headers=headers, stream=True, timeout=timeout) as answer:
         answer.raise_for_status()
         answer.encoding = "utf-8"  # SSE is UTF-8; requests would guess ISO-8859-1
-        for line in answer.iter_lines(decode_unicode=True):
+        # chunk_size=1: each line as soon as it arrives. The default waits for 512 bytes
+        # (several chunks of an answer: the first is seen late), and None may wait for the
+        # whole body; reading byte by byte costs microseconds per byte of a short answer.
+        for line in answer.iter_lines(chunk_size=1, decode_unicode=True):
             if not line or not line.startswith("data:"):
                 continue  # blank separators, comments, event names
             data = line[5:].strip()

@@ -342,18 +342,22 @@ def run_stream(pipeline: Pipeline, job: EffectJob) -> Message | None:
     error: str | None = None
     tail = ""
     function = spec.effects.get(name)
+    result: Any = None
+    chunks: Any = None
     try:
         try:
             if function is None:
                 raise LookupError(f"no @effect({name!r}) method")
             result = function[0](job.effect.args, EffectCall(name, job.effect_key, origin.message))
-            for piece in stream_chunks(result):
+            chunks = stream_chunks(result)
+            for piece in chunks:
                 writer.add(piece)
                 if cancellable and time.monotonic() - checked >= pipeline.streaming.cancel_every:
                     checked = time.monotonic()
                     if cancelled(sessions, key, origin):
                         raise Cancelled
         except Cancelled:
+            _close(chunks, result)  # the model's request ends here too
             error, tail = CANCELLED, CANCELLED_LINE
             log.info("streamed effect %s cancelled by a newer message", name)
         except (Superseded, SessionError):
@@ -380,6 +384,16 @@ def run_stream(pipeline: Pipeline, job: EffectJob) -> Message | None:
         time=origin.message.time,
         thread=origin.message.thread,
     )
+
+
+def _close(*iterators: Any) -> None:
+    for iterator in iterators:
+        close = getattr(iterator, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:
+                log.warning("a cancelled stream's source did not close cleanly", exc_info=True)
 
 
 def note_message(pipeline: Pipeline, delivery: Delivery) -> None:

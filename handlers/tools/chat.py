@@ -352,10 +352,23 @@ class ChatClient:
                 more = self._outbox(self.cursor)
                 if more:
                     self.cursor = more[-1]["seq"]
-                return new + more
+                return self._finish_streams(new + more)
             if time.monotonic() >= deadline:
                 return []
             time.sleep(0.05)
+
+    def _finish_streams(self, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A streamed answer (its text so far, as the fake Slack grows it) waited for until
+        it stops (a minute at most), then shown once, whole: the latest of each stream."""
+        deadline = time.monotonic() + STREAM_WAIT
+        while _streaming(found) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            more = self._outbox(self.cursor)
+            if more:
+                self.cursor = more[-1]["seq"]
+                found += more
+        last = {str(m["raw"]["stream"]): m["seq"] for m in found if _stream_of(m)}
+        return [m for m in found if not _stream_of(m) or last[_stream_of(m)] == m["seq"]]
 
     def _wait_for_replies(self) -> list[str]:
         first = min(self.timeout, 1.0)
@@ -515,6 +528,24 @@ def fill_form(client: ChatClient) -> list[str]:
         optional = " [optional]" if field["optional"] else ""
         values[field["name"]] = input(f"  {field['label']}{choices}{optional}: ").strip()
     return client.submit(values)
+
+
+#: Seconds ``make chat`` waits for a streamed answer to finish.
+STREAM_WAIT = 60.0
+
+
+def _stream_of(message: dict[str, Any]) -> str:
+    """The stream a fake-Slack message is a version of (``""``: none)."""
+    return str((message.get("raw") or {}).get("stream") or "")
+
+
+def _streaming(found: list[dict[str, Any]]) -> bool:
+    """Whether a stream among ``found`` has not stopped yet."""
+    latest: dict[str, bool] = {}
+    for message in found:
+        if _stream_of(message):
+            latest[_stream_of(message)] = bool(message["raw"].get("streaming"))
+    return any(latest.values())
 
 
 def main(argv: list[str] | None = None) -> int:

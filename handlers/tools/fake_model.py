@@ -103,3 +103,46 @@ def completions(body: bytes, *, delay: float = CHUNK_DELAY) -> tuple[int, dict[s
         ],
     }
     return 200, {"content-type": "application/json"}, json.dumps(whole).encode()
+
+
+class Served:
+    """The fake model on a loopback port of its own (benchmarks, tests): ``url`` is the base
+    to set as ``ASSISTANT_API_URL``; ``requests`` what it was asked; ``on_chunk(n)`` is
+    called as the ``n``-th chunk of text leaves (``time.monotonic()`` then: the model's own
+    time to first chunk)."""
+
+    def __init__(
+        self, *, delay: float = CHUNK_DELAY, on_chunk: Callable[[int], None] | None = None
+    ) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        served = self
+        self.requests: list[Any] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                served.requests.append(json.loads(body or b"{}"))
+                status, headers, payload = completions(body, delay=delay)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                for n, chunk in enumerate(getattr(payload, "chunks", None) or [payload]):
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+                    if on_chunk is not None and n >= 1:  # the first is the role's, no text
+                        on_chunk(n)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
