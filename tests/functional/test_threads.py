@@ -64,7 +64,8 @@ def test_two_threads_of_one_channel_keep_separate_states(world: SlackWorld) -> N
     # Everyone in the thread shares it: the item is the channel's, not a user's.
     key = ConversationKey.slack(team="T0001", channel=CHANNEL, user="U0001", thread=ROOT_A)
     scoped = key.scoped("thread", "threaded")
-    assert (scoped.pk, scoped.sk) == (f"slack#T0001#{CHANNEL}#channel", f"threaded:~thread.{ROOT_A}")
+    assert scoped.pk == f"slack#T0001#{CHANNEL}#channel"
+    assert scoped.sk == f"threaded:~thread.{ROOT_A}"
 
 
 def test_replies_carry_the_threads_ts(world: SlackWorld) -> None:
