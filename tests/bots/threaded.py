@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from bot import Bot, Message, Outcome, Prompts, Reply, Status, Timer, Title
 
-PROMPTS = (("Summarise", "summarise this thread"), ("Ideas", "give me three ideas"))
+PROMPTS = (("Summarise", "summarise this thread"), ("Ideas", "list three options"))
 
 
 class Threaded(Bot[dict[str, Any]]):
@@ -32,6 +32,8 @@ class Threaded(Bot[dict[str, Any]]):
         if message.kind == "timer":
             return Outcome(state, [Reply(f"Nudge: {len(notes)} notes")])
         words = message.text.split()
+        if "ideas" in words:
+            return Outcome(state, [Reply("Pick one"), Prompts(PROMPTS)])
         if "remind" in words:
             return Outcome(state, [Reply("I will nudge you", in_thread=True)],
                            [Timer("nudge", after=60)])  # fmt: skip

@@ -15,13 +15,15 @@ from typing import Any
 
 import pytest
 
+import handlers.messenger
 import handlers.slack
 from handlers.timers import TimerLoop, next_time
 from handlers.tools import admin
 from sessions import ConversationKey
 from sessions.schedules import SQLiteScheduler
+from tests import messenger_requests as mr
 from tests.bots.threaded import PROMPTS
-from tests.functional.conftest import SlackWorld
+from tests.functional.conftest import MessengerWorld, SlackWorld
 from tests.slack_requests import assistant_body, dm_body, http_v2, json_event, mention_body, sign
 
 CHANNEL = "C0TEAM"
@@ -165,3 +167,31 @@ def test_an_assistant_threads_start_delivered_three_times_at_once_sets_its_promp
     ok(world.call(json_event(changed)))
     ok(world.call(json_event(changed, retry=1)))
     assert thread_state(world, ROOT_A, "D0001") == {"viewing": "C0OTHER"}
+
+
+@pytest.fixture
+def page(messenger: MessengerWorld, monkeypatch: pytest.MonkeyPatch) -> Iterator[MessengerWorld]:
+    monkeypatch.setenv("BOT", "tests.bots.threaded:bot")
+    handlers.messenger.reset()
+    yield messenger
+    handlers.messenger.reset()
+
+
+def test_on_messenger_a_status_is_typing_and_prompts_are_quick_replies(
+    page: MessengerWorld,
+) -> None:
+    """No threads on Messenger: the thread scope is the conversation's; the status is the
+    typing indicator, the prompts quick replies whose tap comes back as the prompt's text."""
+    ok(page.call(mr.post(mr.single(mr.text("hello")))))
+    typing, answer = page.fake.sends()
+    assert typing.body == {"recipient": {"id": mr.USER}, "sender_action": "typing_on"}
+    assert answer.body["message"] == {"text": "1 notes in this thread"}
+    ok(page.call(mr.post(mr.single(mr.text("ideas")))))
+    quick = page.fake.sends()[-1].body["message"]["quick_replies"]
+    assert [q["title"] for q in quick] == [t for t, _ in PROMPTS]
+    ok(page.call(mr.post(mr.single(mr.text("Ideas", quick_reply=quick[1]["payload"])))))
+    key = ConversationKey.messenger(page=mr.PAGE, psid=mr.USER).scoped("thread", "threaded")
+    assert key.scope == "conversation"
+    stored = page.sessions.get(key)
+    assert stored is not None
+    assert [n["text"] for n in stored.state["notes"]] == ["hello", "list three options"]
