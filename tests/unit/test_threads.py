@@ -178,3 +178,36 @@ def test_messenger_prompts_alone_get_a_message_of_their_own() -> None:
 
     messages = mp.render([Reply("vote", [Button("Yes", "yes")]), Prompts([("A", "a")])])
     assert messages[-1]["text"] == messenger_assistant.SUGGESTIONS
+
+
+def test_bot_testing_keeps_threads_status_prompts_and_title() -> None:
+    from bot.testing import Conversation
+    from tests.bots.threaded import PROMPTS
+
+    chat = Conversation(Threaded())
+    chat.start_thread(channel="C0VIEW", root="1712345678.000100")
+    assert (chat.thread, chat.title, chat.status) == ("1712345678.000100", "New chat",
+                                                      "is getting ready")  # fmt: skip
+    assert chat.prompts == PROMPTS
+    assert chat.state == {"viewing": "C0VIEW"}
+    chat.say("hello")
+    assert chat.status == ""  # the reply cleared it
+    assert [r.text for r in chat.threads["1712345678.000100"]] == ["1 notes in this thread"]
+    chat.change_context("C0OTHER")
+    assert chat.state["viewing"] == "C0OTHER"
+    # Another thread of the channel: a state of its own; a top-level message starts one.
+    bob = chat.as_user("U0BOB").in_thread("1712345999.000200")
+    bob.say("mine")
+    assert [n["text"] for n in bob.state["notes"]] == ["mine"]
+    chat.in_thread(None).say("top")
+    assert [n["text"] for n in chat.state["notes"]] == ["top"]
+    # A timer set in a thread fires there.
+    chat.in_thread("1712345678.000100").say("remind me")
+    fired = chat.advance(61)
+    assert [r.text for r in fired] == ["Nudge: 1 notes"]
+    assert chat.threads["1712345678.000100"][-1] == fired[0]
+    # On Messenger the thread scope is the conversation's.
+    page = Conversation(Threaded(), platform="messenger", user="5550001", conversation="100")
+    page.say("a")
+    page.say("b")
+    assert [n["text"] for n in page.state["notes"]] == ["a", "b"]
