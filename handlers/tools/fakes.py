@@ -130,12 +130,15 @@ class FakeApis:
         method_name = path.removeprefix("/_fake/slack/api/")
         if method_name in STREAM_METHODS:
             return _json(200, self.stream_call(method_name, data))
+        if path.startswith("/_fake/slack/api/assistant.threads."):
+            self.outbox.add(assistant_item(path.rsplit("/", 1)[-1], data))
+            return _json(200, {"ok": True})
         if path.startswith("/_fake/slack/api/"):
             # chat.postEphemeral names its user; chat.postMessage is for the whole channel.
             posted_to = data.get("channel")
             self._record(
                 "slack", posted_to, data.get("user"), data.get("text"), slack_buttons(data),
-                raw=_slack_raw(data),
+                raw=_slack_raw(data), thread=data.get("thread_ts"),
             )  # fmt: skip
             return _json(200, {"ok": True, "channel": posted_to, "ts": "1.0"})
         if path.startswith("/_fake/slack/response/"):
@@ -196,18 +199,33 @@ class FakeApis:
         buttons: list[Any],
         *,
         raw: dict[str, Any] | None = None,
+        thread: Any = None,
     ) -> None:
         """Keep one message with its recipient: ``user`` (``None``: everyone in ``channel``),
-        and ``raw``, what the platform got (blocks, quick replies, templates)."""
-        self.outbox.add({"platform": platform, "to": user or channel, "channel": channel,
-                         "user": user, "text": text, "buttons": buttons,
-                         "raw": raw or {}})  # fmt: skip
+        and ``raw``, what the platform got (blocks, quick replies, templates); ``thread``: the
+        Slack thread it was posted in (its root's ts)."""
+        item = {"platform": platform, "to": user or channel, "channel": channel, "user": user,
+                "text": text, "buttons": buttons, "raw": raw or {}}  # fmt: skip
+        if isinstance(thread, str) and thread:
+            item["thread"] = thread
+        self.outbox.add(item)
 
-    def say(self, channel: Any, user: str, text: str, *, platform: str = "slack") -> None:
+    def say(
+        self,
+        channel: Any,
+        user: str,
+        text: str,
+        *,
+        platform: str = "slack",
+        thread: str | None = None,
+    ) -> None:
         """What a user did in the inspector, shown in the channel's history (not a reply:
-        ``make chat`` never reads it back)."""
-        self.outbox.add({"platform": platform, "to": channel, "channel": channel,
-                         "user": user, "said": True, "text": text, "buttons": []})  # fmt: skip
+        ``make chat`` never reads it back); ``thread``: in that Slack thread."""
+        item = {"platform": platform, "to": channel, "channel": channel, "user": user,
+                "said": True, "text": text, "buttons": []}  # fmt: skip
+        if thread:
+            item["thread"] = thread
+        self.outbox.add(item)
 
     def slack_message(self, channel: str, user: str, data: dict[str, Any]) -> None:
         """A slash command's ack message, as Slack shows it to whoever ran the command."""
@@ -305,6 +323,51 @@ def oauth_access(form: Mapping[str, Any]) -> dict[str, Any]:
         "enterprise": None,
         "is_enterprise_install": False,
         "authed_user": {"id": "U0LOCAL"},
+    }
+
+
+#: What each assistant method of the fake Slack records (``assistant.threads.*``).
+ASSISTANT_METHODS = {
+    "assistant.threads.setStatus": "status",
+    "assistant.threads.setSuggestedPrompts": "prompts",
+    "assistant.threads.setTitle": "title",
+}
+
+
+def assistant_item(method: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """An assistant call (``assistant.threads.setStatus`` / ``setSuggestedPrompts`` /
+    ``setTitle``) as the outbox keeps it: for everyone in the thread's channel, with its
+    ``thread``, and ``assistant`` saying what it set (``kind``: status, prompts or title). A
+    prompt is kept as a button whose ``prompt`` is the message it sends."""
+    kind = ASSISTANT_METHODS.get(method, method)
+    channel = data.get("channel_id")
+    prompts = data.get("prompts")
+    if isinstance(prompts, str):  # form-encoded
+        try:
+            prompts = json.loads(prompts)
+        except ValueError:
+            prompts = []
+    buttons = [
+        {
+            "label": str(p.get("title") or p.get("message") or ""),
+            "prompt": str(p.get("message") or ""),
+        }
+        for p in (prompts if isinstance(prompts, list) else [])
+        if isinstance(p, Mapping)
+    ]
+    text = {"status": data.get("status"), "title": data.get("title")}.get(kind)
+    if kind == "prompts":
+        text = data.get("title") or "Suggested prompts"
+    return {
+        "platform": "slack",
+        "to": channel,
+        "channel": channel,
+        "user": None,
+        "text": text,
+        "buttons": buttons,
+        "thread": data.get("thread_ts"),
+        "assistant": {"kind": kind, "loading": list(data.get("loading_messages") or [])},
+        "raw": dict(data),
     }
 
 
