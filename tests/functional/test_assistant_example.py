@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot import Message, Prompts, Status, Title
+from bot import Prompts, Status, Title
 from bot.spec import STREAM_ERROR_LINE
 from bot.testing import Conversation
 from examples.assistant import MAX_EXCHANGES, MAX_HISTORY_BYTES, Assistant, bounded
@@ -77,7 +77,7 @@ def model() -> Iterator[Model]:
 
 
 def test_a_question_streams_the_models_answer_into_the_threads_history(model: Model) -> None:
-    chat = Conversation(Assistant(url=model.url))
+    chat = Conversation(Assistant(url=model.url)).in_thread("1700000000.000100")
     replies = chat.say("What is a thread?")
     assert isinstance(replies[0], Status) and replies[0].text == "is thinking..."
     assert any(isinstance(r, Title) and r.text == "What is a thread?" for r in replies)
@@ -95,14 +95,13 @@ def test_a_question_streams_the_models_answer_into_the_threads_history(model: Mo
         "system", "user", "assistant", "user",
     ]  # fmt: skip
     assert not any(isinstance(r, Title) for r in chat.say("Thanks"))  # titled once
+    chat.in_thread(None).say("Another question")  # a top-level message: a thread of its own
+    assert [m["role"] for m in model.requests[-1]["messages"]] == ["system", "user"]
 
 
 def test_a_new_assistant_thread_gets_suggested_prompts(model: Model) -> None:
     chat = Conversation(Assistant(url=model.url))
-    replies = chat.send(
-        Message(kind="thread_started", platform="slack", workspace=chat.workspace,
-                conversation=chat.conversation, user=chat.user, thread="1700000000.000100")
-    )  # fmt: skip
+    replies = chat.start_thread(channel="C0GENERAL")
     [prompts] = [r for r in replies if isinstance(r, Prompts)]
     assert len(prompts.prompts) == 3
     assert model.requests == []
@@ -119,7 +118,7 @@ def test_a_failing_model_ends_the_answer_with_an_error_line_and_keeps_no_answer(
 
 
 def test_the_history_stays_within_its_exchanges(model: Model) -> None:
-    chat = Conversation(Assistant(url=model.url))
+    chat = Conversation(Assistant(url=model.url)).in_thread("1700000000.000100")
     for n in range(MAX_EXCHANGES + 3):
         chat.say(f"question {n}")
     history = chat.state["history"]
