@@ -92,7 +92,8 @@ def effect(
     the user as it comes: on Slack one message, built with ``chat.startStream`` /
     ``appendStream`` / ``stopStream`` in the origin's thread; on Messenger and Instagram a
     typing indicator, then the whole text. Exactly one streamed message per event, however
-    often the effect is retried; the follow-up turn gets the full text as ``result``.
+    often the effect is retried; the follow-up turn gets the full text as ``result``. It is
+    always slow (handed off: the ack never waits for a model).
     ``cancel_on_message``: (with ``stream``) a user message in the same conversation (the
     same thread, for a thread-scope bot) while the answer streams stops it; the follow-up
     then has ``error="Cancelled"`` and the text streamed so far as ``result``.
@@ -104,7 +105,9 @@ def effect(
         raise BotTypeError(f"@effect({name!r}): cancel_on_message needs stream=True")
 
     def mark(fn: EffectFunction) -> EffectFunction:
-        fn.__effect__ = (name, slow)  # type: ignore[attr-defined]
+        # A streamed answer lasts as long as the model talks: never in the webhook, before
+        # its ack; always handed to the deferral.
+        fn.__effect__ = (name, slow or stream)  # type: ignore[attr-defined]
         if stream:
             fn.__stream__ = Streamed(cancel_on_message=cancel_on_message)  # type: ignore[attr-defined]
         return fn

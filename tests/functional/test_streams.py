@@ -22,7 +22,7 @@ from slack_sdk import WebClient
 
 import handlers.messenger
 import handlers.slack
-from bot import Message
+from bot import EffectCall, Message, effect
 from bot.spec import STREAM_CANCELLED_LINE, STREAM_ERROR_LINE
 from handlers.delivery import SlackRoute
 from handlers.settings import from_env
@@ -226,3 +226,20 @@ def test_a_stream_outside_a_dm_names_its_recipient() -> None:
     }
     assert append == {"channel": "C0001", "ts": ts, "markdown_text": "Hello"}
     assert stop == {"channel": "C0001", "ts": ts}
+
+
+class Eager(Streamer):
+    """The same answer, declared without ``slow``."""
+
+    @effect("answer", stream=True)
+    def answer(self, args: Any, call: EffectCall) -> Iterator[str]:
+        yield from CHUNKS
+
+
+def test_a_streamed_effect_is_always_handed_off_never_run_before_the_ack(world: World) -> None:
+    slack = world.slack(Eager())
+    ok(slack.handle(json_event(dm_body("tell me a story"))))
+    assert world.fake.stream_calls() == []  # nothing streamed inside the webhook
+    assert [j["kind"] for j in world.deferrer.jobs] == ["effect"]
+    world.deferrer.drain(slack.run_deferred)
+    assert list(world.fake.streams().values()) == [ANSWER]
