@@ -8,7 +8,7 @@ each call::
 
     claim effect:<key>           ─► the first run; a later one resumes (below)
     startStream                  ─► Slack answers the stream's ts
-    claim effect:<key>#ts {ts}   ─► the ts, sealed, in the user's partition, before any append
+    claim effect:<key>#ts {ts}   ─► the ts, sealed, beside the effect's claim, before any append
     record a1 {n, h}, append     ─► per buffered chunk: chars on the platform so far, and a
     record a2 {n, h}, append        chained hash of them (a record of its own, no user data)
     ...
