@@ -21,6 +21,7 @@ deprecated alias of it).
 
 from __future__ import annotations
 
+from bot.assistant import Prompts, Status, Title
 from bot.base import (
     Bot,
     BotProtocol,
@@ -54,9 +55,12 @@ __all__ = [
     "Message",
     "Modal",
     "Outcome",
+    "Prompts",
     "Reply",
     "Scopes",
+    "Status",
     "Timer",
+    "Title",
     "effect",
     "zone",
 ]

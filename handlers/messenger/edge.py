@@ -257,6 +257,15 @@ class MessengerEdge:
         except (SendError, SessionError):
             log.error("apology not sent", exc_info=True, extra={"mid": _mid(delivery)})
 
+    def stream_target(self, delivery: Delivery) -> Any:
+        """Where a streamed effect's answer goes (``handlers.messenger.stream``)."""
+        from handlers.messenger.stream import MessengerStream
+
+        token = self._token(delivery)
+        if token is None:  # never another page's token (as ``deliver``)
+            raise SendError("no access token for this account")
+        return MessengerStream(self.send_api, delivery.key.user, token)
+
     def _token(self, delivery: Delivery) -> str | None:
         return self.tokens.token(delivery.key.platform, delivery.key.workspace)
 

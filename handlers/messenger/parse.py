@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.messages import Attachment, Message
+from handlers.messenger import assistant
 from sessions.errors import InvalidKeyError
 from sessions.keys import ConversationKey
 
@@ -136,6 +137,9 @@ def _incoming(
 
 
 def _tapped(payload: str, label: str, handles: Callable[[str], bool]) -> dict[str, Any]:
+    prompt = assistant.prompt_of(payload)
+    if prompt is not None:  # a suggested prompt: its message, as if typed
+        return {"text": prompt, "payload": payload}
     action, value = decode_payload(payload)
     if handles(action):
         return {"kind": "action", "action": action, "value": value, "payload": payload}

@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bot.replies import AnyReply, Button, Cards, FormErrors, Media, Reply
+from bot.assistant import Prompts, Status
+from bot.replies import AnyReply, Button, Cards, FormErrors, Media, Modal, Reply
+from handlers.messenger import assistant
 from handlers.messenger.parse import encode_payload
 from handlers.text import pieces
 
@@ -106,6 +108,9 @@ def render(replies: Sequence[AnyReply]) -> list[dict[str, Any]]:
                 messages.extend({"text": piece} for piece in _chunks(reply.caption))
         elif isinstance(reply, FormErrors):
             messages.extend({"text": piece} for piece in _chunks(reply.text))
-        else:  # a Modal: Messenger has no forms
+        elif isinstance(reply, Modal):  # Messenger has no forms
             messages.extend({"text": piece} for piece in _chunks(reply.fallback))
+        elif isinstance(reply, Status):
+            messages.append(dict(assistant.TYPING))
+    assistant.with_prompts(messages, [r for r in replies if isinstance(r, Prompts)])
     return messages

@@ -32,7 +32,7 @@ from bot import timers as timer_rules
 from bot.base import Effect
 from bot.replies import AnyReply
 from bot.spec import MAX_FOLLOW_UPS, BotSpec, run_effect
-from handlers.pipeline import membership
+from handlers.pipeline import membership, streams
 from handlers.pipeline import timers as scheduling
 from handlers.pipeline.deferral import Deferrer
 from handlers.pipeline.delivery import (
@@ -117,6 +117,10 @@ class Platform(Protocol):
         """Tell the user once that their event failed on our side. Never raises."""
         ...
 
+    def stream_target(self, delivery: Delivery) -> streams.StreamTarget:
+        """Where a streamed effect's answer to ``delivery`` goes (``handlers.pipeline.streams``)."""
+        ...
+
 
 class Pipeline:
     """Runs deliveries for one edge.
@@ -150,6 +154,8 @@ class Pipeline:
         #: ``"duplicate"``, ``"ignored"``, ``"dead letter"``, ``"serialised"``): the local
         #: inspector's timeline and transcripts. ``None`` in the deploy.
         self.journal: Callable[[Delivery, str, TurnResult | None], None] | None = None
+        #: How streamed effects are buffered and checked for a cancel.
+        self.streaming = streams.StreamSettings()
 
     def _tell(self, delivery: Delivery, outcome: str, result: TurnResult | None) -> None:
         if self.journal is None:
@@ -183,6 +189,8 @@ class Pipeline:
             self.platform.deliver(delivery, replies_of(items), answer, deadline)
 
         key, scopes = self.keys(delivery)
+        if self.spec.cancels and delivery.message.kind == "text" and not delivery.replay:
+            streams.note_message(self, delivery)  # it stops a streamed answer of the thread
         # The user's mark first: a user delete finds the channel by it (a timer's fire is no
         # user's action: its setter was marked when they set it).
         stored = (key, *scopes)
@@ -274,7 +282,12 @@ class Pipeline:
         return self.sessions.run(
             key,
             delivery.idempotency_key,
-            bot_turn(self.spec, delivery.idempotency_key, marked=marked),
+            bot_turn(
+                self.spec,
+                delivery.idempotency_key,
+                marked=marked,
+                shared=[k.shared for k in (key, *scopes)],
+            ),
             delivery.message,
             event_time=delivery.event_time,
             sender=send,
@@ -398,10 +411,13 @@ class Pipeline:
         """
         origin = job.origin
         token = f"effect:{job.effect_key}"
-        if not self.sessions.claim(self.keys(origin)[0], token, event_time=origin.event_time):
+        if job.effect.name in self.spec.streams:
+            message = streams.run_stream(self, job)  # claimed there, and resumed
+        elif not self.sessions.claim(self.keys(origin)[0], token, event_time=origin.event_time):
             log.info("effect %s already claimed (or the user was deleted)", job.effect.name)
             return
-        message = run_effect(self.spec, job.effect, job.effect_key, origin.message)
+        else:
+            message = run_effect(self.spec, job.effect, job.effect_key, origin.message)
         if message is not None and message.error is not None:
             log.warning("effect %s failed: %s", job.effect.name, message.error.split(":", 1)[0])
         if message is None:

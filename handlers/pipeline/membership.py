@@ -28,6 +28,7 @@ state (its forget turn decides), and the replies already posted in Slack (the pl
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import threading
@@ -76,8 +77,14 @@ def mark_key(key: ConversationKey) -> ConversationKey:
     return key.scoped("conversation", key.namespace)
 
 
-def token(channel: str) -> str:
-    return f"member:{channel}"
+def token(channel: str, thread: str | None = None) -> str:
+    """The mark's token: the channel's, or one thread's of it (a thread-scope state)."""
+    return f"member:{channel}" if thread is None else f"member:{channel}:{thread}"
+
+
+def item_token(key: ConversationKey) -> str:
+    """The token of the mark of a shared item: its thread's for a thread-scope state."""
+    return token(key.channel, key.thread if key.scope == "thread" else None)
 
 
 class Membership:
@@ -96,7 +103,7 @@ class Membership:
         self.spec = spec
         self.clock = clock
         #: (channel item's pk, the user's mark pk) -> when this container last saw the mark.
-        self._known: dict[tuple[str, str], float] = {}
+        self._known: dict[tuple[str, str, str], float] = {}
         self._lock = threading.Lock()
         #: Recorded with each mark: the bot whose forget turn the user's delete must run.
         self.reference = bot_reference(spec.bot)
@@ -115,18 +122,21 @@ class Membership:
         Raises:
             SessionError: the store failed (nothing is committed: the delivery retries).
         """
-        seen = (key.pk, mark_key(key).pk)
+        seen = (key.pk, key.sk, mark_key(key).pk)
         now = self.clock()
         with self._lock:
             known = self._known.get(seen)
         if known is not None and now - known < REMEMBER_FOR:
             return known
+        payload: dict[str, str] = {"bot": self.reference} if self.reference else {}
+        if key.scope == "thread" and key.thread is not None:
+            payload["thread"] = key.thread  # how a delete finds the thread (the sk is a hash)
         outcome = self.sessions.claim_outcome(
             mark_key(key),
-            token(key.channel),
+            item_token(key),
             event_time=event_time,
             ttl=MARK_TTL,
-            payload={"bot": self.reference} if self.reference else None,
+            payload=payload or None,
         )
         if outcome == LATE:
             return LATE  # not remembered: no mark exists
@@ -137,13 +147,15 @@ class Membership:
     def unknown(self, key: ConversationKey) -> None:
         """Forget that ``key``'s user was marked (their delete removed the mark)."""
         with self._lock:
-            self._known.pop((key.pk, mark_key(key).pk), None)
+            self._known.pop((key.pk, key.sk, mark_key(key).pk), None)
 
     def channels(self, user: UserKey) -> list[ConversationKey]:
-        """The channels whose shared state the user wrote to, by their marks (one Query of the
-        user's partition)."""
+        """The channel and thread states the user wrote to, by their marks (one Query of the
+        user's partition): each the key of the bot's shared item (channel scope first, when
+        it has one; a thread's, for a thread-scope bot that keeps no channel state)."""
         found = []
-        if not shared_scopes(self.spec, _any_conversation(user)):
+        scopes = [s for s in self.spec.scopes if s in ("channel", "thread")]
+        if not shared_scopes(self.spec, _any_conversation(user, threaded=True)):
             return []
         for sk, item in self.sessions.store.user_items(user):
             if not isinstance(item, EventRecord) or "#evt#" not in sk:
@@ -160,7 +172,15 @@ class Membership:
                 continue
             mark = mark_key(conversation.scoped("channel", self.spec.namespace))
             if mark.event_sk(token(channel)) == sk:
-                found.append(conversation.scoped("channel", self.spec.namespace))
+                if "channel" in scopes:
+                    found.append(conversation.scoped("channel", self.spec.namespace))
+                continue
+            thread = _thread_of(self.sessions, mark, item)
+            if thread is None or mark.event_sk(token(channel, thread)) != sk:
+                continue
+            threaded = dataclasses.replace(conversation, thread=thread)
+            if "thread" in scopes:
+                found.append(threaded.scoped(scopes[0], self.spec.namespace))
         return found
 
     def forget(self, user: UserKey, *, turn: Turn) -> tuple[int, int]:
@@ -177,6 +197,7 @@ class Membership:
                 conversation=key.channel,
                 user=key.user,
                 time=now,
+                thread=key.thread,
             )
             keys = [key.conversation.scoped(s, self.spec.namespace) for s in self.spec.scopes]
             try:
@@ -236,14 +257,23 @@ def conversation_of(message: Message) -> ConversationKey:
     platform = message.platform
     if not platform:
         raise InvalidKeyError("a message of no platform")
-    return ConversationKey(platform, message.workspace, message.conversation, message.user)
+    thread = message.thread if platform == "slack" else None
+    return ConversationKey(
+        platform, message.workspace, message.conversation, message.user, thread=thread
+    )
 
 
-def _any_conversation(user: UserKey) -> ConversationKey:
+#: Any thread's root ``ts``: where a platform has threads, asking which of a bot's scopes are
+#: shared asks for a message in a thread (a thread scope's item is its thread's).
+ANY_THREAD = "1000000000.000001"
+
+
+def _any_conversation(user: UserKey, *, threaded: bool = False) -> ConversationKey:
     """A conversation of ``user`` (its channel: the workspace's id, which every platform's key
     takes), to ask which of a bot's scopes are shared for them: the channel decides no item's
-    partition but its own."""
-    return ConversationKey(user.platform, user.workspace, user.workspace, user.user)
+    partition but its own. ``threaded``: in a thread, on a platform that has them."""
+    thread = ANY_THREAD if threaded and user.platform == "slack" else None
+    return ConversationKey(user.platform, user.workspace, user.workspace, user.user, thread=thread)
 
 
 def marks(sessions: Sessions, user: UserKey) -> dict[str | None, set[str | None]]:
@@ -265,7 +295,9 @@ def marks(sessions: Sessions, user: UserKey) -> dict[str | None, set[str | None]
             continue
         key = mark_key(conversation.scoped("channel", namespace or None))
         if key.event_sk(token(channel)) != sk:
-            continue
+            thread = _thread_of(sessions, key, item)  # a thread's mark records its root
+            if thread is None or key.event_sk(token(channel, thread)) != sk:
+                continue
         try:
             recorded = sessions.claimed(key, item)
         except SessionError:
@@ -273,6 +305,19 @@ def marks(sessions: Sessions, user: UserKey) -> dict[str | None, set[str | None]
         bot = recorded.get("bot") if isinstance(recorded, Mapping) else None
         found.setdefault(namespace or None, set()).add(bot if isinstance(bot, str) else None)
     return found
+
+
+def _thread(recorded: Any) -> str | None:
+    thread = recorded.get("thread") if isinstance(recorded, Mapping) else None
+    return thread if isinstance(thread, str) else None
+
+
+def _thread_of(sessions: Sessions, mark: ConversationKey, item: EventRecord) -> str | None:
+    """The thread a mark names (a thread-scope state's mark records its root), else ``None``."""
+    try:
+        return _thread(sessions.claimed(mark, item))
+    except SessionError:
+        return None
 
 
 def bot_reference(bot: Any) -> str | None:

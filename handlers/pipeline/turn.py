@@ -39,7 +39,13 @@ REMARK = "mark again"
 CLOCK_SKEW = 300.0
 
 
-def bot_turn(spec: BotSpec, idempotency_key: str = "", *, marked: float | None = None) -> Turn:
+def bot_turn(
+    spec: BotSpec,
+    idempotency_key: str = "",
+    *,
+    marked: float | None = None,
+    shared: Sequence[bool] | None = None,
+) -> Turn:
     """The bot's turn as the session core runs it: the stored state migrated to the bot's
     schema (``None``: a new conversation, the bot's initial state; a tuple, one per scope, for
     a bot of several), the outcome checked, replies and effects apart as JSON-compatible dicts
@@ -61,10 +67,15 @@ def bot_turn(spec: BotSpec, idempotency_key: str = "", *, marked: float | None =
     timers the user set there are cancelled with it (it sets none: a timer fires in the name of
     whoever set it). A fire of a timer set by a user deleted since runs no turn and cancels it.
     ``marked``: when this container last saw the user's membership mark (``None``: just now);
-    a turn of a user deleted since is :data:`REMARK` (nothing written).
+    a turn of a user deleted since is :data:`REMARK` (nothing written). ``shared``: which of
+    the bot's scopes' items are a Slack channel's or thread's (``ConversationKey.shared``, in
+    scope order, as the pipeline keyed them); default: as the message's own conversation
+    keys them (:func:`membership.shared_scopes`).
 
     Raises (inside the turn, so the event is a dead letter): ``BotTypeError`` for more than
     ``bot.timers.MAX_TIMERS_PER_TURN`` timers set by one turn."""
+
+    shares = None if shared is None else [i for i, s in enumerate(shared) if s]
 
     def turn(stored: Any, message: Message) -> tuple[Any, list[Any], Any, list[Any]]:
         count = len(spec.scopes)
@@ -79,7 +90,11 @@ def bot_turn(spec: BotSpec, idempotency_key: str = "", *, marked: float | None =
             # occurrence ran already).
             return NOTHING, [], TIMER_GONE if timer_rules.gone(table, message) else None, []
         message = for_bot
-        shared = membership.shared_scopes(spec, membership.conversation_of(message))
+        shared = (
+            membership.shared_scopes(spec, membership.conversation_of(message))
+            if shares is None
+            else shares
+        )
         forgotten: dict[str, int] = {}
         for i in shared:
             values[i], forgotten = membership.split(values[i])

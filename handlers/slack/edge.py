@@ -42,6 +42,7 @@ Who retries what:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -61,7 +62,7 @@ from handlers.pipeline.delivery import Delivery, EraseJob, SlackRoute, private_e
 from handlers.pipeline.serial import Serialiser, default_serialiser
 from handlers.settings import Settings
 from handlers.slack import parse as payloads
-from handlers.slack import render
+from handlers.slack import render, threads
 from sessions import ConversationKey, InvalidKeyError, SessionError, Sessions
 
 if TYPE_CHECKING:
@@ -212,6 +213,8 @@ class SlackEdge:
                 return _bad("malformed event")
             if event_body.get("type") == "message":
                 return self._on_message(body, event_body, request, deadline)
+            if event_body.get("type") in ("app_mention", *threads.ASSISTANT_EVENTS):
+                return self._on_thread_event(body, event_body, request, deadline)
             if event_body.get("type") in ("app_uninstalled", "tokens_revoked"):
                 return self._on_install_event(body, event_body)
             log.info("ignored Slack event type %s", str(event_body.get("type"))[:40])
@@ -307,7 +310,11 @@ class SlackEdge:
         trigger = body.get("trigger_id") if isinstance(body.get("trigger_id"), str) else None
         route = SlackRoute("action", str(body.get("response_url") or ""), trigger or None)
         message = payloads.action_message(body, action, key, when)
-        return self._interactive(Delivery(key, idempotency_key, message, when, route), deadline)
+        thread, ts = threads.action_thread(body)
+        delivery = threads.threaded(
+            Delivery(key, idempotency_key, message, when, route), thread=thread, ts=ts
+        )
+        return self._interactive(delivery, deadline)
 
     def _on_view(
         self,
@@ -381,6 +388,37 @@ class SlackEdge:
         when = payloads.event_time(body, request.headers)
         message = payloads.event_message(body, key, when)
         delivery = Delivery(key, f"event:{event_id}", message, when, SlackRoute("event"))
+        thread, ts = threads.event_thread(event)
+        return self._event(threads.threaded(delivery, thread=thread, ts=ts), deadline)
+
+    def _on_thread_event(
+        self,
+        body: Mapping[str, Any],
+        event: Mapping[str, Any],
+        request: HttpRequest,
+        deadline: Deadline,
+    ) -> dict[str, Any]:
+        """A mention of the bot (in a channel or a thread), or an assistant thread's start or
+        change of context (``handlers.slack.threads``)."""
+        if event.get("type") == "app_mention":
+            reason = threads.ignored_mention(body, event)
+            if reason:
+                log.info("ignored Slack event: %s", reason)
+                return _ack()
+        try:
+            if event.get("type") == "app_mention":
+                delivery = threads.mention_delivery(body, event)
+            else:
+                delivery = threads.assistant_delivery(body, event)
+        except InvalidKeyError as exc:
+            log.warning("event with an invalid key: %s", type(exc).__name__)
+            return _bad("invalid event")
+        when = payloads.event_time(body, request.headers)
+        return self._event(dataclasses.replace(delivery, event_time=when), deadline)
+
+    def _event(self, delivery: Delivery, deadline: Deadline) -> dict[str, Any]:
+        """Run an Events API delivery: an error that can heal is a 5xx (Slack redelivers)."""
+        message = delivery.message
         if not self._installed(delivery):
             return _ack()
         if self.spec.is_slow(message):
@@ -452,6 +490,14 @@ class SlackEdge:
             )
         return SlackSender(self.web, self._signing_secret)
 
+    def stream_target(self, delivery: Delivery) -> Any:
+        """Where a streamed effect's answer goes (``handlers.slack.stream``)."""
+        from handlers.slack.stream import SlackStream
+
+        route = delivery.route
+        assert isinstance(route, SlackRoute)
+        return SlackStream(self.sender.web_for(delivery.key), delivery.message, route)
+
     def _web_for(self, key: ConversationKey) -> WebClient:
         assert self.oauth is not None
         token = self.oauth.token(key.enterprise, key.workspace)
@@ -520,12 +566,18 @@ class SlackEdge:
                 isinstance(reply, Modal) and self.sender.open_modal(route, delivery.key, reply)
             ):
                 plain.append(reply)  # a modal that did not open renders as its fallback
-        messages = render.render(plain, visibility=_default_visibility(route, delivery.key))
+        visibility = _default_visibility(route, delivery.key)
+        messages = threads.messages(route, plain, visibility=visibility)
         if route.kind == "command" and answer is not None and len(messages) == 1:
-            answer.body = _ack_body(messages[0])
-            return
-        for message in messages:
-            self.sender.post(route, delivery.key, message)
+            only = messages[0][0]
+            if isinstance(only, dict):
+                answer.body = _ack_body(only)
+                return
+        for message, thread in messages:
+            if isinstance(message, dict):
+                self.sender.post(route, delivery.key, message)
+            elif threads.is_assistant(message):
+                threads.set_assistant(self.sender, delivery.key, thread, message)  # type: ignore[arg-type]
 
     def apologise(self, delivery: Delivery, answer: Answer | None, deadline: Deadline) -> None:
         """Tell the user once that their event failed on our side: in a slash command's ack,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from bot.assistant import ASSISTANT_KINDS
 from bot.replies import AnyReply, Button, Cards, FormErrors, Media, Modal, Reply
 from handlers.slack.parse import modal_metadata
 from handlers.text import pieces
@@ -122,7 +123,9 @@ def _fallback_text(reply: AnyReply) -> str:
         return escape(reply.caption or reply.url)
     if isinstance(reply, FormErrors):
         return escape(reply.text)
-    return escape(reply.fallback)
+    if isinstance(reply, Modal):
+        return escape(reply.fallback)
+    return ""  # an assistant's status, prompts or title: not a message
 
 
 def _blocks(reply: AnyReply) -> list[dict[str, Any]]:
@@ -134,7 +137,9 @@ def _blocks(reply: AnyReply) -> list[dict[str, Any]]:
         return _media_blocks(reply)
     if isinstance(reply, FormErrors):  # not answering a submission: the messages as text
         return [_section(escape(reply.text))]
-    return [_section(escape(reply.fallback))]  # a modal that cannot open: its fallback
+    if isinstance(reply, Modal):  # a modal that cannot open: its fallback
+        return [_section(escape(reply.fallback))]
+    return []
 
 
 #: Slack's limits for one message: blocks, and characters of its ``text``.
@@ -156,6 +161,8 @@ def render(replies: Sequence[AnyReply], *, visibility: str | None = None) -> lis
     """
     messages: list[dict[str, Any]] = []
     for reply in replies:
+        if isinstance(reply, ASSISTANT_KINDS):
+            continue  # set through the assistant's methods (handlers.slack.threads)
         seen = (reply.visibility if isinstance(reply, Reply) else None) or visibility
         replace = isinstance(reply, Reply) and reply.replace
         blocks = _blocks(reply)

@@ -318,7 +318,7 @@ def _forgetters(sessions: Sessions, user: UserKey) -> list[BotSpec]:
     configured = spec_of(load_bot(configured_ref))
     specs = []
     for namespace, recorded in sorted(found.items(), key=lambda kv: str(kv[0])):
-        if namespace == configured.namespace and "channel" in configured.scopes:
+        if namespace == configured.namespace and _shares(configured):
             specs.append(configured)
             continue
         refs = sorted(r for r in recorded if r is not None)
@@ -336,13 +336,18 @@ def _forgetters(sessions: Sessions, user: UserKey) -> list[BotSpec]:
                 f"which does not load here ({exc}); run the delete where it does, with "
                 f"BOT={refs[0]}"
             ) from exc
-        if spec.namespace != namespace or "channel" not in spec.scopes:
+        if spec.namespace != namespace or not _shares(spec):
             raise _Refused(
                 f"the bot {refs[0]} recorded for {what} keeps no channel state of that "
                 f"namespace now; run the delete with BOT=<module:attribute> of that bot"
             )
         specs.append(spec)
     return specs
+
+
+def _shares(spec: BotSpec) -> bool:
+    """Whether the bot keeps a Slack channel's or thread's shared state."""
+    return "channel" in spec.scopes or "thread" in spec.scopes
 
 
 def _forget(sessions: Sessions, user: UserKey, specs: list[BotSpec]) -> tuple[int, int]:
