@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-Platform = Literal["slack", "messenger", "instagram", ""]
+#: ``"slack"``, ``"messenger"``, ``"instagram"``, or a platform an adapter added (``""``: a
+#: message built by hand, of no platform).
+Platform = str
 #: ``text``: typed text (a DM, a Messenger message, a Slack file share); ``command``: a slash
 #: command (``command`` names it, ``text`` is what follows it); ``action``: a button, a quick
 #: reply or a postback (``action``/``value``); ``submission``: a Slack modal submitted

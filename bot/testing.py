@@ -345,7 +345,7 @@ class Conversation:
             who._root = self._timer_roots.get(str(entry["id"]), who._root)
             message = Message(
                 kind="timer", action=str(entry["name"]), value=str(entry["id"]),
-                platform=self.platform, workspace=self.workspace,  # type: ignore[arg-type]
+                platform=self.platform, workspace=self.workspace,
                 conversation=channel, user=user, time=at, thread=who.thread,
             )  # fmt: skip
             fired += who._turn(message, f"timer:{entry['id']}:{round(at * 1000)}", depth=0)
@@ -365,7 +365,7 @@ class Conversation:
         # A top-level message is the root of its own thread (the thread scope's key).
         self._root = self.thread if self.thread is not None else self._new_ts()
         thread = self.thread if self.platform == "slack" else None
-        return Message(platform=self.platform, user=self.user,  # type: ignore[arg-type]
+        return Message(platform=self.platform, user=self.user,
                        workspace=self.workspace, conversation=self.conversation,
                        time=self.clock(), thread=thread, **fields)  # fmt: skip
 

@@ -55,9 +55,9 @@ class Consumer:
         self._edges: dict[str, Any] = {}
 
     def run(self, job: Job) -> None:
-        # As before the registry: a job of no known platform goes to Slack's edge (which
-        # refuses it as a bad job).
-        platform = _platform(job)
+        # A job of no known platform goes to Slack's edge (which refuses it as a bad job); an
+        # Instagram job to Messenger's (which serves both).
+        platform = platforms.function_of(_platform(job))
         platform = platform if platform in platforms.PLATFORMS else "slack"
         edge = self._edges.get(platform)
         if edge is None:

@@ -56,7 +56,9 @@ def keep_timers(state: Any) -> float | None:
 
 def target_of(key: ConversationKey) -> str:
     """Which of our functions fires a timer of ``key``'s conversation."""
-    return "slack" if key.platform == "slack" else "messenger"
+    from handlers.platforms import function_of
+
+    return function_of(key.platform)
 
 
 def template(origin: Delivery, entry: Mapping[str, Any]) -> Delivery:
@@ -169,14 +171,7 @@ def scheduler_from_settings(settings: Settings) -> Scheduler | None:
 
         if not settings.timer_role_arn:
             raise ConfigError("SESSIONS_TIMER_GROUP needs SESSIONS_TIMER_ROLE_ARN")
-        targets = {
-            name: arn
-            for name, arn in (
-                ("slack", settings.timer_slack_arn),
-                ("messenger", settings.timer_messenger_arn),
-            )
-            if arn
-        }
+        targets = dict(settings.timer_targets)
         return EventBridgeScheduler(
             settings.timer_group,
             targets=targets,

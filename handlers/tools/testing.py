@@ -293,7 +293,7 @@ class PipelineChat:
     def message(self, **fields: Any) -> Message:
         """A message of this user, in this conversation, at this conversation's time."""
         fields.setdefault("time", self.clock())
-        return Message(platform=self.platform_name, user=self.user,  # type: ignore[arg-type]
+        return Message(platform=self.platform_name, user=self.user,
                        workspace=self.workspace, conversation=self.conversation,
                        **fields)  # fmt: skip
 
