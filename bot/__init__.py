@@ -27,7 +27,7 @@ from bot.base import (
     effect,
 )
 from bot.messages import Attachment, Message
-from bot.replies import Button, Card, Cards, Field, FormErrors, Media, Modal, Reply
+from bot.replies import Button, Card, Cards, Field, FormErrors, Media, Modal, Reply, Template
 from bot.spec import BotSpec, StateVersionError
 from bot.timers import CancelTimer, Timer
 
@@ -56,6 +56,7 @@ __all__ = [
     "Reply",
     "Scopes",
     "StateVersionError",
+    "Template",
     "Timer",
     "effect",
 ]

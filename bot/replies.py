@@ -23,6 +23,13 @@ kind          Slack                                 Messenger
               the messages as text
 ============  ====================================  =========================================
 
+``Template`` (an approved WhatsApp message template) is WhatsApp's alone: on WhatsApp it is
+the only message that reaches a user whose last message is older than 24 hours; returned in a
+turn of another platform it is a ``BotTypeError``. On WhatsApp, ``Reply`` is text (split at
+4,096 characters), its buttons reply buttons (3 at most, titles of 20 characters; more, or
+longer, a list message of up to 10 rows); ``Media`` a media message by link; ``Cards`` an image
+message per card with its buttons; ``Modal`` its ``fallback``.
+
 A bot may also return a plain ``str``: it is ``Reply(text)``.
 """
 
@@ -257,8 +264,39 @@ class FormErrors:
         return {"kind": self.kind, "errors": dict(self.errors)}
 
 
-AnyReply = Reply | Cards | Media | Modal | FormErrors
-REPLY_KINDS: tuple[type, ...] = (Reply, Cards, Media, Modal, FormErrors)
+@dataclass(frozen=True, slots=True)
+class Template:
+    """WhatsApp only: an approved message template, by ``name`` and ``language`` (a code such
+    as ``"en_US"``), with its body's ``params`` in order. Outside the 24-hour customer-service
+    window (the user's last message older than 24 h: a timer's reminder, a slow effect's
+    answer) it is the only message WhatsApp delivers. In a turn of another platform it is a
+    ``BotTypeError``."""
+
+    name: str
+    language: str = "en_US"
+    params: Sequence[str] = ()
+
+    kind = "template"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", tuple(str(p) for p in self.params))
+
+    @property
+    def fallback(self) -> str:
+        """Never shown (another platform refuses a template before rendering): its name."""
+        return f"[template {self.name}]"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "language": self.language,
+            "params": list(self.params),
+        }
+
+
+AnyReply = Reply | Cards | Media | Modal | FormErrors | Template
+REPLY_KINDS: tuple[type, ...] = (Reply, Cards, Media, Modal, FormErrors, Template)
 
 
 def _buttons(data: Sequence[Mapping[str, Any]] | None) -> tuple[Button, ...]:
@@ -320,6 +358,9 @@ def reply_from_dict(data: Mapping[str, Any]) -> AnyReply:
         )
     if kind == "form_errors":
         return FormErrors({str(k): str(v) for k, v in (data.get("errors") or {}).items()})
+    if kind == "template":
+        return Template(name=str(data["name"]), language=str(data.get("language") or "en_US"),
+                        params=tuple(str(p) for p in data.get("params") or ()))  # fmt: skip
     raise TypeError(f"unknown reply kind {kind!r}")
 
 

@@ -14,7 +14,8 @@ The format, one JSON object::
      "key": {"team", "channel", "user", "enterprise"},
      "idempotency_key", "message", "event_time", "response_url", "trigger_id", "depth",
      "ephemeral": true (only when set: later answers of a private exchange)}
-    {"platform": "messenger" | "instagram", "kind": "message", "key": {"page", "psid"},
+    {"platform": "messenger" | "instagram" | "whatsapp", "kind": "message",
+     "key": {"page", "psid"} (WhatsApp: the phone number id and the user's id),
      "idempotency_key", "mid", "message", "event_time", "depth"}
     {"platform", "kind": "effect", "key", "effect", "effect_key", "origin": <delivery>,
      "event_time"}
@@ -296,7 +297,7 @@ def _delivery(data: Mapping[str, Any]) -> Delivery:
             trigger or None,
             data.get("ephemeral") is True,
         )
-    elif data["platform"] in ("messenger", "instagram"):
+    elif data["platform"] in ("messenger", "instagram", "whatsapp"):
         conversation = ConversationKey(data["platform"], key["page"], key["page"], key["psid"])
         route = MessengerRoute(str(data.get("mid") or ""))
     else:

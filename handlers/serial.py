@@ -160,11 +160,15 @@ class Consumer:
         self._edges: dict[str, Any] = {}
 
     def run(self, job: Job) -> None:
-        platform = "messenger" if _platform(job) == "messenger" else "slack"
+        # An Instagram job runs in the Messenger edge (which serves both).
+        named = _platform(job)
+        platform = {"instagram": "messenger"}.get(named, named)
         edge = self._edges.get(platform)
         if edge is None:
             if platform == "messenger":
                 from handlers import messenger as module
+            elif platform == "whatsapp":
+                from handlers import whatsapp as module  # type: ignore[no-redef]
             else:
                 from handlers import slack as module  # type: ignore[no-redef]
             edge = self._edges[platform] = module.build()

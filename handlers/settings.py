@@ -62,12 +62,14 @@ class Settings:
     slack_authorize_url: str = "https://slack.com/oauth/v2/authorize"
     #: Timers in the deploy: EventBridge Scheduler's schedule group (``SESSIONS_TIMER_GROUP``),
     #: the functions its schedules invoke (``SESSIONS_TIMER_SLACK_ARN``,
-    #: ``SESSIONS_TIMER_MESSENGER_ARN``: a timer fires in its platform's function), the role
+    #: ``SESSIONS_TIMER_MESSENGER_ARN``, ``SESSIONS_TIMER_WHATSAPP_ARN``: a timer fires in its
+    #: platform's function), the role
     #: they invoke them with (``SESSIONS_TIMER_ROLE_ARN``) and their dead-letter queue
     #: (``SESSIONS_TIMER_DLQ_ARN``). Unset: the local SQLite scheduler.
     timer_group: str | None = None
     timer_slack_arn: str | None = None
     timer_messenger_arn: str | None = None
+    timer_whatsapp_arn: str | None = None
     timer_role_arn: str | None = None
     timer_dead_letter_arn: str | None = None
     #: The local scheduler's SQLite file (``SESSIONS_TIMERS_DB``; default the sessions' file).
@@ -180,6 +182,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         timer_group=env.get("SESSIONS_TIMER_GROUP") or None,
         timer_slack_arn=env.get("SESSIONS_TIMER_SLACK_ARN") or None,
         timer_messenger_arn=env.get("SESSIONS_TIMER_MESSENGER_ARN") or None,
+        timer_whatsapp_arn=env.get("SESSIONS_TIMER_WHATSAPP_ARN") or None,
         timer_role_arn=env.get("SESSIONS_TIMER_ROLE_ARN") or None,
         timer_dead_letter_arn=env.get("SESSIONS_TIMER_DLQ_ARN") or None,
         timers_db=env.get("SESSIONS_TIMERS_DB") or None,

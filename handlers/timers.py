@@ -56,7 +56,7 @@ def keep_timers(state: Any) -> float | None:
 
 def target_of(key: ConversationKey) -> str:
     """Which of our functions fires a timer of ``key``'s conversation."""
-    return "slack" if key.platform == "slack" else "messenger"
+    return key.platform if key.platform in ("slack", "whatsapp") else "messenger"
 
 
 def template(origin: Delivery, entry: Mapping[str, Any]) -> Delivery:
@@ -169,6 +169,7 @@ def scheduler_from_settings(settings: Settings) -> Scheduler | None:
             for name, arn in (
                 ("slack", settings.timer_slack_arn),
                 ("messenger", settings.timer_messenger_arn),
+                ("whatsapp", settings.timer_whatsapp_arn),
             )
             if arn
         }

@@ -11,6 +11,8 @@ Query returns everything stored for one user (list, export, delete)::
     slack#T0001#C0003#channel       poll:~channel          channel-scope state (everyone)
     messenger#<page id>#<psid>      todo:<page id>         conversation state
     instagram#<account id>#<igsid>  todo:<account id>      an Instagram conversation
+    whatsapp#<phone number id>#<id> todo:<phone number id> a WhatsApp conversation (the user's
+                                                           id as sent: a phone number or a BSUID)
     messenger#<page id>#<psid>      todo:~channel          channel scope (the page+user pair)
     slack#T0001#U0002               C0003                  a bot without a namespace (the
                                                            layout before namespaces)
@@ -32,7 +34,7 @@ from typing import Literal
 
 from sessions.errors import InvalidKeyError
 
-Platform = Literal["slack", "messenger", "instagram"]
+Platform = Literal["slack", "messenger", "instagram", "whatsapp"]
 Scope = Literal["conversation", "channel", "user"]
 SCOPES: tuple[str, ...] = ("conversation", "channel", "user")
 
@@ -61,11 +63,14 @@ def check_namespace(namespace: object) -> str:
 
 # Slack ids (team T…, enterprise E…, user U…/W…, channel C…/D…/G…) are upper-case
 # alphanumerics; Messenger page ids and page-scoped ids, Instagram professional account ids
-# and Instagram-scoped ids are decimal digits.
+# and Instagram-scoped ids are decimal digits. A WhatsApp user is whatever ``from`` says: a
+# phone number's digits, or (from 2026) a business-scoped user id such as
+# ``US.13491208655302741918`` (an opaque string: never parsed as a number).
 _ALPHABETS: dict[str, re.Pattern[str]] = {
     "slack": re.compile(r"[A-Z0-9]{1,32}"),
     "messenger": re.compile(r"[0-9]{1,32}"),
     "instagram": re.compile(r"[0-9]{1,32}"),
+    "whatsapp": re.compile(r"[A-Za-z0-9._-]{1,128}"),
 }
 
 
@@ -82,7 +87,7 @@ def _check(platform: str, what: str, value: object) -> str:
             else repr(value[:40]) + "…"
         )
         raise InvalidKeyError(
-            f"invalid {platform} {what} {shown}: expected 1-32 characters of {alphabet.pattern}"
+            f"invalid {platform} {what} {shown}: expected {alphabet.pattern}"
         )
     return value
 
