@@ -19,7 +19,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
-
 WHATSAPP_SEND = re.compile(r"/v25\.0/[0-9]+/messages")
 
 

@@ -15,7 +15,6 @@ import pytest
 
 import handlers.whatsapp
 from bot import Bot, Message, Outcome, Reply, Template
-from bot.todo import TodoBot
 from handlers.whatsapp.config import RECORD_TTL
 from handlers.whatsapp.edge import WINDOW_CLOSED
 from sessions import ConversationKey, Sessions
