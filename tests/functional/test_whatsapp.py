@@ -3,6 +3,7 @@ Graph API (a real HTTP server), SQLite and DynamoDB Local."""
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 import time
@@ -15,9 +16,11 @@ import pytest
 
 import handlers.whatsapp
 from bot import Bot, Message, Outcome, Reply, Template
+from handlers.tools import admin
 from handlers.whatsapp.config import RECORD_TTL
 from handlers.whatsapp.edge import WINDOW_CLOSED
 from sessions import ConversationKey, Sessions
+from sessions.sqlite import SQLiteStore
 from sessions.store import Store
 from tests.fakes import FakeSlack, QueueDeferrer, fake_slack
 from tests.functional.conftest import select_store
@@ -317,3 +320,63 @@ def test_a_redelivery_six_days_later_is_still_a_duplicate(
         assert [i["text"] for i in sessions.get(
             stored(ConversationKey("whatsapp", NUMBER, NUMBER, USER))).state["items"]] == ["once"]  # type: ignore[union-attr]  # fmt: skip
         store.close()
+
+
+class Echo:
+    def turn(self, state: Any, message: Message) -> Any:
+        n = (state or {}).get("n", 0) + 1
+        return {"n": n}, [f"{message.platform} {message.workspace} #{n}: {message.text}"]
+
+
+def add_number(number: str, token: str) -> None:
+    assert admin.main(["add-page", number, "--whatsapp"], stdin=io.StringIO(token + "\n")) == 0
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", "dynamodb_local"])
+def test_each_number_is_answered_with_its_own_token(
+    store_kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    request.param = store_kind  # type: ignore[attr-defined]
+    with fake_slack() as fake:
+        env(monkeypatch, fake)
+        monkeypatch.delenv("WHATSAPP_TOKEN")  # many numbers: no token for all
+        store = select_store(request, monkeypatch, tmp_path)
+        handlers.whatsapp.build(sessions=Sessions(store), bot=Echo())  # the SQLite file exists
+        add_number(NUMBER, "token-of-the-number")
+        edge = handlers.whatsapp.build(sessions=Sessions(store), bot=Echo())
+        ok(edge.handle(post(single(text("hi")))))
+        assert [(c.headers["authorization"], c.body["text"]["body"])
+                for c in fake.whatsapp_sends()] == [
+            ("Bearer token-of-the-number", f"whatsapp {NUMBER} #1: hi")]  # fmt: skip
+        other = "106540352242999"
+        ok(edge.handle(post(single(text("anyone?"), number=other))))
+        assert any("no access token" in r.getMessage() for r in caplog.records)
+        assert other not in caplog.text and USER not in caplog.text
+        assert len(fake.whatsapp_sends()) == 1
+        lost = stored(ConversationKey("whatsapp", other, other, USER), Echo())
+        assert Sessions(store).get(lost) is None
+        assert admin.main(["remove-page", NUMBER, "--whatsapp"]) == 0
+        assert handlers.whatsapp.build(sessions=Sessions(store)).tokens.token(NUMBER) is None
+        store.close()
+
+
+def test_a_deleted_users_message_redelivered_three_days_later_stays_deleted(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SESSIONS_DB", str(tmp_path / "s.sqlite3"))
+    monkeypatch.delenv("SESSIONS_TABLE", raising=False)
+    with fake_slack() as fake:
+        env(monkeypatch, fake)
+        clock = Clock()
+        edge = handlers.whatsapp.build(sessions=Sessions(SQLiteStore(str(tmp_path / "s.sqlite3")),
+                                                         clock=clock))  # fmt: skip
+        event = post(single(text("add my secret", timestamp=str(int(clock.now) - 1))))
+        ok(edge.handle(event))
+        pk = f"whatsapp#{NUMBER}#{USER}"
+        assert admin.main(["delete", pk, "--yes"], stdin=io.StringIO("")) == 0
+        clock.now += 3 * 86_400  # Meta still redelivers it
+        ok(edge.handle(event))
+        partition = ConversationKey("whatsapp", NUMBER, NUMBER, USER).user_key
+        assert [sk for sk, _ in edge.sessions.store.user_items(partition)
+                if sk != "#tombstone"] == []  # fmt: skip
