@@ -27,7 +27,18 @@ from bot.base import (
     effect,
 )
 from bot.messages import Attachment, Message
-from bot.replies import Button, Card, Cards, Field, FormErrors, Media, Modal, Reply, Template
+from bot.replies import (
+    WINDOW_CLOSED,
+    Button,
+    Card,
+    Cards,
+    Field,
+    FormErrors,
+    Media,
+    Modal,
+    Reply,
+    Template,
+)
 from bot.spec import BotSpec, StateVersionError
 from bot.timers import CancelTimer, Timer
 
@@ -36,6 +47,7 @@ DEFAULT_BOT = "bot.todo:bot"
 
 __all__ = [
     "DEFAULT_BOT",
+    "WINDOW_CLOSED",
     "Attachment",
     "Bot",
     "BotProtocol",

@@ -295,6 +295,18 @@ class Template:
         }
 
 
+#: WhatsApp: the action of the follow-up turn that tells a bot its replies were refused
+#: because the user's last message is older than 24 hours:
+#: ``Message(kind="effect", action=WINDOW_CLOSED, error=WINDOW_ERROR, payload={"unsent":
+#: [<each refused reply, as its to_dict()>]})``. Answer it with a :class:`Template`.
+WINDOW_CLOSED = "whatsapp.window"
+WINDOW_ERROR = (
+    "OutsideWindow: the user's last message is older than 24 hours (WhatsApp's customer-"
+    "service window is closed); only a Template reaches them now"
+)
+#: Seconds after a user's last message within which WhatsApp delivers free-form messages.
+WINDOW_SECONDS = 24 * 3600
+
 AnyReply = Reply | Cards | Media | Modal | FormErrors | Template
 REPLY_KINDS: tuple[type, ...] = (Reply, Cards, Media, Modal, FormErrors, Template)
 

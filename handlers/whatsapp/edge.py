@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from bot.messages import Message
-from bot.replies import AnyReply
+from bot.replies import WINDOW_CLOSED, WINDOW_ERROR, AnyReply
 from bot.spec import MAX_FOLLOW_UPS
 from handlers.deferral import DEFERRED_KEY, Deferrer, default_deferrer
 from handlers.delivery import Delivery, MessengerRoute
@@ -59,12 +59,6 @@ if TYPE_CHECKING:
 log = private(logging.getLogger("handlers.whatsapp"))
 
 APOLOGY = "Sorry, something went wrong on my side with your last message."
-#: The action of the follow-up that tells the bot its replies met a closed window.
-WINDOW_CLOSED = "whatsapp.window"
-WINDOW_ERROR = (
-    "OutsideWindow: the user's last message is older than 24 hours (WhatsApp's customer-"
-    "service window is closed); only a Template reaches them now"
-)
 #: Seconds the turns of one webhook may spend retrying lost races.
 TURN_BUDGET = 3.0
 #: Seconds after the request's arrival past which no send of the webhook is retried.

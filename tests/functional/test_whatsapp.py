@@ -15,10 +15,9 @@ from typing import Any
 import pytest
 
 import handlers.whatsapp
-from bot import Bot, Message, Outcome, Reply, Template
+from bot import WINDOW_CLOSED, Bot, Message, Outcome, Reply, Template
 from handlers.tools import admin
 from handlers.whatsapp.config import RECORD_TTL
-from handlers.whatsapp.edge import WINDOW_CLOSED
 from sessions import ConversationKey, Sessions
 from sessions.sqlite import SQLiteStore
 from sessions.store import Store
