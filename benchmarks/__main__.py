@@ -29,6 +29,7 @@ from benchmarks import (  # noqa: E402
     requests_per_turn,
     throughput,
     timers,
+    whatsapp,
 )
 from sessions.dynamodb import create_table, make_client  # noqa: E402
 from tests import dynamodb_local  # noqa: E402
@@ -96,6 +97,12 @@ def main() -> int:
         _section(
             "Timers: a turn that sets one, its fire, a retried fire, a cancel, a cancelled fire",
             timers.table(results["timers"]),
+        )
+        results["whatsapp"] = whatsapp.run(client, probe)
+        _section(
+            "WhatsApp: requests and billed units per turn (7-day records), the edge vs a "
+            "minimal handler",
+            whatsapp.table(results["whatsapp"]),
         )
         results["operability"] = operability.run(client)
         _section(
