@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -16,9 +17,12 @@ import pytest
 
 import handlers.whatsapp
 from bot import WINDOW_CLOSED, Bot, Message, Outcome, Reply, Template
+from bot.timers import Timer
+from handlers.timers import TimerLoop, next_time
 from handlers.tools import admin
 from handlers.whatsapp.config import RECORD_TTL
 from sessions import ConversationKey, Sessions
+from sessions.schedules import SQLiteScheduler
 from sessions.sqlite import SQLiteStore
 from sessions.store import Store
 from tests.fakes import FakeSlack, QueueDeferrer, fake_slack
@@ -379,3 +383,97 @@ def test_a_deleted_users_message_redelivered_three_days_later_stays_deleted(
         partition = ConversationKey("whatsapp", NUMBER, NUMBER, USER).user_key
         assert [sk for sk, _ in edge.sessions.store.user_items(partition)
                 if sk != "#tombstone"] == []  # fmt: skip
+
+
+def test_a_reminder_fires_in_the_whatsapp_function_and_reaches_its_user(
+    whatsapp: WhatsAppWorld,
+) -> None:
+    for words in ("add call mum", "remind me about 1 in 90 seconds"):
+        ok(whatsapp.call(post(single(text(words, user=BSUID)))))
+    scheduler = SQLiteScheduler(os.environ["SESSIONS_TIMERS_DB"], next_time=next_time)
+    try:
+        (pending,) = scheduler.pending()
+        assert pending.target == "whatsapp"  # the function EventBridge Scheduler invokes
+        fired = TimerLoop(scheduler, lambda target, payload: whatsapp.call(payload))
+        assert fired.fire_due(pending.at + 1) == 1
+    finally:
+        scheduler.close()
+    assert whatsapp.texts(BSUID)[-1] == "⏰ Reminder: “call mum”"
+
+
+class Remind(Bot[dict]):
+    """Sets a reminder a day and more ahead; told the window closed, sends the template."""
+
+    def turn(self, state: dict, message: Message) -> Outcome[dict]:
+        if message.kind == "timer":
+            return Outcome(state, [Reply("⏰ call mum")])
+        if message.kind == "effect" and message.action == WINDOW_CLOSED:
+            return Outcome({"told": state.get("told", 0) + 1}, [Template("reminder", "en_US",
+                                                                        ["call mum"])])  # fmt: skip
+        return Outcome(state, ["OK"], [Timer("mum", after=25 * 3600)])
+
+
+def test_a_timer_past_the_window_comes_back_to_the_bot_once_and_its_template_goes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SESSIONS_DB", str(tmp_path / "s.sqlite3"))
+    monkeypatch.setenv("SESSIONS_TIMERS_DB", str(tmp_path / "t.sqlite3"))
+    monkeypatch.delenv("SESSIONS_TABLE", raising=False)
+    with fake_slack() as fake:
+        env(monkeypatch, fake)
+        queue = QueueDeferrer()
+        edge = handlers.whatsapp.build(bot=Remind(), deferrer=queue)
+        ok(edge.handle(post(single(text("remind me")))))
+        scheduler = edge.sessions.scheduler
+        assert isinstance(scheduler, SQLiteScheduler)
+        (pending,) = scheduler.pending()
+        fake.failures[SEND_PATH] = [(400, {"error": {"code": 131047}})]
+        fires = TimerLoop(scheduler, lambda target, payload: edge.handle(payload))
+        assert fires.fire_due(pending.at + 1) == 1
+        (job,) = queue.jobs
+        edge.run_deferred(job)
+        edge.run_deferred(job)  # Lambda's async retry: the follow-up is applied once
+        sent = [c.body["type"] for c in fake.whatsapp_sends()]
+        assert sent == ["text", "template"]  # "OK", then the template (the reminder refused)
+        key = stored(ConversationKey("whatsapp", NUMBER, NUMBER, USER), Remind())
+        assert edge.sessions.get(key).state["told"] == 1  # type: ignore[union-attr]
+
+
+def test_a_serialised_whatsapp_turn_runs_in_the_whatsapp_edge(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The serial queue's consumer (one Lambda for every platform's busy turns) hands a
+    WhatsApp job to the WhatsApp edge, and an Instagram one to the Messenger edge (fails
+    without the consumer's platform map: Instagram went to the Slack edge)."""
+    from handlers.delivery import dump
+    from handlers.serial import Consumer
+    from handlers.whatsapp.edge import delivery_of
+    from handlers.whatsapp.parse import parse_batch
+
+    monkeypatch.setenv("SESSIONS_DB", str(tmp_path / "s.sqlite3"))
+    monkeypatch.delenv("SESSIONS_TABLE", raising=False)
+    with fake_slack() as fake:
+        env(monkeypatch, fake)
+        for name, value in fake.edge_env().items():
+            monkeypatch.setenv(name, value)
+        (incoming,) = parse_batch(single(text("add from the queue"))).messages
+        consumer = Consumer()
+        consumer.run(dump(delivery_of(incoming)))
+        assert [c.body["text"]["body"] for c in fake.whatsapp_sends()] == [
+            "Added “from the queue”. You have 1 item."]  # fmt: skip
+        assert set(consumer._edges) == {"whatsapp"}
+        # An Instagram job: the Messenger edge serves Instagram (it went to Slack's before).
+        from handlers.messenger import delivery_of as messenger_delivery
+        from handlers.messenger_payloads import parse_batch as messenger_batch
+        from tests import messenger_requests as mr
+
+        account = "178000000000001"
+        Sessions(SQLiteStore(str(tmp_path / "s.sqlite3"))).installations.put(
+            "instagram-account", account, {"token": "token-of-the-account"})  # fmt: skip
+        data = {**mr.single(mr.text("add from instagram", page=account), page=account),
+                "object": "instagram"}  # fmt: skip
+        (message,) = messenger_batch(data)
+        consumer.run(dump(messenger_delivery(message)))
+        assert [c.body["message"]["text"] for c in fake.sends()] == [
+            "Added “from instagram”. You have 1 item."]  # fmt: skip
+        assert set(consumer._edges) == {"whatsapp", "messenger"}
