@@ -83,7 +83,7 @@ class Message:
         action: the id of the button, quick reply, postback or modal (or the effect's name).
         value: the button's value (or a quick reply's / postback's value).
         kind: see :data:`Kind`.
-        platform: ``"slack"``, ``"messenger"`` or ``"instagram"``.
+        platform: ``"slack"``, ``"messenger"``, ``"instagram"`` or ``"whatsapp"``.
         workspace: the Slack team id, or the Messenger page id.
         conversation: the Slack channel id, or the Messenger page id.
         user: the Slack user id, or the Messenger page-scoped id (PSID).

@@ -24,12 +24,17 @@ from sessions.keys import register_platform
 PLATFORMS: dict[str, str] = {
     "slack": "handlers.slack",
     "messenger": "handlers.messenger",
+    "whatsapp": "handlers.whatsapp",
 }
 #: A platform served by another's function and edge (a job's, a timer's target).
 SERVED_BY: dict[str, str] = {"instagram": "messenger"}
 #: Ids of platforms the session core does not know: each a regular expression of the ids its
 #: keys hold (workspace, channel, user), registered with ``sessions.keys`` on import.
-ID_ALPHABETS: dict[str, str] = {}
+ID_ALPHABETS: dict[str, str] = {
+    # The WhatsApp number's id, and the user as ``from`` says: a phone number's digits or
+    # (from 2026) a business-scoped user id such as ``US.13491208655302741918``: opaque.
+    "whatsapp": r"[A-Za-z0-9._-]{1,128}",
+}
 
 for _name, _alphabet in ID_ALPHABETS.items():
     register_platform(_name, re.compile(_alphabet))

@@ -68,7 +68,8 @@ class Settings:
     slack_authorize_url: str = "https://slack.com/oauth/v2/authorize"
     #: Timers in the deploy: EventBridge Scheduler's schedule group (``SESSIONS_TIMER_GROUP``),
     #: the functions its schedules invoke (``SESSIONS_TIMER_SLACK_ARN``,
-    #: ``SESSIONS_TIMER_MESSENGER_ARN``: a timer fires in its platform's function), the role
+    #: ``SESSIONS_TIMER_MESSENGER_ARN``, ``SESSIONS_TIMER_WHATSAPP_ARN``: a timer fires in its
+    #: platform's function), the role
     #: they invoke them with (``SESSIONS_TIMER_ROLE_ARN``) and their dead-letter queue
     #: (``SESSIONS_TIMER_DLQ_ARN``). Unset: the local SQLite scheduler.
     timer_group: str | None = None

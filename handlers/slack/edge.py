@@ -105,6 +105,7 @@ class SlackEdge:
     telemetry: Telemetry | None = None
     #: Seconds a follow-up turn may spend retrying lost races within a request.
     turn_budget = TURN_BUDGET
+    function = "slack"
 
     def __init__(
         self,

@@ -41,6 +41,7 @@ class RecordingPlatform:
     """A platform that sends nothing: what each delivery would have sent, in order."""
 
     turn_budget = 2.0
+    function = ""  # a timer fires in the platform's own function
 
     def __init__(self) -> None:
         self.sent: list[AnyReply] = []

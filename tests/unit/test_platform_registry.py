@@ -46,8 +46,15 @@ def test_an_alphabet_that_would_break_the_layout_is_refused(name: str, ids: str)
 def test_instagram_is_served_by_messengers_function_and_edge() -> None:
     assert platforms.function_of("instagram") == "messenger"
     assert platforms.adapter("instagram").__name__ == "handlers.messenger"
+    # A timer set in an Instagram turn fires in the function whose edge set it: Messenger's.
+    from handlers.messenger.edge import MessengerEdge
+    from handlers.slack.edge import SlackEdge
+    from handlers.whatsapp.edge import WhatsAppEdge
+
     instagram = ConversationKey("instagram", "17841400000000001", "17841400000000001", "1")
-    assert target_of(instagram) == "messenger"
+    assert target_of(instagram, MessengerEdge.function) == "messenger"
+    for edge in (SlackEdge, MessengerEdge, WhatsAppEdge):
+        assert platforms.adapter(edge.function).__name__ == f"handlers.{edge.function}"
     assert target_of(ConversationKey.slack(team="T1", channel="C1", user="U1")) == "slack"
 
 
