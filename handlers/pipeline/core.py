@@ -294,7 +294,7 @@ class Pipeline:
             delivery.message,
             event_time=delivery.event_time,
             sender=send,
-            dead_letter=dump(dataclasses.replace(delivery, replay=False)),
+            dead_letter=lambda: dump(dataclasses.replace(delivery, replay=False)),
             retry_failed=delivery.replay,
             deadline=deadline.turns,
             initial=new_conversation,
