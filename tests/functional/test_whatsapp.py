@@ -477,3 +477,26 @@ def test_a_serialised_whatsapp_turn_runs_in_the_whatsapp_edge(
         assert [c.body["message"]["text"] for c in fake.sends()] == [
             "Added “from instagram”. You have 1 item."]  # fmt: skip
         assert set(consumer._edges) == {"whatsapp", "messenger"}
+
+
+def test_a_streamed_answer_goes_whole_once_to_a_whatsapp_user(whatsapp: WhatsAppWorld) -> None:
+    """WhatsApp shows no growing message: a streamed effect's answer is sent whole, once,
+    however often the event and its job come (Meta retries; a retried job)."""
+    from handlers.settings import from_env
+    from tests.bots.streamer import ANSWER, Streamer
+
+    deferrer = QueueDeferrer()
+    edge = handlers.whatsapp.build(
+        from_env(), sessions=whatsapp.sessions, bot=Streamer(), deferrer=deferrer
+    )
+    request = post(single(text("tell me a story")))
+    for _ in range(3):
+        ok(edge.handle(request))
+    [job] = deferrer.jobs
+    edge.run_deferred(dict(job))
+    edge.run_deferred(dict(job))  # the job again: nothing
+    assert whatsapp.texts() == [ANSWER]
+    assert whatsapp.fake.stream_calls() == []
+    key = ConversationKey("whatsapp", NUMBER, NUMBER, USER)
+    found = whatsapp.sessions.get(stored(key, Streamer()))
+    assert found is not None and found.state["answers"] == [ANSWER]
