@@ -25,15 +25,13 @@ they certainly did not arrive, never repeated after a timeout or a reset (at mos
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from bot.replies import AnyReply
+from handlers import meta
 from handlers.entry import Entry, build_edge, spec_of
 from handlers.http import BadRequest, HttpRequest, from_lambda, response
 from handlers.messenger import parse as payloads
@@ -45,7 +43,7 @@ from handlers.pipeline.deferral import DEFERRED_KEY, Deferrer, default_deferrer
 from handlers.pipeline.delivery import Delivery, MessengerRoute
 from handlers.pipeline.serial import Serialiser, default_serialiser
 from handlers.settings import Settings
-from sessions import ConversationKey, SessionError, Sessions
+from sessions import SessionError, Sessions
 
 if TYPE_CHECKING:
     from handlers.telemetry import Telemetry
@@ -144,26 +142,12 @@ class MessengerEdge:
     # -- requests -> deliveries ------------------------------------------------------------
 
     def _verify(self, request: HttpRequest) -> dict[str, Any]:
-        mode = request.first("hub.mode")
-        token = request.first("hub.verify_token") or ""
-        challenge = request.first("hub.challenge")
-        expected = str(self.settings.messenger_verify_token)
-        token_ok = hmac.compare_digest(
-            token.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")
-        )
-        if mode == "subscribe" and challenge is not None and token_ok:
-            return response(200, challenge)
-        log.warning("webhook verification refused")
-        return response(403, "forbidden")
+        return meta.verify(request, str(self.settings.messenger_verify_token))
 
     def _webhook(self, request: HttpRequest) -> dict[str, Any]:
-        header = request.header("x-hub-signature-256")
-        if header is None:
-            log.warning("webhook POST without X-Hub-Signature-256 (sha1-only or unsigned)")
-            return response(401, "missing X-Hub-Signature-256")
-        if not payloads.signature_ok(request.body, header, str(self.settings.messenger_app_secret)):
-            log.warning("webhook POST with a bad signature")
-            return response(403, "invalid signature")
+        refusal = meta.refused(request, str(self.settings.messenger_app_secret))
+        if refusal is not None:
+            return refusal
         rejected: list[tuple[str, str]] = []
         try:
             data = json.loads(request.body)
@@ -174,20 +158,11 @@ class MessengerEdge:
         for reason, digest in rejected:  # the rest of the batch goes on
             log.warning("message refused: %s", reason, extra={"message_hash": digest})
         deadline = Deadline.webhook(self.turn_budget, ACK_BUDGET)
-        by_sender: dict[ConversationKey, list[Delivery]] = defaultdict(list)
-        for incoming in batch:  # in timestamp order
-            by_sender[incoming.key].append(delivery_of(incoming))
-        groups = list(by_sender.values())
-        if len(groups) <= 1 or self.workers <= 1:
-            failures = sum(self._run_sender(group, deadline) for group in groups)
-        else:
-            with ThreadPoolExecutor(min(self.workers, len(groups))) as pool:
-                failures = sum(pool.map(lambda g: self._run_sender(g, deadline), groups))
-        if failures:
-            # Nothing of the failed messages was written; Meta redelivers the batch and the
-            # committed mids are skipped.
-            return response(500, "retry later")
-        return response(200, "EVENT_RECEIVED")
+        return meta.run_by_sender(
+            (delivery_of(incoming) for incoming in batch),  # in timestamp order
+            lambda group: self._run_sender(group, deadline),
+            self.workers,
+        )
 
     def _run_sender(self, messages: Sequence[Delivery], deadline: Deadline) -> int:
         """One sender's messages, in timestamp order. A slow one is handed off together with
@@ -210,15 +185,7 @@ class MessengerEdge:
                 extra={"page": fingerprint(key.workspace), "messages": len(messages)},
             )
             return 0
-        for index, delivery in enumerate(messages):
-            if self.spec.is_slow(delivery.message):
-                return 0 if self.pipeline.defer(tuple(messages[index:])) else 1
-            try:
-                self.pipeline.run(delivery, deadline=deadline)
-            except SessionError:
-                self.pipeline.report(delivery, "message turn failed before the commit")
-                return 1
-        return 0
+        return meta.run_in_order(self.pipeline, self.spec, messages, deadline)
 
     # -- the pipeline's platform -----------------------------------------------------------
 

@@ -4,7 +4,6 @@ payloads of our buttons (the outbound side is ``handlers.messenger.render``)."""
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -39,16 +38,6 @@ class Incoming:
     mid: str
     timestamp: int
     message: Message
-
-
-def signature_ok(body: bytes, header: str | None, secret: str) -> bool:
-    """``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw body)>``, compared in
-    constant time over the exact bytes Meta sent (never re-serialised)."""
-    if not header or not header.startswith("sha256="):
-        return False
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest().encode()
-    given = header.removeprefix("sha256=").strip().lower().encode("utf-8", "surrogateescape")
-    return hmac.compare_digest(expected, given)  # bytes: any header text compares, never raises
 
 
 def encode_payload(action: str, value: str) -> str:

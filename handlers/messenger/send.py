@@ -15,6 +15,8 @@ from typing import Any
 
 import requests
 
+from handlers import meta
+
 #: The shortest timeout an attempt gets, however little time is left: the Graph API answers
 #: in well under a second, and a reply cut off sooner would be lost for nothing.
 MIN_SEND_TIMEOUT = 1.0
@@ -89,7 +91,7 @@ class SendAPI:
                     timeout=timeout,
                 )
             except requests.RequestException as exc:
-                if not _never_sent(exc):
+                if not meta.never_sent(exc):
                     raise SendError(
                         f"Send API call failed after the request went out ({type(exc).__name__});"
                         " not retried: the message may have been delivered"
@@ -107,20 +109,6 @@ class SendAPI:
                     raise SendError(f"Send API failed, no retry past the deadline: {problem}")
                 self.sleep(pause)
         raise SendError(f"Send API failed {self.attempts} times, last: {problem}")
-
-
-def _never_sent(exc: requests.RequestException) -> bool:
-    """The request never reached Meta: no connection (refused, unresolvable, connect timeout).
-    A read timeout or a connection reset mid-answer is not that."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    if not isinstance(exc, requests.ConnectionError) or isinstance(exc, requests.ReadTimeout):
-        return False
-    import urllib3.exceptions as u3
-
-    reason = exc.args[0] if exc.args else None
-    reason = getattr(reason, "reason", reason)  # MaxRetryError wraps the cause
-    return isinstance(reason, u3.NewConnectionError | u3.ConnectTimeoutError)
 
 
 def _not_processed(answer: requests.Response) -> bool:

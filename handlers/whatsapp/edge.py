@@ -29,17 +29,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hmac
 import json
 import logging
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from bot.messages import Message
 from bot.replies import WINDOW_CLOSED, WINDOW_ERROR, AnyReply
 from bot.spec import MAX_FOLLOW_UPS
+from handlers import meta
 from handlers.entry import Entry, build_edge, spec_of
 from handlers.http import BadRequest, HttpRequest, from_lambda, response
 from handlers.pipeline import Answer, Deadline, Pipeline
@@ -50,7 +48,7 @@ from handlers.settings import Settings
 from handlers.whatsapp import config, parse, render
 from handlers.whatsapp.send import CloudAPI, OutsideWindow, SendError
 from handlers.whatsapp.tokens import NumberTokens
-from sessions import ConversationKey, SessionError, Sessions
+from sessions import SessionError, Sessions
 from sessions.privacy import fingerprint, private
 
 if TYPE_CHECKING:
@@ -151,26 +149,12 @@ class WhatsAppEdge:
     # -- requests -> deliveries ------------------------------------------------------------
 
     def _verify(self, request: HttpRequest) -> dict[str, Any]:
-        mode = request.first("hub.mode")
-        token = request.first("hub.verify_token") or ""
-        challenge = request.first("hub.challenge")
-        expected = str(self.config.verify_token)
-        token_ok = hmac.compare_digest(
-            token.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")
-        )
-        if mode == "subscribe" and challenge is not None and token_ok:
-            return response(200, challenge)
-        log.warning("webhook verification refused")
-        return response(403, "forbidden")
+        return meta.verify(request, str(self.config.verify_token))
 
     def _webhook(self, request: HttpRequest) -> dict[str, Any]:
-        header = request.header("x-hub-signature-256")
-        if header is None:
-            log.warning("webhook POST without X-Hub-Signature-256")
-            return response(401, "missing X-Hub-Signature-256")
-        if not parse.signature_ok(request.body, header, str(self.config.app_secret)):
-            log.warning("webhook POST with a bad signature")
-            return response(403, "invalid signature")
+        refusal = meta.refused(request, str(self.config.app_secret))
+        if refusal is not None:
+            return refusal
         rejected: list[tuple[str, str]] = []
         try:
             data = json.loads(request.body)
@@ -182,18 +166,12 @@ class WhatsAppEdge:
             log.warning("item refused: %s", reason, extra={"item_hash": digest})
         self._statuses(batch.statuses)
         deadline = Deadline.webhook(self.turn_budget, ACK_BUDGET)
-        by_sender: dict[ConversationKey, list[Delivery]] = defaultdict(list)
-        for incoming in batch.messages:  # in timestamp order
-            by_sender[incoming.key].append(delivery_of(incoming))
-        groups = list(by_sender.values())
-        if len(groups) <= 1 or self.workers <= 1:
-            failures = sum(self._run_sender(group, deadline) for group in groups)
-        else:
-            with ThreadPoolExecutor(min(self.workers, len(groups))) as pool:
-                failures = sum(pool.map(lambda g: self._run_sender(g, deadline), groups))
-        if failures:
-            return response(500, "retry later")  # committed wamids are skipped next time
-        return response(200, "EVENT_RECEIVED")
+        # Committed wamids are skipped when Meta sends the batch again after a 500.
+        return meta.run_by_sender(
+            (delivery_of(incoming) for incoming in batch.messages),  # in timestamp order
+            lambda group: self._run_sender(group, deadline),
+            self.workers,
+        )
 
     def _statuses(self, statuses: Sequence[parse.Status]) -> None:
         failed = [s for s in statuses if s.status == "failed"]
@@ -232,15 +210,7 @@ class WhatsAppEdge:
                 extra={"number": fingerprint(key.workspace), "messages": len(messages)},
             )
             return 0
-        for index, delivery in enumerate(messages):
-            if self.spec.is_slow(delivery.message):
-                return 0 if self.pipeline.defer(tuple(messages[index:])) else 1
-            try:
-                self.pipeline.run(delivery, deadline=deadline)
-            except SessionError:
-                self.pipeline.report(delivery, "message turn failed before the commit")
-                return 1
-        return 0
+        return meta.run_in_order(self.pipeline, self.spec, messages, deadline)
 
     # -- the pipeline's platform -----------------------------------------------------------
 

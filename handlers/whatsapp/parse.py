@@ -20,7 +20,6 @@ is ``whatsapp#<phone_number_id>#<from>``, the event ``wamid:<id>``.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -73,16 +72,6 @@ class Status:
 class Batch:
     messages: list[Incoming] = field(default_factory=list)
     statuses: list[Status] = field(default_factory=list)
-
-
-def signature_ok(body: bytes, header: str | None, secret: str) -> bool:
-    """``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw body)>``, compared in
-    constant time over the exact bytes Meta sent (never re-serialised)."""
-    if not header or not header.startswith("sha256="):
-        return False
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest().encode()
-    given = header.removeprefix("sha256=").strip().lower().encode("utf-8", "surrogateescape")
-    return hmac.compare_digest(expected, given)
 
 
 def encode_payload(action: str, value: str) -> str:

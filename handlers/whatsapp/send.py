@@ -17,6 +17,8 @@ from typing import Any
 
 import requests
 
+from handlers import meta
+
 #: The shortest timeout an attempt gets, however little time is left.
 MIN_SEND_TIMEOUT = 1.0
 #: Graph error codes of a free-form message outside the 24-hour customer-service window
@@ -95,7 +97,7 @@ class CloudAPI:
             try:
                 answer = self.http.post(url, json=body, headers=headers, timeout=timeout)
             except requests.RequestException as exc:
-                if not _never_sent(exc):
+                if not meta.never_sent(exc):
                     raise SendError(
                         f"Cloud API call failed after the request went out "
                         f"({type(exc).__name__}); not retried: it may have been delivered"
@@ -134,20 +136,6 @@ def _wamid(answer: requests.Response) -> str | None:
     except (ValueError, AttributeError, IndexError, TypeError):
         return None
     return wamid if isinstance(wamid, str) else None
-
-
-def _never_sent(exc: requests.RequestException) -> bool:
-    """The request never reached Meta: no connection (refused, unresolvable, connect timeout).
-    A read timeout or a connection reset mid-answer is not that."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    if not isinstance(exc, requests.ConnectionError) or isinstance(exc, requests.ReadTimeout):
-        return False
-    import urllib3.exceptions as u3
-
-    reason = exc.args[0] if exc.args else None
-    reason = getattr(reason, "reason", reason)  # MaxRetryError wraps the cause
-    return isinstance(reason, u3.NewConnectionError | u3.ConnectTimeoutError)
 
 
 def _not_processed(status: int, error: Mapping[str, Any]) -> bool:

@@ -1,0 +1,119 @@
+"""Meta's webhooks, one family for Messenger, Instagram and WhatsApp: the verification
+handshake (``GET``), the ``X-Hub-Signature-256`` check over the exact bytes Meta sent, and a
+batch's messages run per sender, in order, senders side by side. Each platform's edge parses
+its own payloads and keeps its own tokens; what is the same for all of Meta's is here, once.
+Imports no platform."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from bot.spec import BotSpec
+from handlers.http import HttpRequest, response
+from handlers.pipeline import Deadline, Pipeline
+from handlers.pipeline.delivery import Delivery
+from sessions import ConversationKey, SessionError
+from sessions.privacy import private
+
+log = private(logging.getLogger("handlers.meta"))
+
+
+def verify(request: HttpRequest, expected: str) -> dict[str, Any]:
+    """The subscription handshake: ``hub.challenge`` back when ``hub.verify_token`` is ours."""
+    mode = request.first("hub.mode")
+    token = request.first("hub.verify_token") or ""
+    challenge = request.first("hub.challenge")
+    token_ok = hmac.compare_digest(
+        token.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")
+    )
+    if mode == "subscribe" and challenge is not None and token_ok:
+        return response(200, challenge)
+    log.warning("webhook verification refused")
+    return response(403, "forbidden")
+
+
+def signature_ok(body: bytes, header: str | None, secret: str) -> bool:
+    """``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw body)>``, compared in
+    constant time over the exact bytes Meta sent (never re-serialised)."""
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest().encode()
+    given = header.removeprefix("sha256=").strip().lower().encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(expected, given)  # bytes: any header text compares, never raises
+
+
+def refused(request: HttpRequest, secret: str) -> dict[str, Any] | None:
+    """The answer to a POST that is not signed with the app secret (401 unsigned, 403 a bad
+    signature), else ``None``."""
+    header = request.header("x-hub-signature-256")
+    if header is None:
+        log.warning("webhook POST without X-Hub-Signature-256 (sha1-only or unsigned)")
+        return response(401, "missing X-Hub-Signature-256")
+    if not signature_ok(request.body, header, secret):
+        log.warning("webhook POST with a bad signature")
+        return response(403, "invalid signature")
+    return None
+
+
+def run_by_sender(
+    deliveries: Iterable[Delivery],
+    run_sender: Callable[[Sequence[Delivery]], int],
+    workers: int,
+) -> dict[str, Any]:
+    """Run a batch's deliveries (in timestamp order) grouped by sender, each sender's in order,
+    senders in parallel up to ``workers``; ``run_sender`` returns 1 when its sender's turns
+    failed in a way that can heal. Meta's answer: 500 then (nothing of the failed messages
+    was written; the batch comes again and the committed ones are skipped), else 200."""
+    by_sender: dict[ConversationKey, list[Delivery]] = defaultdict(list)
+    for delivery in deliveries:
+        by_sender[delivery.key].append(delivery)
+    groups = list(by_sender.values())
+    if len(groups) <= 1 or workers <= 1:
+        failures = sum(run_sender(group) for group in groups)
+    else:
+        with ThreadPoolExecutor(min(workers, len(groups))) as pool:
+            failures = sum(pool.map(run_sender, groups))
+    if failures:
+        return response(500, "retry later")
+    return response(200, "EVENT_RECEIVED")
+
+
+def run_in_order(
+    pipeline: Pipeline, spec: BotSpec, messages: Sequence[Delivery], deadline: Deadline
+) -> int:
+    """One sender's messages, in timestamp order. A slow one is handed off together with every
+    later one (one job, run in order), so a fast message never overtakes a slow one. A message
+    that fails in a way that can heal stops the rest (they would run on a state that misses
+    it) and returns 1; a dead letter is skipped, as a redelivery would skip it, and the rest
+    go on."""
+    for index, delivery in enumerate(messages):
+        if spec.is_slow(delivery.message):
+            return 0 if pipeline.defer(tuple(messages[index:])) else 1
+        try:
+            pipeline.run(delivery, deadline=deadline)
+        except SessionError:
+            pipeline.report(delivery, "message turn failed before the commit")
+            return 1
+    return 0
+
+
+def never_sent(exc: Exception) -> bool:
+    """A Graph request (``requests``) that never reached Meta: no connection (refused,
+    unresolvable, connect timeout), so it is safe to send again. A read timeout or a
+    connection reset mid-answer is not that: the message may have been delivered."""
+    import requests
+    import urllib3.exceptions as u3
+
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if not isinstance(exc, requests.ConnectionError) or isinstance(exc, requests.ReadTimeout):
+        return False
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)  # MaxRetryError wraps the cause
+    return isinstance(reason, u3.NewConnectionError | u3.ConnectTimeoutError)
