@@ -661,9 +661,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Talking to {args.url} as {args.platform} user {client.user} in {client.channel}.")
     print("Type `help` for the bot's commands, #N to press button N, /state for the stored")
     print("state, /timers for pending timers, /wait N to wait for later replies, /quit to leave.")
-    if client.platform.startswith("slack"):
-        print("Slack threads: /thread <ts> enters a thread, /thread leaves it, /assistant")
-        print("[channel] opens an assistant thread.")
     while True:
         try:
             for reply in client.more(timeout=0):  # what came meanwhile (a timer fired)

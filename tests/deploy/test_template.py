@@ -376,14 +376,14 @@ def test_the_zip_passes_the_package_check(packaged: dict[str, Path]) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     names = zipfile.ZipFile(zip_path).namelist()
-    assert "handlers/slack.py" in names
+    assert "handlers/slack/edge.py" in names and "handlers/whatsapp/edge.py" in names
     assert not any(n.startswith(("tests/", "node_modules/", "boto3/")) for n in names)
 
 
 def test_the_package_check_rejects_a_bad_zip(tmp_path: Path) -> None:
     bad = tmp_path / "bad.zip"
     with zipfile.ZipFile(bad, "w") as archive:
-        archive.writestr("handlers/slack.py", "")
+        archive.writestr("handlers/slack/edge.py", "")
         archive.writestr("tests/test_x.py", "")
         archive.writestr("node_modules/x/index.js", "")
         archive.writestr("charset_normalizer/md.cpython-312-x86_64-linux-gnu.so", b"")
@@ -725,7 +725,7 @@ def test_snapstart_template_is_cfn_lint_clean(snapstart: dict[str, Any]) -> None
 
 def test_the_zip_carries_the_runtimes_bytecode_for_every_module(packaged: dict[str, Path]) -> None:
     names = set(zipfile.ZipFile(packaged["dev"] / "chat-sessions.zip").namelist())
-    for source in ("handlers/slack.py", "sessions/runner.py", "slack_sdk/web/client.py"):
+    for source in ("handlers/slack/edge.py", "sessions/runner.py", "slack_sdk/web/client.py"):
         folder, _, file = source.rpartition("/")
         assert f"{folder}/__pycache__/{file[:-3]}.cpython-312.pyc" in names, source
 

@@ -34,7 +34,17 @@ def _block() -> list[str]:
 
 
 def _clean_env() -> dict[str, str]:
-    drop = ("SLACK_", "MESSENGER_", "SESSIONS_", "PORT", "AWS_", "LOCAL_CONFIG", "MAKEFLAGS")
+    drop = (
+        "SLACK_",
+        "MESSENGER_",
+        "WHATSAPP_",
+        "ASSISTANT_",
+        "SESSIONS_",
+        "PORT",
+        "AWS_",
+        "LOCAL_CONFIG",
+        "MAKEFLAGS",
+    )
     return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
 
 

@@ -26,7 +26,16 @@ from tests.keys import stored
 
 
 def _env() -> dict[str, str]:
-    drop = ("SLACK_", "MESSENGER_", "SESSIONS_", "PORT", "AWS_LAMBDA", "LOCAL_CONFIG")
+    drop = (
+        "SLACK_",
+        "MESSENGER_",
+        "WHATSAPP_",
+        "ASSISTANT_",
+        "SESSIONS_",
+        "PORT",
+        "AWS_LAMBDA",
+        "LOCAL_CONFIG",
+    )
     return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
 
 

@@ -30,7 +30,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env() -> dict[str, str]:
-    drop = ("SLACK_", "MESSENGER_", "SESSIONS_", "PORT", "AWS_LAMBDA", "MAKEFLAGS", "BOT")
+    drop = (
+        "SLACK_",
+        "MESSENGER_",
+        "WHATSAPP_",
+        "ASSISTANT_",
+        "SESSIONS_",
+        "PORT",
+        "AWS_LAMBDA",
+        "MAKEFLAGS",
+        "BOT",
+    )
     return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
 
 
