@@ -96,7 +96,8 @@ def clean_env(**extra: str) -> dict[str, str]:
     """This environment without what would change what a command does (a BOT, a store, a
     port, secrets, make's own flags)."""
     drop = ("BOT", "PORT", "SESSIONS_", "SLACK_", "MESSENGER_", "WHATSAPP_", "ASSISTANT_",
-            "MAKEFLAGS", "MAKELEVEL", "MFLAGS", "LOCAL_CONFIG", "AWS_ENDPOINT_URL", "AWS_LAMBDA")  # fmt: skip
+            "MAKEFLAGS", "MAKELEVEL", "MFLAGS", "LOCAL_CONFIG", "AWS_ENDPOINT_URL",
+            "AWS_LAMBDA")  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     return {**env, **extra}
 
