@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from bot.replies import AnyReply
+from handlers import hot
 from handlers import messenger_payloads as payloads
 from handlers.deferral import DEFERRED_KEY, Deferrer, default_deferrer
 from handlers.delivery import Delivery, MessengerRoute
@@ -109,7 +110,9 @@ class MessengerEdge:
         )
         self.tokens = PageTokens(sessions.installations, settings.messenger_page_token)
         self.deferrer = deferrer or default_deferrer(settings, self.run_deferred)
-        self.serialiser = serialiser or default_serialiser(settings, self.run_deferred)
+        self.serialiser = serialiser or default_serialiser(
+            settings, self.run_deferred, self.run_batch
+        )
         self.pipeline = Pipeline(
             sessions=sessions,
             spec=self.spec,
@@ -138,6 +141,10 @@ class MessengerEdge:
         """Run a handed-off job (or replay a dead letter: ``job["retry_failed"]``); raises
         what can heal, so that whoever runs it retries."""
         self.pipeline.run_job(job)
+
+    def run_batch(self, jobs: list[Any]) -> None:
+        """Run one busy item's serialised jobs, in order: its turns as group commits."""
+        hot.run_jobs(self.pipeline, jobs, self.run_deferred)
 
     # -- requests -> deliveries ------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from bot.base import Effect
 from bot.messages import Message
 from bot.replies import AnyReply, reply_from_dict
 from bot.spec import MAX_FOLLOW_UPS, BotSpec, run_effect
-from handlers import membership
+from handlers import hot, membership
 from handlers import timers as scheduling
 from handlers.deferral import Deferrer
 from handlers.delivery import (
@@ -47,7 +47,7 @@ from handlers.delivery import (
     dump,
     load,
 )
-from handlers.serial import Serialiser, group_of
+from handlers.serial import NotConfigured, Serialiser, group_of
 from sessions import (
     NOTHING,
     BusyError,
@@ -314,6 +314,8 @@ class Pipeline:
             self.platform.deliver(delivery, replies_of(items), answer, deadline)
 
         key, scopes = self.keys(delivery)
+        if deadline.turns is not None and not scopes and hot.hand_off_if_hot(self, delivery, key):
+            return None  # a hot item: behind its other turns, in a batch (``handlers.hot``)
         # The user's mark first: a user delete finds the channel by it (a timer's fire is no
         # user's action: its setter was marked when they set it).
         shared = [
@@ -346,6 +348,7 @@ class Pipeline:
             # behind the other busy turns of its item, which run one at a time without the
             # webhook's deadline (and are retried), so the event still counts once; Slack
             # would never redeliver an interaction.
+            hot.lost_race(self, key)
             if deadline.turns is None or not self.serialise(delivery.later(), key):
                 raise
             log.info(
@@ -354,6 +357,8 @@ class Pipeline:
             )
             self._tell(delivery, "serialised", None)
             return None
+        if result.attempts > 1:
+            hot.lost_race(self, key)  # the next turns on it go straight to the serialised path
         if result.ignored and result.response == TIMER_GONE:
             self.unschedule(delivery, key)
         outcome = "applied"
@@ -375,8 +380,7 @@ class Pipeline:
         a mark (``None``: each was written or found just now). :data:`~sessions.runner.LATE`:
         the user's tombstone refused a mark (the user was deleted at or after the event)."""
         seen = []
-        for item in shared:
-            found = self.membership.mark(item, delivery.event_time)
+        for found in hot.mark_all(self, [(item, delivery.event_time) for item in shared]):
             if found == LATE:
                 return LATE
             seen.append(found)
@@ -444,11 +448,14 @@ class Pipeline:
         (logged) when it could not be queued."""
         if self._serialiser is None:
             return self.defer(delivery)
+        serialiser = self._serialiser()
         try:
-            self._serialiser().submit(dump(delivery), group_of(key.pk, key.sk))
+            serialiser.submit(dump(delivery), group_of(key.pk, key.sk))
+        except NotConfigured:
+            return self.defer(delivery)
         except Exception:
-            log.exception("could not queue a busy turn")
-            return False
+            log.exception("could not queue a busy turn; handing it to the deferral")
+            return self.defer(delivery)
         return True
 
     def defer(self, job: Job) -> bool:

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 log = private(logging.getLogger("handlers.serial"))
 
+#: The most jobs of one group run as one group commit (what SQS FIFO hands a consumer).
+BATCH = 10
+
 
 class Serialiser(Protocol):
     def submit(self, job: Job, group: str) -> None:
@@ -74,12 +77,35 @@ class FifoQueue:
         )
 
 
-class GroupThreads:
-    """Outside the deploy: each group's jobs in order, one at a time, on a small pool (jobs
-    live in this process only, as the thread deferral's do)."""
+class NotConfigured(RuntimeError):
+    """No serialised path here: the busy turn goes to the deferral instead."""
 
-    def __init__(self, run: Callable[[Job], None], *, workers: int = 4, attempts: int = 4) -> None:
+
+class ViaDeferral:
+    """Inside Lambda with no serial queue configured: threads would die with the invocation,
+    so a busy turn is handed to the deferral (an async invoke, which Lambda retries), never
+    dropped. Its turns race optimistically again there, without the webhook's deadline."""
+
+    def submit(self, job: Job, group: str) -> None:
+        raise NotConfigured("no serial queue configured (SESSIONS_SERIAL_QUEUE_URL)")
+
+
+class GroupThreads:
+    """Outside the deploy: each group's jobs in order, on a small pool (jobs live in this
+    process only, as the thread deferral's do). With ``run_many``, a group's waiting jobs
+    are taken up to :data:`BATCH` at a time (a group commit, ``handlers.hot``), as the SQS
+    consumer receives them."""
+
+    def __init__(
+        self,
+        run: Callable[[Job], None],
+        *,
+        run_many: Callable[[list[Job]], None] | None = None,
+        workers: int = 4,
+        attempts: int = 4,
+    ) -> None:
         self.run = run
+        self.run_many = run_many
         self.attempts = attempts
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="serial")
         self._queues: dict[str, deque[Job]] = {}
@@ -103,11 +129,19 @@ class GroupThreads:
                     del self._queues[group]
                     self._idle.notify_all()
                     return
-                job = queue.popleft()
+                take = BATCH if self.run_many is not None else 1
+                jobs = [queue.popleft() for _ in range(min(take, len(queue)))]
             try:
-                run_with_retries(self.run, job, attempts=self.attempts)
+                if self.run_many is not None and len(jobs) > 1:
+                    run_with_retries(self._many, {"jobs": jobs}, attempts=self.attempts)
+                else:
+                    run_with_retries(self.run, jobs[0], attempts=self.attempts)
             except Exception:
                 log.exception("serialised turn failed after %d attempts; dropped", self.attempts)
+
+    def _many(self, batch: Job) -> None:
+        assert self.run_many is not None
+        self.run_many(batch["jobs"])
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every group is done; True when none is left."""
@@ -118,18 +152,35 @@ class GroupThreads:
         self._pool.shutdown(wait=True)
 
 
-def default_serialiser(settings: Settings, run: Callable[[Job], None]) -> Serialiser:
-    """The deploy's FIFO queue when configured, else a thread per busy group."""
+def default_serialiser(
+    settings: Settings,
+    run: Callable[[Job], None],
+    run_many: Callable[[list[Job]], None] | None = None,
+) -> Serialiser:
+    """The deploy's FIFO queue when configured; inside Lambda without one, the deferral
+    (:class:`ViaDeferral`); outside Lambda, a thread per busy group."""
     if settings.serial_queue_url:
         return FifoQueue(settings.serial_queue_url)
-    return GroupThreads(run)
+    if settings.lambda_function_name:
+        return ViaDeferral()
+    return GroupThreads(run, run_many=run_many)
 
 
-def consume(event: Mapping[str, Any], run: Callable[[Job], None]) -> dict[str, Any]:
+def consume(
+    event: Mapping[str, Any],
+    run: Callable[[Job], None],
+    run_many: Callable[[list[Job]], None] | None = None,
+) -> dict[str, Any]:
     """Run an SQS FIFO batch in order: every job through ``run``; the first that fails (an
     error that can heal) and every later one of its group are reported as failures, so SQS
     retries them in order (then keeps them in the dead-letter queue). A body that is not a
-    job is logged and dropped: retrying cannot make it readable."""
+    job is logged and dropped: retrying cannot make it readable.
+
+    With ``run_many``, each run of consecutive messages of one group goes to it at once (a
+    group commit: ``handlers.hot``); if it fails, all of them are reported (those it had
+    committed are duplicates on the retry)."""
+    if run_many is not None:
+        return _consume_groups(event, run_many)
     failed: list[dict[str, str]] = []
     blocked: set[str] = set()
     for record in event.get("Records") or []:
@@ -152,6 +203,36 @@ def consume(event: Mapping[str, Any], run: Callable[[Job], None]) -> dict[str, A
     return {"batchItemFailures": failed}
 
 
+def _consume_groups(
+    event: Mapping[str, Any], run_many: Callable[[list[Job]], None]
+) -> dict[str, Any]:
+    runs: list[tuple[str, list[tuple[str, Job]]]] = []
+    for record in event.get("Records") or []:
+        message_id = str(record.get("messageId"))
+        group = str((record.get("attributes") or {}).get("MessageGroupId", ""))
+        try:
+            job = json.loads(record.get("body") or "")
+        except ValueError:
+            log.error("serialised message is not JSON; dropped")
+            continue
+        if runs and runs[-1][0] == group:
+            runs[-1][1].append((message_id, job))
+        else:
+            runs.append((group, [(message_id, job)]))
+    failed: list[dict[str, str]] = []
+    blocked: set[str] = set()
+    for group, messages in runs:
+        if group not in blocked:
+            try:
+                run_many([job for _, job in messages])
+                continue
+            except Exception:
+                log.warning("serialised turns failed; SQS retries them", exc_info=True)
+                blocked.add(group)
+        failed += [{"itemIdentifier": message_id} for message_id, _ in messages]
+    return {"batchItemFailures": failed}
+
+
 class Consumer:
     """The deploy's consumer of the serial queue: each job through the edge of its platform
     (built on first use, once per container)."""
@@ -161,6 +242,23 @@ class Consumer:
 
     def run(self, job: Job) -> None:
         platform = "messenger" if _platform(job) == "messenger" else "slack"
+        self._edge(platform).run_deferred(job)
+
+    def run_many(self, jobs: list[Job]) -> None:
+        """One group's jobs, in order: its plain turns as group commits."""
+        if not jobs:
+            return
+        platform = "messenger" if _platform(jobs[0]) == "messenger" else "slack"
+        if any(("messenger" if _platform(j) == "messenger" else "slack") != platform for j in jobs):
+            for job in jobs:
+                self.run(job)
+            return
+        if len(jobs) == 1:
+            self.run(jobs[0])
+        else:
+            self._edge(platform).run_batch(jobs)
+
+    def _edge(self, platform: str) -> Any:
         edge = self._edges.get(platform)
         if edge is None:
             if platform == "messenger":
@@ -168,7 +266,7 @@ class Consumer:
             else:
                 from handlers import slack as module  # type: ignore[no-redef]
             edge = self._edges[platform] = module.build()
-        edge.run_deferred(job)
+        return edge
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         if DEFERRED_KEY in event:
@@ -176,7 +274,7 @@ class Consumer:
             # function (the edges' deferral): raise on failure so that Lambda retries it.
             self.run(event[DEFERRED_KEY])
             return {"ok": True}
-        return consume(event, self.run)
+        return consume(event, self.run, self.run_many)
 
 
 def _platform(job: Mapping[str, Any]) -> str:

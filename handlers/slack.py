@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from bot.replies import AnyReply, FormErrors, Modal
+from handlers import hot
 from handlers import slack_payloads as payloads
 from handlers.deferral import DEFERRED_KEY, Deferrer, default_deferrer
 from handlers.delivery import Delivery, EraseJob, SlackRoute, private_exchange
@@ -145,7 +146,9 @@ class SlackEdge:
                 ),
             )
         self.deferrer = deferrer or default_deferrer(settings, self.run_deferred)
-        self.serialiser = serialiser or default_serialiser(settings, self.run_deferred)
+        self.serialiser = serialiser or default_serialiser(
+            settings, self.run_deferred, self.run_batch
+        )
         if self.oauth is not None:  # rotation timers, erase settle passes, refreshes
             self.oauth.scheduler = sessions.scheduler
             self.oauth.defer = self._submit
@@ -234,6 +237,10 @@ class SlackEdge:
         if self.oauth is not None and self.oauth.run_job(job, self.sessions):
             return  # a token's refresh, or an uninstall's settle pass
         self.pipeline.run_job(job)
+
+    def run_batch(self, jobs: list[Any]) -> None:
+        """Run one busy item's serialised jobs, in order: its turns as group commits."""
+        hot.run_jobs(self.pipeline, jobs, self.run_deferred)
 
     def _submit(self, job: dict[str, Any]) -> bool:
         try:

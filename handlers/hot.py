@@ -1,0 +1,297 @@
+"""A hot item: many writers on one item at once (a poll everyone votes in), and its turns in
+batches on the serialised path.
+
+Optimistic turns are right for a quiet conversation and wrong for a hot one: each lost race
+re-reads and re-writes. So a container remembers, for :data:`HOT_FOR` seconds, the items on
+which one of its turns lost a race (:class:`HotItems`); a webhook's turn on such an item is not
+tried at all: it goes straight to the serialised path, behind the item's other turns, and is
+acked. The serialised path takes the item's turns in order, up to ten at a time (an SQS FIFO
+batch of one message group; locally the per-item worker's queue), and applies them as one
+group commit (:func:`run_jobs`, ``Sessions.run_batch``): one read, the turns folded in memory,
+one conditional write, each turn's replies after it.
+
+The membership marks of a batch's users (``handlers.membership``) are written first, all in one
+plain batch write (a mark needs no condition: writing one again says the same), then the users'
+tombstones are read in one request, so that an event at or before its user's delete is still
+ignored (``LATE``) as the single turn's transactional mark does: 1 write unit per user and
+channel, never a transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from handlers import membership
+from handlers.delivery import BadJob, Delivery, deliveries, dump, load
+from handlers.serial import group_of
+from sessions import ConversationKey, SessionError, TurnResult
+from sessions.group_commit import Batched
+from sessions.privacy import conversation_hash, private
+from sessions.runner import CLAIMED, LATE, ClaimOutcome
+from sessions.sealing import PAYLOAD
+from sessions.store import CLOSED, EventRecord, at_or_before, live_tombstone
+
+if TYPE_CHECKING:
+    from handlers.pipeline import Pipeline
+
+log = private(logging.getLogger("handlers.hot"))
+
+#: How long a container treats an item as hot after one of its turns lost a race there.
+HOT_FOR = 30.0
+#: The most items a container remembers as hot (the oldest are forgotten first).
+MAX_HOT = 1024
+
+
+class HotItems:
+    """A container's memory of the items where its turns lost races lately (by group)."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def hot(self, group: str) -> bool:
+        with self._lock:
+            until = self._until.get(group)
+            if until is None:
+                return False
+            if until <= self.clock():
+                del self._until[group]
+                return False
+            return True
+
+    def lost(self, group: str) -> None:
+        """A turn on the item lost a race: it is hot for :data:`HOT_FOR` seconds more."""
+        with self._lock:
+            self._until.pop(group, None)
+            self._until[group] = self.clock() + HOT_FOR
+            while len(self._until) > MAX_HOT:
+                del self._until[next(iter(self._until))]
+
+
+def items_of(pipeline: Pipeline) -> HotItems:
+    """The pipeline's (the container's) memory of hot items."""
+    found = getattr(pipeline, "_hot_items", None)
+    if found is None:
+        found = HotItems()
+        pipeline._hot_items = found  # type: ignore[attr-defined]
+    return found
+
+
+def hand_off_if_hot(pipeline: Pipeline, delivery: Delivery, key: ConversationKey) -> bool:
+    """In a webhook: hand ``delivery`` to the serialised path at once if its item is hot
+    (no optimistic try: it would lose again). Whether it was handed off."""
+    if not items_of(pipeline).hot(group_of(key.pk, key.sk)) or delivery.replay:
+        return False
+    if not pipeline.serialise(delivery.later(), key):
+        return False
+    log.info(
+        "hot item: handed to the serialised path",
+        extra={"conversation": conversation_hash(key.pk, key.sk)},
+    )
+    pipeline._tell(delivery, "serialised", None)
+    return True
+
+
+def lost_race(pipeline: Pipeline, key: ConversationKey) -> None:
+    items_of(pipeline).lost(group_of(key.pk, key.sk))
+
+
+# -- membership marks, several at once -----------------------------------------------------
+
+
+def mark_all(
+    pipeline: Pipeline, shared: Sequence[tuple[ConversationKey, float | None]]
+) -> list[float | ClaimOutcome | None]:
+    """Mark each ``(shared item key, event time)``'s user as a writer of its channel: one
+    plain batch write of the marks this container does not remember, then one read of their
+    users' tombstones. Per item: when the container last saw the mark (it only remembered
+    it), ``None`` (written just now), or :data:`~sessions.runner.LATE` (the user was deleted
+    at or after the event: the turn must not run on the channel)."""
+    member = pipeline.membership
+    sessions = member.sessions
+    store: Any = sessions.store
+    now = member.clock()
+    out: list[float | ClaimOutcome | None] = []
+    fresh: list[int] = []
+    for key, _ in shared:
+        seen = (key.pk, membership.mark_key(key).pk)
+        with member._lock:
+            known = member._known.get(seen)
+        if known is not None and now - known < membership.REMEMBER_FOR:
+            out.append(known)
+        else:
+            out.append(None)
+            fresh.append(len(out) - 1)
+    if not fresh:
+        return out
+    if not hasattr(store, "put_events"):
+        for index in fresh:
+            key, event_time = shared[index]
+            if member.mark(key, event_time) == LATE:
+                out[index] = LATE
+        return out
+    stamp = int(sessions.clock())
+    payload = {"bot": member.reference} if member.reference else None
+    marks = {}
+    for index in fresh:
+        key = shared[index][0]
+        where = membership.mark_key(key)
+        sk = where.event_sk(membership.token(key.channel))
+        record = EventRecord(
+            version=0,
+            committed_at=stamp,
+            expires_at=stamp + membership.MARK_TTL,
+            payload=None if payload is None else sessions.sealing.encode(payload, where, PAYLOAD),
+        )
+        marks[(where.pk, sk)] = record
+    store.put_events([(pk, sk, record) for (pk, sk), record in marks.items()])
+    stones = store.tombstones(list(dict.fromkeys(pk for pk, _ in marks)))
+    for index in fresh:
+        key, event_time = shared[index]
+        stone = live_tombstone(stones.get(membership.mark_key(key).pk), stamp)
+        if stone is not None and (
+            stone.generation >= CLOSED
+            or (event_time is not None and at_or_before(event_time, stone))
+        ):
+            out[index] = LATE
+            continue
+        with member._lock:
+            member._known[(key.pk, membership.mark_key(key).pk)] = now
+    return out
+
+
+def mark_one(pipeline: Pipeline, key: ConversationKey, event_time: float | None) -> Any:
+    """:func:`mark_all` for one item: ``Membership.mark``'s answer, at 1 write unit."""
+    found = mark_all(pipeline, [(key, event_time)])[0]
+    return LATE if found == LATE else found
+
+
+# -- a batch of serialised jobs ------------------------------------------------------------
+
+
+def run_jobs(pipeline: Pipeline, jobs: Sequence[Any], run_one: Callable[[Any], None]) -> None:
+    """Run a serialised batch (one item's jobs, in order): the plain turns of one item as
+    group commits, anything else (effects, timers, replays, several scopes) one by one
+    through ``run_one``, in order.
+
+    Raises:
+        SessionError: what can heal; the jobs not yet run must be retried (those run are
+            recorded, and will be duplicates).
+    """
+    pending: list[Delivery] = []
+    for data in jobs:
+        unit = _plain(pipeline, data)
+        if unit is not None and (not pending or _same_item(pipeline, pending[0], unit)):
+            pending.append(unit)
+            continue
+        _batch(pipeline, pending)
+        pending = []
+        if unit is not None:
+            pending.append(unit)
+        else:
+            run_one(data)
+    _batch(pipeline, pending)
+
+
+def _plain(pipeline: Pipeline, data: Any) -> Delivery | None:
+    """The job's delivery when it is one plain turn of one scope that a batch can take."""
+    if not isinstance(data, Mapping) or data.get("retry_failed"):
+        return None
+    try:
+        units = deliveries(load(data))
+    except BadJob:
+        return None
+    if len(units) != 1 or not isinstance(units[0], Delivery):
+        return None
+    unit = units[0]
+    _, scopes = pipeline.keys(unit)
+    if scopes or unit.replay:
+        return None
+    return unit.later()
+
+
+def _same_item(pipeline: Pipeline, a: Delivery, b: Delivery) -> bool:
+    return pipeline.keys(a)[0] == pipeline.keys(b)[0]
+
+
+def _batch(pipeline: Pipeline, units: Sequence[Delivery]) -> None:
+    if not units:
+        return
+    if len(units) == 1:
+        pipeline.run(units[0])
+        return
+    from handlers.pipeline import (
+        NO_DEADLINE,
+        REMARK,
+        TIMER_GONE,
+        bot_turn,
+        new_conversation,
+        replies_of,
+    )
+    from handlers.timers import keep_timers
+
+    key = pipeline.keys(units[0])[0]
+    marked: list[Any] = [None] * len(units)
+    if key.shared:
+        marks = [(i, u) for i, u in enumerate(units) if u.message.kind != "timer"]
+        found = mark_all(pipeline, [(key_for(pipeline, u), u.event_time) for _, u in marks])
+        for (i, _), mark in zip(marks, found, strict=True):
+            marked[i] = mark
+    batchable = [i for i, m in enumerate(marked) if m != LATE]
+    items = []
+    for i in batchable:
+        unit = units[i]
+
+        def send(_key: Any, replies: Sequence[Any], unit: Delivery = unit) -> None:
+            pipeline.platform.deliver(unit, replies_of(replies), None, NO_DEADLINE)
+
+        items.append(
+            Batched(
+                idempotency_key=unit.idempotency_key,
+                turn=bot_turn(pipeline.spec, unit.idempotency_key, marked=marked[i]),
+                event=unit.message,
+                event_time=unit.event_time,
+                sender=send,
+                dead_letter=dump(unit),
+            )
+        )
+    results = pipeline.sessions.run_batch(key, items, initial=new_conversation, keep=keep_timers)
+    by_index: dict[int, TurnResult] = dict(zip(batchable, results, strict=True))
+    for i, unit in enumerate(units):
+        result = by_index.get(i)
+        if result is None:  # LATE: the user was deleted at or after the event
+            pipeline._tell(unit, "ignored", TurnResult(response=None, ignored=True))
+            continue
+        if result.ignored and result.response == REMARK:
+            pipeline.membership.unknown(key_for(pipeline, unit))
+            pipeline.run(unit)  # marks again, then runs alone
+            continue
+        if result.ignored and result.response == TIMER_GONE:
+            pipeline.unschedule(unit, key)
+        if result.failed and not result.duplicate:  # a dead letter now: told once
+            pipeline._tell(unit, "dead letter", None)
+            pipeline.platform.apologise(unit, None, NO_DEADLINE)
+            continue
+        outcome = "applied"
+        if result.duplicate:
+            outcome = "dead letter" if result.failed else "duplicate"
+        elif result.ignored:
+            outcome = "ignored"
+        pipeline._tell(unit, outcome, result)
+        if result.effects:
+            try:
+                pipeline.start_effects(unit, result.effects, NO_DEADLINE)
+            except SessionError:
+                log.exception("effects of a batched turn could not start")
+
+
+def key_for(pipeline: Pipeline, unit: Delivery) -> ConversationKey:
+    return pipeline.keys(unit)[0]
+
+
+__all__ = ["CLAIMED", "HOT_FOR", "HotItems", "hand_off_if_hot", "lost_race", "mark_all", "run_jobs"]
