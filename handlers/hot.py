@@ -22,13 +22,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from handlers import membership
 from handlers.delivery import BadJob, Delivery, deliveries, dump, load
 from handlers.serial import group_of
 from sessions import ConversationKey, SessionError, TurnResult
+from sessions.group_commit import LATE as LATE_TURN
 from sessions.group_commit import Batched
 from sessions.privacy import conversation_hash, private
 from sessions.runner import CLAIMED, LATE, ClaimOutcome
@@ -52,7 +54,36 @@ class HotItems:
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self._until: dict[str, float] = {}
+        #: Events this container handed off lately (their queue keeps them): a duplicate
+        #: delivery of one is acked with nothing sent again.
+        self._handed: dict[str, float] = {}
+        self._flying: dict[str, int] = {}
         self._lock = threading.Lock()
+
+    @contextmanager
+    def flying(self, group: str) -> Iterator[None]:
+        with self._lock:
+            self._flying[group] = self._flying.get(group, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                left = self._flying[group] - 1
+                if left:
+                    self._flying[group] = left
+                else:
+                    del self._flying[group]
+
+    def handed(self, event: str) -> bool:
+        with self._lock:
+            until = self._handed.get(event)
+            return until is not None and until > self.clock()
+
+    def hand(self, event: str) -> None:
+        with self._lock:
+            self._handed[event] = self.clock() + HOT_FOR
+            while len(self._handed) > MAX_HOT:
+                del self._handed[next(iter(self._handed))]
 
     def hot(self, group: str) -> bool:
         with self._lock:
@@ -82,26 +113,92 @@ def items_of(pipeline: Pipeline) -> HotItems:
     return found
 
 
-def hand_off_if_hot(pipeline: Pipeline, delivery: Delivery, key: ConversationKey) -> bool:
-    """In a webhook: hand ``delivery`` to the serialised path at once if its item is hot
-    (no optimistic try: it would lose again). Whether it was handed off."""
-    if not items_of(pipeline).hot(group_of(key.pk, key.sk)) or delivery.replay:
-        return False
-    if not pipeline.serialise(delivery.later(), key):
-        return False
-    log.info(
-        "hot item: handed to the serialised path",
-        extra={"conversation": conversation_hash(key.pk, key.sk)},
-    )
-    pipeline._tell(delivery, "serialised", None)
-    return True
+def enter(
+    pipeline: Pipeline, delivery: Delivery, key: ConversationKey
+) -> AbstractContextManager[None] | None:
+    """In a webhook, before anything is read or written: ``None`` when ``delivery`` was handed
+    to the serialised path at once because its item is hot, or another turn of this container
+    is on it now (an optimistic try would lose; its membership mark is written in the batch);
+    else the context to run it in (other turns then see the item busy)."""
+    items = items_of(pipeline)
+    group = group_of(key.pk, key.sk)
+    if not delivery.replay:
+        with items._lock:
+            contended = items._flying.get(group, 0) > 0
+        if contended or items.hot(group):
+            if contended:
+                items.lost(group)
+            event = key.event_sk(delivery.idempotency_key)
+            if items.handed(event):
+                pipeline._tell(delivery, "serialised", None)
+                return None  # handed off already by this container: its queue holds it
+            if pipeline.serialise(delivery.later(), key):
+                items.hand(event)
+                log.info(
+                    "hot item: handed to the serialised path",
+                    extra={"conversation": conversation_hash(key.pk, key.sk)},
+                )
+                pipeline._tell(delivery, "serialised", None)
+                return None
+    return items.flying(group)
 
 
 def lost_race(pipeline: Pipeline, key: ConversationKey) -> None:
     items_of(pipeline).lost(group_of(key.pk, key.sk))
 
 
+def handed_off(pipeline: Pipeline, delivery: Delivery, key: ConversationKey) -> None:
+    """``delivery`` was handed off (busy at the deadline): its duplicates need not be."""
+    items_of(pipeline).hand(key.event_sk(delivery.idempotency_key))
+
+
 # -- membership marks, several at once -----------------------------------------------------
+
+
+def write_marks(
+    pipeline: Pipeline, shared: Sequence[tuple[ConversationKey, float | None]]
+) -> tuple[list[float | None], list[int]]:
+    """Write the membership marks this container does not remember for each ``(shared item
+    key, event time)``, all in one plain batch write. Returns, per item, when the container
+    last saw the mark (``None``: written now), and the indexes of those written now (their
+    users' tombstones must be read after this, and :func:`remember` them if not late)."""
+    member = pipeline.membership
+    sessions = member.sessions
+    now = member.clock()
+    out: list[float | None] = []
+    fresh: list[int] = []
+    for key, _ in shared:
+        with member._lock:
+            known = member._known.get((key.pk, membership.mark_key(key).pk))
+        if known is not None and now - known < membership.REMEMBER_FOR:
+            out.append(known)
+        else:
+            out.append(None)
+            fresh.append(len(out) - 1)
+    if not fresh:
+        return out, fresh
+    stamp = int(sessions.clock())
+    payload = {"bot": member.reference} if member.reference else None
+    marks = {}
+    for index in fresh:
+        key = shared[index][0]
+        where = membership.mark_key(key)
+        sk = where.event_sk(membership.token(key.channel))
+        marks[(where.pk, sk)] = EventRecord(
+            version=0,
+            committed_at=stamp,
+            expires_at=stamp + membership.MARK_TTL,
+            payload=None if payload is None else sessions.sealing.encode(payload, where, PAYLOAD),
+        )
+    store: Any = sessions.store
+    store.put_events([(pk, sk, record) for (pk, sk), record in marks.items()])
+    return out, fresh
+
+
+def remember(pipeline: Pipeline, key: ConversationKey, at: float) -> None:
+    member = pipeline.membership
+    with member._lock:
+        member._known[(key.pk, membership.mark_key(key).pk)] = at
 
 
 def mark_all(
@@ -113,44 +210,16 @@ def mark_all(
     it), ``None`` (written just now), or :data:`~sessions.runner.LATE` (the user was deleted
     at or after the event: the turn must not run on the channel)."""
     member = pipeline.membership
-    sessions = member.sessions
-    store: Any = sessions.store
+    store: Any = member.sessions.store
+    if not hasattr(store, "put_events"):
+        return [member.mark(key, event_time) for key, event_time in shared]
     now = member.clock()
-    out: list[float | ClaimOutcome | None] = []
-    fresh: list[int] = []
-    for key, _ in shared:
-        seen = (key.pk, membership.mark_key(key).pk)
-        with member._lock:
-            known = member._known.get(seen)
-        if known is not None and now - known < membership.REMEMBER_FOR:
-            out.append(known)
-        else:
-            out.append(None)
-            fresh.append(len(out) - 1)
+    seen, fresh = write_marks(pipeline, shared)
+    out: list[float | ClaimOutcome | None] = list(seen)
     if not fresh:
         return out
-    if not hasattr(store, "put_events"):
-        for index in fresh:
-            key, event_time = shared[index]
-            if member.mark(key, event_time) == LATE:
-                out[index] = LATE
-        return out
-    stamp = int(sessions.clock())
-    payload = {"bot": member.reference} if member.reference else None
-    marks = {}
-    for index in fresh:
-        key = shared[index][0]
-        where = membership.mark_key(key)
-        sk = where.event_sk(membership.token(key.channel))
-        record = EventRecord(
-            version=0,
-            committed_at=stamp,
-            expires_at=stamp + membership.MARK_TTL,
-            payload=None if payload is None else sessions.sealing.encode(payload, where, PAYLOAD),
-        )
-        marks[(where.pk, sk)] = record
-    store.put_events([(pk, sk, record) for (pk, sk), record in marks.items()])
-    stones = store.tombstones(list(dict.fromkeys(pk for pk, _ in marks)))
+    stones = store.tombstones(list(dict.fromkeys(membership.mark_key(k).pk for k, _ in shared)))
+    stamp = int(member.sessions.clock())
     for index in fresh:
         key, event_time = shared[index]
         stone = live_tombstone(stones.get(membership.mark_key(key).pk), stamp)
@@ -160,8 +229,7 @@ def mark_all(
         ):
             out[index] = LATE
             continue
-        with member._lock:
-            member._known[(key.pk, membership.mark_key(key).pk)] = now
+        remember(pipeline, key, now)
     return out
 
 
@@ -216,7 +284,8 @@ def _plain(pipeline: Pipeline, data: Any) -> Delivery | None:
 
 
 def _same_item(pipeline: Pipeline, a: Delivery, b: Delivery) -> bool:
-    return pipeline.keys(a)[0] == pipeline.keys(b)[0]
+    first, second = pipeline.keys(a)[0], pipeline.keys(b)[0]
+    return (first.pk, first.sk) == (second.pk, second.sk)
 
 
 def _batch(pipeline: Pipeline, units: Sequence[Delivery]) -> None:
@@ -236,13 +305,28 @@ def _batch(pipeline: Pipeline, units: Sequence[Delivery]) -> None:
     from handlers.timers import keep_timers
 
     key = pipeline.keys(units[0])[0]
-    marked: list[Any] = [None] * len(units)
-    if key.shared:
-        marks = [(i, u) for i, u in enumerate(units) if u.message.kind != "timer"]
-        found = mark_all(pipeline, [(key_for(pipeline, u), u.event_time) for _, u in marks])
-        for (i, _), mark in zip(marks, found, strict=True):
-            marked[i] = mark
-    batchable = [i for i, m in enumerate(marked) if m != LATE]
+    marked: list[float | None] = [None] * len(units)
+    users: list[str | None] = [None] * len(units)
+    store: Any = pipeline.sessions.store
+    if key.shared and hasattr(store, "put_events"):
+        # Marks first (one plain write), then the users' tombstones with the item's read.
+        picked = [i for i, u in enumerate(units) if u.message.kind != "timer"]
+        seen, fresh = write_marks(
+            pipeline, [(key_for(pipeline, units[i]), units[i].event_time) for i in picked]
+        )
+        for i, when in zip(picked, seen, strict=True):
+            marked[i] = when
+        for f in fresh:
+            users[picked[f]] = membership.mark_key(key_for(pipeline, units[picked[f]])).pk
+    elif key.shared:
+        for i, u in enumerate(units):
+            if u.message.kind != "timer":
+                found = pipeline.membership.mark(key_for(pipeline, u), u.event_time)
+                if found == LATE:
+                    users[i] = "late"
+                else:
+                    marked[i] = found if isinstance(found, float) else None
+    batchable = [i for i in range(len(units)) if users[i] != "late"]
     items = []
     for i in batchable:
         unit = units[i]
@@ -258,15 +342,20 @@ def _batch(pipeline: Pipeline, units: Sequence[Delivery]) -> None:
                 event_time=unit.event_time,
                 sender=send,
                 dead_letter=dump(unit),
+                user=users[i],
             )
         )
     results = pipeline.sessions.run_batch(key, items, initial=new_conversation, keep=keep_timers)
     by_index: dict[int, TurnResult] = dict(zip(batchable, results, strict=True))
+    now = pipeline.membership.clock()
     for i, unit in enumerate(units):
         result = by_index.get(i)
-        if result is None:  # LATE: the user was deleted at or after the event
+        if result is None or (result.ignored and result.response == LATE_TURN):
+            # The user was deleted at or after the event: ignored, and no mark remembered.
             pipeline._tell(unit, "ignored", TurnResult(response=None, ignored=True))
             continue
+        if users[i]:
+            remember(pipeline, key_for(pipeline, unit), now)
         if result.ignored and result.response == REMARK:
             pipeline.membership.unknown(key_for(pipeline, unit))
             pipeline.run(unit)  # marks again, then runs alone
@@ -294,4 +383,4 @@ def key_for(pipeline: Pipeline, unit: Delivery) -> ConversationKey:
     return pipeline.keys(unit)[0]
 
 
-__all__ = ["CLAIMED", "HOT_FOR", "HotItems", "hand_off_if_hot", "lost_race", "mark_all", "run_jobs"]
+__all__ = ["CLAIMED", "HOT_FOR", "HotItems", "enter", "lost_race", "mark_all", "run_jobs"]

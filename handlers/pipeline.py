@@ -309,13 +309,28 @@ class Pipeline:
             SessionError: nothing was committed and it can heal (store unavailable, busy at
                 the deadline): answer 5xx or retry. ``InvalidKeyError`` for a bad id.
         """
+        key, scopes = self.keys(delivery)
+        if deadline.turns is not None and not scopes and self._serialiser is not None:
+            # A hot item's turn (or one while another of this container is on the item) goes
+            # behind its other turns, in a batch (``handlers.hot``); else it runs, seen busy.
+            flight = hot.enter(self, delivery, key)
+            if flight is None:
+                return None
+            with flight:
+                return self._run(delivery, key, scopes, deadline, answer)
+        return self._run(delivery, key, scopes, deadline, answer)
 
+    def _run(
+        self,
+        delivery: Delivery,
+        key: ConversationKey,
+        scopes: tuple[ConversationKey, ...],
+        deadline: Deadline,
+        answer: Answer | None,
+    ) -> TurnResult | None:
         def send(_key: Any, items: Sequence[Any]) -> None:
             self.platform.deliver(delivery, replies_of(items), answer, deadline)
 
-        key, scopes = self.keys(delivery)
-        if deadline.turns is not None and not scopes and hot.hand_off_if_hot(self, delivery, key):
-            return None  # a hot item: behind its other turns, in a batch (``handlers.hot``)
         # The user's mark first: a user delete finds the channel by it (a timer's fire is no
         # user's action: its setter was marked when they set it).
         shared = [
@@ -351,6 +366,7 @@ class Pipeline:
             hot.lost_race(self, key)
             if deadline.turns is None or not self.serialise(delivery.later(), key):
                 raise
+            hot.handed_off(self, delivery, key)
             log.info(
                 "busy at the webhook's deadline; serialised",
                 extra={"conversation": conversation_hash(key.pk, key.sk)},
@@ -405,6 +421,11 @@ class Pipeline:
         deadline: Deadline,
         marked: float | None,
     ) -> TurnResult:
+        turns = deadline.turns
+        if turns is not None and not scopes and self._serialiser is not None:
+            # One optimistic try: a lost race hands the turn to the serialised path (its
+            # item is hot: retrying would race the others again, and each loss is billed).
+            turns = time.monotonic()
         return self.sessions.run(
             key,
             delivery.idempotency_key,
@@ -414,7 +435,7 @@ class Pipeline:
             sender=send,
             dead_letter=dump(dataclasses.replace(delivery, replay=False)),
             retry_failed=delivery.replay,
-            deadline=deadline.turns,
+            deadline=turns,
             initial=new_conversation,
             hold_mark=True,  # sent-mark mode: marked once the effects started
             scopes=scopes,

@@ -60,14 +60,29 @@ class BatchWrite:
         return min(t for t in times if t is not None)
 
 
+@dataclass(frozen=True, slots=True)
+class BatchRead:
+    """What a group commit's read found: the item (as :meth:`Store.load` finds it), each
+    event's record (in order), and the tombstones of the ``users`` partitions asked for (the
+    absent ones left out)."""
+
+    snapshot: Snapshot
+    records: tuple[EventRecord | None, ...]
+    users: dict[str, Tombstone]
+
+
 class BatchStore(Protocol):
     """What a store adds for group commits (both stores implement it)."""
 
     def load_batch(
-        self, key: ConversationKey, events: Sequence[tuple[str, float | None]]
-    ) -> tuple[Snapshot, tuple[EventRecord | None, ...]]:
+        self,
+        key: ConversationKey,
+        events: Sequence[tuple[str, float | None]],
+        users: Sequence[str] = (),
+    ) -> BatchRead:
         """One consistent read of the item, its tombstone where it may matter (as
-        :meth:`Store.load`) and the record of each ``(event_sk, event_time)``, in order."""
+        :meth:`Store.load`), the record of each ``(event_sk, event_time)``, and the
+        tombstones of the ``users`` partitions (DynamoDB: in the same request as the item)."""
         ...
 
     def commit_batch(self, write: BatchWrite) -> None:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from sessions import dynamodb_batch
 from sessions import dynamodb_layout as layout
-from sessions.batches import BatchWrite
+from sessions.batches import BatchRead, BatchWrite
 from sessions.codec import ITEM_LIMIT
 from sessions.dynamodb_client import (  # create_table, make_client: re-exported
     WORKSPACE_INDEX,
@@ -885,9 +885,12 @@ class DynamoDBStore(ConditionalWrites):
     # -- group commits (``sessions.batches``; the requests in ``sessions.dynamodb_batch``) --
 
     def load_batch(
-        self, key: ConversationKey, events: Sequence[tuple[str, float | None]]
-    ) -> tuple[Snapshot, tuple[EventRecord | None, ...]]:
-        return dynamodb_batch.load_batch(self, key, events)
+        self,
+        key: ConversationKey,
+        events: Sequence[tuple[str, float | None]],
+        users: Sequence[str] = (),
+    ) -> BatchRead:
+        return dynamodb_batch.load_batch(self, key, events, users)
 
     def commit_batch(self, write: BatchWrite) -> None:
         dynamodb_batch.commit_batch(self, write)

@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from sessions import dynamodb_layout as layout
-from sessions.batches import BatchWrite
+from sessions.batches import BatchRead, BatchWrite
 from sessions.dynamodb_layout import Conversation, Item
 from sessions.errors import ConflictError, DuplicateEventError, SessionError
 from sessions.keys import TOMBSTONE_SK, ConversationKey
@@ -30,9 +30,30 @@ if TYPE_CHECKING:
 
 
 def load_batch(
-    store: DynamoDBStore, key: ConversationKey, events: Sequence[tuple[str, float | None]]
-) -> tuple[Snapshot, tuple[EventRecord | None, ...]]:
-    conversation = Conversation.of(store._get(key))
+    store: DynamoDBStore,
+    key: ConversationKey,
+    events: Sequence[tuple[str, float | None]],
+    users: Sequence[str] = (),
+) -> BatchRead:
+    stones: dict[str, Tombstone] = {}
+    wanted_users = [pk for pk in dict.fromkeys(users) if pk != key.pk][:99]
+    if wanted_users:
+        # The item and the users' tombstones in one request (one consistent read each).
+        keys = [layout.key_of(key.pk, key.sk)]
+        keys += [layout.key_of(pk, TOMBSTONE_SK) for pk in wanted_users]
+        request: dict[str, Any] = {store.table: {"Keys": keys, "ConsistentRead": True}}
+        item = None
+        for out in store._batch("batch_get_item", request, "UnprocessedKeys", "keys"):
+            for found_item in out.get("Responses", {}).get(store.table, []):
+                if (found_item["pk"]["S"], found_item["sk"]["S"]) == (key.pk, key.sk):
+                    item = found_item
+                    continue
+                stone = layout.parse(found_item)
+                if isinstance(stone, Tombstone):
+                    stones[found_item["pk"]["S"]] = stone
+        conversation = Conversation.of(item)
+    else:
+        conversation = Conversation.of(store._get(key))
     records: list[EventRecord | None] = []
     more: list[str] = []
     pages: list[int] = []
@@ -53,7 +74,7 @@ def load_batch(
     wanted = list(dict.fromkeys(more))
     for start in range(0, len(wanted), 100):
         found |= store._batch_get(key.pk, wanted[start : start + 100])
-    paged: dict[int, Item | None] = {}
+    paged = _pages(store, key, conversation.chain, pages) if pages else {}
     for index, (event_sk, event_time) in enumerate(events):
         if records[index] is not None:
             continue
@@ -65,9 +86,7 @@ def load_batch(
                 break
         key_ms = layout.event_key(event_time)
         if key_ms in pages:
-            if key_ms not in paged:
-                paged[key_ms] = store._page(key, conversation.chain, key_ms)
-            page = paged[key_ms]
+            page = paged.get(key_ms)
             record = layout.page_record(page, d, conversation.generation) if page else None
             current = records[index]
             if record is not None and (current is None or record.expires_at > current.expires_at):
@@ -79,7 +98,45 @@ def load_batch(
         tombstone=stone if isinstance(stone, Tombstone) else None,
         handle=conversation,
     )
-    return snapshot, tuple(records)
+    return BatchRead(snapshot, tuple(records), stones)
+
+
+def _pages(
+    store: DynamoDBStore, key: ConversationKey, chain: str, keys: list[int]
+) -> dict[int, Item | None]:
+    """The page of the chain that may hold each key: the first whose highest key is at or
+    above it. The batch's keys are close together (events of the same seconds), so one
+    ``Query`` from the lowest key on, a few pages a time, usually finds them all."""
+    wanted = sorted(set(keys))
+    found: dict[int, Item | None] = {}
+    low, high = layout.page_range(key.sk, chain, wanted[0])
+    start: dict[str, Any] | None = None
+    left = list(wanted)
+    while left:
+        request: dict[str, Any] = {
+            "TableName": store.table,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": key.pk},
+                ":low": {"S": low},
+                ":high": {"S": high},
+            },
+            "ConsistentRead": True,
+            "Limit": 4,
+        }
+        if start is not None:
+            request["ExclusiveStartKey"] = start
+        out = store._call("query", **request)
+        for page in out.get("Items", []):
+            hi = int(page["sk"]["S"].rsplit(".", 1)[1])
+            while left and left[0] <= hi:
+                found[left.pop(0)] = page
+        start = out.get("LastEvaluatedKey")
+        if start is None:
+            break
+    for rest in left:
+        found[rest] = None  # above every page: not paged
+    return found
 
 
 def commit_batch(store: DynamoDBStore, write: BatchWrite) -> None:

@@ -59,6 +59,10 @@ class Batched:
     event_time: float | None = None
     sender: Sender | None = None
     dead_letter: Any = None
+    #: A partition whose tombstone also judges the event (the user's, for a turn on a
+    #: shared item whose membership mark was just written): at or before that delete, the
+    #: event is ignored (``late``), as it is in the user's own partition.
+    user: str | None = None
 
 
 @dataclass(slots=True)
@@ -94,6 +98,17 @@ def run_batch(
     return results
 
 
+#: The response of a turn ignored because its ``user`` was deleted at or after the event.
+LATE = "late"
+
+
+def _late(stone: Tombstone | None, event_time: float | None, now: int) -> bool:
+    found = live_tombstone(stone, now)
+    return found is not None and (
+        found.generation >= CLOSED or (event_time is not None and at_or_before(event_time, found))
+    )
+
+
 def _alone(
     sessions: Sessions,
     key: ConversationKey,
@@ -125,9 +140,12 @@ def _group(
     sks = [key.event_sk(item.idempotency_key) for item in items]
     learnt: Tombstone | None = None
     for attempt in range(1, sessions.max_attempts + 1):
-        snap, records = store.load_batch(
-            key, [(sk, item.event_time) for sk, item in zip(sks, items, strict=True)]
+        read = store.load_batch(
+            key,
+            [(sk, item.event_time) for sk, item in zip(sks, items, strict=True)],
+            [item.user for item in items if item.user],
         )
+        snap, records = read.snapshot, read.records
         now = int(sessions.clock())
         stone = max(
             (s for s in (live_tombstone(snap.tombstone, now), live_tombstone(learnt, now)) if s),
@@ -162,6 +180,9 @@ def _group(
                 or (item.event_time is not None and at_or_before(item.event_time, stone))
             ):
                 results[index] = TurnResult(response=None, ignored=True, attempts=attempt)
+                continue
+            if item.user and _late(read.users.get(item.user), item.event_time, now):
+                results[index] = TurnResult(response=LATE, ignored=True, attempts=attempt)
                 continue
             try:
                 output = item.turn(state, item.event)

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sessions.batches import BatchWrite
+from sessions.batches import BatchRead, BatchWrite
 from sessions.errors import ConflictError, DuplicateEventError, StoreError, StoreUnavailableError
 from sessions.keys import TOMBSTONE_SK, ConversationKey, Partition
 from sessions.store import (
@@ -473,8 +473,11 @@ class SQLiteStore(ConditionalWrites):
     # -- group commits (``sessions.batches``) -----------------------------------------------
 
     def load_batch(
-        self, key: ConversationKey, events: Sequence[tuple[str, float | None]]
-    ) -> tuple[Snapshot, tuple[EventRecord | None, ...]]:
+        self,
+        key: ConversationKey,
+        events: Sequence[tuple[str, float | None]],
+        users: Sequence[str] = (),
+    ) -> BatchRead:
         sks = [key.sk, TOMBSTONE_SK, *dict.fromkeys(sk for sk, _ in events)]
         try:
             found = self._rows(key.pk, sks)  # one statement: one consistent snapshot
@@ -482,13 +485,14 @@ class SQLiteStore(ConditionalWrites):
             raise self._convert(exc) from exc
         state, stone = found.get(key.sk), found.get(TOMBSTONE_SK)
         records = tuple(found.get(sk) for sk, _ in events)
-        return (
+        return BatchRead(
             Snapshot(
                 state=state if isinstance(state, StoredState) else None,
                 event=None,
                 tombstone=stone if isinstance(stone, Tombstone) else None,
             ),
             tuple(r if isinstance(r, EventRecord) else None for r in records),
+            self.tombstones(users),
         )
 
     def commit_batch(self, write: BatchWrite) -> None:
