@@ -27,6 +27,7 @@ from benchmarks import (  # noqa: E402
     pipeline,
     readme,
     requests_per_turn,
+    stream,
     throughput,
     timers,
 )
@@ -96,6 +97,11 @@ def main() -> int:
         _section(
             "Timers: a turn that sets one, its fire, a retried fire, a cancel, a cancelled fire",
             timers.table(results["timers"]),
+        )
+        results["stream"] = stream.run(server.endpoint)
+        _section(
+            "A streamed answer: the question, the answer, one more chunk; time to first chunk",
+            stream.table(results["stream"]),
         )
         results["operability"] = operability.run(client)
         _section(

@@ -2,9 +2,9 @@
 people vote on one poll at the same moment (the poll is the channel's state, one item). Each
 vote is a turn that may lose its race on the item: it re-reads and re-runs with jittered
 backoff while the webhook's turn budget lasts (2 s of Slack's 3 s), then goes to the
-serialised path (``handlers.serial``: locally a thread per busy item, in the deploy an SQS FIFO
-queue with the item as its message group), which runs the item's busy turns one at a time
-without that deadline. Reported: DynamoDB requests and capacity per vote, the ack's time,
+serialised path (``handlers.pipeline.serial``: locally a thread per busy item, in the deploy
+an SQS FIFO queue with the item as its message group), which runs the item's busy turns one
+at a time without that deadline. Reported: DynamoDB requests and capacity per vote, the ack's time,
 the time until each voter's confirmation was sent (p50/p99), how many were serialised, and
 votes lost (the tally is checked against who voted). A second row per size has no serialised
 path (a vote still busy at the deadline is apologised for and lost): what optimistic retries
@@ -26,8 +26,8 @@ from typing import Any
 import handlers.slack
 from benchmarks.capacity import Meter
 from examples.poll import PollBot
-from handlers.deferral import ThreadDeferrer
-from handlers.serial import GroupThreads, ViaDeferral
+from handlers.pipeline.deferral import ThreadDeferrer
+from handlers.pipeline.serial import GroupThreads, ViaDeferral
 from handlers.settings import from_env
 from sessions import ConversationKey, Sessions
 from sessions.dynamodb import DynamoDBStore, create_table, make_client

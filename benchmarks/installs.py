@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import handlers.messenger
 import handlers.slack
 from benchmarks.capacity import Meter
-from bot.todo import TodoBot
+from examples.todo import TodoBot
 from handlers.settings import from_env
 from sessions import Sessions
 from sessions.dynamodb import DynamoDBStore, create_table, make_client

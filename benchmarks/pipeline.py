@@ -25,8 +25,9 @@ from handlers import messenger as messenger_edge
 from handlers import slack as slack_edge
 from handlers.messenger import SendAPI
 from handlers.settings import from_env
-from sessions import ConversationKey, Sessions
+from sessions import Sessions
 from sessions.dynamodb import DynamoDBStore, create_table
+from sessions.store import EventWrite
 from tests import messenger_requests as mr
 from tests import slack_requests as sr
 from tests.fakes import fake_slack
@@ -37,8 +38,8 @@ class TimedStore(DynamoDBStore):
 
     last_commit_done = 0.0
 
-    def commit(self, key: ConversationKey, **kw: Any) -> None:
-        super().commit(key, **kw)
+    def commit(self, write: EventWrite) -> None:
+        super().commit(write)
         self.last_commit_done = time.perf_counter()
 
 

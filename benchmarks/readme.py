@@ -21,6 +21,7 @@ from benchmarks import (
     operability,
     pipeline,
     requests_per_turn,
+    stream,
     throughput,
     timers,
 )
@@ -37,6 +38,7 @@ TABLES: dict[str, tuple[str, Callable[[Any], list[str]]]] = {
     "hot-item": ("hot_item", hot_item.table),
     "installs": ("installs", installs.table),
     "timers": ("timers", timers.table),
+    "stream": ("stream", stream.table),
     "cold-start": ("cold_start", cold_start.table),
     "cold-packaged": ("cold_packaged", cold_packaged.table),
     "operability": ("operability", operability.table),

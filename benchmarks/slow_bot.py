@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot import Message, Reply
-from bot.todo import TodoBot
+from examples.todo import TodoBot
 
 SECONDS = 5.0
 

@@ -16,9 +16,9 @@ from typing import Any
 import handlers.slack
 from benchmarks import installs
 from benchmarks.capacity import Meter
-from bot.todo import TodoBot
+from examples.todo import TodoBot
+from handlers.pipeline.timers import next_time
 from handlers.settings import from_env
-from handlers.timers import next_time
 from sessions import Sessions
 from sessions.dynamodb import DynamoDBStore, create_table, make_client
 from sessions.schedules import Schedule, SQLiteScheduler, with_occurrence

@@ -12,10 +12,16 @@
     bot = Hello()   # BOT=mypackage.hello:bot
 
 Standard library only: importing it costs nothing and pulls in neither slack_bolt nor boto3.
+A bot imports what it needs from here, and from nowhere else in ``bot``: the submodules are
+the runtime's (``bot.spec``, ``bot.timers``' bookkeeping) or tools (``bot.testing``, for a
+bot's tests). What only the runtime raises or reads (``StateVersionError``, ``BotSpec``,
+``DEFAULT_BOT``) stays in its module. The todo bot is ``examples.todo`` (``bot.todo`` is a
+deprecated alias of it).
 """
 
 from __future__ import annotations
 
+from bot.assistant import Prompts, Status, Title
 from bot.base import (
     Bot,
     BotProtocol,
@@ -26,25 +32,21 @@ from bot.base import (
     Scopes,
     effect,
 )
+from bot.cron import CronError, zone
 from bot.messages import Attachment, Message
 from bot.replies import Button, Card, Cards, Field, FormErrors, Media, Modal, Reply
-from bot.spec import BotSpec, StateVersionError
 from bot.timers import CancelTimer, Timer
 
-#: The bot the edges run when ``BOT`` is unset.
-DEFAULT_BOT = "bot.todo:bot"
-
 __all__ = [
-    "DEFAULT_BOT",
     "Attachment",
     "Bot",
     "BotProtocol",
-    "BotSpec",
     "BotTypeError",
     "Button",
     "CancelTimer",
     "Card",
     "Cards",
+    "CronError",
     "Effect",
     "EffectCall",
     "Field",
@@ -53,9 +55,12 @@ __all__ = [
     "Message",
     "Modal",
     "Outcome",
+    "Prompts",
     "Reply",
     "Scopes",
-    "StateVersionError",
+    "Status",
     "Timer",
+    "Title",
     "effect",
+    "zone",
 ]

@@ -12,10 +12,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from bot.messages import Message, freeze, thaw
 from bot.replies import AnyReply
+
+if TYPE_CHECKING:  # bot.timers builds on this module: for the annotations only
+    from bot.timers import CancelTimer, Timer
 
 S = TypeVar("S")
 
@@ -78,26 +81,56 @@ class EffectCall:
 EffectFunction = Callable[[Any, Mapping[str, Any], EffectCall], Any]
 
 
-def effect(name: str, *, slow: bool = False) -> Callable[[EffectFunction], EffectFunction]:
+def effect(
+    name: str, *, slow: bool = False, stream: bool = False, cancel_on_message: bool = False
+) -> Callable[[EffectFunction], EffectFunction]:
     """Mark a method of a :class:`Bot` as the runner of effect ``name``.
 
     ``slow``: hand it to the deferral (a separate invocation) so the platform's ack is not kept
     waiting; a fast one runs right after the replies are sent. The method gets
     ``(self, args, call)`` and returns a JSON-compatible result (``None`` is fine); it may do
     I/O. It raising is reported to the follow-up turn as ``Message.error``.
+
+    ``stream``: the method returns an iterable of text chunks (a model's answer), streamed to
+    the user as it comes: on Slack one message, built with ``chat.startStream`` /
+    ``appendStream`` / ``stopStream`` in the origin's thread; on Messenger and Instagram a
+    typing indicator, then the whole text. Exactly one streamed message per event, however
+    often the effect is retried; the follow-up turn gets the full text as ``result``. It is
+    always slow (handed off: the ack never waits for a model).
+    ``cancel_on_message``: (with ``stream``) a user message in the same conversation (the
+    same thread, for a thread-scope bot) while the answer streams stops it; the follow-up
+    then has ``error="Cancelled"`` and the text streamed so far as ``result``.
+
+    Raises:
+        BotTypeError: ``cancel_on_message`` without ``stream``.
     """
+    if cancel_on_message and not stream:
+        raise BotTypeError(f"@effect({name!r}): cancel_on_message needs stream=True")
 
     def mark(fn: EffectFunction) -> EffectFunction:
-        fn.__effect__ = (name, slow)  # type: ignore[attr-defined]
+        # A streamed answer lasts as long as the model talks: never in the webhook, before
+        # its ack; always handed to the deferral.
+        fn.__effect__ = (name, slow or stream)  # type: ignore[attr-defined]
+        if stream:
+            fn.__stream__ = Streamed(cancel_on_message=cancel_on_message)  # type: ignore[attr-defined]
         return fn
 
     return mark
 
 
+@dataclass(frozen=True, slots=True)
+class Streamed:
+    """How a streamed effect (``@effect(..., stream=True)``) is run."""
+
+    #: A user message in the same conversation (or thread) stops the answer.
+    cancel_on_message: bool = False
+
+
 #: Who shares a state (``Bot.scope``): one user in one channel (the default), everyone in a
 #: channel (on Messenger: the page and its user), or one user across a workspace's channels
-#: (on Messenger: the user of a page).
-SCOPES = ("conversation", "channel", "user")
+#: (on Messenger: the user of a page), or everyone in one Slack thread (a top-level message is
+#: the root of its own thread; on Messenger, and without a thread root: the conversation).
+SCOPES = ("conversation", "channel", "user", "thread")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +145,7 @@ class Scopes:
     conversation: Any = None
     channel: Any = None
     user: Any = None
+    thread: Any = None
 
     def replace(self, **states: Any) -> Scopes:
         unknown = set(states) - set(SCOPES)
@@ -123,12 +157,12 @@ class Scopes:
 @dataclass(frozen=True, slots=True)
 class Outcome(Generic[S]):
     """What a turn returns: the new state, replies in order, and effects to run after the
-    commit (:class:`Effect`, and ``bot.timers``' ``Timer`` and ``CancelTimer``).
+    commit (:class:`Effect`, :class:`~bot.Timer` and :class:`~bot.CancelTimer`).
     ``(state, replies)`` and ``(state, replies, effects)`` tuples mean the same."""
 
     state: S
     replies: Sequence[AnyReply | str] = ()
-    effects: Sequence[Any] = ()
+    effects: Sequence[Effect | Timer | CancelTimer] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +172,7 @@ class Checked:
 
     state: Any
     replies: tuple[AnyReply, ...]
-    effects: tuple[Any, ...]
+    effects: tuple[Effect | Timer | CancelTimer, ...]
 
 
 @runtime_checkable
@@ -160,8 +194,9 @@ class Bot(Generic[S]):
             and add the step from the previous version to ``migrations``.
         migrations: ``{n: f}``, ``f`` turns a schema ``n`` state into schema ``n + 1``; pure.
         scope: who shares the state: ``"conversation"`` (one user in one channel),
-            ``"channel"`` (everyone in the channel: a poll) or ``"user"`` (the user's, in every
-            channel); a tuple of them for a turn that reads and writes several at once (its
+            ``"channel"`` (everyone in the channel: a poll), ``"user"`` (the user's, in every
+            channel) or ``"thread"`` (everyone in one Slack thread: an assistant's); a tuple
+            of them for a turn that reads and writes several at once (its
             state is then a :class:`Scopes`).
         namespace: (optional) the name the bot's items are stored under, so that bots sharing
             a table never see each other's state; default the class name. ``None``: the

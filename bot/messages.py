@@ -21,8 +21,21 @@ Platform = Literal["slack", "messenger", "instagram", ""]
 #: channel's state (``scope = "channel"``): ``user`` was deleted and wrote to this channel,
 #: remove what the state keeps of them (the turn's replies and effects are dropped);
 #: ``timer``: a :class:`~bot.timers.Timer` the bot set is due (``action`` is its name,
-#: ``payload`` its args, ``value`` its id, ``time`` when it was due).
-Kind = Literal["text", "command", "action", "submission", "effect", "user_deleted", "timer"]
+#: ``payload`` its args, ``value`` its id, ``time`` when it was due); ``thread_started``: a user
+#: opened a Slack assistant thread (``thread`` its root, ``payload`` its context: ``channel``
+#: the channel the user was viewing, ``team``, ``enterprise``); ``thread_context``: the user of an
+#: assistant thread moved to another channel (``payload`` as for ``thread_started``).
+Kind = Literal[
+    "text",
+    "command",
+    "action",
+    "submission",
+    "effect",
+    "user_deleted",
+    "timer",
+    "thread_started",
+    "thread_context",
+]
 KINDS: tuple[str, ...] = (
     "text",
     "command",
@@ -31,6 +44,8 @@ KINDS: tuple[str, ...] = (
     "effect",
     "user_deleted",
     "timer",
+    "thread_started",
+    "thread_context",
 )
 
 
@@ -77,6 +92,8 @@ class Message:
         payload: a Messenger quick reply's or postback's payload, as sent; a timer's args.
         result: an effect's return value (``kind == "effect"``).
         error: why an effect failed (``kind == "effect"``), else ``None``.
+        thread: Slack: the ``ts`` of the root of the thread the message is in (``thread_ts``);
+            ``None`` for a top-level message and on platforms without threads.
         raw: the platform's payload, read-only (secrets such as Slack's legacy ``token`` are
             removed). An escape hatch: code that reads it is platform-specific.
     """
@@ -96,6 +113,7 @@ class Message:
     payload: str | Mapping[str, Any] | None = None
     result: Any = None
     error: str | None = None
+    thread: str | None = None
     raw: Mapping[str, Any] = field(
         default_factory=lambda: MappingProxyType({}), compare=False, repr=False
     )
@@ -127,6 +145,7 @@ class Message:
             "payload": thaw(self.payload),
             "result": thaw(self.result),
             "error": self.error,
+            "thread": self.thread,
             "raw": thaw(self.raw),
         }
 
@@ -149,8 +168,13 @@ class Message:
             payload=data.get("payload"),
             result=data.get("result"),
             error=data.get("error"),
+            thread=_thread(data.get("thread")),
             raw=data.get("raw") or {},
         )
+
+
+def _thread(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def freeze(value: Any) -> Any:

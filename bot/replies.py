@@ -23,7 +23,8 @@ kind          Slack                                 Messenger
               the messages as text
 ============  ====================================  =========================================
 
-A bot may also return a plain ``str``: it is ``Reply(text)``.
+A bot may also return a plain ``str``: it is ``Reply(text)``. An assistant's ``Status``,
+``Prompts`` and ``Title`` (``bot.assistant``) are replies too.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from bot.assistant import ASSISTANT_KINDS, Prompts, Status, Title, assistant_from_dict
 
 Visibility = Literal["ephemeral", "in_channel"]
 
@@ -88,6 +91,9 @@ class Reply:
         replace: answering a button press on Slack, replace the message that carried the
             button (a poll's tally, say) instead of posting a new one; elsewhere (and on
             Messenger, which cannot edit a message) a new message.
+        in_thread: Slack only: answering a top-level message, start a thread under it (a
+            reply to a message already in a thread always goes into that thread); ignored
+            where there is no message to thread under (a slash command) and elsewhere.
     """
 
     text: str
@@ -96,6 +102,7 @@ class Reply:
     visibility: Visibility | None = None
     persistent: bool = False
     replace: bool = False
+    in_thread: bool = False
 
     kind = "reply"
 
@@ -118,6 +125,8 @@ class Reply:
             data["persistent"] = True
         if self.replace:
             data["replace"] = True
+        if self.in_thread:
+            data["in_thread"] = True
         return data
 
 
@@ -257,8 +266,8 @@ class FormErrors:
         return {"kind": self.kind, "errors": dict(self.errors)}
 
 
-AnyReply = Reply | Cards | Media | Modal | FormErrors
-REPLY_KINDS: tuple[type, ...] = (Reply, Cards, Media, Modal, FormErrors)
+AnyReply = Reply | Cards | Media | Modal | FormErrors | Status | Prompts | Title
+REPLY_KINDS: tuple[type, ...] = (Reply, Cards, Media, Modal, FormErrors, *ASSISTANT_KINDS)
 
 
 def _buttons(data: Sequence[Mapping[str, Any]] | None) -> tuple[Button, ...]:
@@ -281,6 +290,7 @@ def reply_from_dict(data: Mapping[str, Any]) -> AnyReply:
             visibility=data.get("visibility"),
             persistent=bool(data.get("persistent")),
             replace=bool(data.get("replace")),
+            in_thread=bool(data.get("in_thread")),
         )
     if kind == "cards":
         return Cards(
@@ -320,6 +330,9 @@ def reply_from_dict(data: Mapping[str, Any]) -> AnyReply:
         )
     if kind == "form_errors":
         return FormErrors({str(k): str(v) for k, v in (data.get("errors") or {}).items()})
+    assistant = assistant_from_dict(data)
+    if assistant is not None:
+        return assistant
     raise TypeError(f"unknown reply kind {kind!r}")
 
 

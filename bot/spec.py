@@ -8,8 +8,8 @@ disagree on what a turn or an effect does.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot.base import (
@@ -21,6 +21,7 @@ from bot.base import (
     EffectCall,
     Outcome,
     Scopes,
+    Streamed,
 )
 from bot.messages import Message
 from bot.replies import REPLY_KINDS, AnyReply, Reply, buttons_of
@@ -29,6 +30,10 @@ from bot.timers import CancelTimer, Timer
 #: How many effect → follow-up turn → effect rounds one event may start: a bot whose every
 #: follow-up asks for another effect stops here instead of looping forever.
 MAX_FOLLOW_UPS = 10
+
+#: The bot the edges run when ``BOT`` is unset: the todo bot (``bot.todo:bot`` before it moved
+#: to ``examples``; that name still loads it).
+DEFAULT_BOT = "examples.todo:bot"
 
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _DEFAULT = object()
@@ -58,6 +63,8 @@ class BotSpec:
     multi: bool = False
     #: The namespace of its stored items (``None``: the layout before namespaces).
     namespace: str | None = None
+    #: Its streamed effects (``@effect(..., stream=True)``), by name.
+    streams: Mapping[str, Streamed] = field(default_factory=dict)
 
     @classmethod
     def of(cls, bot: Any) -> BotSpec:
@@ -89,11 +96,15 @@ class BotSpec:
                 f"older version; missing: {missing}"
             )
         effects: dict[str, tuple[Callable[..., Any], bool]] = {}
+        streams: dict[str, Streamed] = {}
         for attribute in dir(type(bot)):
             marked = getattr(getattr(type(bot), attribute, None), "__effect__", None)
             if marked is not None:
                 effect_name, slow = marked
                 effects[effect_name] = (getattr(bot, attribute), slow)
+                streamed = getattr(getattr(type(bot), attribute), "__stream__", None)
+                if isinstance(streamed, Streamed):
+                    streams[effect_name] = streamed
         scopes, multi = _scopes_of(bot, name)
         namespace = getattr(bot, "namespace", _DEFAULT)
         if namespace is _DEFAULT:
@@ -122,6 +133,7 @@ class BotSpec:
             schema_version=version,
             migrations=migrations,
             effects=effects,
+            streams=streams,
         )
 
     def handles_command(self, command: str) -> bool:
@@ -138,6 +150,11 @@ class BotSpec:
 
     def is_slow_effect(self, name: str) -> bool:
         return self.effects.get(name, (None, False))[1]
+
+    @property
+    def cancels(self) -> bool:
+        """Whether a user message may stop one of its streamed answers."""
+        return any(s.cancel_on_message for s in self.streams.values())
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -356,4 +373,69 @@ def run_effect(spec: BotSpec, effect: Effect, key: str, origin: Message) -> Mess
         conversation=origin.conversation,
         user=origin.user,
         time=origin.time,
+        thread=origin.thread,
+    )
+
+
+#: What closes a streamed answer whose effect failed (never the exception's text: that is the
+#: bot's, and may hold anything).
+STREAM_ERROR_LINE = "_(The answer stopped here: something went wrong. Please ask again.)_"
+#: What closes a streamed answer a newer message of the user stopped.
+STREAM_CANCELLED_LINE = "_(Stopped.)_"
+
+
+def stream_chunks(result: Any) -> Iterator[str]:
+    """The text chunks a streamed effect returned (a ``str`` is one chunk; empty ones are
+    skipped).
+
+    Raises:
+        TypeError: it returned something else than text chunks.
+    """
+    if isinstance(result, str):
+        yield result
+        return
+    if not isinstance(result, Iterable):
+        raise TypeError(f"a streamed effect must return text chunks, not {type(result).__name__}")
+    for piece in result:
+        if not isinstance(piece, str):
+            raise TypeError(f"a streamed effect yielded {type(piece).__name__}, not str")
+        if piece:
+            yield piece
+
+
+def with_tail(text: str, tail: str) -> str:
+    """A streamed answer's text as the user sees it once closed with ``tail`` (an error line)."""
+    return f"{text}\n\n{tail}" if text and tail else text or tail
+
+
+def run_streamed(
+    spec: BotSpec, effect: Effect, key: str, origin: Message
+) -> tuple[str, Message | None]:
+    """A streamed effect run whole, as ``bot.testing`` runs it: the answer as the user sees it
+    at the end (with the error line when it failed) and its follow-up message (``None`` when
+    the effect asks for none). The edges stream it instead (``handlers.pipeline.streams``), with the
+    same text and the same follow-up."""
+    function = spec.effects.get(effect.name)
+    text, error, tail = "", None, ""
+    try:
+        if function is None:
+            raise LookupError(f"no @effect({effect.name!r}) method")
+        for piece in stream_chunks(function[0](effect.args, EffectCall(effect.name, key, origin))):
+            text += piece
+    except Exception as exc:
+        error, tail = f"{type(exc).__name__}: {exc}", STREAM_ERROR_LINE
+    shown = with_tail(text, tail)
+    if not effect.follow_up:
+        return shown, None
+    return shown, Message(
+        kind="effect",
+        action=effect.name,
+        result=text,
+        error=error,
+        platform=origin.platform,
+        workspace=origin.workspace,
+        conversation=origin.conversation,
+        user=origin.user,
+        time=origin.time,
+        thread=origin.thread,
     )

@@ -21,6 +21,17 @@ What one user's turn posts for the whole channel (:func:`seen_by_channel`) is am
 :attr:`~Conversation.replies` of every conversation of that channel; an ephemeral reply only
 among its user's.
 
+Threads (Slack): a bot of ``scope = "thread"`` gets a state per thread. A top-level message is
+the root of its own thread; :meth:`Conversation.in_thread` gives the same user in a thread
+(replies, status, prompts and title are kept per thread), and :meth:`Conversation.start_thread`
+opens an assistant thread (``Message(kind="thread_started")``)::
+
+    chat = Conversation(AssistantBot())
+    chat.start_thread(channel="C0GENERAL")
+    assert chat.prompts[0][0] == "Summarise"
+    chat.say("hello")                # in the assistant thread
+    assert chat.threads[chat.thread][-1].text == "Hi!"
+
 Timers: a turn's :class:`~bot.timers.Timer` is kept with the state as the edges keep it;
 :meth:`Conversation.advance` moves this conversation's clock forward and fires what came due,
 in order, each as the ``Message(kind="timer")`` turn the edges would run::
@@ -40,10 +51,11 @@ from pathlib import Path
 from typing import Any
 
 from bot import timers, transcripts
+from bot.assistant import Prompts, Status, Title
 from bot.base import Effect, effect_key
 from bot.messages import Message
 from bot.replies import AnyReply, Button, Reply, buttons_of
-from bot.spec import MAX_FOLLOW_UPS, BotSpec, run_effect
+from bot.spec import MAX_FOLLOW_UPS, BotSpec, run_effect, run_streamed
 from bot.transcripts import Difference, Transcript
 
 #: :meth:`Conversation.advance` stops after this many fires (a cron every minute for a week).
@@ -95,8 +107,23 @@ class Conversation:
         self.run_effects = run_effects
         self._clock = clock
         self._ahead = [0.0]
+        #: The Slack thread this user is in (its root's ts; ``None``: the channel's top
+        #: level, where each message is the root of a thread of its own).
+        self.thread: str | None = None
+        #: The root of the thread of the last message (the thread scope's key).
+        self._root: str | None = None
+        self._roots = [0]  # how many thread roots were made (shared with as_user's)
+        #: Every reply given in a thread (or starting one), by the thread's root.
+        self.threads: dict[str, list[AnyReply]] = {}
+        #: Per thread: its assistant status ("": none; a message of the bot clears it), its
+        #: suggested prompts and its title, as the last turn there set them.
+        self._statuses: dict[str | None, str] = {}
+        self._prompts: dict[str | None, tuple[tuple[str, str], ...]] = {}
+        self._titles: dict[str | None, str] = {}
         #: Who set each pending timer (its id -> user, channel), as a fire's delivery knows.
         self._owners: dict[str, tuple[str, str]] = {}
+        #: The thread each pending timer was set in.
+        self._timer_roots: dict[str, str | None] = {}
         #: Every stored state, as the store would hold it (JSON), by scope and identity; shared
         #: with the conversations :meth:`as_user` makes.
         self.store: dict[tuple[str, ...], str] = {}
@@ -104,6 +131,9 @@ class Conversation:
         #: users' turns posted for the whole channel (:func:`seen_by_channel`).
         self.replies: list[AnyReply] = []
         self.effects: list[tuple[str, Mapping[str, Any]]] = []  #: every effect asked for
+        #: Each streamed answer (``@effect(..., stream=True)``) this user was sent, whole, as
+        #: the platform shows it at the end (closed with an error line if it failed).
+        self.streamed: list[str] = []
         self._events = [0]
         self._members: list[Conversation] = [self]
         #: What each channel's users all see (shared with :meth:`as_user`'s conversations).
@@ -117,8 +147,14 @@ class Conversation:
         other.user, other.conversation = user, conversation or self.conversation
         other.run_effects, other._clock, other._ahead = self.run_effects, self._clock, self._ahead
         other.store, other._events, other._owners = self.store, self._events, self._owners
+        other.thread, other._root, other.threads = None, None, self.threads
+        other._statuses, other._prompts, other._titles = (
+            self._statuses, self._prompts, self._titles,
+        )  # fmt: skip
+        other._timer_roots, other._roots = self._timer_roots, self._roots
         # A user who joins sees what was posted in the channel before, as on Slack.
         other.replies, other.effects = list(self._channels.get(other.conversation, ())), []
+        other.streamed = []
         other._members, other._channels = self._members, self._channels
         self._members.append(other)
         return other
@@ -146,7 +182,68 @@ class Conversation:
             return ("user", self.workspace, self.user)
         if scope == "channel" and self.platform == "slack":
             return ("channel", self.workspace, self.conversation)
+        if scope == "thread":
+            if self.platform == "slack" and self._root is not None:
+                return ("thread", self.workspace, self.conversation, self._root)
+            scope = "conversation"  # no thread: the conversation's state
         return (scope, self.workspace, self.conversation, self.user)
+
+    # -- threads ---------------------------------------------------------------------------------
+
+    def in_thread(self, root: str | None) -> Conversation:
+        """This user in the thread of ``root`` (a ts; ``None``: back to the channel's top
+        level); returns this conversation."""
+        self.thread = root
+        self._root = root
+        return self
+
+    def start_thread(self, channel: str | None = None, root: str | None = None) -> list[AnyReply]:
+        """The user opens an assistant thread (viewing ``channel``): the bot gets
+        ``Message(kind="thread_started")`` in a new thread, which this user is then in."""
+        self.in_thread(root or self._new_ts())
+        payload = {"channel": channel, "channel_id": channel, "team_id": self.workspace}
+        return self.send(self._message(kind="thread_started", payload=payload))
+
+    def change_context(self, channel: str | None) -> list[AnyReply]:
+        """The user of an assistant thread moves to another channel."""
+        payload = {"channel": channel, "channel_id": channel, "team_id": self.workspace}
+        return self.send(self._message(kind="thread_context", payload=payload))
+
+    def _new_ts(self) -> str:
+        self._roots[0] += 1
+        return f"{int(self.clock())}.{self._roots[0]:06d}"
+
+    @property
+    def status(self) -> str:
+        """The assistant status of this user's thread ("" when none is shown)."""
+        return self._statuses.get(self.thread, "")
+
+    @property
+    def prompts(self) -> tuple[tuple[str, str], ...]:
+        """The suggested prompts of this user's thread, ``(title, message)`` pairs."""
+        return self._prompts.get(self.thread, ())
+
+    @property
+    def title(self) -> str:
+        """The title of this user's assistant thread."""
+        return self._titles.get(self.thread, "")
+
+    def _threaded(self, replies: list[AnyReply], message: Message) -> None:
+        """Keep what a turn set in its thread: replies, status, prompts, title."""
+        for reply in replies:
+            if isinstance(reply, Status):
+                self._statuses[self.thread] = reply.text
+            elif isinstance(reply, Prompts):
+                self._prompts[self.thread] = tuple(reply.prompts)
+            elif isinstance(reply, Title):
+                self._titles[self.thread] = reply.text
+            else:
+                self._statuses[self.thread] = ""  # Slack clears it when the app replies
+                root = self.thread or (
+                    self._root if isinstance(reply, Reply) and reply.in_thread else None
+                )
+                if root is not None and self.platform == "slack":
+                    self.threads.setdefault(root, []).append(reply)
 
     @property
     def stored(self) -> Any:
@@ -207,11 +304,13 @@ class Conversation:
         )
         for entry in changes.scheduled:
             self._owners[str(entry["id"])] = (self.user, self.conversation)
+            self._timer_roots[str(entry["id"])] = self._root
         values[0] = timers.join(values[0], table)
         for scope, value in zip(self.spec.scopes, values, strict=True):
             self.store[self._where(scope)] = json.dumps(value)
         replies = list(outcome.replies)
         self._seen(replies, message)
+        self._threaded(replies, message)
         effects = [fx for fx in outcome.effects if isinstance(fx, Effect)]
         for index, fx in enumerate(effects):
             self.effects.append((fx.name, fx.args))
@@ -219,7 +318,11 @@ class Conversation:
                 continue
             # The edges' own effect runner: same call, same follow-up message, same limit.
             key = effect_key(idempotency_key, index, fx.name)
-            follow_up = run_effect(self.spec, fx, key, message)
+            if fx.name in self.spec.streams:  # the streamed answer, whole
+                shown, follow_up = run_streamed(self.spec, fx, key, message)
+                self.streamed.append(shown)
+            else:
+                follow_up = run_effect(self.spec, fx, key, message)
             if follow_up is not None and depth + 1 <= MAX_FOLLOW_UPS:
                 replies += self._turn(follow_up, f"followup:{key}", depth=depth + 1)
         return replies
@@ -239,10 +342,11 @@ class Conversation:
             owners = [m for m in self._members if (m.user, m.conversation) == (user, channel)]
             who = self if self in owners else (owners[0] if owners else self.as_user(user, channel))
             at = float(entry["due"])
+            who._root = self._timer_roots.get(str(entry["id"]), who._root)
             message = Message(
                 kind="timer", action=str(entry["name"]), value=str(entry["id"]),
                 platform=self.platform, workspace=self.workspace,  # type: ignore[arg-type]
-                conversation=channel, user=user, time=at,
+                conversation=channel, user=user, time=at, thread=who.thread,
             )  # fmt: skip
             fired += who._turn(message, f"timer:{entry['id']}:{round(at * 1000)}", depth=0)
         raise RuntimeError(f"more than {MAX_FIRES} timers fired in one advance")
@@ -258,9 +362,12 @@ class Conversation:
         return min(found, key=lambda e: float(e["due"])) if found else None
 
     def _message(self, **fields: Any) -> Message:
+        # A top-level message is the root of its own thread (the thread scope's key).
+        self._root = self.thread if self.thread is not None else self._new_ts()
+        thread = self.thread if self.platform == "slack" else None
         return Message(platform=self.platform, user=self.user,  # type: ignore[arg-type]
                        workspace=self.workspace, conversation=self.conversation,
-                       time=self.clock(), **fields)  # fmt: skip
+                       time=self.clock(), thread=thread, **fields)  # fmt: skip
 
     def say(self, text: str) -> list[AnyReply]:
         """The user types ``text``."""

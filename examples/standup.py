@@ -16,7 +16,7 @@ one answer per message; on Messenger a "channel" is the page and its user, so it
 of one, closed as soon as you answered.
 
 On a schedule: ``standup daily 09:30 Europe/Berlin`` (``/standup daily ...`` on Slack) sets
-a recurring :class:`~bot.timers.Timer` (weekdays, in that time zone) kept with the channel's
+a recurring :class:`~bot.Timer` (weekdays, in that time zone) kept with the channel's
 state; at each time the bot opens a round by itself, and a one-time timer closes it two hours
 later (the summary as above). ``standup stop`` cancels the schedule.
 
@@ -34,6 +34,8 @@ from bot import (
     Bot,
     Button,
     CancelTimer,
+    CronError,
+    Effect,
     EffectCall,
     Field,
     Message,
@@ -43,9 +45,8 @@ from bot import (
     Scopes,
     Timer,
     effect,
+    zone,
 )
-from bot.base import Effect
-from bot.cron import CronError, zone
 
 ANSWER = "standup:answer"
 CLOSE = "standup:close"

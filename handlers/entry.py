@@ -1,7 +1,7 @@
 """Building an edge from the environment, and the Lambda entry point that keeps it warm.
 
 Nothing here knows a particular bot: the bot is whatever ``BOT=package.module:attribute``
-names (the todo bot, ``bot.DEFAULT_BOT``, when unset), read once into a
+names (the todo bot, ``bot.spec.DEFAULT_BOT``, when unset), read once into a
 :class:`~bot.spec.BotSpec`.
 """
 
@@ -33,7 +33,7 @@ def build_edge(edge: Callable[..., E], settings: Settings | None, **overrides: A
     """An edge as the environment configures it: the store ``SESSIONS_TABLE``/``SESSIONS_DB``
     select, the session options (TTLs, attempts, sent-mark mode) and the bot ``BOT`` names,
     unless ``overrides`` (tests, the local server) say otherwise."""
-    import bot as bot_api
+    from bot.spec import DEFAULT_BOT
     from handlers.settings import from_env
     from handlers.store import sessions_from_settings
 
@@ -46,7 +46,7 @@ def build_edge(edge: Callable[..., E], settings: Settings | None, **overrides: A
     sessions = overrides.pop("sessions", None) or sessions_from_settings(
         settings, observer=telemetry
     )
-    the_bot = overrides.pop("bot", None) or load_bot(settings.bot or bot_api.DEFAULT_BOT)
+    the_bot = overrides.pop("bot", None) or load_bot(settings.bot or DEFAULT_BOT)
     built = edge(settings=settings, sessions=sessions, bot=the_bot, **overrides)
     built.telemetry = telemetry
     return built

@@ -1,169 +1,23 @@
-"""The serialised path for a busy scope: turns that kept losing their race on one item (a poll
-everyone votes in at once) until the webhook's deadline, run one at a time per item.
+"""The serial queue's Lambda consumer: ``handlers/serial.handler`` (the queue itself, the
+platform-neutral part, is ``handlers.pipeline.serial``).
 
-Many writers on one item cost optimistic retries in proportion to how many race: the whole
-burst, in proportion to their square, and some would pass the platform's deadline. A delivery
-still busy at its deadline is handed here instead (nothing was committed: the store's event
-record still decides "once"). Its *group* is the item's key, hashed: the turns of one item run
-in order, one at a time, so they no longer race each other; different items run in parallel::
-
-    webhook ─► turn lost its race until the deadline ─► submit(job, group = hash(item key))
-                                                         │
-          deploy: SQS FIFO queue, MessageGroupId = group ┴─► consumer Lambda (``handler``):
-                  one group's messages in order; a failed one (and the rest of its group in
-                  the batch) is reported back, retried, then kept in the queue's DLQ
-          locally: a thread per busy group, its jobs in order
-
-This module imports boto3 (lazily, for the queue). The Messenger path does not import
-``slack_bolt`` through it (neither edge does).
+Each job of an SQS FIFO batch runs through the edge of its platform, looked up by name in
+``handlers.platforms`` and imported on first use (once per container), so the pipeline never
+imports a platform to run a serialised turn.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import threading
-from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
-from handlers.deferral import DEFERRED_KEY, Job, run_with_retries
+from handlers import platforms
+from handlers.pipeline.deferral import DEFERRED_KEY, Job
 from sessions.privacy import private
 
-if TYPE_CHECKING:
-    from handlers.settings import Settings
-
 log = private(logging.getLogger("handlers.serial"))
-
-#: The most jobs of one group run as one group commit (what SQS FIFO hands a consumer).
-BATCH = 10
-
-
-class Serialiser(Protocol):
-    def submit(self, job: Job, group: str) -> None:
-        """Queue ``job`` behind the other jobs of ``group``; raise if it could not be queued."""
-        ...
-
-
-def group_of(pk: str, sk: str) -> str:
-    """A message group for an item: its key hashed (no id leaves in clear; 64 hex)."""
-    return hashlib.sha256(f"{pk}/{sk}".encode("utf-8", "surrogatepass")).hexdigest()
-
-
-class FifoQueue:
-    """An SQS FIFO queue: ``MessageGroupId`` the item's group, ``MessageDeduplicationId`` the
-    job's hash (a hand-off sent twice within SQS's 5 minutes is kept once)."""
-
-    def __init__(self, queue_url: str, *, client: Any = None) -> None:
-        self.queue_url = queue_url
-        self._client = client
-
-    def submit(self, job: Job, group: str) -> None:
-        if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            config = Config(connect_timeout=0.5, read_timeout=1.0,
-                            retries={"mode": "standard", "total_max_attempts": 2})  # fmt: skip
-            self._client = boto3.client("sqs", config=config)
-        body = json.dumps(job, sort_keys=True)
-        self._client.send_message(
-            QueueUrl=self.queue_url,
-            MessageBody=body,
-            MessageGroupId=group,
-            MessageDeduplicationId=hashlib.sha256(body.encode()).hexdigest(),
-        )
-
-
-class NotConfigured(RuntimeError):
-    """No serialised path here: the busy turn goes to the deferral instead."""
-
-
-class ViaDeferral:
-    """Inside Lambda with no serial queue configured: threads would die with the invocation,
-    so a busy turn is handed to the deferral (an async invoke, which Lambda retries), never
-    dropped. Its turns race optimistically again there, without the webhook's deadline."""
-
-    def submit(self, job: Job, group: str) -> None:
-        raise NotConfigured("no serial queue configured (SESSIONS_SERIAL_QUEUE_URL)")
-
-
-class GroupThreads:
-    """Outside the deploy: each group's jobs in order, on a small pool (jobs live in this
-    process only, as the thread deferral's do). With ``run_many``, a group's waiting jobs
-    are taken up to :data:`BATCH` at a time (a group commit, ``handlers.hot``), as the SQS
-    consumer receives them."""
-
-    def __init__(
-        self,
-        run: Callable[[Job], None],
-        *,
-        run_many: Callable[[list[Job]], None] | None = None,
-        workers: int = 4,
-        attempts: int = 4,
-    ) -> None:
-        self.run = run
-        self.run_many = run_many
-        self.attempts = attempts
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="serial")
-        self._queues: dict[str, deque[Job]] = {}
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-
-    def submit(self, job: Job, group: str) -> None:
-        with self._lock:
-            queue = self._queues.get(group)
-            if queue is not None:  # the group's worker is running: it takes this one next
-                queue.append(job)
-                return
-            self._queues[group] = deque([job])
-        self._pool.submit(self._drain, group)
-
-    def _drain(self, group: str) -> None:
-        while True:
-            with self._lock:
-                queue = self._queues[group]
-                if not queue:
-                    del self._queues[group]
-                    self._idle.notify_all()
-                    return
-                take = BATCH if self.run_many is not None else 1
-                jobs = [queue.popleft() for _ in range(min(take, len(queue)))]
-            try:
-                if self.run_many is not None and len(jobs) > 1:
-                    run_with_retries(self._many, {"jobs": jobs}, attempts=self.attempts)
-                else:
-                    run_with_retries(self.run, jobs[0], attempts=self.attempts)
-            except Exception:
-                log.exception("serialised turn failed after %d attempts; dropped", self.attempts)
-
-    def _many(self, batch: Job) -> None:
-        assert self.run_many is not None
-        self.run_many(batch["jobs"])
-
-    def drain(self, timeout: float | None = None) -> bool:
-        """Wait until every group is done; True when none is left."""
-        with self._idle:
-            return self._idle.wait_for(lambda: not self._queues, timeout=timeout)
-
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=True)
-
-
-def default_serialiser(
-    settings: Settings,
-    run: Callable[[Job], None],
-    run_many: Callable[[list[Job]], None] | None = None,
-) -> Serialiser:
-    """The deploy's FIFO queue when configured; inside Lambda without one, the deferral
-    (:class:`ViaDeferral`); outside Lambda, a thread per busy group."""
-    if settings.serial_queue_url:
-        return FifoQueue(settings.serial_queue_url)
-    if settings.lambda_function_name:
-        return ViaDeferral()
-    return GroupThreads(run, run_many=run_many)
 
 
 def consume(
@@ -177,8 +31,8 @@ def consume(
     job is logged and dropped: retrying cannot make it readable.
 
     With ``run_many``, each run of consecutive messages of one group goes to it at once (a
-    group commit: ``handlers.hot``); if it fails, all of them are reported (those it had
-    committed are duplicates on the retry)."""
+    group commit: ``handlers.pipeline.hot``); if it fails, all of them are reported (those it
+    had committed are duplicates on the retry)."""
     if run_many is not None:
         return _consume_groups(event, run_many)
     failed: list[dict[str, str]] = []
@@ -241,31 +95,25 @@ class Consumer:
         self._edges: dict[str, Any] = {}
 
     def run(self, job: Job) -> None:
-        platform = "messenger" if _platform(job) == "messenger" else "slack"
-        self._edge(platform).run_deferred(job)
+        self._edge(_edge_of(job)).run_deferred(job)
 
     def run_many(self, jobs: list[Job]) -> None:
-        """One group's jobs, in order: its plain turns as group commits."""
+        """One group's jobs, in order: its plain turns as group commits (an edge's
+        ``run_batch``; one by one where its edge has none)."""
         if not jobs:
             return
-        platform = "messenger" if _platform(jobs[0]) == "messenger" else "slack"
-        if any(("messenger" if _platform(j) == "messenger" else "slack") != platform for j in jobs):
+        platform = _edge_of(jobs[0])
+        run_batch = getattr(self._edge(platform), "run_batch", None)
+        if len(jobs) == 1 or run_batch is None or any(_edge_of(j) != platform for j in jobs):
             for job in jobs:
                 self.run(job)
             return
-        if len(jobs) == 1:
-            self.run(jobs[0])
-        else:
-            self._edge(platform).run_batch(jobs)
+        run_batch(jobs)
 
     def _edge(self, platform: str) -> Any:
         edge = self._edges.get(platform)
         if edge is None:
-            if platform == "messenger":
-                from handlers import messenger as module
-            else:
-                from handlers import slack as module  # type: ignore[no-redef]
-            edge = self._edges[platform] = module.build()
+            edge = self._edges[platform] = platforms.adapter(platform).build()
         return edge
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
@@ -275,6 +123,13 @@ class Consumer:
             self.run(event[DEFERRED_KEY])
             return {"ok": True}
         return consume(event, self.run, self.run_many)
+
+
+def _edge_of(job: Mapping[str, Any]) -> str:
+    """The platform whose edge runs ``job``. As before the registry: a job of no known
+    platform goes to Slack's edge (which refuses it as a bad job)."""
+    platform = _platform(job)
+    return platform if platform in platforms.PLATFORMS else "slack"
 
 
 def _platform(job: Mapping[str, Any]) -> str:

@@ -16,6 +16,11 @@ class ConfigError(RuntimeError):
     """A required setting is missing or invalid; the message names the variable."""
 
 
+#: The bot scopes asked at install when ``SLACK_SCOPES`` is unset (``assistant:write``: the
+#: assistant pane's status, prompts and title).
+DEFAULT_SLACK_SCOPES = "commands,chat:write,im:history,app_mentions:read,assistant:write"
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     slack_signing_secret: str | None
@@ -53,7 +58,7 @@ class Settings:
     slack_client_id: str | None = None
     slack_client_secret: str | None = None
     #: Bot scopes asked at install (``SLACK_SCOPES``, comma-separated), and user scopes.
-    slack_scopes: str = "commands,chat:write,im:history,app_mentions:read"
+    slack_scopes: str = DEFAULT_SLACK_SCOPES
     slack_user_scopes: str = ""
     #: Where Slack sends the installer back (``SLACK_REDIRECT_URI``; default: this host's
     #: ``/slack/oauth_redirect``).
@@ -172,7 +177,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         serial_queue_url=env.get("SESSIONS_SERIAL_QUEUE_URL") or None,
         slack_client_id=env.get("SLACK_CLIENT_ID") or None,
         slack_client_secret=env.get("SLACK_CLIENT_SECRET") or None,
-        slack_scopes=env.get("SLACK_SCOPES") or "commands,chat:write,im:history,app_mentions:read",
+        slack_scopes=env.get("SLACK_SCOPES") or DEFAULT_SLACK_SCOPES,
         slack_user_scopes=env.get("SLACK_USER_SCOPES") or "",
         slack_redirect_uri=env.get("SLACK_REDIRECT_URI") or None,
         slack_authorize_url=env.get("SLACK_AUTHORIZE_URL")

@@ -79,7 +79,7 @@ def sessions_from_settings(
 ) -> Sessions:
     """The session runner the environment configures: its store, session options,
     encryption and timers' scheduler (``options`` override them)."""
-    from handlers.timers import scheduler_from_settings
+    from handlers.pipeline.timers import scheduler_from_settings
 
     if "scheduler" not in options:
         options["scheduler"] = scheduler_from_settings(settings)

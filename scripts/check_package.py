@@ -2,7 +2,7 @@
 
     python scripts/check_package.py .serverless/chat-sessions.zip
 
-Fails (exit 1, one line per problem) unless the zip holds our three packages and their
+Fails (exit 1, one line per problem) unless the zip holds our four packages and their
 runtime dependencies, built for the Lambda runtime (CPython 3.12, arm64), and nothing that
 must not ship: tests, benchmarks, node_modules, boto3/botocore (the runtime has them), local
 tooling. Every .py carries its bytecode for the runtime's Python (scripts/lambda_bytecode.py:
@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lambda_bytecode import TAG, runtime_python
 
 ROOT = Path(__file__).resolve().parent.parent
-OURS = ("sessions", "handlers", "bot")
+#: Our packages: all their modules ship (``examples``: the default bot, ``examples.todo``).
+OURS = ("sessions", "handlers", "bot", "examples")
 RUNTIME_DEPS = (
     "slack_bolt",
     "slack_sdk",
@@ -66,7 +67,7 @@ IMPORT_CHECK = """
 import sys
 assert "" not in sys.path, sys.path
 sys.path.insert(0, sys.argv[1])
-import handlers.slack, handlers.messenger
+import handlers.slack, handlers.messenger, handlers.serial
 bad = [m.__name__ for m in list(sys.modules.values())
        if getattr(m, "__file__", None) and "site-packages" in m.__file__]
 assert not bad, bad
@@ -220,7 +221,7 @@ def main(argv: list[str]) -> int:
     if not found:
         found = import_check(zip_path)
     if not found:
-        found = bot_check(zip_path, os.environ.get("BOT") or "bot.todo:bot")
+        found = bot_check(zip_path, os.environ.get("BOT") or "examples.todo:bot")
     with zipfile.ZipFile(zip_path) as archive:
         count = len(archive.namelist())
     for line in found:

@@ -54,9 +54,8 @@ from sessions.errors import (
 from sessions.keys import SEP, TOMBSTONE_SK, ConversationKey, Partition
 from sessions.store import (
     FAILED,
-    ConditionalWrites,
     EventRecord,
-    Side,
+    EventWrite,
     Snapshot,
     StoredItem,
     StoredState,
@@ -106,7 +105,13 @@ def _workspace_stone(item: Item | None) -> WorkspaceStone | None:
     )
 
 
-class DynamoDBStore(ConditionalWrites):
+def _event_ms(write: EventWrite) -> int:
+    """The event's time in milliseconds (the write's time when it has none): what a
+    conversation's creation is judged against (a delete or an uninstall at or after it)."""
+    return round(write.event_time * 1000) if write.event_time is not None else write.now * 1000
+
+
+class DynamoDBStore:
     """DynamoDB implementation of :class:`sessions.store.Store`.
 
     Args:
@@ -269,20 +274,13 @@ class DynamoDBStore(ConditionalWrites):
             handle=conversation,
         )
 
-    def _apply(
-        self,
-        key: ConversationKey,
-        *,
-        expected: StoredState | None,
-        state: StoredState | None,
-        event_sk: str,
-        event: EventRecord,
-        tombstone: Tombstone | None,
-        now: int,
-        loaded: Snapshot | None = None,
-        event_time: float | None = None,
-        also: Sequence[Side] = (),
-    ) -> None:
+    def commit(self, write: EventWrite) -> None:
+        self._apply(write)
+
+    def record_failure(self, write: EventWrite) -> None:
+        self._apply(write)
+
+    def _apply(self, write: EventWrite) -> None:
         """One conditional ``PutItem`` of the conversation item with the event's record
         inline (the usual turn). When the item as read is full, its records move out first,
         to a page and, for late ones, items of their own (one ``BatchWriteItem``, about one
@@ -292,22 +290,21 @@ class DynamoDBStore(ConditionalWrites):
         record goes to an item of its own (a dead letter, a sent-mark outbox, a large
         response), or the turn changed other scopes' items (``also``: each written under the
         same conditions, with the event's record inline)."""
-        handle = loaded.handle if loaded is not None else None
+        key, now = write.key, write.now
+        handle = write.loaded.handle if write.loaded is not None else None
         if not isinstance(handle, Conversation):
             handle = Conversation.of(self._get(key))
-            if not _same(handle.state, expected):
+            if not _same(handle.state, write.expected):
                 raise ConflictError("conversation version moved", current=handle.state)
-        d = layout.digest(event_sk)
+        d = layout.digest(write.event_sk)
         inline = handle.record(d)
         if inline is not None and inline.expires_at > now:
             raise DuplicateEventError("event already committed", record=inline)
-        put, records, creator, moved = self._placed(
-            handle, key, state, event_sk, event, event_time, now
-        )
+        put, records, creator, moved = self._placed(handle, write)
         if moved:
             # Before the conversation item: its conditional write is what makes them count.
             self._batch_write(moved)
-        if creator is None and not records and not also:
+        if creator is None and not records and not write.also:
             try:
                 self.client.put_item(**put)
             except Exception as exc:
@@ -332,17 +329,21 @@ class DynamoDBStore(ConditionalWrites):
             roles.append("event")
             own |= _record_condition(now)
             actions.append({"Put": own})
-        for side in also:
+        for side in write.also:
             side_handle = side.loaded.handle if side.loaded is not None else None
             if not isinstance(side_handle, Conversation):
                 side_handle = Conversation.of(self._get(side.key))
                 if not _same(side_handle.state, side.expected):
                     raise ConflictError("another scope's state moved")
-            side_sk = side.key.sk + event_sk[len(key.sk) :]
-            side_event = replace(event, response=None, outbox=None, payload=None)
-            side_put, side_records, side_creator, side_moved = self._placed(
-                side_handle, side.key, side.state, side_sk, side_event, event_time, now
+            # The event's record inline in the side's item too (dedup only: no response).
+            side_write = replace(
+                write,
+                key=side.key,
+                state=side.state,
+                event_sk=side.key.sk + write.event_sk[len(key.sk) :],
+                event=replace(write.event, response=None, outbox=None, payload=None),
             )
+            side_put, side_records, side_creator, side_moved = self._placed(side_handle, side_write)
             if side_moved:
                 self._batch_write(side_moved)
             roles.append("side")
@@ -361,7 +362,7 @@ class DynamoDBStore(ConditionalWrites):
         if creators:
             # Creating a conversation: refused in a closed (uninstalled) workspace, in the
             # transaction the creation pays anyway (a check of each stone, no extra request).
-            event_ms = round(event_time * 1000) if event_time is not None else now * 1000
+            event_ms = _event_ms(write)
             for stone_pk in stones_of(key):
                 roles.append("workspace")
                 actions.append({"ConditionCheck": self._stone_check(stone_pk, event_ms, now)})
@@ -422,28 +423,23 @@ class DynamoDBStore(ConditionalWrites):
         return _workspace_stone(found)
 
     def _placed(
-        self,
-        handle: Conversation,
-        key: ConversationKey,
-        state: StoredState | None,
-        event_sk: str,
-        event: EventRecord,
-        event_time: float | None,
-        now: int,
+        self, handle: Conversation, write: EventWrite
     ) -> tuple[dict[str, Any], list[tuple[str, EventRecord]], dict[str, Any] | None, list[Item]]:
-        """One item's writes in a commit: its conditional put, the records of its own, the
-        ``Update`` of the user's record when the commit creates it (``None`` otherwise), and
-        the records moved out to be written first."""
-        event_ms = round(event_time * 1000) if event_time is not None else now * 1000
+        """One item's writes in a commit (``write.key``'s, as ``handle`` read it): its
+        conditional put, the records of its own, the ``Update`` of the user's record when the
+        commit creates it (``None`` otherwise), and the records moved out to be written
+        first."""
+        key, now = write.key, write.now
+        event_ms = _event_ms(write)
         creating = handle.state is None or handle.state.expires_at <= now
         placed = layout.place(
             handle,
             pk=key.pk,
             sk=key.sk,
-            state=state,
-            event_sk=event_sk,
-            event=event,
-            key=layout.event_key(event_time),
+            state=write.state,
+            event_sk=write.event_sk,
+            event=write.event,
+            key=layout.event_key(write.event_time),
             now=now,
             new_chain=os.urandom(4).hex(),
         )
@@ -540,15 +536,9 @@ class DynamoDBStore(ConditionalWrites):
                 raise
             raise error from exc
 
-    def _claim(
-        self,
-        key: ConversationKey,
-        event_sk: str,
-        event: EventRecord,
-        tombstone: Tombstone | None,
-        now: int,
-    ) -> None:
-        """A record of its own, only if the tombstone is still ``tombstone``."""
+    def claim(self, write: EventWrite) -> None:
+        """A record of its own, only if the tombstone is still ``write.tombstone``."""
+        key, tombstone, event_sk = write.key, write.tombstone, write.event_sk
         check: dict[str, Any] = {
             "TableName": self.table,
             "Key": layout.key_of(key.pk, TOMBSTONE_SK),
@@ -558,8 +548,11 @@ class DynamoDBStore(ConditionalWrites):
         else:
             check["ConditionExpression"] = "gen = :gen"
             check["ExpressionAttributeValues"] = {":gen": n(tombstone.generation)}
-        record = {"TableName": self.table, "Item": layout.event_item(key.pk, event_sk, event)}
-        record |= _record_condition(now)
+        record = {
+            "TableName": self.table,
+            "Item": layout.event_item(key.pk, event_sk, write.event),
+        }
+        record |= _record_condition(write.now)
         self._transact(
             [{"Put": record}, {"ConditionCheck": check}],
             ["event", "tombstone"],

@@ -23,7 +23,7 @@ from sessions.batches import BatchRead, BatchWrite
 from sessions.dynamodb_layout import Conversation, Item
 from sessions.errors import ConflictError, DuplicateEventError, SessionError
 from sessions.keys import TOMBSTONE_SK, ConversationKey
-from sessions.store import EventRecord, Snapshot, Tombstone, stones_of
+from sessions.store import EventRecord, EventWrite, Snapshot, Tombstone, stones_of
 
 if TYPE_CHECKING:
     from sessions.dynamodb import DynamoDBStore
@@ -159,7 +159,18 @@ def commit_batch(store: DynamoDBStore, write: BatchWrite) -> None:
     )
     first = order[0]
     put, records, creator, moved = store._placed(
-        handle, key, write.state, first.event_sk, first.event, first.event_time, now
+        handle,
+        EventWrite(
+            key=key,
+            event_sk=first.event_sk,
+            event=first.event,
+            tombstone=write.tombstone,
+            now=now,
+            state=write.state,
+            expected=write.expected,
+            loaded=write.loaded,
+            event_time=first.event_time,
+        ),
     )
     item = put["Item"]
     token, created_gen = item["w"], item.get("gen")

@@ -9,6 +9,9 @@ Query returns everything stored for one user (list, export, delete)::
     slack#T0001#U0002               todo:~user             user-scope state (every channel)
     slack#T0001#U0002               #tombstone             left by a user delete
     slack#T0001#C0003#channel       poll:~channel          channel-scope state (everyone)
+    slack#T0001#C0003#channel       ai:~thread.1712345678.000100
+                                                           thread-scope state (everyone in
+                                                           the thread of that root ts)
     messenger#<page id>#<psid>      todo:<page id>         conversation state
     instagram#<account id>#<igsid>  todo:<account id>      an Instagram conversation
     messenger#<page id>#<psid>      todo:~channel          channel scope (the page+user pair)
@@ -16,11 +19,14 @@ Query returns everything stored for one user (list, export, delete)::
                                                            layout before namespaces)
 
 A *scope* says who shares a state: ``conversation`` (one user in one channel, the default),
-``channel`` (everyone in a Slack channel or DM; on Messenger the page+user pair) or ``user``
-(one user across the channels of a workspace; on Messenger the user of a page). A channel's
-state has a partition of its own, so a user delete (one Query of the user's partition) never
-touches it. ``:`` and ``~`` are outside every id alphabet, so no namespace, scope or id can
-address another's item; every component is validated before it is joined.
+``channel`` (everyone in a Slack channel or DM; on Messenger the page+user pair), ``user``
+(one user across the channels of a workspace; on Messenger the user of a page) or ``thread``
+(everyone in one Slack thread: its root's ``ts``; a top-level message is the root of its own
+thread; on Messenger, and for a Slack event with no message, the conversation). A channel's
+state, and its threads', have the channel's partition, so a user delete (one Query of the
+user's partition) never touches them (membership marks lead it there). ``:`` and ``~`` are
+outside every id alphabet, so no namespace, scope or id can address another's item; every
+component is validated before it is joined.
 """
 
 from __future__ import annotations
@@ -33,8 +39,24 @@ from typing import Literal
 from sessions.errors import InvalidKeyError
 
 Platform = Literal["slack", "messenger", "instagram"]
-Scope = Literal["conversation", "channel", "user"]
-SCOPES: tuple[str, ...] = ("conversation", "channel", "user")
+Scope = Literal["conversation", "channel", "user", "thread"]
+SCOPES: tuple[str, ...] = ("conversation", "channel", "user", "thread")
+#: A thread-scope item's sort key: ``~thread.<root ts>``.
+THREAD_MARK = "~thread."
+#: A Slack message ``ts``: epoch seconds, a dot, microseconds ("1712345678.000100").
+_TS = re.compile(r"[0-9]{1,12}\.[0-9]{1,9}")
+
+
+def check_thread(value: object) -> str:
+    """A Slack thread root: a message ``ts`` ("1712345678.000100").
+
+    Raises:
+        InvalidKeyError: anything else.
+    """
+    if not isinstance(value, str) or not _TS.fullmatch(value):
+        raise InvalidKeyError(f"invalid Slack thread ts {str(value)[:40]!r}")
+    return value
+
 
 SEP = "#"
 TOMBSTONE_SK = "#tombstone"
@@ -161,6 +183,8 @@ class ConversationKey:
 
     ``scope`` and ``namespace`` say which stored item the key addresses (see the module
     docstring): an edge builds the conversation's key, :meth:`scoped` the item a bot keeps.
+    ``thread`` (Slack): the root ``ts`` of the event's thread (the message's own for a
+    top-level message), what the thread scope is keyed by; ``None`` where there is none.
     """
 
     platform: Platform
@@ -170,6 +194,7 @@ class ConversationKey:
     enterprise: str | None = None
     scope: Scope = "conversation"
     namespace: str | None = None
+    thread: str | None = None
 
     def __post_init__(self) -> None:
         _check(self.platform, "workspace", self.workspace)
@@ -183,35 +208,58 @@ class ConversationKey:
             raise InvalidKeyError(f"unknown scope {self.scope!r}: expected one of {SCOPES}")
         if self.namespace is not None:
             check_namespace(self.namespace)
+        if self.thread is not None:
+            if self.platform != "slack":
+                raise InvalidKeyError("only Slack keys carry a thread")
+            check_thread(self.thread)
+        if self.scope == "thread" and self.thread is None:
+            raise InvalidKeyError("a thread-scope key needs its thread's root ts")
 
     def scoped(self, scope: str, namespace: str | None) -> ConversationKey:
         """The key of the item a bot of ``namespace`` keeps in ``scope`` for this
-        conversation's events (the same user, channel and workspace)."""
+        conversation's events (the same user, channel and workspace; for ``"thread"``, the
+        same thread: without one, on Messenger or for a slash command, the conversation's).
+        The key keeps its thread, so that another scope of the same event finds it."""
         if scope not in SCOPES:
             raise InvalidKeyError(f"unknown scope {scope!r}: expected one of {SCOPES}")
+        if scope == "thread" and self.thread is None:
+            scope = "conversation"
         return ConversationKey(
             self.platform, self.workspace, self.channel, self.user, self.enterprise,
             scope,  # type: ignore[arg-type]
-            namespace,
+            namespace, self.thread,
         )  # fmt: skip
 
     @property
     def conversation(self) -> ConversationKey:
-        """The conversation this key belongs to (scope and namespace dropped)."""
+        """The conversation this key belongs to (scope and namespace dropped; its thread
+        kept)."""
         return ConversationKey(
-            self.platform, self.workspace, self.channel, self.user, self.enterprise
+            self.platform,
+            self.workspace,
+            self.channel,
+            self.user,
+            self.enterprise,
+            thread=self.thread,
         )
 
     @property
     def shared(self) -> bool:
-        """Whether the item is outside the user's partition (a Slack channel's state)."""
-        return self.scope == "channel" and self.platform == "slack"
+        """Whether the item is outside the user's partition (a Slack channel's or thread's
+        state)."""
+        return self.scope in ("channel", "thread") and self.platform == "slack"
 
     @classmethod
     def slack(
-        cls, *, team: str, channel: str, user: str, enterprise: str | None = None
+        cls,
+        *,
+        team: str,
+        channel: str,
+        user: str,
+        enterprise: str | None = None,
+        thread: str | None = None,
     ) -> ConversationKey:
-        return cls("slack", team, channel, user, enterprise)
+        return cls("slack", team, channel, user, enterprise, thread=thread)
 
     @classmethod
     def messenger(cls, *, page: str, psid: str) -> ConversationKey:
@@ -234,7 +282,12 @@ class ConversationKey:
 
     @property
     def sk(self) -> str:
-        name = self.channel if self.scope == "conversation" else f"~{self.scope}"
+        if self.scope == "conversation":
+            name = self.channel
+        elif self.scope == "thread":
+            name = f"{THREAD_MARK}{self.thread}"
+        else:
+            name = f"~{self.scope}"
         return name if self.namespace is None else f"{self.namespace}{NS_SEP}{name}"
 
     def event_sk(self, idempotency_key: str) -> str:
@@ -273,6 +326,12 @@ def conversation_from_item(pk: str, sk: str, enterprise: str | None = None) -> C
         namespace, name = sk.split(NS_SEP, 1)
     owner = partition_from_pk(pk)
     if isinstance(owner, ChannelKey):
+        if name.startswith(THREAD_MARK):
+            root = check_thread(name[len(THREAD_MARK) :])
+            return ConversationKey(
+                "slack", owner.workspace, owner.channel, owner.channel, None, "thread",
+                namespace, root,
+            )  # fmt: skip
         if name != "~channel":
             raise InvalidKeyError(f"not a channel's state: {sk[:80]!r}")
         # Shared by the channel: no user in its key (the channel id stands in for one).

@@ -65,6 +65,7 @@ user's data back. See :mod:`sessions.store` for the generation rule.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import random
@@ -96,6 +97,7 @@ from sessions.store import (
     CLOSED,
     FAILED,
     EventRecord,
+    EventWrite,
     Side,
     Snapshot,
     Store,
@@ -299,11 +301,12 @@ class Sessions(Views):
             BusyError: every attempt lost a race; nothing was written by this delivery.
             StoreError: the store failed; a redelivery is safe.
         """
+        attempt = functools.partial(
+            self._run, key, idempotency_key, turn, event, event_time, sender, dead_letter,
+            retry_failed, deadline, initial, hold_mark, tuple(scopes), keep,
+        )  # fmt: skip
         if self.observer is None:
-            return self._run(
-                key, idempotency_key, turn, event, event_time, sender, dead_letter,
-                retry_failed, deadline, initial, hold_mark, tuple(scopes), keep,
-            )  # fmt: skip
+            return attempt()
         assert self._timed is not None
         self._timed.take()
         self.sealing.reset_io()
@@ -315,10 +318,7 @@ class Sessions(Views):
         result: TurnResult | None = None
         failure: BaseException | None = None
         try:
-            result = self._run(
-                key, idempotency_key, turn, event, event_time, sender, dead_letter,
-                retry_failed, deadline, initial, hold_mark, tuple(scopes), keep,
-            )  # fmt: skip
+            result = attempt()
             return result
         except BaseException as exc:
             failure = exc
@@ -422,7 +422,7 @@ class Sessions(Views):
                 replies = tuple(replies)
                 effects = tuple(output[3]) if len(output) > 3 else ()
                 version = (stored.version if stored else 0) + 1
-                also: list[Side] = []
+                also: tuple[Side, ...] = ()
                 if sides:
                     new_state, also = self._sides(scopes, sides, new_state, now)
                 expires_at = now + self.idle_ttl
@@ -450,23 +450,25 @@ class Sessions(Views):
 
             try:
                 self._store.commit(
-                    key,
-                    expected=stored,
-                    state=StoredState(
-                        version=version,
-                        blob=blob,
-                        expires_at=expires_at,
-                        updated_at=now,
-                        enterprise=key.enterprise,
-                        generation=generation,
-                    ),
-                    event_sk=event_sk,
-                    event=record,
-                    tombstone=snap.tombstone,
-                    now=now,
-                    loaded=snap,
-                    event_time=event_time,
-                    also=also,
+                    EventWrite(
+                        key,
+                        event_sk,
+                        record,
+                        tombstone=snap.tombstone,
+                        now=now,
+                        state=StoredState(
+                            version=version,
+                            blob=blob,
+                            expires_at=expires_at,
+                            updated_at=now,
+                            enterprise=key.enterprise,
+                            generation=generation,
+                        ),
+                        expected=stored,
+                        loaded=snap,
+                        event_time=event_time,
+                        also=also,
+                    )
                 )
             except DuplicateEventError as exc:
                 # Another delivery of this event committed first: we are the duplicate.
@@ -529,7 +531,7 @@ class Sessions(Views):
         sides: list[tuple[Snapshot, Any, int]],
         new_state: Any,
         now: int,
-    ) -> tuple[Any, list[Side]]:
+    ) -> tuple[Any, tuple[Side, ...]]:
         """Split a multi-scope turn's new states: ``key``'s, and the others' writes."""
         if not isinstance(new_state, (tuple, list)) or len(new_state) != 1 + len(scopes):
             raise TurnError(
@@ -556,7 +558,7 @@ class Sessions(Views):
                     loaded=snap,
                 )
             )
-        return new_state[0], also
+        return new_state[0], tuple(also)
 
     def _record(
         self,
@@ -616,22 +618,25 @@ class Sessions(Views):
         description = f"{type(error).__name__}: {error}"[:2000] + note
         # The message may quote the user: sealed like the payload, the classes in clear.
         description = self.sealing.describe(_error_classes(error), description, key)
+        record = EventRecord(
+            version=snap.state.version if snap.state else 0,
+            committed_at=now,
+            expires_at=now + self.dead_letter_ttl,
+            status=FAILED,
+            error=description,
+            payload=payload,
+            generation=generation,
+        )
         self._store.record_failure(
-            key,
-            event_sk=event_sk,
-            event=EventRecord(
-                version=snap.state.version if snap.state else 0,
-                committed_at=now,
-                expires_at=now + self.dead_letter_ttl,
-                status=FAILED,
-                error=description,
-                payload=payload,
-                generation=generation,
-            ),
-            tombstone=snap.tombstone,
-            now=now,
-            loaded=snap,
-            event_time=event_time,
+            EventWrite(
+                key,
+                event_sk,
+                record,
+                tombstone=snap.tombstone,
+                now=now,
+                loaded=snap,
+                event_time=event_time,
+            )
         )
         error.recorded = True
         # The description (kept in the dead letter) quotes the error's message: not here.
@@ -792,11 +797,13 @@ class Sessions(Views):
         for _ in range(self.max_attempts):
             try:
                 self._store.claim(
-                    key,
-                    event_sk=event_sk,
-                    event=dataclasses.replace(record, generation=stone.generation if stone else 0),
-                    tombstone=stone,
-                    now=now,
+                    EventWrite(
+                        key,
+                        event_sk,
+                        dataclasses.replace(record, generation=stone.generation if stone else 0),
+                        tombstone=stone,
+                        now=now,
+                    )
                 )
                 return CLAIMED
             except DuplicateEventError:

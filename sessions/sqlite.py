@@ -22,9 +22,8 @@ from sessions.batches import BatchRead, BatchWrite
 from sessions.errors import ConflictError, DuplicateEventError, StoreError, StoreUnavailableError
 from sessions.keys import TOMBSTONE_SK, ConversationKey, Partition
 from sessions.store import (
-    ConditionalWrites,
     EventRecord,
-    Side,
+    EventWrite,
     Snapshot,
     StoredItem,
     StoredState,
@@ -152,7 +151,7 @@ def _stone(row: Any) -> WorkspaceStone | None:
     return WorkspaceStone(int(data["gen"]), bool(data["closed"]), int(row[1]))
 
 
-class SQLiteStore(ConditionalWrites):
+class SQLiteStore:
     """SQLite implementation of :class:`sessions.store.Store`.
 
     Args:
@@ -249,29 +248,29 @@ class SQLiteStore(ConditionalWrites):
             tombstone=stone if isinstance(stone, Tombstone) else None,
         )
 
-    def _apply(
-        self,
-        key: ConversationKey,
-        *,
-        expected: StoredState | None,
-        state: StoredState | None,
-        event_sk: str,
-        event: EventRecord,
-        tombstone: Tombstone | None,
-        now: int,
-        loaded: Snapshot | None = None,
-        event_time: float | None = None,
-        also: Sequence[Side] = (),
-    ) -> None:
+    def commit(self, write: EventWrite) -> None:
+        self._apply(write)
+
+    def record_failure(self, write: EventWrite) -> None:
+        self._apply(write)
+
+    def claim(self, write: EventWrite) -> None:
+        self._apply(write)  # no state: the record alone, under the same conditions
+
+    def _apply(self, write: EventWrite) -> None:
+        """The three conditional writes in one transaction: the checks, then the writes."""
+        key, event_sk, event, state = write.key, write.event_sk, write.event, write.state
+        now, event_time = write.now, write.event_time
         with self._write() as conn:
             found = self._rows(key.pk, [key.sk, event_sk, TOMBSTONE_SK])
             seen = found.get(event_sk)
             if isinstance(seen, EventRecord) and seen.expires_at > now and not seen.failed:
                 raise DuplicateEventError("event already committed", record=seen)
-            if not _same_tombstone(found.get(TOMBSTONE_SK), tombstone):
+            if not _same_tombstone(found.get(TOMBSTONE_SK), write.tombstone):
                 raise ConflictError("the user was deleted since the turn's read")
             current = found.get(key.sk)
             current = current if isinstance(current, StoredState) else None
+            expected = write.expected
             if state is not None and _identity(current) != _identity(expected):
                 raise ConflictError(
                     f"stored state is {_identity(current)}, expected {_identity(expected)}",
@@ -283,7 +282,7 @@ class SQLiteStore(ConditionalWrites):
                 # after a delete as recent as the event.
                 self._check_stones(conn, key, event_time, now)
                 _check_creation(found.get(TOMBSTONE_SK), event_time, now)
-            for side in also:
+            for side in write.also:
                 rows = self._rows(side.key.pk, [side.key.sk, TOMBSTONE_SK])
                 seen_stone = side.loaded.tombstone if side.loaded is not None else None
                 if side.key.pk != key.pk and not _same_tombstone(
@@ -311,17 +310,6 @@ class SQLiteStore(ConditionalWrites):
                  None, event.status, event.error, event.payload, event.generation,
                  event.claimed_at),
             )  # fmt: skip
-
-    def _claim(
-        self,
-        key: ConversationKey,
-        event_sk: str,
-        event: EventRecord,
-        tombstone: Tombstone | None,
-        now: int,
-    ) -> None:
-        self._apply(key, expected=None, state=None, event_sk=event_sk, event=event,
-                    tombstone=tombstone, now=now)  # fmt: skip
 
     def claim_outbox(self, key: ConversationKey, event_sk: str, *, now: int, stale: int) -> bool:
         try:

@@ -5,12 +5,13 @@ outbox; a store only moves these records in and out, atomically where the turn n
 
 - ``load``: one consistent read of the conversation's state, the event's record and the
   user's tombstone (DynamoDB: one ``GetItem`` of the conversation item, which carries them);
-- three conditional writes, each raising :class:`DuplicateEventError` when the event is
-  already recorded and :class:`ConflictError` when the state or the tombstone moved, never
-  overwriting either: ``commit`` (a turn: state + event record atomically; DynamoDB: one
-  conditional ``PutItem``, a transaction only where one item cannot do), ``record_failure``
-  (a dead letter: the record alone, the state untouched) and ``claim`` (a record of its own:
-  an effect's claim);
+- three conditional writes, each taking one :class:`EventWrite` (the record, what the turn's
+  load saw, and the turn's state when it has one), each raising :class:`DuplicateEventError`
+  when the event is already recorded and :class:`ConflictError` when the state or the
+  tombstone moved, never overwriting either: ``commit`` (a turn: state + event record
+  atomically; DynamoDB: one conditional ``PutItem``, a transaction only where one item cannot
+  do), ``record_failure`` (a dead letter: the record alone, the state untouched) and
+  ``claim`` (a record of its own: an effect's claim);
 - ``claim_outbox`` / ``mark_sent``: the opt-in third request of "sent mark" mode;
 - ``user_items`` / ``delete_user``: everything under one platform user (GDPR).
 
@@ -22,7 +23,10 @@ it; an item of the tombstone's generation or newer was written after the delete 
 new event, and the delete leaves it alone. The commit checks that the tombstone is the one the
 turn saw, so a turn that loaded before a delete cannot commit after it.
 
-Both stores (SQLite, DynamoDB) run the same contract suite in ``tests/contract``.
+The contract is declared once, as the :class:`Store` protocol: a store conforms by its
+methods, not by inheriting (structural typing, so the wrappers that time or fault a store, and a
+user's own store, need no base class). Both stores (SQLite, DynamoDB) run the same contract suite
+in ``tests/contract``.
 """
 
 from __future__ import annotations
@@ -198,6 +202,40 @@ class Side:
     loaded: Snapshot | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class EventWrite:
+    """One conditional write of an event's record, with the turn's state when it has one: what
+    :meth:`Store.commit`, :meth:`Store.record_failure` and :meth:`Store.claim` take.
+
+    Attributes:
+        key: the conversation whose item (or partition) the record goes to.
+        event_sk: the record's sort key (``key.event_sk(idempotency key)``).
+        event: the record.
+        tombstone: the user's tombstone as the turn's load saw it (``None``: none); the write
+            is refused if the stored one is another (a delete ran meanwhile).
+        now: the write's time (epoch seconds): a record expired at it does not count.
+        state: the conversation's new state (``commit``); ``None``: the record alone (a dead
+            letter, a claim), the state untouched.
+        expected: the stored state the turn's load returned (``None``: no item stored); the
+            state is written only if it is still that one.
+        loaded: the turn's load (``None``: the store reads what it needs itself).
+        event_time: when the event happened (``None``: now); a conversation this write
+            creates must be later than any tombstone of the user.
+        also: other scopes' items the turn changed, written in the same atomic write.
+    """
+
+    key: ConversationKey
+    event_sk: str
+    event: EventRecord
+    tombstone: Tombstone | None
+    now: int
+    state: StoredState | None = None
+    expected: StoredState | None = None
+    loaded: Snapshot | None = None
+    event_time: float | None = None
+    also: tuple[Side, ...] = ()
+
+
 class Store(Protocol):
     """Primitives a storage engine implements. See the module docstring for the contract."""
 
@@ -223,37 +261,22 @@ class Store(Protocol):
         """
         ...
 
-    def commit(
-        self,
-        key: ConversationKey,
-        *,
-        expected: StoredState | None,
-        state: StoredState,
-        event_sk: str,
-        event: EventRecord,
-        tombstone: Tombstone | None,
-        now: int,
-        loaded: Snapshot | None = None,
-        event_time: float | None = None,
-        also: Sequence[Side] = (),
-    ) -> None:
-        """A turn's commit: write ``state`` and the event's record atomically, or nothing.
+    def commit(self, write: EventWrite) -> None:
+        """A turn's commit: write ``write.state`` and the event's record atomically, or nothing.
 
-        ``also``: other scopes' items the turn changed, written in the same atomic write, each
-        under the same state condition as the conversation item (DynamoDB: a transaction).
+        ``write.also``: other scopes' items the turn changed, written in the same atomic
+        write, each under the same state condition as the conversation item (DynamoDB: a
+        transaction).
 
-        ``loaded`` is the turn's load (``None``: the store reads what it needs itself);
-        ``event_time`` the event's time (``None``: now), which a conversation created by this
-        commit must be later than any tombstone of the user.
-
-        The state is written only if the stored state item is still ``expected``, the one the
-        turn's load returned (``None``: no item stored): same version, generation and
+        The state is written only if the stored state item is still ``write.expected``, the
+        one the turn's load returned (``None``: no item stored): same version, generation and
         ``updated_at``. The version alone is not enough: it starts again at 1 when a delete or
         DynamoDB's TTL sweep removes an item and a new event recreates it, and a commit that
         read the old item must not take the new one for it. The record is written only if no
-        unexpired record (at ``now``) exists, or the one that exists is a dead letter; both
-        only if the user's tombstone is still ``tombstone`` (what the turn's load saw;
-        ``None``: no tombstone).
+        unexpired record (at ``write.now``) exists, or the one that exists is a dead letter;
+        both only if the user's tombstone is still ``write.tombstone`` (what the turn's load
+        saw; ``None``: no tombstone). A conversation this commit creates must be later than
+        any tombstone of the user (``write.event_time``).
 
         Raises:
             DuplicateEventError: the event is already recorded (checked first).
@@ -264,33 +287,17 @@ class Store(Protocol):
         """
         ...
 
-    def record_failure(
-        self,
-        key: ConversationKey,
-        *,
-        event_sk: str,
-        event: EventRecord,
-        tombstone: Tombstone | None,
-        now: int,
-        loaded: Snapshot | None = None,
-        event_time: float | None = None,
-    ) -> None:
-        """Record a dead letter (``event`` with status failed): the record alone, the state
-        untouched, under the same conditions as :meth:`commit` (no unexpired record, or only
-        a dead letter; the tombstone still ``tombstone``). Raises as :meth:`commit` does."""
+    def record_failure(self, write: EventWrite) -> None:
+        """Record a dead letter (``write.event`` with status failed; ``write.state`` is
+        ``None``): the record alone, the state untouched, under the same conditions as
+        :meth:`commit` (no unexpired record, or only a dead letter; the tombstone still
+        ``write.tombstone``). Raises as :meth:`commit` does."""
         ...
 
-    def claim(
-        self,
-        key: ConversationKey,
-        *,
-        event_sk: str,
-        event: EventRecord,
-        tombstone: Tombstone | None,
-        now: int,
-    ) -> None:
+    def claim(self, write: EventWrite) -> None:
         """Write a claim (an effect's, say): a record of its own, only if none unexpired
-        exists and the tombstone is still ``tombstone``.
+        exists and the tombstone is still ``write.tombstone`` (``write.state``, ``loaded``
+        and ``event_time`` are not used).
 
         Raises:
             DuplicateEventError: already claimed.
@@ -380,78 +387,3 @@ class Store(Protocol):
     def close(self) -> None:
         """Release connections. The store must not be used afterwards."""
         ...
-
-
-class ConditionalWrites:
-    """The protocol's three conditional writes on an engine's two primitives, for the stores
-    to inherit: ``_apply`` writes a state and/or a record under :meth:`Store.commit`'s
-    conditions (no state: the record alone), ``_claim`` a record of its own."""
-
-    def commit(
-        self,
-        key: ConversationKey,
-        *,
-        expected: StoredState | None,
-        state: StoredState,
-        event_sk: str,
-        event: EventRecord,
-        tombstone: Tombstone | None,
-        now: int,
-        loaded: Snapshot | None = None,
-        event_time: float | None = None,
-        also: Sequence[Side] = (),
-    ) -> None:
-        self._apply(key, expected=expected, state=state, event_sk=event_sk, event=event,
-                    tombstone=tombstone, now=now, loaded=loaded, event_time=event_time,
-                    also=also)  # fmt: skip
-
-    def record_failure(
-        self,
-        key: ConversationKey,
-        *,
-        event_sk: str,
-        event: EventRecord,
-        tombstone: Tombstone | None,
-        now: int,
-        loaded: Snapshot | None = None,
-        event_time: float | None = None,
-    ) -> None:
-        self._apply(key, expected=None, state=None, event_sk=event_sk, event=event,
-                    tombstone=tombstone, now=now, loaded=loaded, event_time=event_time)  # fmt: skip
-
-    def claim(
-        self,
-        key: ConversationKey,
-        *,
-        event_sk: str,
-        event: EventRecord,
-        tombstone: Tombstone | None,
-        now: int,
-    ) -> None:
-        self._claim(key, event_sk, event, tombstone, now)
-
-    def _apply(
-        self,
-        key: ConversationKey,
-        *,
-        expected: StoredState | None,
-        state: StoredState | None,
-        event_sk: str,
-        event: EventRecord,
-        tombstone: Tombstone | None,
-        now: int,
-        loaded: Snapshot | None = None,
-        event_time: float | None = None,
-        also: Sequence[Side] = (),
-    ) -> None:
-        raise NotImplementedError
-
-    def _claim(
-        self,
-        key: ConversationKey,
-        event_sk: str,
-        event: EventRecord,
-        tombstone: Tombstone | None,
-        now: int,
-    ) -> None:
-        raise NotImplementedError

@@ -15,8 +15,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
+
+if TYPE_CHECKING:
+    from sessions.store import EventWrite
+STREAM_METHODS = ("/api/chat.startStream", "/api/chat.appendStream", "/api/chat.stopStream")
 
 
 @dataclass
@@ -42,6 +46,8 @@ class FakeSlack:
     used_codes: set[str] = field(default_factory=set)
     refresh_tokens: set[str] = field(default_factory=set)
     refreshes: int = 0
+    #: the ts answered to each ``chat.startStream`` call (by the call's id)
+    stream_ts: dict[int, str] = field(default_factory=dict)
 
     @property
     def api_url(self) -> str:
@@ -116,8 +122,35 @@ class FakeSlack:
         return answer
 
     def sends(self) -> list[Call]:
+        """Send API messages (not sender actions: the typing indicator)."""
         with self.lock:
-            return [c for c in self.calls if c.path.startswith("/v25.0/me/messages")]
+            return [
+                c
+                for c in self.calls
+                if c.path.startswith("/v25.0/me/messages") and "sender_action" not in c.body
+            ]
+
+    def sender_actions(self) -> list[str]:
+        with self.lock:
+            return [
+                str(c.body["sender_action"])
+                for c in self.calls
+                if c.path.startswith("/v25.0/me/messages") and "sender_action" in c.body
+            ]
+
+    def stream_calls(self) -> list[Call]:
+        """``chat.startStream`` / ``appendStream`` / ``stopStream`` calls, in arrival order."""
+        with self.lock:
+            return [c for c in self.calls if c.path.split("?")[0] in STREAM_METHODS]
+
+    def streams(self) -> dict[str, str]:
+        """Each stream's text as Slack shows it (by ``ts``): what its start, appends and stop
+        carried, in order."""
+        shown: dict[str, str] = {}
+        for call in self.stream_calls():
+            ts = self.stream_ts.get(id(call)) or str(call.body.get("ts"))
+            shown[ts] = shown.get(ts, "") + str(call.body.get("markdown_text") or "")
+        return shown
 
     def responses(self) -> list[Call]:
         with self.lock:
@@ -161,8 +194,11 @@ def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
                     else:
                         self.end_headers()
                     return
+            call = Call(self.path, dict(self.headers), body)
             with fake.lock:
-                fake.calls.append(Call(self.path, dict(self.headers), body))
+                fake.calls.append(call)
+                if self.path.startswith("/api/chat.startStream"):  # each stream its own ts
+                    fake.stream_ts[id(call)] = f"1700000000.{len(fake.stream_ts) + 1:06d}"
             for prefix, waits in fake.delays.items():
                 if self.path.startswith(prefix) and waits:
                     time.sleep(waits.pop(0))
@@ -181,7 +217,8 @@ def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
                 self.end_headers()
                 self.wfile.write(payload.encode())
             elif self.path.startswith("/api/"):
-                payload = json.dumps({"ok": True, "channel": body.get("channel"), "ts": "1.0"})
+                ts = fake.stream_ts.get(id(call), "1.0")
+                payload = json.dumps({"ok": True, "channel": body.get("channel"), "ts": ts})
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
                 self.end_headers()
@@ -267,14 +304,14 @@ class FlakyStore(StoreWrapper):
             raise StoreUnavailableError("DynamoDB ThrottlingException (injected)")
 
     # Every conditional write: a turn's commit, a dead letter, a claim.
-    def commit(self, *args: Any, **kwargs: Any) -> None:
+    def commit(self, write: EventWrite) -> None:
         self._maybe_fail()
-        self.inner.commit(*args, **kwargs)
+        self.inner.commit(write)
 
-    def record_failure(self, *args: Any, **kwargs: Any) -> None:
+    def record_failure(self, write: EventWrite) -> None:
         self._maybe_fail()
-        self.inner.record_failure(*args, **kwargs)
+        self.inner.record_failure(write)
 
-    def claim(self, *args: Any, **kwargs: Any) -> None:
+    def claim(self, write: EventWrite) -> None:
         self._maybe_fail()
-        self.inner.claim(*args, **kwargs)
+        self.inner.claim(write)

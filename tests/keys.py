@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.spec import BotSpec
-from bot.todo import TodoBot
+from examples.todo import TodoBot
 from sessions import ConversationKey
 
 

@@ -222,3 +222,60 @@ def view_submission(
     }
     body, headers = form({"payload": json.dumps(payload)})
     return http_v2(body, headers)
+
+
+def mention_body(
+    text: str,
+    *,
+    team: str = "T0001",
+    channel: str = "C0001",
+    user: str = "U0001",
+    ts: str | None = None,
+    thread_ts: str | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """An ``app_mention`` (in a thread when ``thread_ts`` is given)."""
+    now = time.time()
+    ts = ts or f"{int(now)}.{uuid.uuid4().int % 1_000_000:06d}"
+    event: dict[str, Any] = {
+        "type": "app_mention",
+        "channel": channel,
+        "user": user,
+        "text": f"<@{BOT_USER}> {text}",
+        "ts": ts,
+        "event_ts": ts,
+        "client_msg_id": str(uuid.uuid4()),
+    }
+    if thread_ts is not None:
+        event["thread_ts"] = thread_ts
+    body = dm_body("", team=team, event_id=event_id)
+    body["event"] = event
+    return body
+
+
+def assistant_body(
+    kind: str = "assistant_thread_started",
+    *,
+    team: str = "T0001",
+    channel: str = "D0001",
+    user: str = "U0001",
+    thread_ts: str = "1712345678.000100",
+    viewing: str | None = "C0VIEWED",
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """``assistant_thread_started`` / ``assistant_thread_context_changed`` as Slack sends it."""
+    context: dict[str, Any] = {"team_id": team, "enterprise_id": None}
+    if viewing is not None:
+        context["channel_id"] = viewing
+    body = dm_body("", team=team, event_id=event_id)
+    body["event"] = {
+        "type": kind,
+        "assistant_thread": {
+            "user_id": user,
+            "context": context,
+            "channel_id": channel,
+            "thread_ts": thread_ts,
+        },
+        "event_ts": f"{int(time.time())}.000200",
+    }
+    return body

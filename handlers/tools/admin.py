@@ -246,7 +246,7 @@ def _page(args: Any, sessions: Sessions, stdin: TextIO) -> int:
     """Keep or forget one page's (or Instagram account's) access token, sealed like every
     stored value. The token is read from standard input, never from the command line (which
     shell histories and process lists keep)."""
-    from handlers.page_tokens import KINDS
+    from handlers.messenger.tokens import KINDS
 
     platform = "instagram" if args.instagram else "messenger"
     kind = KINDS[platform]
@@ -306,9 +306,9 @@ def _forgetters(sessions: Sessions, user: UserKey) -> list[BotSpec]:
             namespace and the bot module it needs), so the delete does not report success
             while the user's contributions stay in a channel's state.
     """
-    from bot import DEFAULT_BOT
+    from bot.spec import DEFAULT_BOT
     from handlers.entry import load_bot, spec_of
-    from handlers.membership import marks
+    from handlers.pipeline.membership import marks
     from handlers.settings import ConfigError
 
     found = marks(sessions, user)
@@ -318,7 +318,7 @@ def _forgetters(sessions: Sessions, user: UserKey) -> list[BotSpec]:
     configured = spec_of(load_bot(configured_ref))
     specs = []
     for namespace, recorded in sorted(found.items(), key=lambda kv: str(kv[0])):
-        if namespace == configured.namespace and "channel" in configured.scopes:
+        if namespace == configured.namespace and _shares(configured):
             specs.append(configured)
             continue
         refs = sorted(r for r in recorded if r is not None)
@@ -336,7 +336,7 @@ def _forgetters(sessions: Sessions, user: UserKey) -> list[BotSpec]:
                 f"which does not load here ({exc}); run the delete where it does, with "
                 f"BOT={refs[0]}"
             ) from exc
-        if spec.namespace != namespace or "channel" not in spec.scopes:
+        if spec.namespace != namespace or not _shares(spec):
             raise _Refused(
                 f"the bot {refs[0]} recorded for {what} keeps no channel state of that "
                 f"namespace now; run the delete with BOT=<module:attribute> of that bot"
@@ -345,11 +345,16 @@ def _forgetters(sessions: Sessions, user: UserKey) -> list[BotSpec]:
     return specs
 
 
+def _shares(spec: BotSpec) -> bool:
+    """Whether the bot keeps a Slack channel's or thread's shared state."""
+    return "channel" in spec.scopes or "thread" in spec.scopes
+
+
 def _forget(sessions: Sessions, user: UserKey, specs: list[BotSpec]) -> tuple[int, int]:
     """Each bot's forget turn on each Slack channel whose shared state the user wrote to,
-    before the user's own items go (``handlers.membership``)."""
-    from handlers.membership import Membership
+    before the user's own items go (``handlers.pipeline.membership``)."""
     from handlers.pipeline import bot_turn
+    from handlers.pipeline.membership import Membership
 
     done = failed = 0
     for spec in specs:
@@ -360,7 +365,7 @@ def _forget(sessions: Sessions, user: UserKey, specs: list[BotSpec]) -> tuple[in
 
 def _configured_bot() -> tuple[str, Any]:
     """``BOT`` (else the default bot) and its declarations, as the functions load it."""
-    from bot import DEFAULT_BOT
+    from bot.spec import DEFAULT_BOT
     from handlers.entry import load_bot, spec_of
 
     reference = os.environ.get("BOT") or DEFAULT_BOT

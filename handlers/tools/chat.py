@@ -14,6 +14,13 @@ scope of it (asked of the server, so it is the store the server uses), ``/timers
 pending timers, ``/wait [seconds]``
 waits for replies that come later (a timer's, a slow effect's; they are also shown before
 each prompt), ``/quit`` (or Ctrl-D) leaves.
+
+Slack threads: a reply posted in a thread is shown as ``[thread <ts>] ...`` unless you are in
+it; ``/thread <ts>`` enters that thread (your lines are sent in it, with its ``thread_ts``),
+``/thread`` alone goes back to the channel's top level; ``/assistant [channel]`` opens an
+assistant thread, as Slack's assistant pane does (``assistant_thread_started``, viewing
+``channel``), and enters it. The bot's status, title and suggested prompts are shown as
+``(status: ...)``, ``(title: ...)`` and numbered prompts: ``#N`` sends a prompt's message.
 """
 
 from __future__ import annotations
@@ -80,6 +87,8 @@ class ChatClient:
         self._sent_at = 0.0  #: when the last signed request went (its journal entry is later)
         #: The fake APIs' base with the server's per-run secret (``GET /_fake/base``).
         self.fakes: str | None = None
+        #: The Slack thread this user is in (its root's ts), ``None``: the top level.
+        self.thread: str | None = None
 
     # -- transport ----------------------------------------------------------------------------
 
@@ -179,6 +188,8 @@ class ChatClient:
         if not 1 <= number <= len(self.buttons):
             return [f"(no button #{number}: the last replies had {len(self.buttons)})"]
         button = self.buttons[number - 1]
+        if "prompt" in button:  # a suggested prompt: its message, as if typed
+            return self.send(str(button["prompt"]))
         if button.get("url"):
             return [f"(a link: {button['url']})"]
         if self.platform.startswith("slack"):
@@ -296,9 +307,37 @@ class ChatClient:
                 "text": text,
                 "ts": f"{now:.6f}",
                 "client_msg_id": str(uuid.uuid4()),
+                **({"thread_ts": self.thread} if self.thread else {}),
             },
             "authorizations": [{"team_id": self.team, "user_id": "U0BOT", "is_bot": True}],
         }
+
+    def start_assistant(self, viewing: str | None = None) -> list[str]:
+        """Open an assistant thread, as Slack's assistant pane does (``viewing``: the channel
+        the user is looking at), and enter it; the bot's answer as printable text."""
+        now = time.time()
+        self.thread = f"{now:.6f}"
+        context = {"team_id": self.team, "enterprise_id": None}
+        if viewing:
+            context["channel_id"] = viewing
+        event = {
+            "type": "event_callback",
+            "team_id": self.team,
+            "api_app_id": "A0LOCAL",
+            "event_id": "Ev" + uuid.uuid4().hex[:12].upper(),
+            "event_time": int(now),
+            "event": {
+                "type": "assistant_thread_started",
+                "assistant_thread": {"user_id": self.user, "context": context,
+                                     "channel_id": self.channel, "thread_ts": self.thread},
+                "event_ts": f"{now:.6f}",
+            },
+            "authorizations": [{"team_id": self.team, "user_id": "U0BOT", "is_bot": True}],
+        }  # fmt: skip
+        body = json.dumps(event).encode()
+        return self._answered(
+            self._post("/slack/events", body, self._slack_headers(body, "application/json"))
+        )
 
     def _messenger(
         self, message: dict[str, Any] | None, *, postback: dict[str, Any] | None = None
@@ -352,10 +391,23 @@ class ChatClient:
                 more = self._outbox(self.cursor)
                 if more:
                     self.cursor = more[-1]["seq"]
-                return new + more
+                return self._finish_streams(new + more)
             if time.monotonic() >= deadline:
                 return []
             time.sleep(0.05)
+
+    def _finish_streams(self, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A streamed answer (its text so far, as the fake Slack grows it) waited for until
+        it stops (a minute at most), then shown once, whole: the latest of each stream."""
+        deadline = time.monotonic() + STREAM_WAIT
+        while _streaming(found) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            more = self._outbox(self.cursor)
+            if more:
+                self.cursor = more[-1]["seq"]
+                found += more
+        last = {str(m["raw"]["stream"]): m["seq"] for m in found if _stream_of(m)}
+        return [m for m in found if not _stream_of(m) or last[_stream_of(m)] == m["seq"]]
 
     def _wait_for_replies(self) -> list[str]:
         first = min(self.timeout, 1.0)
@@ -412,6 +464,13 @@ class ChatClient:
                 lines.append(f"(a form opened: {title})")
                 continue
             text = _unescape(str(message.get("text") or ""))
+            assistant = message.get("assistant")
+            if isinstance(assistant, dict) and assistant.get("kind") in ("status", "title"):
+                lines.append(f"({assistant['kind']}: {text})" if text else "(status cleared)")
+                continue
+            thread = message.get("thread")
+            if thread and thread != self.thread:
+                text = f"[thread {thread}] {text}"
             loose = []
             for button in message.get("buttons") or []:
                 self.buttons.append(button)
@@ -443,7 +502,7 @@ class ChatClient:
 
 def bot_commands(reference: str) -> list[str]:
     """The slash commands of the bot ``reference`` names (``BOT``; empty: the default)."""
-    from bot import DEFAULT_BOT
+    from bot.spec import DEFAULT_BOT
     from handlers.entry import load_bot, spec_of
     from handlers.settings import ConfigError
 
@@ -517,6 +576,24 @@ def fill_form(client: ChatClient) -> list[str]:
     return client.submit(values)
 
 
+#: Seconds ``make chat`` waits for a streamed answer to finish.
+STREAM_WAIT = 60.0
+
+
+def _stream_of(message: dict[str, Any]) -> str:
+    """The stream a fake-Slack message is a version of (``""``: none)."""
+    return str((message.get("raw") or {}).get("stream") or "")
+
+
+def _streaming(found: list[dict[str, Any]]) -> bool:
+    """Whether a stream among ``found`` has not stopped yet."""
+    latest: dict[str, bool] = {}
+    for message in found:
+        if _stream_of(message):
+            latest[_stream_of(message)] = bool(message["raw"].get("streaming"))
+    return any(latest.values())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make chat", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -543,6 +620,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Talking to {args.url} as {args.platform} user {client.user} in {client.channel}.")
     print("Type `help` for the bot's commands, #N to press button N, /state for the stored")
     print("state, /timers for pending timers, /wait N to wait for later replies, /quit to leave.")
+    if client.platform.startswith("slack"):
+        print("Slack threads: /thread <ts> enters a thread, /thread leaves it, /assistant")
+        print("[channel] opens an assistant thread.")
     while True:
         try:
             for reply in client.more(timeout=0):  # what came meanwhile (a timer fired)
@@ -574,6 +654,16 @@ def main(argv: list[str] | None = None) -> int:
                 seconds = line[5:].strip()
                 wait = float(seconds) if seconds.replace(".", "", 1).isdecimal() else 10.0
                 for reply in client.more(timeout=wait) or ["(nothing came)"]:
+                    print("bot> " + reply.replace("\n", "\n     "))
+                continue
+            if line.split(" ", 1)[0] == "/thread" and client.platform.startswith("slack"):
+                client.thread = line[len("/thread") :].strip() or None
+                print(f"(in thread {client.thread})" if client.thread else "(top level)")
+                continue
+            if line.split(" ", 1)[0] == "/assistant" and client.platform.startswith("slack"):
+                replies = client.start_assistant(line[len("/assistant") :].strip() or None)
+                print(f"(in assistant thread {client.thread})")
+                for reply in replies:
                     print("bot> " + reply.replace("\n", "\n     "))
                 continue
             if line.startswith("#") and line[1:].isdecimal():

@@ -13,6 +13,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from handlers.tools.guard import Guard, run_secret
 
+#: Slack's streaming methods, which the fake plays.
+STREAM_METHODS = frozenset({"chat.startStream", "chat.appendStream", "chat.stopStream"})
+
 
 def _json(status: int, data: Any) -> tuple[int, dict[str, str], bytes]:
     return status, {"content-type": "application/json"}, json.dumps(data).encode()
@@ -62,6 +65,10 @@ class FakeApis:
 
     def __init__(self) -> None:
         self.outbox = Outbox()
+        #: Slack streams (``chat.startStream``...), by ts: channel, thread, text so far, and
+        #: every call made to it.
+        self.streams: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
 
     def route(
         self,
@@ -116,12 +123,22 @@ class FakeApis:
             self.outbox.add({"platform": "slack", "to": opener, "channel": None,
                              "user": opener, **shown})  # fmt: skip
             return _json(200, {"ok": True, "view": {"id": "V0LOCAL"}})
+        if path == "/_fake/model/v1/chat/completions":  # the assistant example's model
+            from handlers.tools import fake_model
+
+            return fake_model.completions(body)
+        method_name = path.removeprefix("/_fake/slack/api/")
+        if method_name in STREAM_METHODS:
+            return _json(200, self.stream_call(method_name, data))
+        if path.startswith("/_fake/slack/api/assistant.threads."):
+            self.outbox.add(assistant_item(path.rsplit("/", 1)[-1], data))
+            return _json(200, {"ok": True})
         if path.startswith("/_fake/slack/api/"):
             # chat.postEphemeral names its user; chat.postMessage is for the whole channel.
             posted_to = data.get("channel")
             self._record(
                 "slack", posted_to, data.get("user"), data.get("text"), slack_buttons(data),
-                raw=_slack_raw(data),
+                raw=_slack_raw(data), thread=data.get("thread_ts"),
             )  # fmt: skip
             return _json(200, {"ok": True, "channel": posted_to, "ts": "1.0"})
         if path.startswith("/_fake/slack/response/"):
@@ -142,6 +159,37 @@ class FakeApis:
             return _json(200, {"recipient_id": psid, "message_id": "m_local"})
         return 404, {}, b""
 
+    def stream_call(self, method: str, data: Mapping[str, Any]) -> dict[str, Any]:
+        """``chat.startStream`` / ``appendStream`` / ``stopStream``, as Slack plays them: a
+        ts per stream, text appended, nothing after the stop. Each call is kept, and each
+        adds the stream's text so far to the outbox (the inspector redraws it growing)."""
+        text = str(data.get("markdown_text") or "")
+        with self._lock:
+            if method == "chat.startStream":
+                if not data.get("channel") or not data.get("thread_ts"):
+                    return {"ok": False, "error": "invalid_arguments"}
+                ts = f"{1700000000 + len(self.streams)}.{len(self.streams) + 1:06d}"
+                stream = self.streams[ts] = {
+                    "channel": data.get("channel"), "thread_ts": data.get("thread_ts"),
+                    "text": "", "calls": [], "stopped": False,
+                }  # fmt: skip
+            else:
+                ts = str(data.get("ts") or "")
+                found = self.streams.get(ts)
+                if found is None:
+                    return {"ok": False, "error": "message_not_found"}
+                if found["stopped"]:
+                    return {"ok": False, "error": "message_not_in_streaming_state"}
+                stream = found
+            stream["calls"].append({"method": method, **dict(data)})
+            stream["text"] += text
+            stream["stopped"] = method == "chat.stopStream"
+            shown = {"text": stream["text"], "stream": ts, "streaming": not stream["stopped"]}
+            channel = stream["channel"]
+        self._record("slack", channel, None, shown["text"], [],
+                     raw={**shown, "blocks": [], "thread_ts": stream["thread_ts"]})  # fmt: skip
+        return {"ok": True, "channel": channel, "ts": ts}
+
     def _record(
         self,
         platform: str,
@@ -151,18 +199,33 @@ class FakeApis:
         buttons: list[Any],
         *,
         raw: dict[str, Any] | None = None,
+        thread: Any = None,
     ) -> None:
         """Keep one message with its recipient: ``user`` (``None``: everyone in ``channel``),
-        and ``raw``, what the platform got (blocks, quick replies, templates)."""
-        self.outbox.add({"platform": platform, "to": user or channel, "channel": channel,
-                         "user": user, "text": text, "buttons": buttons,
-                         "raw": raw or {}})  # fmt: skip
+        and ``raw``, what the platform got (blocks, quick replies, templates); ``thread``: the
+        Slack thread it was posted in (its root's ts)."""
+        item = {"platform": platform, "to": user or channel, "channel": channel, "user": user,
+                "text": text, "buttons": buttons, "raw": raw or {}}  # fmt: skip
+        if isinstance(thread, str) and thread:
+            item["thread"] = thread
+        self.outbox.add(item)
 
-    def say(self, channel: Any, user: str, text: str, *, platform: str = "slack") -> None:
+    def say(
+        self,
+        channel: Any,
+        user: str,
+        text: str,
+        *,
+        platform: str = "slack",
+        thread: str | None = None,
+    ) -> None:
         """What a user did in the inspector, shown in the channel's history (not a reply:
-        ``make chat`` never reads it back)."""
-        self.outbox.add({"platform": platform, "to": channel, "channel": channel,
-                         "user": user, "said": True, "text": text, "buttons": []})  # fmt: skip
+        ``make chat`` never reads it back); ``thread``: in that Slack thread."""
+        item = {"platform": platform, "to": channel, "channel": channel, "user": user,
+                "said": True, "text": text, "buttons": []}  # fmt: skip
+        if thread:
+            item["thread"] = thread
+        self.outbox.add(item)
 
     def slack_message(self, channel: str, user: str, data: dict[str, Any]) -> None:
         """A slash command's ack message, as Slack shows it to whoever ran the command."""
@@ -174,7 +237,7 @@ class FakeApis:
 def _declared(reference: str) -> dict[str, Any] | None:
     """The name and slash commands of the bot ``reference`` names (``BOT``; empty: the
     default), as ``/healthz`` says them; ``None`` when it does not load."""
-    from bot import DEFAULT_BOT
+    from bot.spec import DEFAULT_BOT
     from handlers.entry import load_bot, spec_of
     from handlers.settings import ConfigError
 
@@ -260,6 +323,51 @@ def oauth_access(form: Mapping[str, Any]) -> dict[str, Any]:
         "enterprise": None,
         "is_enterprise_install": False,
         "authed_user": {"id": "U0LOCAL"},
+    }
+
+
+#: What each assistant method of the fake Slack records (``assistant.threads.*``).
+ASSISTANT_METHODS = {
+    "assistant.threads.setStatus": "status",
+    "assistant.threads.setSuggestedPrompts": "prompts",
+    "assistant.threads.setTitle": "title",
+}
+
+
+def assistant_item(method: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """An assistant call (``assistant.threads.setStatus`` / ``setSuggestedPrompts`` /
+    ``setTitle``) as the outbox keeps it: for everyone in the thread's channel, with its
+    ``thread``, and ``assistant`` saying what it set (``kind``: status, prompts or title). A
+    prompt is kept as a button whose ``prompt`` is the message it sends."""
+    kind = ASSISTANT_METHODS.get(method, method)
+    channel = data.get("channel_id")
+    prompts = data.get("prompts")
+    if isinstance(prompts, str):  # form-encoded
+        try:
+            prompts = json.loads(prompts)
+        except ValueError:
+            prompts = []
+    buttons = [
+        {
+            "label": str(p.get("title") or p.get("message") or ""),
+            "prompt": str(p.get("message") or ""),
+        }
+        for p in (prompts if isinstance(prompts, list) else [])
+        if isinstance(p, Mapping)
+    ]
+    text = {"status": data.get("status"), "title": data.get("title")}.get(kind)
+    if kind == "prompts":
+        text = data.get("title") or "Suggested prompts"
+    return {
+        "platform": "slack",
+        "to": channel,
+        "channel": channel,
+        "user": None,
+        "text": text,
+        "buttons": buttons,
+        "thread": data.get("thread_ts"),
+        "assistant": {"kind": kind, "loading": list(data.get("loading_messages") or [])},
+        "raw": dict(data),
     }
 
 

@@ -263,12 +263,18 @@ class Inspector:
             timeout=0,
         )
         client.fakes = self.url + self.app.guard.fake_prefix()  # response URLs of this run
+        thread = data.get("thread")
+        client.thread = thread if isinstance(thread, str) and thread else None  # Slack's
         kind = str(data.get("kind") or "text")
         if platform == "messenger":
             return self._messenger(client, kind, data)
         return self._slack(client, kind, data)
 
     def _slack(self, client: Any, kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
+        if kind == "assistant":  # open an assistant thread, as Slack's assistant pane does
+            viewing = data.get("viewing")
+            client.start_assistant(viewing if isinstance(viewing, str) and viewing else None)
+            return {"status": 200, "thread": client.thread}
         if kind == "text":
             text = str(data.get("text") or "")
             word, _, rest = text.partition(" ")
@@ -277,7 +283,7 @@ class Inspector:
             if not client.channel.startswith("D"):
                 return {"status": 0, "note": "in a channel the bot hears slash commands and "
                         "buttons (Slack sends it DMs and commands): type /command ..."}  # fmt: skip
-            self.app.fakes.say(client.channel, client.user, text)
+            self.app.fakes.say(client.channel, client.user, text, thread=client.thread)
             body = json.dumps(client._dm(text)).encode()
             answer = client._post("/slack/events", body, client._slack_headers(body, JSON))
             return {"status": answer.status_code}
@@ -411,7 +417,7 @@ class Inspector:
         return {"ok": True}
 
     def transcript(self, query: Mapping[str, Any]) -> Any:
-        from bot import DEFAULT_BOT
+        from bot.spec import DEFAULT_BOT
         from bot.transcripts import Transcript, Turn
 
         name = self.app.slack.spec.name

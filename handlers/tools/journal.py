@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import parse_qs
 
 if TYPE_CHECKING:
-    from handlers.delivery import Delivery
+    from handlers.pipeline.delivery import Delivery
     from sessions import TurnResult
 
 #: Deliveries the journal keeps (the oldest go first).
@@ -33,7 +33,7 @@ def bot_part(state: Any) -> Any:
     """A stored first-scope state without what the runtime keeps beside the bot's own part
     (pending timers, a channel's forgotten users)."""
     from bot import timers
-    from handlers import membership
+    from handlers.pipeline import membership
 
     return membership.split(timers.split(state)[0])[0]
 

@@ -38,7 +38,7 @@ from sessions.errors import SessionError
 from sessions.privacy import private
 
 if TYPE_CHECKING:
-    from handlers.timers import TimerLoop
+    from handlers.pipeline.timers import TimerLoop
 
 CONFIG = Path(os.environ.get("LOCAL_CONFIG", ".data/local.env"))
 SECRET_NAMES = (
@@ -148,7 +148,7 @@ class LocalApp:
         self.guard = Guard(port, secret or run_secret())
         #: Fires the bots' timers from the local scheduler (rows of the SQLite file: what
         #: came due while the server was down fires as it starts).
-        from handlers.timers import TimerLoop
+        from handlers.pipeline.timers import TimerLoop
         from sessions.schedules import SQLiteScheduler
 
         self.timers: TimerLoop | None = None
@@ -298,9 +298,16 @@ def make_handler(app: LocalApp | FakesOnly) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
-            self.send_header("content-length", str(len(payload)))
+            chunks = getattr(payload, "chunks", None)  # a body sent as it is made (SSE)
+            if chunks is None:
+                self.send_header("content-length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(payload)
+            if chunks is None:
+                self.wfile.write(payload)
+                return
+            for chunk in chunks:  # HTTP/1.0: the closed connection ends the body
+                self.wfile.write(chunk)
+                self.wfile.flush()
 
         do_GET = _serve
         do_POST = _serve
@@ -329,6 +336,8 @@ def prepare_environment(port: int, *, secret: str | None = None) -> str:
         # A page the developer's browser opens: the read-only route, no secret in the bar.
         os.environ.setdefault("SLACK_AUTHORIZE_URL", f"{url}/_fake/slack/oauth/v2/authorize")
     os.environ.setdefault("MESSENGER_API_URL", f"{base}/graph/v25.0")
+    # The assistant example's model: a fake that streams (handlers.tools.fake_model).
+    os.environ.setdefault("ASSISTANT_API_URL", f"{base}/model/v1")
     verb = "created" if created else "using"
     return f"{verb} development config {CONFIG} (replies go to the fake Slack/Graph routes)"
 

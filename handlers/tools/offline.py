@@ -24,7 +24,7 @@ from typing import Any
 
 import requests
 
-from handlers.timers import TimerLoop, next_time
+from handlers.pipeline.timers import TimerLoop, next_time
 from sessions.schedules import SQLiteScheduler
 
 

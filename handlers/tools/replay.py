@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         help="package.module:attribute (default: the transcript's own)",
     )
     args = parser.parse_args(argv)
-    import bot as bot_api
+    from bot.spec import DEFAULT_BOT
     from bot.testing import replay
     from bot.transcripts import TranscriptError, load
     from handlers.entry import load_bot, spec_of
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         transcript = load(args.file)
-        reference = args.bot or transcript.source or bot_api.DEFAULT_BOT
+        reference = args.bot or transcript.source or DEFAULT_BOT
         the_bot = load_bot(reference)
     except (TranscriptError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)

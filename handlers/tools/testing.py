@@ -28,11 +28,10 @@ from bot import timers as timer_rules
 from bot.messages import Message
 from bot.replies import AnyReply, Button, Reply, buttons_of
 from bot.testing import MAX_FIRES, seen_by_channel
-from handlers import membership
-from handlers.delivery import Delivery, MessengerRoute, Route, SlackRoute
 from handlers.entry import spec_of
-from handlers.pipeline import Answer, Deadline, Pipeline
-from handlers.timers import next_time
+from handlers.pipeline import Answer, Deadline, Pipeline, membership
+from handlers.pipeline.delivery import Delivery, MessengerRoute, Route, SlackRoute
+from handlers.pipeline.timers import next_time
 from sessions import ConversationKey, Sessions, TurnResult
 from sessions.schedules import SQLiteScheduler
 from sessions.sqlite import SQLiteStore
@@ -48,6 +47,8 @@ class RecordingPlatform:
         #: Each delivery that sent something, with what it sent.
         self.log: list[tuple[Delivery, list[AnyReply]]] = []
         self.apologies = 0
+        #: Each streamed answer opened, in order.
+        self.streams: list[RecordingStream] = []
 
     def deliver(
         self,
@@ -61,6 +62,34 @@ class RecordingPlatform:
 
     def apologise(self, delivery: Delivery, answer: Answer | None, deadline: Deadline) -> None:
         self.apologies += 1
+
+    def stream_target(self, delivery: Delivery) -> RecordingStream:
+        stream = RecordingStream(delivery)
+        self.streams.append(stream)
+        return stream
+
+
+class RecordingStream:
+    """A streamed answer as a platform that shows a growing message would: every call."""
+
+    whole = False
+
+    def __init__(self, delivery: Delivery) -> None:
+        self.delivery = delivery
+        self.calls: list[tuple[str, str]] = []
+        self.text = ""
+
+    def open(self) -> str:
+        self.calls.append(("start", ""))
+        return f"stream-{id(self)}"
+
+    def append(self, ref: str, text: str) -> None:
+        self.calls.append(("append", text))
+        self.text += text
+
+    def stop(self, ref: str, text: str) -> None:
+        self.calls.append(("stop", text))
+        self.text += text
 
 
 class InlineDeferrer:
@@ -154,6 +183,16 @@ class PipelineChat:
         other.effects = []
         self._members.append(other)
         return other
+
+    @property
+    def streamed(self) -> list[str]:
+        """Each streamed answer sent to this user, whole, as the platform shows it at the end
+        (as ``Conversation.streamed``)."""
+        return [
+            s.text
+            for s in self.platform.streams
+            if s.delivery.key.user == self.key.user and s.delivery.key.channel == self.key.channel
+        ]
 
     def clock(self) -> float:
         """Now, as this conversation's events see it (the clock, moved by :meth:`advance`)."""

@@ -18,10 +18,10 @@ import pytest
 from bot import Bot, CancelTimer, Message, Outcome, Scopes, Timer
 from bot import timers as timer_rules
 from bot.spec import BotSpec
-from handlers.delivery import Delivery, SlackRoute, TimerJob, dump
-from handlers.membership import Membership, marks
 from handlers.pipeline import INLINE_SCHEDULES, Deadline, Pipeline, bot_turn
-from handlers.timers import TimerLoop, next_time
+from handlers.pipeline.delivery import Delivery, SlackRoute, TimerJob, dump
+from handlers.pipeline.membership import Membership, marks
+from handlers.pipeline.timers import TimerLoop, next_time
 from sessions import ConversationKey, StoreUnavailableError, UserKey
 from sessions.schedules import SQLiteScheduler, with_occurrence
 from sessions.store import Store

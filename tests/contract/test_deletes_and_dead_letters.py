@@ -20,7 +20,7 @@ from sessions import (
 )
 from sessions.dynamodb import DynamoDBStore
 from sessions.sqlite import SQLiteStore
-from sessions.store import Snapshot, Store, Tombstone
+from sessions.store import EventWrite, Snapshot, Store, Tombstone
 from tests.contract.sealing import Sessions
 from tests.contract.test_guarantees import KEY, Clock, Outbox, count
 from tests.fakes import StoreWrapper
@@ -198,13 +198,15 @@ def test_a_state_that_no_longer_decodes_is_dead_lettered_not_retried(store: Stor
         updated_at=snap.state.updated_at,
     )
     store.commit(
-        KEY,
-        expected=snap.state,
-        state=corrupt,
-        event_sk=KEY.event_sk("corrupting"),
-        event=store.load(KEY, KEY.event_sk("a")).event,  # type: ignore[arg-type]
-        tombstone=None,
-        now=int(clock.now),
+        EventWrite(
+            KEY,
+            KEY.event_sk("corrupting"),
+            store.load(KEY, KEY.event_sk("a")).event,  # type: ignore[arg-type]
+            tombstone=None,
+            now=int(clock.now),
+            state=corrupt,
+            expected=snap.state,
+        )
     )
     with pytest.raises(CodecError) as caught:
         sessions.run(KEY, "b", count, None, dead_letter={"event": "b"})

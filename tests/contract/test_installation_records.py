@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from slack_sdk.oauth.installation_store.models.installation import Installation
 
-from handlers.installs import TEAM, TableInstallationStore
+from handlers.slack.installs import TEAM, TableInstallationStore
 from sessions.installations import record_pk
 from sessions.store import Store
 from tests.contract.sealing import MODE, Sessions

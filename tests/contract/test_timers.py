@@ -23,9 +23,9 @@ from bot import Bot, CancelTimer, Message, Outcome, Timer
 from bot import timers as timer_rules
 from bot.replies import AnyReply
 from bot.spec import BotSpec
-from handlers.delivery import Delivery, SlackRoute
 from handlers.pipeline import Answer, Deadline, Pipeline
-from handlers.timers import next_time
+from handlers.pipeline.delivery import Delivery, SlackRoute
+from handlers.pipeline.timers import next_time
 from sessions import ConversationKey, UserKey
 from sessions.schedules import (
     OCCURRENCE,

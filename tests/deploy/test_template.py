@@ -205,7 +205,7 @@ def test_secrets_are_ssm_references_never_values(packaged: dict[str, Path], stag
             "SESSIONS_SERIAL_QUEUE_URL": {"Ref": "SerialQueue"},
             "POWERTOOLS_SERVICE_NAME": "chat-sessions",
             "POWERTOOLS_METRICS_NAMESPACE": "ChatSessions",
-            "BOT": os.environ.get("BOT", "bot.todo:bot"),  # not a secret: a name
+            "BOT": os.environ.get("BOT", "examples.todo:bot"),  # not a secret: a name
         }
         secret_vars = {k for k in env if k not in NOT_SECRETS}
         # Each function gets its own platform's secrets and no other.
@@ -458,8 +458,8 @@ def test_the_policy_covers_what_a_turn_really_does(packaged: dict[str, Path]) ->
             sessions.run(busy, f"busy{i}", turn, None, event_time=start + i * 0.5)
         assert sessions.run(busy, "busy0", turn, None, event_time=start).duplicate
         # A Slack install: a state issued and consumed, the installation saved and read.
-        from handlers.installs import TableInstallationStore, TableOAuthStateStore
-        from handlers.slack_oauth import installation_of
+        from handlers.slack.installs import TableInstallationStore, TableOAuthStateStore
+        from handlers.slack.oauth import installation_of
 
         states = TableOAuthStateStore(sessions.installations, secret="client-secret")
         assert states.consume(states.issue())
@@ -596,7 +596,7 @@ def test_the_scheduler_policy_covers_what_timers_really_do(packaged: dict[str, P
     user's deleted) is granted, and nothing granted goes unused."""
     from moto import mock_aws
 
-    from handlers.timers import cron_expression
+    from handlers.pipeline.timers import cron_expression
     from sessions.eventbridge import EventBridgeScheduler
     from sessions.schedules import Schedule
 

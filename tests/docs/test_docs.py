@@ -42,7 +42,10 @@ BLOCK = re.compile(r"((?:<!--[^\n]*-->\n)*)```console\n(.*?)```", re.S)
 NOT_RUN = re.compile(r"""<!-- not-run(?: '(?P<prefix>[^']+)')?: (?P<why>.*?) -->""")
 TESTED = re.compile(r"<!-- test: (?P<name>[\w-]+) -->")
 #: Tests elsewhere that run a block marked ``<!-- test: name -->``.
-TESTS_OF = {"dynamodb-local": "tests/e2e/test_dynamodb_local_readme.py"}
+TESTS_OF = {
+    "dynamodb-local": "tests/e2e/test_dynamodb_local_readme.py",
+    "assistant": "tests/e2e/test_local_server.py",
+}
 
 
 @dataclass
@@ -301,7 +304,7 @@ def _dead_letters(block: Block, world: dict[str, Any]) -> None:
     broken.write_text("")
     (cwd / "buggy.py").write_text(
         "from pathlib import Path\n"
-        "from bot.todo import TodoBot\n\n\n"
+        "from examples.todo import TodoBot\n\n\n"
         "class Buggy(TodoBot):\n"
         "    def turn(self, state, message):\n"
         f"        if Path({str(broken)!r}).exists():\n"

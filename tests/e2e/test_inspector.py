@@ -204,3 +204,28 @@ def test_the_inspector_picks_from_a_block_kit_select(tmp_path: Path, page: Page)
         page.wait(lambda: stored(page, "conversation") == {"lunch": "sushi"}, "the state")
     finally:
         server.stop()
+
+
+def test_the_inspector_shows_an_assistant_thread_with_its_prompts(
+    tmp_path: Path, page: Page
+) -> None:
+    """*New assistant thread* opens one (as Slack's assistant pane does): its replies are
+    grouped under the thread with its title, status and prompts; a prompt sends its message
+    in the thread."""
+    server = Server(tmp_path, free_port(), bot="tests.bots.threaded:bot")
+    server.start()
+    try:
+        page.goto(server.url + "/")
+        page.click("#assistant")
+        page.wait_for("document.querySelector('.msg.thread button.prompt') !== null", "prompts")
+        (thread,) = [m for m in messages(page) if m.startswith("thread New chat")]
+        assert "bot is getting ready…" in thread and "(you are in it)" in thread
+        page.click("button.prompt")  # "Summarise"
+        wait_message(page, "1 notes in this thread")
+        say(page, "and more")
+        wait_message(page, "2 notes in this thread")
+        (thread,) = [m for m in messages(page) if m.startswith("thread New chat")]
+        assert thread.index("summarise this thread") < thread.index("and more"), thread
+        assert "bot is writing…" not in thread  # its reply cleared the status
+    finally:
+        server.stop()

@@ -4,6 +4,7 @@ simulator's client on both platforms, restarted, and found intact."""
 from __future__ import annotations
 
 import html
+import itertools
 import os
 import re
 import signal
@@ -289,3 +290,30 @@ def test_a_timer_set_before_a_restart_fires_once_after_it(server: Server) -> Non
     assert timer_lines(fresh.state(), time.time()) == ["no timers pending"]
     assert Sessions(store).get(key).version == version + 1  # type: ignore[union-attr]
     store.close()
+
+
+@pytest.mark.parametrize("example_server", ["examples.assistant:bot"], indirect=True)
+def test_make_run_streams_the_assistants_answer_from_its_fake_model(
+    example_server: Server,
+) -> None:
+    """``BOT=examples.assistant:bot make run``: the answer comes from the fake model the
+    server serves itself, streamed into the fake Slack, whose outbox shows it growing."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = re.search(r"<!-- test: assistant -->\n```console\n(.*?)```", readme, re.S)
+    assert block and block.group(1).startswith(f"BOT={example_server.bot} make run")
+    said = example_server.client("slack-dm").send("What is a thread?")
+    # make chat waits for the stream to stop and shows it once, whole.
+    assert len(said) == 1 and said[0].startswith('You said: "What is a thread?". I am a fake')
+    deadline = time.monotonic() + 60
+    shown: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        outbox = requests.get(f"{example_server.url}/_fake/outbox", timeout=5).json()
+        shown = [m for m in outbox["messages"] if (m.get("raw") or {}).get("stream")]
+        if shown and not shown[-1]["raw"]["streaming"]:
+            break
+        time.sleep(0.1)
+    texts = [m["raw"]["text"] for m in shown]
+    assert len({m["raw"]["stream"] for m in shown}) == 1  # one message
+    assert len(texts) > 3 and all(b.startswith(a) for a, b in itertools.pairwise(texts))
+    assert texts[-1].startswith('You said: "What is a thread?". I am a fake model')
+    assert not shown[-1]["raw"]["streaming"]

@@ -4,7 +4,7 @@ Local), authorizes events of two workspaces and of an org-wide install with each
 token, gets the new token after our rotation, and answers nothing for an uninstalled
 workspace. What a user writes::
 
-    from handlers.installs import TableInstallationStore, TableOAuthStateStore
+    from handlers.slack.installs import TableInstallationStore, TableOAuthStateStore
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from slack_bolt import App, BoltContext, BoltRequest
 from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_sdk import WebClient
 
-from handlers.installs import TableInstallationStore, TableOAuthStateStore
+from handlers.slack.installs import TableInstallationStore, TableOAuthStateStore
 from sessions import Sessions
 from sessions.schedules import SQLiteScheduler
 from sessions.store import Store

@@ -14,7 +14,7 @@ from slack_bolt import App, BoltRequest
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
 
-from handlers.bolt_session import with_session
+from handlers.slack.bolt import with_session
 from sessions import ConversationKey, Sessions
 from sessions.sqlite import SQLiteStore
 from tests.fakes import FakeSlack, fake_slack

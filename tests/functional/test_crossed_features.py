@@ -17,10 +17,10 @@ import pytest
 
 import handlers.messenger
 import handlers.slack
-from handlers.page_tokens import KINDS
+from handlers.messenger.tokens import KINDS
+from handlers.pipeline.timers import next_time
 from handlers.settings import from_env
 from handlers.store import sessions_from_settings
-from handlers.timers import next_time
 from sessions import Sessions
 from sessions.schedules import SQLiteScheduler
 from sessions.store import Store

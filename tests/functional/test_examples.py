@@ -18,7 +18,7 @@ import handlers.slack
 from bot import Bot, Effect, EffectCall, Message, Outcome, Reply, effect
 from examples.intake import Intake
 from examples.quiz import Quiz
-from handlers.messenger_payloads import encode_payload
+from handlers.messenger.parse import encode_payload
 from handlers.pipeline import new_conversation
 from handlers.settings import from_env
 from sessions import ConversationKey, Sessions

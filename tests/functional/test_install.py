@@ -20,9 +20,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 import handlers.slack
-from bot.todo import TodoBot
-from handlers.installs import TableInstallationStore
+from examples.todo import TodoBot
 from handlers.settings import from_env
+from handlers.slack.installs import TableInstallationStore
 from sessions import ConversationKey, Sessions
 from sessions.dynamodb import DynamoDBStore
 from sessions.store import Store
@@ -254,7 +254,7 @@ def test_a_warm_turn_of_an_installed_workspace_costs_no_extra_request(
 def test_users_installing_into_one_workspace_at_once_all_keep_their_installation(
     world: tuple[FakeSlack, Store],
 ) -> None:
-    from handlers.slack_oauth import installation_of
+    from handlers.slack.oauth import installation_of
 
     _, store = world
     containers = [TableInstallationStore(Sessions(store).installations) for _ in range(8)]
@@ -297,7 +297,7 @@ def test_an_install_finished_in_another_browser_is_refused_and_anonymous_visits_
 
 
 def test_a_state_is_signed_and_expires(world: tuple[FakeSlack, Store]) -> None:
-    from handlers.installs import TableOAuthStateStore
+    from handlers.slack.installs import TableOAuthStateStore
 
     _, store = world
     clock = [1_800_000_000.0]

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import handlers.messenger
-from handlers.messenger_payloads import encode_payload
+from handlers.messenger.parse import encode_payload
 from handlers.settings import from_env
 from sessions import Sessions
 from sessions.dynamodb import DynamoDBStore

@@ -16,8 +16,7 @@ import pytest
 import handlers.messenger
 import handlers.slack
 from bot import Bot, Button, Effect, EffectCall, Field, Message, Modal, Outcome, Reply, effect
-from handlers import slack_payloads
-from handlers.delivery import (
+from handlers.pipeline.delivery import (
     BadJob,
     Delivery,
     EffectJob,
@@ -27,6 +26,7 @@ from handlers.delivery import (
     load,
 )
 from handlers.settings import from_env
+from handlers.slack import render as slack_render
 from sessions import ConversationKey, Sessions, TurnReport
 from sessions.store import Store
 from tests.fakes import FakeSlack, QueueDeferrer, fake_slack
@@ -175,14 +175,14 @@ def test_replies_past_fifty_blocks_become_another_message_with_their_buttons(
 
 def test_a_reply_longer_than_a_message_becomes_several_and_a_long_text_more_sections() -> None:
     many = [{"type": "divider"}] * 120
-    messages = slack_payloads.render([Reply("x", blocks=many)])
+    messages = slack_render.render([Reply("x", blocks=many)])
     assert [len(m["blocks"]) for m in messages] == [50, 50, 20]
     long = "\n".join(f"{n:05d} " + "z" * 94 for n in range(100))  # 10,000 characters
-    [message] = slack_payloads.render([Reply(long)])
+    [message] = slack_render.render([Reply(long)])
     shown = "\n".join(b["text"]["text"] for b in message["blocks"])
     assert shown == long and all(len(b["text"]["text"]) <= 3000 for b in message["blocks"])
     buttons = [Button(str(n), "pick", str(n)) for n in range(30)]
-    [message] = slack_payloads.render([Reply("many", buttons)])
+    [message] = slack_render.render([Reply("many", buttons)])
     values = [
         e["value"] for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]
     ]

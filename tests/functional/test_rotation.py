@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 import handlers.slack
-from bot.todo import TodoBot
-from handlers.installs import TableInstallationStore
+from examples.todo import TodoBot
+from handlers.pipeline.timers import TimerLoop
 from handlers.settings import from_env
-from handlers.slack_oauth import ROTATE_BEFORE
-from handlers.timers import TimerLoop
+from handlers.slack.installs import TableInstallationStore
+from handlers.slack.oauth import ROTATE_BEFORE
 from sessions import Sessions
 from sessions.schedules import SQLiteScheduler
 from sessions.store import Store

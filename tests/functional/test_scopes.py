@@ -16,10 +16,10 @@ import pytest
 import handlers.messenger
 import handlers.slack
 from bot import Bot, Message, Outcome
-from bot.todo import TodoBot
 from examples.poll import PollBot
 from examples.quiz import Quiz
 from examples.standup import Standup
+from examples.todo import TodoBot
 from handlers.settings import from_env
 from handlers.tools import admin
 from sessions import ConversationKey, Sessions
@@ -271,7 +271,7 @@ def test_the_serial_queue_consumer_runs_a_queued_vote_once(
     import time
 
     from bot import Message
-    from handlers.delivery import Delivery, SlackRoute, dump
+    from handlers.pipeline.delivery import Delivery, SlackRoute, dump
     from handlers.serial import Consumer
 
     monkeypatch.setenv("BOT", "examples.poll:bot")

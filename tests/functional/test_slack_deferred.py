@@ -12,8 +12,8 @@ import pytest
 
 import handlers.slack
 from bot import Message, Reply
-from bot.todo import TodoBot
-from handlers.deferral import DEFERRED_KEY
+from examples.todo import TodoBot
+from handlers.pipeline.deferral import DEFERRED_KEY
 from handlers.settings import from_env
 from sessions import ConversationKey, Sessions, codec
 from sessions.dynamodb import DynamoDBStore
@@ -129,7 +129,7 @@ class FakeLambda:
 
 
 def test_inside_lambda_the_hand_off_is_an_async_self_invoke(slack: SlackWorld) -> None:
-    from handlers.deferral import LambdaDeferrer
+    from handlers.pipeline.deferral import LambdaDeferrer
 
     fake_lambda = FakeLambda()
     deferrer = LambdaDeferrer("sessions-dev-slack", client=fake_lambda)
@@ -157,7 +157,7 @@ def test_inside_lambda_the_hand_off_is_an_async_self_invoke(slack: SlackWorld) -
 
 
 def test_every_deferred_job_carries_the_event_time(slack: SlackWorld) -> None:
-    from handlers.deferral import LambdaDeferrer
+    from handlers.pipeline.deferral import LambdaDeferrer
     from tests.slack_requests import block_action
 
     fake_lambda = FakeLambda()

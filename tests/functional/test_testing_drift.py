@@ -18,11 +18,12 @@ import pytest
 from bot import Bot, Effect, EffectCall, Message, Outcome, Reply, effect
 from bot.messages import thaw
 from bot.testing import Conversation
-from bot.todo import DONE_ACTION, TodoBot
 from examples.poll import PollBot as Poll
 from examples.quiz import Quiz
 from examples.standup import Standup
+from examples.todo import DONE_ACTION, TodoBot
 from handlers.tools.testing import PipelineChat
+from tests.bots.streamer import Streamer
 
 
 class Chain(Bot[dict[str, Any]]):
@@ -86,10 +87,20 @@ def quiz(m: Callable[..., Message]) -> list[Message]:
     return [m(kind="command", command="/quiz", text=""), *answers, m(text="hi")]
 
 
+def asked(m: Callable[..., Message]) -> list[Message]:
+    return [m(text=t) for t in ("tell me a story", "again")]
+
+
+def failing_streamer() -> Streamer:
+    return Streamer(fail_after=3)
+
+
 CASES: dict[str, tuple[Callable[[], Any], Callable[..., list[Message]]]] = {
     "todo": (TodoBot, todo),
     "quiz": (Quiz, quiz),
     "effects": (Chain, said),
+    "streamed": (Streamer, asked),
+    "streamed and failing": (failing_streamer, asked),
 }
 
 
@@ -105,6 +116,7 @@ def test_bot_testing_and_the_pipeline_agree(case: str, platform: str) -> None:
             got = [r.to_dict() for r in full.send(message)]
             assert got == expected, message
             assert json.dumps(full.state, sort_keys=True) == json.dumps(light.state, sort_keys=True)
+            assert full.streamed == light.streamed  # the streamed answers, as shown at the end
         assert full.platform.apologies == 0
     finally:
         full.close()

@@ -16,7 +16,7 @@ import pytest
 
 import handlers.messenger
 import handlers.slack
-from handlers.timers import TimerLoop, next_time
+from handlers.pipeline.timers import TimerLoop, next_time
 from sessions import ConversationKey, UserKey
 from sessions.schedules import SQLiteScheduler
 from tests import messenger_requests as mr
@@ -116,9 +116,9 @@ def test_a_forget_turn_keeps_a_channel_with_pending_timers_alive(tmp_path: Any) 
     from bot import Message
     from bot.spec import BotSpec
     from examples.standup import bot as standup
-    from handlers.delivery import Delivery, SlackRoute
-    from handlers.membership import Membership
     from handlers.pipeline import Pipeline, bot_turn
+    from handlers.pipeline.delivery import Delivery, SlackRoute
+    from handlers.pipeline.membership import Membership
     from sessions import Sessions
     from sessions.sqlite import SQLiteStore
     from tests.contract.test_timers import Recorder

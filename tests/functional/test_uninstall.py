@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 import handlers.slack
-from bot.todo import TodoBot
-from handlers.installs import TableInstallationStore
+from examples.todo import TodoBot
+from handlers.pipeline.timers import TimerLoop
 from handlers.settings import from_env
-from handlers.slack_oauth import RECHECK, SETTLE_AFTER, SlackOAuth
-from handlers.timers import TimerLoop
+from handlers.slack.installs import TableInstallationStore
+from handlers.slack.oauth import RECHECK, SETTLE_AFTER, SlackOAuth
 from sessions import ConversationKey, Sessions
 from sessions.schedules import SQLiteScheduler
 from sessions.store import Store

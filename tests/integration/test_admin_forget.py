@@ -14,8 +14,8 @@ import pytest
 from bot import Bot, Message, Outcome
 from bot.spec import BotSpec
 from examples.poll import bot as poll
-from handlers.delivery import Delivery, SlackRoute
 from handlers.pipeline import Pipeline
+from handlers.pipeline.delivery import Delivery, SlackRoute
 from handlers.tools import admin
 from sessions import ConversationKey, Sessions, UserKey
 from sessions.dynamodb import DynamoDBStore

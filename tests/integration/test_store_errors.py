@@ -22,7 +22,7 @@ from sessions import (
 )
 from sessions.dynamodb import DynamoDBStore, make_client
 from sessions.sqlite import SQLiteStore
-from sessions.store import EventRecord, Store, StoredState
+from sessions.store import EventRecord, EventWrite, Store, StoredState
 
 KEY = ConversationKey.slack(team="T0001", channel="C0001", user="U0001")
 
@@ -45,13 +45,15 @@ def _commit(store: Store, *, expected: int | None, event_id: str) -> None:
             generation=current.generation,
         )
     store.commit(
-        KEY,
-        expected=believed,
-        state=StoredState(version=9, blob=b"j{}", expires_at=2_000_000_000, updated_at=1),
-        event_sk=KEY.event_sk(event_id),
-        event=EventRecord(version=9, committed_at=1, expires_at=2_000_000_000),
-        tombstone=None,
-        now=int(time.time()),
+        EventWrite(
+            KEY,
+            KEY.event_sk(event_id),
+            EventRecord(version=9, committed_at=1, expires_at=2_000_000_000),
+            tombstone=None,
+            now=int(time.time()),
+            state=StoredState(version=9, blob=b"j{}", expires_at=2_000_000_000, updated_at=1),
+            expected=believed,
+        )
     )
 
 

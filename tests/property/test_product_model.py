@@ -61,7 +61,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from handlers.timers import next_time
+from handlers.pipeline.timers import next_time
 from sessions import ConversationKey, Sessions
 from sessions.schedules import Schedule, SQLiteScheduler
 from sessions.store import Tombstone

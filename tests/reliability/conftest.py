@@ -13,7 +13,7 @@ import pytest
 import handlers.messenger
 import handlers.slack
 from bot import Message, Reply
-from bot.todo import TodoBot
+from examples.todo import TodoBot
 from handlers.settings import Settings, from_env
 from sessions import ConversationKey, Sessions
 from sessions.dynamodb import DynamoDBStore, make_client

@@ -22,7 +22,7 @@ import pytest
 from handlers.messenger import SendAPI
 from sessions import ConversationKey, Sessions
 from sessions.dynamodb import DynamoDBStore
-from sessions.store import EventRecord, Snapshot, StoredState
+from sessions.store import EventRecord, EventWrite, Snapshot, StoredState
 from tests import messenger_requests as mr
 from tests.fakes import FakeSlack
 from tests.keys import stored
@@ -61,19 +61,19 @@ class FaultyStore:
         self._maybe("after_load")
         return snap
 
-    def commit(self, key: ConversationKey, **kw: Any) -> None:
+    def commit(self, write: EventWrite) -> None:
         self._maybe("before_commit")
-        self.inner.commit(key, **kw)
+        self.inner.commit(write)
         self._maybe("after_commit")
 
-    def record_failure(self, key: ConversationKey, **kw: Any) -> None:
+    def record_failure(self, write: EventWrite) -> None:
         self._maybe("before_commit")
-        self.inner.record_failure(key, **kw)
+        self.inner.record_failure(write)
         self._maybe("after_commit")
 
-    def claim(self, key: ConversationKey, **kw: Any) -> None:
+    def claim(self, write: EventWrite) -> None:
         self._maybe("before_commit")
-        self.inner.claim(key, **kw)
+        self.inner.claim(write)
         self._maybe("after_commit")
 
     def mark_sent(self, key: ConversationKey, event_sk: str, *, sent_at: int) -> None:

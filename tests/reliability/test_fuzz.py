@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from sessions import Sessions
 from sessions.sqlite import SQLiteStore
+from sessions.store import EventWrite
 from tests import messenger_requests as mr
 from tests import slack_requests as sr
 from tests.fakes import fake_slack
@@ -46,20 +47,20 @@ class WriteSpy(SQLiteStore):
         self.writes: list[tuple[str, str]] = []
         self._lock = threading.Lock()
 
-    def commit(self, key: Any, **kw: Any) -> None:
+    def commit(self, write: EventWrite) -> None:
         with self._lock:
-            self.writes.append((key.pk, key.sk))
-        super().commit(key, **kw)
+            self.writes.append((write.key.pk, write.key.sk))
+        super().commit(write)
 
-    def record_failure(self, key: Any, **kw: Any) -> None:
+    def record_failure(self, write: EventWrite) -> None:
         with self._lock:
-            self.writes.append((key.pk, key.sk))
-        super().record_failure(key, **kw)
+            self.writes.append((write.key.pk, write.key.sk))
+        super().record_failure(write)
 
-    def claim(self, key: Any, **kw: Any) -> None:
+    def claim(self, write: EventWrite) -> None:
         with self._lock:
-            self.writes.append((key.pk, key.sk))
-        super().claim(key, **kw)
+            self.writes.append((write.key.pk, write.key.sk))
+        super().claim(write)
 
     def mark_sent(self, key: Any, event_sk: str, *, sent_at: int) -> None:
         with self._lock:

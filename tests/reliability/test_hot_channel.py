@@ -18,7 +18,7 @@ import pytest
 
 import handlers.slack
 from examples.poll import PollBot
-from handlers.serial import GroupThreads
+from handlers.pipeline.serial import GroupThreads
 from sessions import ConversationKey, Sessions
 from sessions.dynamodb import DynamoDBStore
 from tests import slack_requests as sr

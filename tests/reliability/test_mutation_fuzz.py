@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot import Field, Modal
-from handlers import slack_payloads
+from handlers.slack import render as slack_render
 from sessions import ConversationKey
 from tests import messenger_requests as mr
 from tests import slack_requests as sr
@@ -95,7 +95,7 @@ def slack_kinds() -> dict[str, Callable[[], tuple[str, dict[str, Any]]]]:
     "payload" for interactivity (the JSON inside the form's ``payload`` field)."""
     key = ConversationKey.slack(team="T0001", channel="C0001", user="U0001")
     modal = Modal("todo_done", "Form", [Field("title", "Title")])
-    view = slack_payloads.modal_view(modal, key=key, secret=SECRET)
+    view = slack_render.modal_view(modal, key=key, secret=SECRET)
     submission = sr.view_submission(view, {"title": "printer"})
     return {
         "dm": lambda: ("json", sr.dm_body("add milk")),

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bot import Message, Reply
-from handlers.deferral import LambdaDeferrer, make_lambda_client
+from handlers.pipeline.deferral import LambdaDeferrer, make_lambda_client
 from sessions import (
     BusyError,
     ConflictError,

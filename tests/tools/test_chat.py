@@ -124,3 +124,23 @@ def test_a_dropped_delivery_says_why_on_the_chat_line(tmp_path: Path) -> None:
         if server.proc is not None:
             server.proc.kill()
             server.proc.wait()
+
+
+@pytest.mark.parametrize("bot_server", ["tests.bots.threaded:bot"], indirect=True)
+def test_the_chat_opens_an_assistant_thread_taps_a_prompt_and_leaves_the_thread(
+    bot_server: Server,
+) -> None:
+    """``/assistant`` opens an assistant thread (its status, title and prompts shown, the
+    prompts numbered); a line is sent in the thread; ``#1`` sends the first prompt's message;
+    ``/thread`` goes back to the top level, where the bot answers in a thread of its own."""
+    out = chat(bot_server, "/assistant C0VIEW\nhello\n#1\n/thread\nhi top\n")
+    assert "(in assistant thread " in out, out
+    assert "bot> (status: is getting ready)\nbot> (title: New chat)\n" in out, out
+    assert "bot> Try one\n       #1 [Summarise]  #2 [Ideas]\n" in out, out
+    assert "bot> (status: is writing)\nbot> 1 notes in this thread\n" in out, out
+    assert "bot> 2 notes in this thread\n" in out, out
+    assert "(top level)" in out
+    # A top-level DM is the root of its own thread: a fresh state, answered in that thread.
+    top = out.split("(top level)")[1]
+    assert "] 1 notes in this thread" in top and "bot> [thread " in top, out
+    assert "(status:" not in top  # no thread to show a status in

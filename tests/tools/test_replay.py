@@ -44,11 +44,11 @@ def test_make_replay_runs_the_bot_the_transcript_names() -> None:
 
 
 def test_another_bot_is_refused_by_name(tmp_path: Path) -> None:
-    done = make_replay(LUNCH, BOT="bot.todo:bot")
+    done = make_replay(LUNCH, BOT="examples.todo:bot")
     assert done.returncode == 2 and done.stdout == ""
     assert (
         f"error: {LUNCH} was recorded with PollBot (BOT=examples.poll:bot), but "
-        "BOT=bot.todo:bot is TodoBot: replay it with BOT=examples.poll:bot (or no BOT)"
+        "BOT=examples.todo:bot is TodoBot: replay it with BOT=examples.poll:bot (or no BOT)"
     ) in done.stderr
     # A transcript that names only the class (saved before sources were recorded).
     data = json.loads((ROOT / LUNCH).read_text())
@@ -57,7 +57,7 @@ def test_another_bot_is_refused_by_name(tmp_path: Path) -> None:
     bare.write_text(json.dumps(data))
     done = make_replay(str(bare))
     assert done.returncode == 2
-    assert "was recorded with PollBot, but BOT=bot.todo:bot is TodoBot" in done.stderr
+    assert "was recorded with PollBot, but BOT=examples.todo:bot is TodoBot" in done.stderr
     assert make_replay(str(bare), BOT="examples.poll:bot").returncode == 0
 
 
@@ -81,7 +81,7 @@ def test_a_transcript_saved_after_a_restart_holds_the_turns_before_it(
     who = {"platform": "slack", "team": "T0LOCAL", "channel": "D0LOCAL", "user": "U0LOCAL"}
     saved = requests.get(f"{server.url}/_inspector/transcript", params=who, timeout=10).json()
     assert [t["message"]["text"] for t in saved["turns"]] == ["add milk", "add eggs"]
-    assert saved["source"] == "bot.todo:bot"
+    assert saved["source"] == "examples.todo:bot"
     file = tmp_path / "saved.json"
     file.write_text(json.dumps(saved))
     done = make_replay(str(file))

@@ -4,8 +4,8 @@ from typing import Any
 
 from bot import Message
 from bot.replies import reply_from_dict
-from bot.todo import DONE_ACTION, MAX_ITEMS, TodoBot, turn
-from handlers.slack_payloads import render
+from examples.todo import DONE_ACTION, MAX_ITEMS, TodoBot, turn
+from handlers.slack.render import render
 
 
 def say(state: dict[str, Any], text: str) -> tuple[dict[str, Any], str]:

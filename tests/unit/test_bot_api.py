@@ -13,7 +13,6 @@ import pytest
 from bot import (
     Attachment,
     Bot,
-    BotSpec,
     BotTypeError,
     Button,
     Card,
@@ -27,12 +26,15 @@ from bot import (
     Modal,
     Outcome,
     Reply,
-    StateVersionError,
     effect,
 )
 from bot.replies import reply_from_dict
+from bot.spec import BotSpec, StateVersionError
 from bot.testing import Conversation
-from handlers import messenger_payloads, slack_payloads
+from handlers.messenger import parse as messenger_parse
+from handlers.messenger import render as messenger_render
+from handlers.slack import parse as slack_parse
+from handlers.slack import render as slack_render
 
 
 class Echo(Bot[dict[str, Any]]):
@@ -188,7 +190,7 @@ def test_every_reply_kind_round_trips_through_its_stored_form() -> None:
 
 
 def test_slack_renders_each_kind_and_groups_by_visibility() -> None:
-    messages = slack_payloads.render(
+    messages = slack_render.render(
         [
             Reply("one <@U1>"),
             Reply("two", [Button("Go", "again", "1"), Button("Docs", url="https://x.test")]),
@@ -222,28 +224,28 @@ def test_a_slack_modal_carries_its_conversation_and_comes_back_as_a_form() -> No
     from sessions import ConversationKey
 
     key = ConversationKey.slack(team="T1", channel="C42", user="U1")
-    view = slack_payloads.modal_view(modal, key=key, secret="s3cret")
+    view = slack_render.modal_view(modal, key=key, secret="s3cret")
     assert view["callback_id"] == "echo:form" and len(view["title"]["text"]) <= 24
     assert json.loads(view["private_metadata"])["channel"] == "C42"
-    assert slack_payloads.view_channel(view, team="T1", user="U1", secret="s3cret") == "C42"
+    assert slack_parse.view_channel(view, team="T1", user="U1", secret="s3cret") == "C42"
     # Another user, another secret, a changed channel or no signature: no conversation.
-    assert slack_payloads.view_channel(view, team="T1", user="U2", secret="s3cret") == ""
-    assert slack_payloads.view_channel(view, team="T1", user="U1", secret="other") == ""
+    assert slack_parse.view_channel(view, team="T1", user="U2", secret="s3cret") == ""
+    assert slack_parse.view_channel(view, team="T1", user="U1", secret="other") == ""
     forged = {**view, "private_metadata": view["private_metadata"].replace("C42", "C43")}
-    assert slack_payloads.view_channel(forged, team="T1", user="U1", secret="s3cret") == ""
+    assert slack_parse.view_channel(forged, team="T1", user="U1", secret="s3cret") == ""
     bare = {**view, "private_metadata": json.dumps({"channel": "C42"})}
-    assert slack_payloads.view_channel(bare, team="T1", user="U1", secret="s3cret") == ""
+    assert slack_parse.view_channel(bare, team="T1", user="U1", secret="s3cret") == ""
     view["state"] = {
         "values": {
             "title": {"value": {"type": "plain_text_input", "value": "Broken"}},
             "urgency": {"value": {"type": "static_select", "selected_option": {"value": "high"}}},
         }
     }
-    assert slack_payloads.form_values(view) == {"title": "Broken", "urgency": "high"}
+    assert slack_parse.form_values(view) == {"title": "Broken", "urgency": "high"}
 
 
 def test_messenger_renders_each_kind_with_its_fallbacks() -> None:
-    render = messenger_payloads.render
+    render = messenger_render.render
     [quick] = render([Reply("pick", [Button("A", "again", "1")])])
     assert quick["quick_replies"][0]["payload"] == json.dumps(
         {"action": "again", "value": "1"}, separators=(",", ":")
@@ -274,13 +276,13 @@ def test_messenger_renders_each_kind_with_its_fallbacks() -> None:
 
 def test_messenger_payloads_become_actions_only_when_declared() -> None:
     spec = BotSpec.of(Echo())
-    ours = messenger_payloads.encode_payload("again", "7")
+    ours = messenger_parse.encode_payload("again", "7")
     item = {
         "sender": {"id": "5550001"},
         "timestamp": 1_700_000_000_000,
         "message": {"mid": "m1", "text": "Again", "quick_reply": {"payload": ours}},
     }
-    [incoming] = messenger_payloads.parse_batch(
+    [incoming] = messenger_parse.parse_batch(
         {"object": "page", "entry": [{"id": "100", "messaging": [item]}]}, spec.handles_action
     )
     message = incoming.message
@@ -289,7 +291,7 @@ def test_messenger_payloads_become_actions_only_when_declared() -> None:
     assert message.time == 1_700_000_000 and message.payload == ours
     item["postback"] = {"mid": "m2", "title": "Get started", "payload": "GET_STARTED"}
     del item["message"]
-    [incoming] = messenger_payloads.parse_batch(
+    [incoming] = messenger_parse.parse_batch(
         {"object": "page", "entry": [{"id": "100", "messaging": [item]}]}, spec.handles_action
     )
     assert incoming.message.kind == "text" and incoming.message.text == "Get started"
@@ -299,7 +301,7 @@ def test_messenger_payloads_become_actions_only_when_declared() -> None:
         "attachments": [{"type": "image", "payload": {"url": "https://x.test/p.jpg"}}],
     }
     del item["postback"]
-    [incoming] = messenger_payloads.parse_batch(
+    [incoming] = messenger_parse.parse_batch(
         {"object": "page", "entry": [{"id": "100", "messaging": [item]}]}, spec.handles_action
     )
     assert incoming.message.attachments == (Attachment("image", "https://x.test/p.jpg"),)
@@ -341,7 +343,7 @@ def test_bot_testing_runs_effects_and_follow_ups_without_any_server() -> None:
 
 def test_the_bot_api_imports_neither_slack_bolt_nor_boto3() -> None:
     code = (
-        "import sys, bot, bot.testing, bot.todo, examples.quiz, examples.intake; "
+        "import sys, bot, bot.testing, examples.todo, examples.quiz, examples.intake; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('slack_bolt', 'slack_sdk', 'boto3', 'botocore', 'handlers', 'sessions')))"
     )
@@ -370,15 +372,15 @@ def test_slack_files_reach_the_bot_as_attachments() -> None:
         ],
     }  # fmt: skip
     body = {"team_id": "T0001", "token": "legacy", "event": event, "event_time": 1_700_000_000}
-    assert slack_payloads.ignored_message(body, event) is None  # a file share with no text
+    assert slack_parse.ignored_message(body, event) is None  # a file share with no text
     key = ConversationKey.slack(team="T0001", channel="D0001", user="U0001")
-    message = slack_payloads.event_message(body, key, 1_700_000_000.0)
+    message = slack_parse.event_message(body, key, 1_700_000_000.0)
     assert message.attachments == (
         Attachment("image", "https://files.slack.com/shot.png", "shot.png", "image/png"),
         Attachment("file", "https://files.slack.com/notes.pdf", "notes.pdf", "application/pdf"),
     )
     assert "token" not in message.raw and message.raw["event"]["files"][0]["id"] == "F1"
     edited = {**event, "subtype": "message_changed"}
-    assert slack_payloads.ignored_message(body, edited) == "message subtype message_changed"
+    assert slack_parse.ignored_message(body, edited) == "message subtype message_changed"
     bare = {**event, "files": []}
-    assert slack_payloads.ignored_message(body, bare) == "message subtype file_share"
+    assert slack_parse.ignored_message(body, bare) == "message subtype file_share"

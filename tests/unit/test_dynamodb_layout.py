@@ -13,7 +13,7 @@ from sessions import ConversationKey, Sessions
 from sessions import dynamodb_layout as layout
 from sessions.dynamodb import DynamoDBStore, create_table
 from sessions.errors import ConflictError
-from sessions.store import EventRecord, StoredState
+from sessions.store import EventRecord, EventWrite, StoredState
 
 KEY = ConversationKey.messenger(page="100", psid="200")
 START = 1_800_000_000
@@ -196,17 +196,19 @@ def test_a_delete_settles_then_removes_what_a_turn_in_flight_wrote(moto: Counted
         # The stale turn's commit: its page is written, its conversation write refused.
         with pytest.raises(ConflictError):
             store.commit(
-                KEY,
-                expected=stale.state,
-                state=StoredState(
-                    version=99, blob=b"j{}", expires_at=START + 99_999, updated_at=START + i
-                ),
-                event_sk=KEY.event_sk("stale"),
-                event=EventRecord(version=99, committed_at=START + i, expires_at=START + 9_999),
-                tombstone=None,
-                now=int(clock.now),
-                loaded=stale,
-                event_time=START + i,
+                EventWrite(
+                    KEY,
+                    KEY.event_sk("stale"),
+                    EventRecord(version=99, committed_at=START + i, expires_at=START + 9_999),
+                    tombstone=None,
+                    now=int(clock.now),
+                    state=StoredState(
+                        version=99, blob=b"j{}", expires_at=START + 99_999, updated_at=START + i
+                    ),
+                    expected=stale.state,
+                    loaded=stale,
+                    event_time=START + i,
+                )
             )
         assert any("#evt#p." in sk for sk, _ in _items(moto, KEY.pk))
         clock.now += 1  # a genuine new event after the delete, on another conversation

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.slack_payloads import event_time
+from handlers.slack.parse import event_time
 
 HEADERS = {"x-slack-request-timestamp": ["1700000000"]}  # as Bolt keeps headers: lists
 

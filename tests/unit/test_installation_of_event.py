@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from handlers.slack_payloads import installation_of_event
+from handlers.slack.parse import installation_of_event
 
 
 def body(**fields: Any) -> dict[str, Any]:

@@ -9,8 +9,8 @@ import pytest
 
 from bot import Message
 from bot.base import Effect
-from handlers.delivery import Delivery, SlackKind, SlackRoute, dump, load, private_exchange
-from handlers.timers import template
+from handlers.pipeline.delivery import Delivery, SlackKind, SlackRoute, dump, load, private_exchange
+from handlers.pipeline.timers import template
 from sessions import ConversationKey
 
 

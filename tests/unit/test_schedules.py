@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from handlers.timers import next_time
+from handlers.pipeline.timers import next_time
 from sessions.schedules import OCCURRENCE, Schedule, SQLiteScheduler
 
 

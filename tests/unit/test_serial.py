@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from handlers.serial import FifoQueue, GroupThreads, consume, group_of
+from handlers.pipeline.serial import FifoQueue, GroupThreads, group_of
+from handlers.serial import consume
 
 
 def test_one_groups_jobs_run_in_order_one_at_a_time_and_groups_in_parallel() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from bot import Bot, BotTypeError, CancelTimer, Effect, Message, Outcome, Timer, effect, timers
 from bot.testing import Conversation
-from bot.todo import TodoBot
+from examples.todo import TodoBot
 
 
 def test_a_timer_id_is_the_same_on_every_run_of_the_event() -> None:

@@ -13,8 +13,8 @@ import pytest
 
 from bot import Message
 from bot.testing import replay
-from bot.todo import TodoBot
 from bot.transcripts import TranscriptError, load
+from examples.todo import TodoBot
 from handlers.tools import replay as replay_cli
 
 RECORDED = Path(__file__).resolve().parents[1] / "transcripts" / "todo-reminder.json"
@@ -64,8 +64,8 @@ def test_make_replay(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Mon
     assert replay_cli.main([str(RECORDED)]) == 0
     assert "6 turns replayed: the same replies and state" in capsys.readouterr().out
     changed = type("TodoBot", (Reworded,), {})()  # as if TodoBot's code had changed
-    monkeypatch.setattr("bot.todo.bot", changed)
-    assert replay_cli.main([str(RECORDED), "--bot", "bot.todo:bot"]) == 1
+    monkeypatch.setattr("examples.todo.bot", changed)
+    assert replay_cli.main([str(RECORDED), "--bot", "examples.todo:bot"]) == 1
     assert "2 of 6 turns differ" in capsys.readouterr().out
 
 

@@ -1,12 +1,13 @@
 """Slack on Lambda: slash commands, Events API and interactivity through the session core.
 
 ``handler`` is the Lambda entry point (``POST /slack/events``). One HMAC check per request
-(``X-Slack-Signature`` over the raw bytes, 300 s window), then the body is parsed once into a
-:class:`~handlers.delivery.Delivery` and run by the delivery pipeline (``handlers.pipeline``);
-``url_verification`` and ``ssl_check`` are answered here. This path does not use Bolt: its
-request parsing and listener routing had to be fenced in (its readers index Slack's fields
-unchecked, so malformed signed bodies became 5xx) and it costs the cold start; slack_sdk's
-clients send the replies. ``handlers.bolt_session`` is for a Bolt app of your own.
+(``X-Slack-Signature`` over the raw bytes, 300 s window), then the body is parsed once
+(``handlers.slack.parse``) into a :class:`~handlers.pipeline.delivery.Delivery` and run by the
+delivery pipeline (``handlers.pipeline``); ``url_verification`` and ``ssl_check`` are
+answered here. This path does not use Bolt: its request parsing and listener routing had to be
+fenced in (its readers index Slack's fields unchecked, so malformed signed bodies became 5xx)
+and it costs the cold start; slack_sdk's clients send the replies. ``handlers.slack.bolt`` is
+for a Bolt app of your own.
 
 Routing comes from the bot's declarations, never from names in this module: the slash commands
 in ``bot.commands``, the button and modal ids in ``bot.actions`` / ``bot.action_prefix``, every
@@ -31,7 +32,7 @@ Who retries what:
 - Replies are sent at most once: the Slack clients retry a call only when it certainly never
   reached Slack (connection refused, name resolution), never after a reset or a timeout.
 - A turn the bot declares slow (from the message alone, before the ack) is acked at once and
-  handed off (``handlers.deferral``); slash commands and actions then answer through
+  handed off (``handlers.pipeline.deferral``); slash commands and actions then answer through
   ``response_url``, events through ``chat.postMessage``.
 - Replies are rendered once per turn: modals open first (one that cannot becomes its
   fallback text, in place), then the rest become messages in the bot's order. A slash
@@ -41,6 +42,7 @@ Who retries what:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -52,22 +54,22 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from bot.replies import AnyReply, FormErrors, Modal
-from handlers import hot
-from handlers import slack_payloads as payloads
-from handlers.deferral import DEFERRED_KEY, Deferrer, default_deferrer
-from handlers.delivery import Delivery, EraseJob, SlackRoute, private_exchange
 from handlers.entry import Entry, build_edge, spec_of
 from handlers.http import BadRequest, HttpRequest, from_lambda, response
-from handlers.pipeline import Answer, Deadline, Pipeline
-from handlers.serial import Serialiser, default_serialiser
+from handlers.pipeline import Answer, Deadline, Pipeline, hot
+from handlers.pipeline.deferral import DEFERRED_KEY, Deferrer, default_deferrer
+from handlers.pipeline.delivery import Delivery, EraseJob, SlackRoute, private_exchange
+from handlers.pipeline.serial import Serialiser, default_serialiser
 from handlers.settings import Settings
+from handlers.slack import parse as payloads
+from handlers.slack import render, threads
 from sessions import ConversationKey, InvalidKeyError, SessionError, Sessions
 
 if TYPE_CHECKING:
     from slack_sdk import WebClient
 
-    from handlers.slack_oauth import SlackOAuth
-    from handlers.slack_send import SlackSender
+    from handlers.slack.oauth import SlackOAuth
+    from handlers.slack.send import SlackSender
     from handlers.telemetry import Telemetry
 
 from sessions.privacy import fingerprint, private
@@ -75,7 +77,7 @@ from sessions.privacy import fingerprint, private
 log = private(logging.getLogger("handlers.slack"))
 
 APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment."
-#: The install routes (``handlers.slack_oauth``), answered 404 without ``SLACK_CLIENT_ID``.
+#: The install routes (``handlers.slack.oauth``), answered 404 without ``SLACK_CLIENT_ID``.
 OAUTH_PATHS = ("/slack/install", "/slack/oauth_redirect")
 #: Seconds an inline turn may spend retrying lost races: Slack gives up after 3 s, and the
 #: replies and the ack still have to go out after the commit.
@@ -135,8 +137,8 @@ class SlackEdge:
         if settings.slack_oauth:
             # Imported here: an app of one workspace never loads slack_sdk's OAuth modules
             # (27 modules at every cold start).
-            from handlers.installs import TableInstallationStore, TableOAuthStateStore
-            from handlers.slack_oauth import SlackOAuth
+            from handlers.slack.installs import TableInstallationStore, TableOAuthStateStore
+            from handlers.slack.oauth import SlackOAuth
 
             self.oauth = SlackOAuth(
                 settings,
@@ -213,6 +215,8 @@ class SlackEdge:
                 return _bad("malformed event")
             if event_body.get("type") == "message":
                 return self._on_message(body, event_body, request, deadline)
+            if event_body.get("type") in ("app_mention", *threads.ASSISTANT_EVENTS):
+                return self._on_thread_event(body, event_body, request, deadline)
             if event_body.get("type") in ("app_uninstalled", "tokens_revoked"):
                 return self._on_install_event(body, event_body)
             log.info("ignored Slack event type %s", str(event_body.get("type"))[:40])
@@ -312,7 +316,11 @@ class SlackEdge:
         trigger = body.get("trigger_id") if isinstance(body.get("trigger_id"), str) else None
         route = SlackRoute("action", str(body.get("response_url") or ""), trigger or None)
         message = payloads.action_message(body, action, key, when)
-        return self._interactive(Delivery(key, idempotency_key, message, when, route), deadline)
+        thread, ts = threads.action_thread(body)
+        delivery = threads.threaded(
+            Delivery(key, idempotency_key, message, when, route), thread=thread, ts=ts
+        )
+        return self._interactive(delivery, deadline)
 
     def _on_view(
         self,
@@ -386,6 +394,37 @@ class SlackEdge:
         when = payloads.event_time(body, request.headers)
         message = payloads.event_message(body, key, when)
         delivery = Delivery(key, f"event:{event_id}", message, when, SlackRoute("event"))
+        thread, ts = threads.event_thread(event)
+        return self._event(threads.threaded(delivery, thread=thread, ts=ts), deadline)
+
+    def _on_thread_event(
+        self,
+        body: Mapping[str, Any],
+        event: Mapping[str, Any],
+        request: HttpRequest,
+        deadline: Deadline,
+    ) -> dict[str, Any]:
+        """A mention of the bot (in a channel or a thread), or an assistant thread's start or
+        change of context (``handlers.slack.threads``)."""
+        if event.get("type") == "app_mention":
+            reason = threads.ignored_mention(body, event)
+            if reason:
+                log.info("ignored Slack event: %s", reason)
+                return _ack()
+        try:
+            if event.get("type") == "app_mention":
+                delivery = threads.mention_delivery(body, event)
+            else:
+                delivery = threads.assistant_delivery(body, event)
+        except InvalidKeyError as exc:
+            log.warning("event with an invalid key: %s", type(exc).__name__)
+            return _bad("invalid event")
+        when = payloads.event_time(body, request.headers)
+        return self._event(dataclasses.replace(delivery, event_time=when), deadline)
+
+    def _event(self, delivery: Delivery, deadline: Deadline) -> dict[str, Any]:
+        """Run an Events API delivery: an error that can heal is a 5xx (Slack redelivers)."""
+        message = delivery.message
         if not self._installed(delivery):
             return _ack()
         if self.spec.is_slow(message):
@@ -410,7 +449,7 @@ class SlackEdge:
         nothing of it is run or stored, and Slack's retry could not change that."""
         if self.oauth is None:
             return True
-        from handlers.slack_oauth import TokenExpired
+        from handlers.slack.oauth import TokenExpired
 
         key = delivery.key
         try:
@@ -435,7 +474,7 @@ class SlackEdge:
     def web(self) -> WebClient:
         from slack_sdk import WebClient
 
-        from handlers.slack_send import SLACK_TIMEOUT, NotSentRetryHandler
+        from handlers.slack.send import SLACK_TIMEOUT, NotSentRetryHandler
 
         return WebClient(
             token=self.settings.slack_bot_token,
@@ -446,7 +485,7 @@ class SlackEdge:
 
     @cached_property
     def sender(self) -> SlackSender:
-        from handlers.slack_send import SlackSender
+        from handlers.slack.send import SlackSender
 
         if self.oauth:
             return SlackSender(
@@ -456,6 +495,14 @@ class SlackEdge:
                 on_revoked=self._token_refused,
             )
         return SlackSender(self.web, self._signing_secret)
+
+    def stream_target(self, delivery: Delivery) -> Any:
+        """Where a streamed effect's answer goes (``handlers.slack.stream``)."""
+        from handlers.slack.stream import SlackStream
+
+        route = delivery.route
+        assert isinstance(route, SlackRoute)
+        return SlackStream(self.sender.web_for(delivery.key), delivery.message, route)
 
     def _web_for(self, key: ConversationKey) -> WebClient:
         assert self.oauth is not None
@@ -515,7 +562,7 @@ class SlackEdge:
         route = delivery.route
         assert isinstance(route, SlackRoute)
         if route.kind == "submission" and answer is not None:
-            errors = payloads.form_errors(replies)
+            errors = render.form_errors(replies)
             if errors:
                 answer.body = {"response_action": "errors", "errors": errors}
             replies = [r for r in replies if not isinstance(r, FormErrors)]
@@ -525,12 +572,18 @@ class SlackEdge:
                 isinstance(reply, Modal) and self.sender.open_modal(route, delivery.key, reply)
             ):
                 plain.append(reply)  # a modal that did not open renders as its fallback
-        messages = payloads.render(plain, visibility=_default_visibility(route, delivery.key))
+        visibility = _default_visibility(route, delivery.key)
+        messages = threads.messages(route, plain, visibility=visibility)
         if route.kind == "command" and answer is not None and len(messages) == 1:
-            answer.body = _ack_body(messages[0])
-            return
-        for message in messages:
-            self.sender.post(route, delivery.key, message)
+            only = messages[0][0]
+            if isinstance(only, dict):
+                answer.body = _ack_body(only)
+                return
+        for message, thread in messages:
+            if isinstance(message, dict):
+                self.sender.post(route, delivery.key, message)
+            elif threads.is_assistant(message):
+                threads.set_assistant(self.sender, delivery.key, thread, message)  # type: ignore[arg-type]
 
     def apologise(self, delivery: Delivery, answer: Answer | None, deadline: Deadline) -> None:
         """Tell the user once that their event failed on our side: in a slash command's ack,
@@ -606,20 +659,10 @@ def build(settings: Settings | None = None, **overrides: Any) -> SlackEdge:
     return build_edge(SlackEdge, settings, **overrides)
 
 
-#: Lambda entry point: ``handlers/slack.handler``.
+#: Lambda entry point: ``handlers/slack.handler`` (exposed by the package, ``handlers.slack``).
 #: Before a SnapStart snapshot, the first event's imports (handlers.snapstart).
 handler = Entry(build, warm=("boto3", "botocore.client", "slack_sdk.web.client"))
 reset = handler.reset
-
-
-def __getattr__(name: str) -> Any:
-    """``NotSentRetryHandler`` from ``handlers.slack_send``, loaded when asked for (it loads
-    slack_sdk)."""
-    if name == "NotSentRetryHandler":
-        from handlers.slack_send import NotSentRetryHandler
-
-        return NotSentRetryHandler
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["SlackEdge", "build", "handler"]

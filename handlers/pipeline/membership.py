@@ -28,6 +28,7 @@ state (its forget turn decides), and the replies already posted in Slack (the pl
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import threading
@@ -37,8 +38,17 @@ from typing import Any, Final, Literal
 
 from bot.messages import Message
 from bot.spec import BotSpec
-from handlers.timers import cancel, is_timer_change, keep_timers
-from sessions import ConversationKey, PermanentError, SessionError, Sessions, Turn, UserKey
+from handlers.pipeline.timers import cancel, is_timer_change, keep_timers
+from sessions import (
+    ConversationKey,
+    InvalidKeyError,
+    PermanentError,
+    SessionError,
+    Sessions,
+    Turn,
+    UserKey,
+)
+from sessions.keys import SCOPES
 from sessions.privacy import fingerprint, private
 from sessions.runner import LATE
 from sessions.store import EventRecord
@@ -67,8 +77,14 @@ def mark_key(key: ConversationKey) -> ConversationKey:
     return key.scoped("conversation", key.namespace)
 
 
-def token(channel: str) -> str:
-    return f"member:{channel}"
+def token(channel: str, thread: str | None = None) -> str:
+    """The mark's token: the channel's, or one thread's of it (a thread-scope state)."""
+    return f"member:{channel}" if thread is None else f"member:{channel}:{thread}"
+
+
+def item_token(key: ConversationKey) -> str:
+    """The token of the mark of a shared item: its thread's for a thread-scope state."""
+    return token(key.channel, key.thread if key.scope == "thread" else None)
 
 
 class Membership:
@@ -87,7 +103,7 @@ class Membership:
         self.spec = spec
         self.clock = clock
         #: (channel item's pk, the user's mark pk) -> when this container last saw the mark.
-        self._known: dict[tuple[str, str], float] = {}
+        self._known: dict[tuple[str, str, str], float] = {}
         self._lock = threading.Lock()
         #: Recorded with each mark: the bot whose forget turn the user's delete must run.
         self.reference = bot_reference(spec.bot)
@@ -106,18 +122,21 @@ class Membership:
         Raises:
             SessionError: the store failed (nothing is committed: the delivery retries).
         """
-        seen = (key.pk, mark_key(key).pk)
+        seen = (key.pk, key.sk, mark_key(key).pk)
         now = self.clock()
         with self._lock:
             known = self._known.get(seen)
         if known is not None and now - known < REMEMBER_FOR:
             return known
+        payload: dict[str, str] = {"bot": self.reference} if self.reference else {}
+        if key.scope == "thread" and key.thread is not None:
+            payload["thread"] = key.thread  # how a delete finds the thread (the sk is a hash)
         outcome = self.sessions.claim_outcome(
             mark_key(key),
-            token(key.channel),
+            item_token(key),
             event_time=event_time,
             ttl=MARK_TTL,
-            payload={"bot": self.reference} if self.reference else None,
+            payload=payload or None,
         )
         if outcome == LATE:
             return LATE  # not remembered: no mark exists
@@ -128,14 +147,15 @@ class Membership:
     def unknown(self, key: ConversationKey) -> None:
         """Forget that ``key``'s user was marked (their delete removed the mark)."""
         with self._lock:
-            self._known.pop((key.pk, mark_key(key).pk), None)
+            self._known.pop((key.pk, key.sk, mark_key(key).pk), None)
 
     def channels(self, user: UserKey) -> list[ConversationKey]:
-        """The channels whose shared state the user wrote to, by their marks (one Query of the
-        user's partition)."""
+        """The channel and thread states the user wrote to, by their marks (one Query of the
+        user's partition): each the key of the bot's shared item (channel scope first, when
+        it has one; a thread's, for a thread-scope bot that keeps no channel state)."""
         found = []
-        channel_scope = "channel" in self.spec.scopes
-        if user.platform != "slack" or not channel_scope:
+        scopes = [s for s in self.spec.scopes if s in ("channel", "thread")]
+        if not shared_scopes(self.spec, _any_conversation(user, threaded=True)):
             return []
         for sk, item in self.sessions.store.user_items(user):
             if not isinstance(item, EventRecord) or "#evt#" not in sk:
@@ -152,7 +172,15 @@ class Membership:
                 continue
             mark = mark_key(conversation.scoped("channel", self.spec.namespace))
             if mark.event_sk(token(channel)) == sk:
-                found.append(conversation.scoped("channel", self.spec.namespace))
+                if "channel" in scopes:
+                    found.append(conversation.scoped("channel", self.spec.namespace))
+                continue
+            thread = _thread_of(self.sessions, mark, item)
+            if thread is None or mark.event_sk(token(channel, thread)) != sk:
+                continue
+            threaded = dataclasses.replace(conversation, thread=thread)
+            if "thread" in scopes:
+                found.append(threaded.scoped(scopes[0], self.spec.namespace))
         return found
 
     def forget(self, user: UserKey, *, turn: Turn) -> tuple[int, int]:
@@ -169,6 +197,7 @@ class Membership:
                 conversation=key.channel,
                 user=key.user,
                 time=now,
+                thread=key.thread,
             )
             keys = [key.conversation.scoped(s, self.spec.namespace) for s in self.spec.scopes]
             try:
@@ -206,13 +235,54 @@ class Membership:
             )
 
 
+def shared_scopes(spec: BotSpec, conversation: ConversationKey) -> tuple[int, ...]:
+    """The positions (in the bot's order) of the scopes whose items are shared by
+    ``conversation``'s channel, outside its user's partition. Handlers decide "is this scope
+    shared" here only, and only by asking the item's key (:attr:`ConversationKey.shared`, the
+    table layout's own rule), never the scope's name and the platform."""
+    return tuple(
+        i
+        for i, scope in enumerate(spec.scopes)
+        if conversation.scoped(scope, spec.namespace).shared
+    )
+
+
+def conversation_of(message: Message) -> ConversationKey:
+    """The conversation of a message the pipeline runs (each is built from its delivery's key:
+    an edge's parse, a timer's fire, an effect's follow-up, a forget turn).
+
+    Raises:
+        InvalidKeyError: the message names no valid conversation.
+    """
+    platform = message.platform
+    if not platform:
+        raise InvalidKeyError("a message of no platform")
+    thread = message.thread if platform == "slack" else None
+    return ConversationKey(
+        platform, message.workspace, message.conversation, message.user, thread=thread
+    )
+
+
+#: Any thread's root ``ts``: where a platform has threads, asking which of a bot's scopes are
+#: shared asks for a message in a thread (a thread scope's item is its thread's).
+ANY_THREAD = "1000000000.000001"
+
+
+def _any_conversation(user: UserKey, *, threaded: bool = False) -> ConversationKey:
+    """A conversation of ``user`` (its channel: the workspace's id, which every platform's key
+    takes), to ask which of a bot's scopes are shared for them: the channel decides no item's
+    partition but its own. ``threaded``: in a thread, on a platform that has them."""
+    thread = ANY_THREAD if threaded and user.platform == "slack" else None
+    return ConversationKey(user.platform, user.workspace, user.workspace, user.user, thread=thread)
+
+
 def marks(sessions: Sessions, user: UserKey) -> dict[str | None, set[str | None]]:
     """The namespaces of the bots whose channel states the user wrote to, by the marks in
     their partition (one Query), each with the bots the marks recorded (``module:attribute``;
     ``None``: a mark written before they were recorded, or one that does not open)."""
     found: dict[str | None, set[str | None]] = {}
-    if user.platform != "slack":
-        return found
+    if not any(_any_conversation(user).scoped(s, None).shared for s in SCOPES):
+        return found  # no bot keeps a shared item on the user's platform: no marks
     for sk, item in sessions.store.user_items(user):
         if not isinstance(item, EventRecord) or "#evt#" not in sk:
             continue
@@ -225,7 +295,9 @@ def marks(sessions: Sessions, user: UserKey) -> dict[str | None, set[str | None]
             continue
         key = mark_key(conversation.scoped("channel", namespace or None))
         if key.event_sk(token(channel)) != sk:
-            continue
+            thread = _thread_of(sessions, key, item)  # a thread's mark records its root
+            if thread is None or key.event_sk(token(channel, thread)) != sk:
+                continue
         try:
             recorded = sessions.claimed(key, item)
         except SessionError:
@@ -233,6 +305,19 @@ def marks(sessions: Sessions, user: UserKey) -> dict[str | None, set[str | None]
         bot = recorded.get("bot") if isinstance(recorded, Mapping) else None
         found.setdefault(namespace or None, set()).add(bot if isinstance(bot, str) else None)
     return found
+
+
+def _thread(recorded: Any) -> str | None:
+    thread = recorded.get("thread") if isinstance(recorded, Mapping) else None
+    return thread if isinstance(thread, str) else None
+
+
+def _thread_of(sessions: Sessions, mark: ConversationKey, item: EventRecord) -> str | None:
+    """The thread a mark names (a thread-scope state's mark records its root), else ``None``."""
+    try:
+        return _thread(sessions.claimed(mark, item))
+    except SessionError:
+        return None
 
 
 def bot_reference(bot: Any) -> str | None:

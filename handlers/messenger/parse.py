@@ -1,29 +1,19 @@
-"""Pure conversions for Messenger: the webhook signature, batches into messages, replies into
-Send API message objects."""
+"""Pure parsing for Messenger: the webhook signature, batches into messages, the postback
+payloads of our buttons (the outbound side is ``handlers.messenger.render``)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from bot.messages import Attachment, Message
-from bot.replies import AnyReply, Button, Cards, FormErrors, Media, Reply
-from handlers.text import pieces
+from handlers.messenger import assistant
 from sessions.errors import InvalidKeyError
 from sessions.keys import ConversationKey
-
-TEXT_LIMIT = 2000  # Send API: text must be under 2,000 characters
-MAX_QUICK_REPLIES = 13
-QUICK_REPLY_TITLE = 20
-MAX_TEMPLATE_BUTTONS = 3  # button and generic templates: at most 3 buttons
-BUTTON_TITLE = 20
-TEMPLATE_TEXT = 640  # a button template's text
-MAX_CARDS = 10  # a generic template's elements
-CARD_TEXT = 80  # a card's title and subtitle
 
 
 class MalformedBatch(ValueError):
@@ -147,6 +137,9 @@ def _incoming(
 
 
 def _tapped(payload: str, label: str, handles: Callable[[str], bool]) -> dict[str, Any]:
+    prompt = assistant.prompt_of(payload)
+    if prompt is not None:  # a suggested prompt: its message, as if typed
+        return {"text": prompt, "payload": payload}
     action, value = decode_payload(payload)
     if handles(action):
         return {"kind": "action", "action": action, "value": value, "payload": payload}
@@ -207,94 +200,3 @@ def parse_batch(
                 found.append(incoming)
     found.sort(key=lambda i: i.timestamp)  # stable: equal timestamps keep batch order
     return found
-
-
-def _chunks(text: str) -> list[str]:
-    """Text in pieces under the Send API's limit."""
-    return pieces(text, TEXT_LIMIT - 1)
-
-
-def _title(label: str, line: str | None) -> str:
-    if line:
-        number = line.split(".", 1)[0]
-        label = f"{label} {number}" if number.isdecimal() else label
-    return label[:QUICK_REPLY_TITLE]
-
-
-def _template_button(button: Button) -> dict[str, Any]:
-    if button.url:
-        return {"type": "web_url", "url": button.url, "title": button.label[:BUTTON_TITLE]}
-    return {
-        "type": "postback",
-        "title": _title(button.label, button.line)[:BUTTON_TITLE],
-        "payload": encode_payload(button.action, button.value),
-    }
-
-
-def _reply(reply: Reply) -> list[dict[str, Any]]:
-    buttons = reply.buttons
-    links = [b for b in buttons if b.url]
-    template = (reply.persistent or links) and len(buttons) <= MAX_TEMPLATE_BUTTONS
-    if template and len(reply.text) <= TEMPLATE_TEXT:
-        payload = {
-            "template_type": "button",
-            "text": reply.text or " ",
-            "buttons": [_template_button(b) for b in buttons],
-        }
-        return [{"attachment": {"type": "template", "payload": payload}}]
-    text = reply.text
-    if links:  # quick replies cannot open a link: the links go in the text
-        text += "".join(f"\n{b.label}: {b.url}" for b in links)
-    out: list[dict[str, Any]] = [{"text": piece} for piece in _chunks(text)]
-    actions = [b for b in buttons if not b.url]
-    if actions:
-        out[-1]["quick_replies"] = [
-            {
-                "content_type": "text",
-                "title": _title(b.label, b.line),
-                "payload": encode_payload(b.action, b.value),
-            }
-            for b in actions[:MAX_QUICK_REPLIES]
-        ]
-    return out
-
-
-def _cards(reply: Cards) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = (
-        [{"text": piece} for piece in _chunks(reply.text)] if reply.text else []
-    )
-    elements = []
-    for card in reply.cards[:MAX_CARDS]:
-        element: dict[str, Any] = {"title": card.title[:CARD_TEXT] or " "}
-        if card.subtitle:
-            element["subtitle"] = card.subtitle[:CARD_TEXT]
-        if card.image_url:
-            element["image_url"] = card.image_url
-        if card.buttons:
-            element["buttons"] = [_template_button(b) for b in card.buttons[:MAX_TEMPLATE_BUTTONS]]
-        elements.append(element)
-    if elements:
-        payload = {"template_type": "generic", "elements": elements}
-        out.append({"attachment": {"type": "template", "payload": payload}})
-    return out
-
-
-def render(replies: Sequence[AnyReply]) -> list[dict[str, Any]]:
-    """Send API ``message`` objects, one per message to send, in order (see
-    :mod:`bot.replies` for each kind's rendering and fallbacks)."""
-    messages: list[dict[str, Any]] = []
-    for reply in replies:
-        if isinstance(reply, Reply):
-            messages.extend(_reply(reply))
-        elif isinstance(reply, Cards):
-            messages.extend(_cards(reply))
-        elif isinstance(reply, Media):
-            payload = {"url": reply.url, "is_reusable": True}
-            messages.append({"attachment": {"type": reply.media, "payload": payload}})
-            if reply.caption:
-                messages.extend({"text": piece} for piece in _chunks(reply.caption))
-        elif isinstance(reply, FormErrors):
-            messages.extend({"text": piece} for piece in _chunks(reply.text))
-        else:  # a Modal: Messenger has no forms
-            messages.extend({"text": piece} for piece in _chunks(reply.fallback))
-    return messages

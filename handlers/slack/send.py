@@ -21,8 +21,8 @@ from slack_sdk.http_retry import response as retry_response
 from slack_sdk.webhook import WebhookClient
 
 from bot.replies import Modal
-from handlers import slack_payloads as payloads
-from handlers.delivery import SlackRoute
+from handlers.pipeline.delivery import SlackRoute
+from handlers.slack import render
 from sessions import ConversationKey
 from sessions.privacy import private
 
@@ -91,7 +91,7 @@ class SlackSender:
         try:
             self.web_for(key).views_open(
                 trigger_id=route.trigger_id,
-                view=payloads.modal_view(modal, key=key, secret=self.signing_secret),
+                view=render.modal_view(modal, key=key, secret=self.signing_secret),
             )
         except Exception as exc:
             if isinstance(exc, SlackApiError):

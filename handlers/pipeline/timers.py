@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from bot import timers as timer_rules
 from bot.cron import Cron
 from bot.messages import Message
-from handlers.delivery import Delivery, MessengerRoute, SlackRoute, dump, private_exchange
+from handlers.pipeline.delivery import Delivery, MessengerRoute, SlackRoute, dump, private_exchange
 from sessions import ConversationKey
 from sessions.privacy import private
 from sessions.schedules import (
@@ -67,7 +67,8 @@ def template(origin: Delivery, entry: Mapping[str, Any]) -> Delivery:
 
     A fire keeps the visibility of the exchange that set it: a timer set by a slash command
     or a button in a channel (answered ephemerally) answers ephemerally to its user, never to
-    the whole channel (in a DM, a plain message is already the user's alone)."""
+    the whole channel (in a DM, a plain message is already the user's alone); and it answers
+    in the thread it was set in."""
     key = origin.key
     message = Message(
         kind="timer",
@@ -78,11 +79,15 @@ def template(origin: Delivery, entry: Mapping[str, Any]) -> Delivery:
         conversation=key.channel,
         user=key.user,
         time=float(entry["due"]),
+        thread=origin.message.thread,
     )
     route: SlackRoute | MessengerRoute = MessengerRoute("timer")
     if isinstance(origin.route, SlackRoute):
         private = private_exchange(origin.route, key) and not key.channel.startswith("D")
-        route = SlackRoute("event", ephemeral=private)
+        # Into the thread it was set in (a Slack thread's timer answers there).
+        route = SlackRoute(
+            "event", ephemeral=private, thread=origin.route.thread, ts=origin.route.ts
+        )
     return Delivery(
         key=key,
         idempotency_key=f"timer:{entry['id']}",

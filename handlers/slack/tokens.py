@@ -3,7 +3,7 @@ with what invalidates it (the workspace's stone, read again after ``RECHECK`` se
 Slack refuses; a TTL), refreshed ahead of expiry and never on the ack path (a one-time timer,
 a deferred job; only an expired token makes its turn wait, deferred), and the uninstall's
 side (the workspace closed, its installation deleted, its erase and settle pass).
-``handlers.slack_oauth`` adds the install flow."""
+``handlers.slack.oauth`` adds the install flow."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.oauth.installation_store.models.bot import Bot
 
-from handlers.deferral import DEFERRED_KEY
-from handlers.delivery import EraseJob, dump
-from handlers.installs import TableInstallationStore, team_id_of
+from handlers.pipeline.deferral import DEFERRED_KEY
+from handlers.pipeline.delivery import EraseJob, dump
 from handlers.settings import Settings
-from handlers.slack_send import SLACK_TIMEOUT
+from handlers.slack.installs import TableInstallationStore, team_id_of
+from handlers.slack.send import SLACK_TIMEOUT
 from sessions import Sessions
 from sessions.errors import StoreUnavailableError
 from sessions.privacy import fingerprint, private
@@ -279,7 +279,7 @@ class WorkspaceTokens:
 
     def client(self, token: str) -> WebClient:
         """A Web API client with ``token`` (one per token per container)."""
-        from handlers.slack_send import NotSentRetryHandler
+        from handlers.slack.send import NotSentRetryHandler
 
         with self._lock:
             found = self._clients.get(token)

@@ -1,4 +1,4 @@
-"""Install once, serve every workspace: Slack's OAuth v2 flow (``handlers.slack_tokens``: each
+"""Install once, serve every workspace: Slack's OAuth v2 flow (``handlers.slack.tokens``: each
 workspace's bot token for the requests).
 
     GET /slack/install          an "Add to Slack" page whose link carries a signed state (no
@@ -7,7 +7,7 @@ workspace's bot token for the requests).
     GET /slack/oauth_redirect   Slack sends the installer back with ``code`` and ``state``:
                                 the state must be this browser's cookie's, is used once, the
                                 code exchanged with ``oauth.v2.access`` at ``SLACK_API_URL``,
-                                the installation stored sealed (``handlers.installs``), the
+                                the installation stored sealed (``handlers.slack.installs``), the
                                 workspace open again, a page says how it went
 
 ``SLACK_CLIENT_ID`` and ``SLACK_CLIENT_SECRET`` turn it on (SSM in the deploy); without them the
@@ -28,10 +28,10 @@ from slack_sdk import WebClient
 from slack_sdk.oauth.installation_store.models.installation import Installation
 
 from handlers.http import HttpRequest, response
-from handlers.installs import TableInstallationStore, TableOAuthStateStore
 from handlers.settings import Settings
-from handlers.slack_send import SLACK_TIMEOUT
-from handlers.slack_tokens import (
+from handlers.slack.installs import TableInstallationStore, TableOAuthStateStore
+from handlers.slack.send import SLACK_TIMEOUT
+from handlers.slack.tokens import (
     RECHECK,
     ROTATE_BEFORE,
     SETTLE_AFTER,

@@ -10,11 +10,13 @@ batch of one message group; locally the per-item worker's queue), and applies th
 group commit (:func:`run_jobs`, ``Sessions.run_batch``): one read, the turns folded in memory,
 one conditional write, each turn's replies after it.
 
-The membership marks of a batch's users (``handlers.membership``) are written first, all in one
-plain batch write (a mark needs no condition: writing one again says the same), then the users'
-tombstones are read in one request, so that an event at or before its user's delete is still
-ignored (``LATE``) as the single turn's transactional mark does: 1 write unit per user and
-channel, never a transaction.
+The membership marks of a batch's users (``handlers.pipeline.membership``) are written first,
+all in one plain batch write (a mark needs no condition: writing one again says the same), then
+the users' tombstones are read in one request, so that an event at or before its user's delete
+is still ignored (``LATE``) as the single turn's transactional mark does: 1 write unit per user
+and channel, never a transaction.
+
+Platform-neutral, as the rest of ``handlers.pipeline``: it imports no platform.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
-from handlers import membership
-from handlers.delivery import BadJob, Delivery, deliveries, dump, load
-from handlers.serial import group_of
+from handlers.pipeline import membership
+from handlers.pipeline.delivery import BadJob, Delivery, deliveries, dump, load
+from handlers.pipeline.serial import group_of
+from handlers.pipeline.timers import keep_timers
+from handlers.pipeline.turn import REMARK, TIMER_GONE, bot_turn, new_conversation, replies_of
 from sessions import ConversationKey, SessionError, TurnResult
 from sessions.group_commit import LATE as LATE_TURN
 from sessions.group_commit import Batched
@@ -38,9 +42,9 @@ from sessions.sealing import PAYLOAD
 from sessions.store import CLOSED, EventRecord, at_or_before, live_tombstone
 
 if TYPE_CHECKING:
-    from handlers.pipeline import Pipeline
+    from handlers.pipeline.core import Pipeline
 
-log = private(logging.getLogger("handlers.hot"))
+log = private(logging.getLogger("handlers.pipeline.hot"))
 
 #: How long a container treats an item as hot after one of its turns lost a race there.
 HOT_FOR = 30.0
@@ -169,7 +173,7 @@ def write_marks(
     fresh: list[int] = []
     for key, _ in shared:
         with member._lock:
-            known = member._known.get((key.pk, membership.mark_key(key).pk))
+            known = member._known.get((key.pk, key.sk, membership.mark_key(key).pk))
         if known is not None and now - known < membership.REMEMBER_FOR:
             out.append(known)
         else:
@@ -178,17 +182,20 @@ def write_marks(
     if not fresh:
         return out, fresh
     stamp = int(sessions.clock())
-    payload = {"bot": member.reference} if member.reference else None
     marks = {}
     for index in fresh:
         key = shared[index][0]
+        # What ``Membership.mark`` records: the bot, and a thread's ts (its sk is a hash).
+        payload: dict[str, str] = {"bot": member.reference} if member.reference else {}
+        if key.scope == "thread" and key.thread is not None:
+            payload["thread"] = key.thread
         where = membership.mark_key(key)
-        sk = where.event_sk(membership.token(key.channel))
+        sk = where.event_sk(membership.item_token(key))
         marks[(where.pk, sk)] = EventRecord(
             version=0,
             committed_at=stamp,
             expires_at=stamp + membership.MARK_TTL,
-            payload=None if payload is None else sessions.sealing.encode(payload, where, PAYLOAD),
+            payload=sessions.sealing.encode(payload, where, PAYLOAD) if payload else None,
         )
     store: Any = sessions.store
     store.put_events([(pk, sk, record) for (pk, sk), record in marks.items()])
@@ -198,7 +205,7 @@ def write_marks(
 def remember(pipeline: Pipeline, key: ConversationKey, at: float) -> None:
     member = pipeline.membership
     with member._lock:
-        member._known[(key.pk, membership.mark_key(key).pk)] = at
+        member._known[(key.pk, key.sk, membership.mark_key(key).pk)] = at
 
 
 def mark_all(
@@ -294,15 +301,7 @@ def _batch(pipeline: Pipeline, units: Sequence[Delivery]) -> None:
     if len(units) == 1:
         pipeline.run(units[0])
         return
-    from handlers.pipeline import (
-        NO_DEADLINE,
-        REMARK,
-        TIMER_GONE,
-        bot_turn,
-        new_conversation,
-        replies_of,
-    )
-    from handlers.timers import keep_timers
+    from handlers.pipeline.core import NO_DEADLINE
 
     key = pipeline.keys(units[0])[0]
     marked: list[float | None] = [None] * len(units)
@@ -337,7 +336,9 @@ def _batch(pipeline: Pipeline, units: Sequence[Delivery]) -> None:
         items.append(
             Batched(
                 idempotency_key=unit.idempotency_key,
-                turn=bot_turn(pipeline.spec, unit.idempotency_key, marked=marked[i]),
+                turn=bot_turn(
+                    pipeline.spec, unit.idempotency_key, marked=marked[i], shared=[key.shared]
+                ),
                 event=unit.message,
                 event_time=unit.event_time,
                 sender=send,

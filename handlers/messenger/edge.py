@@ -9,17 +9,17 @@ one read). An error that would recur on every delivery (the bot raises, the stat
 decodes or is too large) must not do that, or the webhook is disabled and the sender's later
 messages never run: the message is recorded once as a dead letter, the sender gets an
 apology, and the rest of the batch, that sender's later messages included, still runs. A
-turn the bot declares slow is handed off (``handlers.deferral``) and answered through the
+turn the bot declares slow is handed off (``handlers.pipeline.deferral``) and answered through the
 Send API.
 
 Every text, attachment, quick reply and postback goes to the bot ``BOT`` names: a quick reply
 or postback whose action the bot declares arrives as an action, any other payload as the text
 the user tapped. Replies render as text, quick replies, button and generic templates or
-attachments by URL (``messenger_payloads.render``); the delivery pipeline
+attachments by URL (``handlers.messenger.render``); the delivery pipeline
 (``handlers.pipeline``) runs each message, sends its replies and then starts its effects. A
 sender's messages run in timestamp order: a slow one is handed off with every later one.
 
-Replies go out through the Send API client (``handlers.messenger_send``): retried only when
+Replies go out through the Send API client (``handlers.messenger.send``): retried only when
 they certainly did not arrive, never repeated after a timeout or a reset (at most once).
 """
 
@@ -34,16 +34,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from bot.replies import AnyReply
-from handlers import hot
-from handlers import messenger_payloads as payloads
-from handlers.deferral import DEFERRED_KEY, Deferrer, default_deferrer
-from handlers.delivery import Delivery, MessengerRoute
 from handlers.entry import Entry, build_edge, spec_of
 from handlers.http import BadRequest, HttpRequest, from_lambda, response
-from handlers.messenger_send import MIN_SEND_TIMEOUT, SendAPI, SendError
-from handlers.page_tokens import PageTokens
-from handlers.pipeline import Answer, Deadline, Pipeline
-from handlers.serial import Serialiser, default_serialiser
+from handlers.messenger import parse as payloads
+from handlers.messenger import render
+from handlers.messenger.send import MIN_SEND_TIMEOUT, SendAPI, SendError
+from handlers.messenger.tokens import PageTokens
+from handlers.pipeline import Answer, Deadline, Pipeline, hot
+from handlers.pipeline.deferral import DEFERRED_KEY, Deferrer, default_deferrer
+from handlers.pipeline.delivery import Delivery, MessengerRoute
+from handlers.pipeline.serial import Serialiser, default_serialiser
 from handlers.settings import Settings
 from sessions import ConversationKey, SessionError, Sessions
 
@@ -245,7 +245,7 @@ class MessengerEdge:
                 extra={"page": fingerprint(delivery.key.workspace)},
             )
             raise SendError("no access token for this account")
-        for message in payloads.render(replies):
+        for message in render.render(replies):
             try:
                 self.send_api.send(delivery.key.user, message, deadline=deadline.sends, token=token)
             except SendError:
@@ -262,6 +262,15 @@ class MessengerEdge:
             )
         except (SendError, SessionError):
             log.error("apology not sent", exc_info=True, extra={"mid": _mid(delivery)})
+
+    def stream_target(self, delivery: Delivery) -> Any:
+        """Where a streamed effect's answer goes (``handlers.messenger.stream``)."""
+        from handlers.messenger.stream import MessengerStream
+
+        token = self._token(delivery)
+        if token is None:  # never another page's token (as ``deliver``)
+            raise SendError("no access token for this account")
+        return MessengerStream(self.send_api, delivery.key.user, token)
 
     def _token(self, delivery: Delivery) -> str | None:
         return self.tokens.token(delivery.key.platform, delivery.key.workspace)

@@ -70,7 +70,11 @@ class SendAPI:
             SendError: refused, failed through every allowed retry (or past the deadline),
                 or possibly delivered but unanswered (never retried).
         """
-        body = {"recipient": {"id": psid}, "messaging_type": "RESPONSE", "message": message}
+        body: dict[str, Any] = {"recipient": {"id": psid}, "messaging_type": "RESPONSE"}
+        if "sender_action" in message:  # a typing indicator (an assistant's Status)
+            body = {"recipient": {"id": psid}, "sender_action": message["sender_action"]}
+        else:
+            body["message"] = message
         problem = ""
         for attempt in range(1, self.attempts + 1):
             timeout = self.timeout

@@ -13,7 +13,9 @@ The format, one JSON object::
     {"platform": "slack", "kind": "command" | "action" | "submission" | "event",
      "key": {"team", "channel", "user", "enterprise"},
      "idempotency_key", "message", "event_time", "response_url", "trigger_id", "depth",
-     "ephemeral": true (only when set: later answers of a private exchange)}
+     "ephemeral": true (only when set: later answers of a private exchange),
+     "thread", "ts" (only when set: the thread the replies go to, the message's own ts),
+     "key": {..., "thread"} (only when set: the thread scope's root)}
     {"platform": "messenger" | "instagram", "kind": "message", "key": {"page", "psid"},
      "idempotency_key", "mid", "message", "event_time", "depth"}
     {"platform", "kind": "effect", "key", "effect", "effect_key", "origin": <delivery>,
@@ -54,6 +56,10 @@ class SlackRoute:
     #: The answers are the user's alone though they come later, outside the exchange (a
     #: timer's fire set by a slash command in a channel): ephemeral to the user.
     ephemeral: bool = False
+    #: The thread the answers go to (its root's ``ts``; ``""``: the channel's top level).
+    thread: str = ""
+    #: The message's own ``ts``: a ``Reply(in_thread=True)`` starts a thread under it.
+    ts: str = ""
 
 
 def private_exchange(route: SlackRoute, key: ConversationKey) -> bool:
@@ -225,6 +231,10 @@ def dump(job: Job) -> dict[str, Any]:
         data["trigger_id"] = job.route.trigger_id
         if job.route.ephemeral:
             data["ephemeral"] = True
+        if job.route.thread:
+            data["thread"] = job.route.thread
+        if job.route.ts:
+            data["ts"] = job.route.ts
     else:
         data["mid"] = job.route.mid
     if job.depth:
@@ -284,7 +294,7 @@ def _delivery(data: Mapping[str, Any]) -> Delivery:
     if data["platform"] == "slack":
         conversation = ConversationKey.slack(
             team=key["team"], channel=key["channel"], user=key["user"],
-            enterprise=key.get("enterprise"),
+            enterprise=key.get("enterprise"), thread=key.get("thread") or None,
         )  # fmt: skip
         kind = data["kind"]
         if kind not in ("command", "action", "submission", "event"):
@@ -295,6 +305,8 @@ def _delivery(data: Mapping[str, Any]) -> Delivery:
             str(data.get("response_url") or ""),
             trigger or None,
             data.get("ephemeral") is True,
+            str(data.get("thread") or ""),
+            str(data.get("ts") or ""),
         )
     elif data["platform"] in ("messenger", "instagram"):
         conversation = ConversationKey(data["platform"], key["page"], key["page"], key["psid"])
@@ -315,12 +327,15 @@ def _delivery(data: Mapping[str, Any]) -> Delivery:
 
 def _key_dict(key: ConversationKey) -> dict[str, Any]:
     if key.platform == "slack":
-        return {
+        data = {
             "team": key.workspace,
             "channel": key.channel,
             "user": key.user,
             "enterprise": key.enterprise,
         }
+        if key.thread is not None:
+            data["thread"] = key.thread
+        return data
     return {"page": key.workspace, "psid": key.user}
 
 

@@ -3,8 +3,8 @@ send its replies, start its effects after the turn, defer what is slow, apologis
 failed, run a handed-off job or a dead letter's replay.
 
 An edge is an adapter (:class:`Platform`): it parses verified requests into
-:class:`~handlers.delivery.Delivery` values, renders and sends a committed turn's replies (once),
-and builds the platform's HTTP answer. Everything between is here, written once::
+:class:`~handlers.pipeline.delivery.Delivery` values, renders and sends a committed turn's
+replies (once), and builds the platform's HTTP answer. Everything between is here, written once::
 
     edge: verify, parse ─► Delivery ─► Pipeline.run ─► Sessions.run (load, turn, commit)
                                            │              └─► Platform.deliver (render once,
@@ -30,13 +30,12 @@ from typing import Any, Protocol
 
 from bot import timers as timer_rules
 from bot.base import Effect
-from bot.messages import Message
-from bot.replies import AnyReply, reply_from_dict
+from bot.replies import AnyReply
 from bot.spec import MAX_FOLLOW_UPS, BotSpec, run_effect
-from handlers import hot, membership
-from handlers import timers as scheduling
-from handlers.deferral import Deferrer
-from handlers.delivery import (
+from handlers.pipeline import hot, membership, streams
+from handlers.pipeline import timers as scheduling
+from handlers.pipeline.deferral import Deferrer
+from handlers.pipeline.delivery import (
     BadJob,
     Delivery,
     EffectJob,
@@ -47,18 +46,17 @@ from handlers.delivery import (
     dump,
     load,
 )
-from handlers.serial import NotConfigured, Serialiser, group_of
+from handlers.pipeline.serial import NotConfigured, Serialiser, group_of
+from handlers.pipeline.turn import REMARK, TIMER_GONE, bot_turn, new_conversation, replies_of
 from sessions import (
-    NOTHING,
     BusyError,
     ConversationKey,
     PermanentError,
     SessionError,
     Sessions,
-    Turn,
     TurnResult,
 )
-from sessions.privacy import conversation_hash, fingerprint, private
+from sessions.privacy import conversation_hash, private
 from sessions.runner import LATE
 
 log = private(logging.getLogger("handlers.pipeline"))
@@ -119,134 +117,9 @@ class Platform(Protocol):
         """Tell the user once that their event failed on our side. Never raises."""
         ...
 
-
-def replies_of(items: Sequence[Any]) -> list[AnyReply]:
-    """Stored replies back as values (an outbox written before effects were kept apart may
-    hold effects too: they are not replies)."""
-    return [reply_from_dict(i) for i in items if not _is_effect(i)]
-
-
-def _is_effect(item: Any) -> bool:
-    return isinstance(item, Mapping) and item.get("kind") == "effect"
-
-
-#: A fire's response when its timer is no longer pending at all (not merely this occurrence
-#: run already): the pipeline deletes its schedule, so it stops firing.
-TIMER_GONE = "timer gone"
-#: A shared item's turn's response when its user was deleted since this container last saw
-#: their membership mark: the mark is written again and the turn runs again.
-REMARK = "mark again"
-#: How far the containers' clocks may disagree with the one a user delete ran on.
-CLOCK_SKEW = 300.0
-
-
-def bot_turn(spec: BotSpec, idempotency_key: str = "", *, marked: float | None = None) -> Turn:
-    """The bot's turn as the session core runs it: the stored state migrated to the bot's
-    schema (``None``: a new conversation, the bot's initial state; a tuple, one per scope, for
-    a bot of several), the outcome checked, replies and effects apart as JSON-compatible dicts
-    (they may be stored: sent-mark mode's outbox). No recorded response: no platform asks for
-    one again (Slack never redelivers a slash command or an interaction, and the Events API
-    and Meta want only a 200), so a duplicate is answered 200 and sends nothing, at one read.
-
-    The first scope's state also keeps the conversation's pending timers (``bot.timers``):
-    a user message cancels its ``cancel_on_message`` ones, the turn's ``Timer`` and
-    ``CancelTimer`` effects change them (committed with the turn: created once per event),
-    and a fire whose timer is gone is :data:`~sessions.NOTHING` (no turn, nothing written;
-    :data:`TIMER_GONE` when no occurrence of it is pending any more).
-    The effects then carry the changes for the scheduler (``idempotency_key``: the event's,
-    which a timer's id derives from).
-
-    A Slack channel's state also keeps the users it forgot (``handlers.membership``): a late
-    event of one of them is consumed with no change and no reply; a forget turn's replies and
-    effects are dropped, but not its timer changes: its ``CancelTimer``s take effect, and the
-    timers the user set there are cancelled with it (it sets none: a timer fires in the name of
-    whoever set it). A fire of a timer set by a user deleted since runs no turn and cancels it.
-    ``marked``: when this container last saw the user's membership mark (``None``: just now);
-    a turn of a user deleted since is :data:`REMARK` (nothing written).
-
-    Raises (inside the turn, so the event is a dead letter): ``BotTypeError`` for more than
-    ``bot.timers.MAX_TIMERS_PER_TURN`` timers set by one turn."""
-
-    def turn(stored: Any, message: Message) -> tuple[Any, list[Any], Any, list[Any]]:
-        count = len(spec.scopes)
-        values = list(stored) if spec.multi and stored is not None else [stored]
-        if spec.multi and stored is None:
-            values = [None] * count
-        values[0], table = timer_rules.split(values[0])
-        entry = timer_rules.live(table, message) if message.kind == timer_rules.TIMER else None
-        table, cancelled, for_bot = timer_rules.before_turn(table, message)
-        if for_bot is None:
-            # A fire whose timer is gone: moot (and its schedule goes, unless only this
-            # occurrence ran already).
-            return NOTHING, [], TIMER_GONE if timer_rules.gone(table, message) else None, []
-        message = for_bot
-        shared = [
-            i for i, s in enumerate(spec.scopes) if s == "channel" and message.platform == "slack"
-        ]
-        forgotten: dict[str, int] = {}
-        for i in shared:
-            values[i], forgotten = membership.split(values[i])
-        if shared and membership.ignored(forgotten, message):
-            return stored, [], None, []  # the event is consumed; its user was deleted since
-        deleted_at = forgotten.get(fingerprint(message.user)) if shared else None
-        if (
-            deleted_at is not None
-            and entry is not None
-            and round(float(entry.get("set") or 0) * 1000) <= deleted_at
-        ):
-            # Set by a user deleted since: it never runs in their name again (a recurring
-            # one neither), and its schedule goes.
-            table.pop(str(message.action), None)
-            kept = [values[0], *[NOTHING] * (len(values) - 1)]  # the others: not written
-            if 0 in shared:
-                kept[0] = membership.join(kept[0], forgotten)
-            kept[0] = timer_rules.join(kept[0], table)
-            cancel = timer_rules.Changes(cancelled=(str(entry["id"]),))
-            return (tuple(kept) if spec.multi else kept[0]), [], None, cancel.to_dicts()
-        if (
-            deleted_at is not None
-            and marked is not None
-            and message.kind not in (timer_rules.TIMER, membership.USER_DELETED)
-            and deleted_at >= (marked - CLOCK_SKEW) * 1000
-        ):
-            return NOTHING, [], REMARK, []  # its mark went with the delete: mark again first
-        loaded = values if spec.multi else values[0]
-        outcome = spec.outcome(spec.load_state(loaded), message)
-        dumped = spec.dump_state(outcome.state)
-        out = list(dumped) if spec.multi else [dumped]
-        if shared:
-            forgotten = membership.remember(forgotten, message, membership.FORGET_FOR_MS)
-            for i in shared:
-                out[i] = membership.join(out[i], forgotten)
-        deleted = message.kind == membership.USER_DELETED
-        effects: Sequence[Any] = outcome.effects
-        if deleted:
-            # A forget turn may cancel timers, never set one (it would fire as the user).
-            effects = [e for e in effects if isinstance(e, timer_rules.CancelTimer)]
-            table, dropped = timer_rules.forget(table, fingerprint(message.user))
-            cancelled = [*cancelled, *dropped]
-        table, changes = timer_rules.after_turn(
-            table,
-            effects,
-            idempotency_key=idempotency_key,
-            now=message.time if message.time is not None else time.time(),
-            cancelled=cancelled,
-            by=fingerprint(message.user) if shared else None,
-        )
-        out[0] = timer_rules.join(out[0], table)
-        dumped = tuple(out) if spec.multi else out[0]
-        if deleted:
-            return dumped, [], None, changes.to_dicts()
-        replies = [r.to_dict() for r in outcome.replies]
-        effects_out = [e.to_dict() for e in outcome.effects if isinstance(e, Effect)]
-        return dumped, replies, None, effects_out + changes.to_dicts()
-
-    return turn
-
-
-def new_conversation() -> None:
-    """What the session core hands ``bot_turn`` for a conversation with no state."""
-    return None
+    def stream_target(self, delivery: Delivery) -> streams.StreamTarget:
+        """Where a streamed effect's answer to ``delivery`` goes (``handlers.pipeline.streams``)."""
+        ...
 
 
 class Pipeline:
@@ -259,7 +132,7 @@ class Pipeline:
         deferrer: where slow turns, slow effects and work past a webhook's budget go (a
             callable, so an edge may swap its deferrer after construction).
         serialiser: where a delivery still busy at the webhook's deadline goes, behind the
-            other turns of its item (``handlers.serial``; ``None``: the deferrer).
+            other turns of its item (``handlers.pipeline.serial``; ``None``: the deferrer).
     """
 
     def __init__(
@@ -281,6 +154,8 @@ class Pipeline:
         #: ``"duplicate"``, ``"ignored"``, ``"dead letter"``, ``"serialised"``): the local
         #: inspector's timeline and transcripts. ``None`` in the deploy.
         self.journal: Callable[[Delivery, str, TurnResult | None], None] | None = None
+        #: How streamed effects are buffered and checked for a cancel.
+        self.streaming = streams.StreamSettings()
 
     def _tell(self, delivery: Delivery, outcome: str, result: TurnResult | None) -> None:
         if self.journal is None:
@@ -310,9 +185,12 @@ class Pipeline:
                 the deadline): answer 5xx or retry. ``InvalidKeyError`` for a bad id.
         """
         key, scopes = self.keys(delivery)
+        if self.spec.cancels and delivery.message.kind == "text" and not delivery.replay:
+            streams.note_message(self, delivery)  # it stops a streamed answer of the thread
         if deadline.turns is not None and not scopes and self._serialiser is not None:
             # A hot item's turn (or one while another of this container is on the item) goes
-            # behind its other turns, in a batch (``handlers.hot``); else it runs, seen busy.
+            # behind its other turns, in a batch (``handlers.pipeline.hot``); else it runs,
+            # seen busy.
             flight = hot.enter(self, delivery, key)
             if flight is None:
                 return None
@@ -333,9 +211,10 @@ class Pipeline:
 
         # The user's mark first: a user delete finds the channel by it (a timer's fire is no
         # user's action: its setter was marked when they set it).
-        shared = [
-            item for item in (key, *scopes) if item.shared and delivery.message.kind != "timer"
-        ]
+        stored = (key, *scopes)
+        shared = []
+        if delivery.message.kind != "timer":
+            shared = [stored[i] for i in membership.shared_scopes(self.spec, delivery.key)]
         marked = self._mark(shared, delivery)
         try:
             if marked == LATE:
@@ -429,7 +308,12 @@ class Pipeline:
         return self.sessions.run(
             key,
             delivery.idempotency_key,
-            bot_turn(self.spec, delivery.idempotency_key, marked=marked),
+            bot_turn(
+                self.spec,
+                delivery.idempotency_key,
+                marked=marked,
+                shared=[k.shared for k in (key, *scopes)],
+            ),
             delivery.message,
             event_time=delivery.event_time,
             sender=send,
@@ -556,10 +440,13 @@ class Pipeline:
         """
         origin = job.origin
         token = f"effect:{job.effect_key}"
-        if not self.sessions.claim(self.keys(origin)[0], token, event_time=origin.event_time):
+        if job.effect.name in self.spec.streams:
+            message = streams.run_stream(self, job)  # claimed there, and resumed
+        elif not self.sessions.claim(self.keys(origin)[0], token, event_time=origin.event_time):
             log.info("effect %s already claimed (or the user was deleted)", job.effect.name)
             return
-        message = run_effect(self.spec, job.effect, job.effect_key, origin.message)
+        else:
+            message = run_effect(self.spec, job.effect, job.effect_key, origin.message)
         if message is not None and message.error is not None:
             log.warning("effect %s failed: %s", job.effect.name, message.error.split(":", 1)[0])
         if message is None:
@@ -637,16 +524,4 @@ class Pipeline:
         log.exception(message, extra={"conversation": conversation_hash(key.pk, key.sk)})
 
 
-__all__ = [
-    "INLINE_SCHEDULES",
-    "NO_DEADLINE",
-    "REMARK",
-    "TIMER_GONE",
-    "Answer",
-    "Deadline",
-    "Pipeline",
-    "Platform",
-    "bot_turn",
-    "new_conversation",
-    "replies_of",
-]
+__all__ = ["INLINE_SCHEDULES", "NO_DEADLINE", "Answer", "Deadline", "Pipeline", "Platform"]

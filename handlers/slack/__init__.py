@@ -1,0 +1,27 @@
+"""Slack: the platform's folder. Its edge (``edge``: signed requests into deliveries, a turn's
+replies out, Slack's answer), payload parsing (``parse``) and rendering (``render``), the sender
+(``send``), and its tenants: OAuth (``oauth``), workspace tokens (``tokens``), the installation
+store (``installs``); ``bolt`` is for a Bolt app of your own.
+
+The package is the Lambda entry point, ``handlers/slack.handler``: importing it imports the
+edge (what the first event needs). It never imports another platform's folder.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handlers.slack.edge import APOLOGY, SlackEdge, build, handler, reset
+
+
+def __getattr__(name: str) -> Any:
+    """``NotSentRetryHandler`` from ``handlers.slack.send``, loaded when asked for (it loads
+    slack_sdk)."""
+    if name == "NotSentRetryHandler":
+        from handlers.slack.send import NotSentRetryHandler
+
+        return NotSentRetryHandler
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["APOLOGY", "SlackEdge", "build", "handler", "reset"]
