@@ -21,10 +21,12 @@ would recur (recorded as a dead letter, apology sent once, never raised).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -194,9 +196,8 @@ class Pipeline:
             flight = hot.enter(self, delivery, key)
             if flight is None:
                 return None
-            with flight:
-                return self._run(delivery, key, scopes, deadline, answer)
-        return self._run(delivery, key, scopes, deadline, answer)
+            return self._run(delivery, key, scopes, deadline, answer, flight)
+        return self._run(delivery, key, scopes, deadline, answer, contextlib.nullcontext())
 
     def _run(
         self,
@@ -205,55 +206,58 @@ class Pipeline:
         scopes: tuple[ConversationKey, ...],
         deadline: Deadline,
         answer: Answer | None,
+        flight: AbstractContextManager[None],
     ) -> TurnResult | None:
+        """:meth:`run` after the hot item's check: the turn in ``flight`` (other webhooks of
+        this container see the item busy meanwhile), its effects after it."""
+
         def send(_key: Any, items: Sequence[Any]) -> None:
             self.platform.deliver(delivery, replies_of(items), answer, deadline)
 
-        # The user's mark first: a user delete finds the channel by it (a timer's fire is no
-        # user's action: its setter was marked when they set it).
-        stored = (key, *scopes)
-        shared = []
-        if delivery.message.kind != "timer":
-            shared = [stored[i] for i in membership.shared_scopes(self.spec, delivery.key)]
-        marked = self._mark(shared, delivery)
-        try:
-            if marked == LATE:
-                result = self._late(delivery, key)
-            else:
-                result = self._session_run(delivery, key, scopes, send, deadline, marked)
-            if result.ignored and result.response == REMARK:
-                # The user was deleted since this container saw their mark: the delete took
-                # the mark with it. Written again, then the turn runs (once more), unless the
-                # delete is as recent as the event (then it is ignored, as in their partition).
-                for item in shared:
-                    self.membership.unknown(item)
-                if self._mark(shared, delivery) == LATE:
+        with flight:
+            # The user's mark first: a user delete finds the channel by it (a timer's fire is no
+            # user's action: its setter was marked when they set it).
+            stored = (key, *scopes)
+            shared = []
+            if delivery.message.kind != "timer":
+                shared = [stored[i] for i in membership.shared_scopes(self.spec, delivery.key)]
+            marked = self._mark(shared, delivery)
+            try:
+                if marked == LATE:
                     result = self._late(delivery, key)
                 else:
-                    result = self._session_run(delivery, key, scopes, send, deadline, None)
-        except PermanentError as exc:
-            self._tell(delivery, "dead letter", None)
-            if exc.recorded and not delivery.replay:
-                self.platform.apologise(delivery, answer, deadline)
-            return None
-        except BusyError:
-            # Lost every race until the webhook's deadline (many writers on one shared item:
-            # a poll everyone votes in at once). Nothing was committed: the delivery goes
-            # behind the other busy turns of its item, which run one at a time without the
-            # webhook's deadline (and are retried), so the event still counts once; Slack
-            # would never redeliver an interaction.
-            hot.lost_race(self, key)
-            if deadline.turns is None or not self.serialise(delivery.later(), key):
-                raise
-            hot.handed_off(self, delivery, key)
-            log.info(
-                "busy at the webhook's deadline; serialised",
-                extra={"conversation": conversation_hash(key.pk, key.sk)},
-            )
-            self._tell(delivery, "serialised", None)
-            return None
-        if result.attempts > 1:
-            hot.lost_race(self, key)  # the next turns on it go straight to the serialised path
+                    result = self._session_run(delivery, key, scopes, send, deadline, marked)
+                if result.ignored and result.response == REMARK:
+                    # The user was deleted since this container saw their mark: the delete took
+                    # the mark with it. Written again, then the turn runs (once more), unless the
+                    # delete is as recent as the event (then it is ignored, as in their partition).
+                    for item in shared:
+                        self.membership.unknown(item)
+                    if self._mark(shared, delivery) == LATE:
+                        result = self._late(delivery, key)
+                    else:
+                        result = self._session_run(delivery, key, scopes, send, deadline, None)
+            except PermanentError as exc:
+                self._tell(delivery, "dead letter", None)
+                if exc.recorded and not delivery.replay:
+                    self.platform.apologise(delivery, answer, deadline)
+                return None
+            except BusyError:
+                # Lost every race until the webhook's deadline (many writers on one shared item:
+                # a poll everyone votes in at once). Nothing was committed: the delivery goes
+                # behind the other busy turns of its item, which run one at a time without the
+                # webhook's deadline (and are retried), so the event still counts once; Slack
+                # would never redeliver an interaction.
+                hot.lost_race(self, key)
+                if deadline.turns is None or not self.serialise(delivery.later(), key):
+                    raise
+                hot.handed_off(self, delivery, key)
+                log.info(
+                    "busy at the webhook's deadline; serialised",
+                    extra={"conversation": conversation_hash(key.pk, key.sk)},
+                )
+                self._tell(delivery, "serialised", None)
+                return None
         if result.ignored and result.response == TIMER_GONE:
             self.unschedule(delivery, key)
         outcome = "applied"
