@@ -30,6 +30,7 @@ from benchmarks import (  # noqa: E402
     stream,
     throughput,
     timers,
+    whatsapp,
 )
 from sessions.dynamodb import create_table, make_client  # noqa: E402
 from tests import dynamodb_local  # noqa: E402
@@ -102,6 +103,12 @@ def main() -> int:
         _section(
             "A streamed answer: the question, the answer, one more chunk; time to first chunk",
             stream.table(results["stream"]),
+        )
+        results["whatsapp"] = whatsapp.run(client, probe)
+        _section(
+            "WhatsApp: requests and billed units per turn (7-day records), the edge vs a "
+            "minimal handler",
+            whatsapp.table(results["whatsapp"]),
         )
         results["operability"] = operability.run(client)
         _section(

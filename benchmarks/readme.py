@@ -24,6 +24,7 @@ from benchmarks import (
     stream,
     throughput,
     timers,
+    whatsapp,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +44,7 @@ TABLES: dict[str, tuple[str, Callable[[Any], list[str]]]] = {
     "cold-packaged": ("cold_packaged", cold_packaged.table),
     "operability": ("operability", operability.table),
     "ack-latency": ("ack_latency", ack_latency.table),
+    "whatsapp": ("whatsapp", whatsapp.table),
 }
 
 

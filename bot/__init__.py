@@ -34,10 +34,22 @@ from bot.base import (
 )
 from bot.cron import CronError, zone
 from bot.messages import Attachment, Message
-from bot.replies import Button, Card, Cards, Field, FormErrors, Media, Modal, Reply
+from bot.replies import (
+    WINDOW_CLOSED,
+    Button,
+    Card,
+    Cards,
+    Field,
+    FormErrors,
+    Media,
+    Modal,
+    Reply,
+    Template,
+)
 from bot.timers import CancelTimer, Timer
 
 __all__ = [
+    "WINDOW_CLOSED",
     "Attachment",
     "Bot",
     "BotProtocol",
@@ -59,6 +71,7 @@ __all__ = [
     "Reply",
     "Scopes",
     "Status",
+    "Template",
     "Timer",
     "Title",
     "effect",

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-Platform = Literal["slack", "messenger", "instagram", ""]
+#: ``"slack"``, ``"messenger"``, ``"instagram"``, or a platform an adapter added (``""``: a
+#: message built by hand, of no platform).
+Platform = str
 #: ``text``: typed text (a DM, a Messenger message, a Slack file share); ``command``: a slash
 #: command (``command`` names it, ``text`` is what follows it); ``action``: a button, a quick
 #: reply or a postback (``action``/``value``); ``submission``: a Slack modal submitted
@@ -81,7 +83,7 @@ class Message:
         action: the id of the button, quick reply, postback or modal (or the effect's name).
         value: the button's value (or a quick reply's / postback's value).
         kind: see :data:`Kind`.
-        platform: ``"slack"``, ``"messenger"`` or ``"instagram"``.
+        platform: ``"slack"``, ``"messenger"``, ``"instagram"`` or ``"whatsapp"``.
         workspace: the Slack team id, or the Messenger page id.
         conversation: the Slack channel id, or the Messenger page id.
         user: the Slack user id, or the Messenger page-scoped id (PSID).

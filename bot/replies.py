@@ -23,6 +23,13 @@ kind          Slack                                 Messenger
               the messages as text
 ============  ====================================  =========================================
 
+``Template`` (an approved WhatsApp message template) is WhatsApp's alone: on WhatsApp it is
+the only message that reaches a user whose last message is older than 24 hours; returned in a
+turn of another platform it is a ``BotTypeError``. On WhatsApp, ``Reply`` is text (split at
+4,096 characters), its buttons reply buttons (3 at most, titles of 20 characters; more, or
+longer, a list message of up to 10 rows); ``Media`` a media message by link; ``Cards`` an image
+message per card with its buttons; ``Modal`` its ``fallback``.
+
 A bot may also return a plain ``str``: it is ``Reply(text)``. An assistant's ``Status``,
 ``Prompts`` and ``Title`` (``bot.assistant``) are replies too.
 """
@@ -266,8 +273,53 @@ class FormErrors:
         return {"kind": self.kind, "errors": dict(self.errors)}
 
 
-AnyReply = Reply | Cards | Media | Modal | FormErrors | Status | Prompts | Title
-REPLY_KINDS: tuple[type, ...] = (Reply, Cards, Media, Modal, FormErrors, *ASSISTANT_KINDS)
+@dataclass(frozen=True, slots=True)
+class Template:
+    """WhatsApp only: an approved message template, by ``name`` and ``language`` (a code such
+    as ``"en_US"``), with its body's ``params`` in order. Outside the 24-hour customer-service
+    window (the user's last message older than 24 h: a timer's reminder, a slow effect's
+    answer) it is the only message WhatsApp delivers. In a turn of another platform it is a
+    ``BotTypeError``."""
+
+    name: str
+    language: str = "en_US"
+    params: Sequence[str] = ()
+
+    kind = "template"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", tuple(str(p) for p in self.params))
+
+    @property
+    def fallback(self) -> str:
+        """Never shown (another platform refuses a template before rendering): its name."""
+        return f"[template {self.name}]"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "language": self.language,
+            "params": list(self.params),
+        }
+
+
+#: WhatsApp: the action of the follow-up turn that tells a bot its replies were refused
+#: because the user's last message is older than 24 hours:
+#: ``Message(kind="effect", action=WINDOW_CLOSED, error=WINDOW_ERROR, payload={"unsent":
+#: [<each refused reply, as its to_dict()>]})``. Answer it with a :class:`Template`.
+WINDOW_CLOSED = "whatsapp.window"
+WINDOW_ERROR = (
+    "OutsideWindow: the user's last message is older than 24 hours (WhatsApp's customer-"
+    "service window is closed); only a Template reaches them now"
+)
+#: Seconds after a user's last message within which WhatsApp delivers free-form messages.
+WINDOW_SECONDS = 24 * 3600
+
+AnyReply = Reply | Cards | Media | Modal | FormErrors | Template | Status | Prompts | Title
+REPLY_KINDS: tuple[type, ...] = (
+    Reply, Cards, Media, Modal, FormErrors, Template, *ASSISTANT_KINDS,
+)  # fmt: skip
 
 
 def _buttons(data: Sequence[Mapping[str, Any]] | None) -> tuple[Button, ...]:
@@ -333,6 +385,9 @@ def reply_from_dict(data: Mapping[str, Any]) -> AnyReply:
     assistant = assistant_from_dict(data)
     if assistant is not None:
         return assistant
+    if kind == "template":
+        return Template(name=str(data["name"]), language=str(data.get("language") or "en_US"),
+                        params=tuple(str(p) for p in data.get("params") or ()))  # fmt: skip
     raise TypeError(f"unknown reply kind {kind!r}")
 
 

@@ -287,6 +287,11 @@ class BotSpec:
                     f"{self.name}: Media kind {getattr(reply, 'media', '')!r}; expected image, "
                     "video, audio or file"
                 )
+            if getattr(reply, "kind", "") == "template" and message.platform != "whatsapp":
+                raise BotTypeError(
+                    f"{self.name}: a Template is WhatsApp's alone, not {message.platform!r}'s "
+                    "(answer with a Reply there)"
+                )
             action = getattr(reply, "action", None)
             if getattr(reply, "kind", "") == "modal" and not self.handles_action(str(action)):
                 raise BotTypeError(

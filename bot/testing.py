@@ -40,6 +40,14 @@ in order, each as the ``Message(kind="timer")`` turn the edges would run::
     chat.say("add water the plants")
     chat.say("remind me about 1 in 10 minutes")
     assert chat.advance(600)[0].text.startswith("Reminder")
+
+WhatsApp (``platform="whatsapp"``): a free-form reply more than 24 hours after the user's last
+message (a timer's) does not reach them; the bot gets it back as the edge gives it back, a
+``Message(kind="effect", action=bot.WINDOW_CLOSED)`` follow-up, and a ``Template`` goes::
+
+    chat = Conversation(MyBot(), platform="whatsapp")
+    chat.say("remind me tomorrow")
+    assert isinstance(chat.advance(25 * 3600)[0], Template)
 """
 
 from __future__ import annotations
@@ -54,7 +62,16 @@ from bot import timers, transcripts
 from bot.assistant import Prompts, Status, Title
 from bot.base import Effect, effect_key
 from bot.messages import Message
-from bot.replies import AnyReply, Button, Reply, buttons_of
+from bot.replies import (
+    WINDOW_CLOSED,
+    WINDOW_ERROR,
+    WINDOW_SECONDS,
+    AnyReply,
+    Button,
+    Reply,
+    Template,
+    buttons_of,
+)
 from bot.spec import MAX_FOLLOW_UPS, BotSpec, run_effect, run_streamed
 from bot.transcripts import Difference, Transcript
 
@@ -124,6 +141,8 @@ class Conversation:
         self._owners: dict[str, tuple[str, str]] = {}
         #: The thread each pending timer was set in.
         self._timer_roots: dict[str, str | None] = {}
+        #: WhatsApp: when each user last wrote in each conversation (the 24-hour window).
+        self._said: dict[tuple[str, str], float] = {}
         #: Every stored state, as the store would hold it (JSON), by scope and identity; shared
         #: with the conversations :meth:`as_user` makes.
         self.store: dict[tuple[str, ...], str] = {}
@@ -152,6 +171,7 @@ class Conversation:
             self._statuses, self._prompts, self._titles,
         )  # fmt: skip
         other._timer_roots, other._roots = self._timer_roots, self._roots
+        other._said = self._said
         # A user who joins sees what was posted in the channel before, as on Slack.
         other.replies, other.effects = list(self._channels.get(other.conversation, ())), []
         other.streamed = []
@@ -287,6 +307,9 @@ class Conversation:
     def send(self, message: Message) -> list[AnyReply]:
         """Run one turn (and the follow-ups of its effects); return the replies, in order."""
         self._events[0] += 1
+        if message.kind in ("text", "command", "action", "submission"):
+            when = message.time if message.time is not None else self.clock()
+            self._said[(self.user, self.conversation)] = when
         return self._turn(message, f"test:{self._events[0]}", depth=0)
 
     def _turn(self, message: Message, idempotency_key: str, *, depth: int) -> list[AnyReply]:
@@ -309,8 +332,19 @@ class Conversation:
         for scope, value in zip(self.spec.scopes, values, strict=True):
             self.store[self._where(scope)] = json.dumps(value)
         replies = list(outcome.replies)
+        replies, unsent = self._window(replies, now)
         self._seen(replies, message)
         self._threaded(replies, message)
+        closed = message.kind == "effect" and message.action == WINDOW_CLOSED
+        if unsent and not closed and depth + 1 <= MAX_FOLLOW_UPS:
+            # As the WhatsApp edge does: the refused replies come back as a follow-up turn.
+            told = Message(
+                kind="effect", action=WINDOW_CLOSED, error=WINDOW_ERROR,
+                payload={"unsent": [r.to_dict() for r in unsent]},
+                platform=message.platform, workspace=message.workspace,
+                conversation=message.conversation, user=message.user, time=message.time,
+            )  # fmt: skip
+            replies += self._turn(told, f"window:{idempotency_key}", depth=depth + 1)
         effects = [fx for fx in outcome.effects if isinstance(fx, Effect)]
         for index, fx in enumerate(effects):
             self.effects.append((fx.name, fx.args))
@@ -326,6 +360,16 @@ class Conversation:
             if follow_up is not None and depth + 1 <= MAX_FOLLOW_UPS:
                 replies += self._turn(follow_up, f"followup:{key}", depth=depth + 1)
         return replies
+
+    def _window(self, replies: list[AnyReply], now: float) -> tuple[list[AnyReply], list[AnyReply]]:
+        """On WhatsApp, the replies delivered at ``now`` and those refused: a free-form reply
+        more than 24 hours after the user's last message (a timer's, a slow effect's) does not
+        reach them; a :class:`~bot.replies.Template` does."""
+        said = self._said.get((self.user, self.conversation))
+        if self.platform != "whatsapp" or said is None or now - said <= WINDOW_SECONDS:
+            return replies, []
+        sent: list[AnyReply] = [r for r in replies if isinstance(r, Template)]
+        return sent, [r for r in replies if not isinstance(r, Template)]
 
     def advance(self, seconds: float) -> list[AnyReply]:
         """Move the clock ``seconds`` forward and fire every timer due by then (of every user
@@ -345,7 +389,7 @@ class Conversation:
             who._root = self._timer_roots.get(str(entry["id"]), who._root)
             message = Message(
                 kind="timer", action=str(entry["name"]), value=str(entry["id"]),
-                platform=self.platform, workspace=self.workspace,  # type: ignore[arg-type]
+                platform=self.platform, workspace=self.workspace,
                 conversation=channel, user=user, time=at, thread=who.thread,
             )  # fmt: skip
             fired += who._turn(message, f"timer:{entry['id']}:{round(at * 1000)}", depth=0)
@@ -365,7 +409,7 @@ class Conversation:
         # A top-level message is the root of its own thread (the thread scope's key).
         self._root = self.thread if self.thread is not None else self._new_ts()
         thread = self.thread if self.platform == "slack" else None
-        return Message(platform=self.platform, user=self.user,  # type: ignore[arg-type]
+        return Message(platform=self.platform, user=self.user,
                        workspace=self.workspace, conversation=self.conversation,
                        time=self.clock(), thread=thread, **fields)  # fmt: skip
 

@@ -126,9 +126,9 @@ class Consumer:
 
 
 def _edge_of(job: Mapping[str, Any]) -> str:
-    """The platform whose edge runs ``job``. As before the registry: a job of no known
-    platform goes to Slack's edge (which refuses it as a bad job)."""
-    platform = _platform(job)
+    """The platform whose edge runs ``job``: a job of no known platform goes to Slack's edge
+    (which refuses it as a bad job); an Instagram job to Messenger's (which serves both)."""
+    platform = platforms.function_of(_platform(job))
     return platform if platform in platforms.PLATFORMS else "slack"
 
 

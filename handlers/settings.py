@@ -7,8 +7,9 @@ Inside Lambda a missing secret fails the cold start with the variable's name; ou
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -67,12 +68,15 @@ class Settings:
     slack_authorize_url: str = "https://slack.com/oauth/v2/authorize"
     #: Timers in the deploy: EventBridge Scheduler's schedule group (``SESSIONS_TIMER_GROUP``),
     #: the functions its schedules invoke (``SESSIONS_TIMER_SLACK_ARN``,
-    #: ``SESSIONS_TIMER_MESSENGER_ARN``: a timer fires in its platform's function), the role
+    #: ``SESSIONS_TIMER_MESSENGER_ARN``, ``SESSIONS_TIMER_WHATSAPP_ARN``: a timer fires in its
+    #: platform's function), the role
     #: they invoke them with (``SESSIONS_TIMER_ROLE_ARN``) and their dead-letter queue
     #: (``SESSIONS_TIMER_DLQ_ARN``). Unset: the local SQLite scheduler.
     timer_group: str | None = None
     timer_slack_arn: str | None = None
     timer_messenger_arn: str | None = None
+    #: Every platform's function a timer fires in (``SESSIONS_TIMER_<PLATFORM>_ARN``).
+    timer_targets: Mapping[str, str] = field(default_factory=dict)
     timer_role_arn: str | None = None
     timer_dead_letter_arn: str | None = None
     #: The local scheduler's SQLite file (``SESSIONS_TIMERS_DB``; default the sessions' file).
@@ -145,6 +149,20 @@ def _switch(env: Mapping[str, str], variable: str, *, default: bool) -> bool:
     return text in TRUE
 
 
+_TIMER_TARGET = re.compile(r"SESSIONS_TIMER_([A-Z][A-Z0-9]*)_ARN")
+
+
+def _timer_targets(env: Mapping[str, str]) -> dict[str, str]:
+    """``SESSIONS_TIMER_<PLATFORM>_ARN`` (set) -> {platform: the function's ARN}: the role's
+    ARN is not a platform's."""
+    found = {}
+    for name, value in env.items():
+        match = _TIMER_TARGET.fullmatch(name)
+        if match and value and match.group(1) not in ("ROLE", "DLQ"):
+            found[match.group(1).lower()] = value
+    return found
+
+
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     """The settings, read once.
 
@@ -185,6 +203,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         timer_group=env.get("SESSIONS_TIMER_GROUP") or None,
         timer_slack_arn=env.get("SESSIONS_TIMER_SLACK_ARN") or None,
         timer_messenger_arn=env.get("SESSIONS_TIMER_MESSENGER_ARN") or None,
+        timer_targets=_timer_targets(env),
         timer_role_arn=env.get("SESSIONS_TIMER_ROLE_ARN") or None,
         timer_dead_letter_arn=env.get("SESSIONS_TIMER_DLQ_ARN") or None,
         timers_db=env.get("SESSIONS_TIMERS_DB") or None,

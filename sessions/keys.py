@@ -38,7 +38,9 @@ from typing import Literal
 
 from sessions.errors import InvalidKeyError
 
-Platform = Literal["slack", "messenger", "instagram"]
+#: A platform's name: one the core knows (``slack``, ``messenger``, ``instagram``) or one an
+#: adapter registered with :func:`register_platform`.
+Platform = str
 Scope = Literal["conversation", "channel", "user", "thread"]
 SCOPES: tuple[str, ...] = ("conversation", "channel", "user", "thread")
 #: A thread-scope item's sort key: ``~thread.<root ts>``.
@@ -91,6 +93,26 @@ _ALPHABETS: dict[str, re.Pattern[str]] = {
 }
 
 
+def register_platform(name: str, ids: re.Pattern[str]) -> None:
+    """Let keys of a platform the core does not know be made: ``ids`` is the alphabet of its
+    workspace, channel and user ids (the key's separators ``#`` and ``:`` are never ids). An
+    adapter registers its platform once, on import (``handlers.platforms``); registering the
+    same again is harmless.
+
+    Raises:
+        InvalidKeyError: a name that is not lower-case letters, or an alphabet that admits a
+            separator, or a name the core knows with another alphabet.
+    """
+    if not re.fullmatch(r"[a-z]{1,32}", name):
+        raise InvalidKeyError(f"invalid platform name {name[:40]!r}")
+    if any(ids.search(c) for c in (SEP, NS_SEP)):
+        raise InvalidKeyError(f"the ids of {name} must not hold {SEP!r} or {NS_SEP!r}")
+    known = _ALPHABETS.get(name)
+    if known is not None and known.pattern != ids.pattern:
+        raise InvalidKeyError(f"platform {name} is registered with another alphabet")
+    _ALPHABETS[name] = ids
+
+
 def _check(platform: str, what: str, value: object) -> str:
     alphabet = _ALPHABETS.get(platform)
     if alphabet is None:
@@ -103,9 +125,7 @@ def _check(platform: str, what: str, value: object) -> str:
             if not isinstance(value, str) or len(value) <= 40
             else repr(value[:40]) + "…"
         )
-        raise InvalidKeyError(
-            f"invalid {platform} {what} {shown}: expected 1-32 characters of {alphabet.pattern}"
-        )
+        raise InvalidKeyError(f"invalid {platform} {what} {shown}: expected {alphabet.pattern}")
     return value
 
 
@@ -135,7 +155,7 @@ class UserKey:
         parts = pk.split(SEP)
         if len(parts) != 3 or parts[0] not in _ALPHABETS:
             raise InvalidKeyError(f"invalid partition key {pk[:80]!r}")
-        platform: Platform = parts[0]  # type: ignore[assignment]  # one of _ALPHABETS
+        platform: Platform = parts[0]  # one of _ALPHABETS
         return cls(platform=platform, workspace=parts[1], user=parts[2])
 
 

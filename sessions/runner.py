@@ -271,7 +271,8 @@ class Sessions(Views):
                 ``None``: treated as new, so every edge passes it.
             sender: gets the replies after the commit; its errors are logged, not raised.
             dead_letter: JSON-compatible data kept with a dead letter so that the event can be
-                replayed (the edges pass their deferred-job form of the event).
+                replayed (the edges pass their deferred-job form of the event), or a function
+                of no arguments that makes it: called only when the event fails.
             retry_failed: run the event even if it is a dead letter (a replay).
             deadline: ``time.monotonic()`` value after which no lost race is retried
                 (:class:`BusyError`), so a webhook answers before the platform gives up.
@@ -610,6 +611,8 @@ class Sessions(Views):
         ``error`` recorded. Raises what ``commit`` raises."""
         payload = None
         note = ""
+        if callable(dead_letter):
+            dead_letter = dead_letter()  # only a failed turn serialises its event
         if dead_letter is not None:
             try:
                 payload = self.sealing.encode(dead_letter, key, PAYLOAD, limit=MAX_PAYLOAD_BYTES)

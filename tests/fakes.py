@@ -9,6 +9,7 @@ module globals.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from urllib.parse import parse_qs
 if TYPE_CHECKING:
     from sessions.store import EventWrite
 STREAM_METHODS = ("/api/chat.startStream", "/api/chat.appendStream", "/api/chat.stopStream")
+WHATSAPP_SEND = re.compile(r"/v25\.0/[0-9]+/messages")
 
 
 @dataclass
@@ -152,6 +154,11 @@ class FakeSlack:
             shown[ts] = shown.get(ts, "") + str(call.body.get("markdown_text") or "")
         return shown
 
+    def whatsapp_sends(self) -> list[Call]:
+        """Cloud API calls: ``POST /v25.0/<phone number id>/messages``."""
+        with self.lock:
+            return [c for c in self.calls if WHATSAPP_SEND.fullmatch(c.path)]
+
     def responses(self) -> list[Call]:
         with self.lock:
             return [c for c in self.calls if c.path.startswith("/response/")]
@@ -219,6 +226,17 @@ def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
             elif self.path.startswith("/api/"):
                 ts = fake.stream_ts.get(id(call), "1.0")
                 payload = json.dumps({"ok": True, "channel": body.get("channel"), "ts": ts})
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.end_headers()
+                self.wfile.write(payload.encode())
+            elif WHATSAPP_SEND.fullmatch(self.path):  # the Cloud API's answer
+                with fake.lock:
+                    number = sum(bool(WHATSAPP_SEND.fullmatch(c.path)) for c in fake.calls)
+                to = body.get("to")
+                payload = json.dumps({"messaging_product": "whatsapp",
+                                      "contacts": [{"input": to, "wa_id": to}],
+                                      "messages": [{"id": f"wamid.fake{number}"}]})  # fmt: skip
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
                 self.end_headers()

@@ -83,6 +83,7 @@ class MessengerEdge:
     telemetry: Telemetry | None = None
     #: Seconds a follow-up turn may spend retrying lost races within a webhook.
     turn_budget = TURN_BUDGET
+    function = "messenger"
 
     def __init__(
         self,

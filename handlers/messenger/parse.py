@@ -128,9 +128,9 @@ def _incoming(
         raise MalformedBatch("message timestamp out of range")
     if not isinstance(sender, str):
         raise MalformedBatch("message without a sender id")
-    key = ConversationKey(platform, page, page, sender)  # type: ignore[arg-type]  # validated
+    key = ConversationKey(platform, page, page, sender)  # validated
     key.event_sk(f"mid:{mid}")  # an over-long mid: InvalidKeyError, bad input
-    incoming = Message(platform=platform, workspace=page, conversation=page, user=sender,  # type: ignore[arg-type]
+    incoming = Message(platform=platform, workspace=page, conversation=page, user=sender,
                        time=timestamp / 1000, raw=item, **fields)  # fmt: skip
     return Incoming(key=key, idempotency_key=f"mid:{mid}", mid=mid, timestamp=timestamp,
                     message=incoming)  # fmt: skip

@@ -102,6 +102,9 @@ class Platform(Protocol):
 
     #: Seconds a follow-up turn of a webhook may spend retrying lost races.
     turn_budget: float
+    #: The name of the function that serves this edge (``handlers.platforms``): a timer set
+    #: in one of its turns fires there.
+    function: str
 
     def deliver(
         self,
@@ -321,7 +324,7 @@ class Pipeline:
             delivery.message,
             event_time=delivery.event_time,
             sender=send,
-            dead_letter=dump(dataclasses.replace(delivery, replay=False)),
+            dead_letter=lambda: dump(dataclasses.replace(delivery, replay=False)),
             retry_failed=delivery.replay,
             deadline=turns,
             initial=new_conversation,
@@ -427,7 +430,7 @@ class Pipeline:
             for change in ordered:
                 if webhook and (done >= INLINE_SCHEDULES or deadline.passed()):
                     break
-                scheduling.apply(scheduler, delivery, stored, [change])
+                scheduling.apply(scheduler, delivery, stored, [change], self.platform.function)
                 done += 1
         except Exception:
             log.warning("timers could not be scheduled; handing them off", exc_info=True)
@@ -520,7 +523,7 @@ class Pipeline:
                 for c in changes
                 if c.get("kind") != "timer_set" or str(c["timer"]["id"]) in pending
             ]
-        scheduling.apply(scheduler, job.origin, job.stored, changes)
+        scheduling.apply(scheduler, job.origin, job.stored, changes, self.platform.function)
 
     def report(self, delivery: Delivery, message: str) -> None:
         """Log a failure of ``delivery`` with its conversation's hash (never its ids)."""

@@ -16,8 +16,9 @@ The format, one JSON object::
      "ephemeral": true (only when set: later answers of a private exchange),
      "thread", "ts" (only when set: the thread the replies go to, the message's own ts),
      "key": {..., "thread"} (only when set: the thread scope's root)}
-    {"platform": "messenger" | "instagram", "kind": "message", "key": {"page", "psid"},
-     "idempotency_key", "mid", "message", "event_time", "depth"}
+    {"platform": "messenger" | "instagram" | any platform keyed by a page, an account or a
+     number, "kind": "message", "key": {"page", "psid"}, "idempotency_key", "mid", "message",
+     "event_time", "depth"}
     {"platform", "kind": "effect", "key", "effect", "effect_key", "origin": <delivery>,
      "event_time"}
     {"kind": "sequence", "items": [<delivery>, ...]}   (one sender's messages, in order)
@@ -308,7 +309,7 @@ def _delivery(data: Mapping[str, Any]) -> Delivery:
             str(data.get("thread") or ""),
             str(data.get("ts") or ""),
         )
-    elif data["platform"] in ("messenger", "instagram"):
+    elif isinstance(key, Mapping) and "page" in key:  # a page's (or number's) user: Graph's
         conversation = ConversationKey(data["platform"], key["page"], key["page"], key["psid"])
         route = MessengerRoute(str(data.get("mid") or ""))
     else:

@@ -342,7 +342,7 @@ def _batch(pipeline: Pipeline, units: Sequence[Delivery]) -> None:
                 event=unit.message,
                 event_time=unit.event_time,
                 sender=send,
-                dead_letter=dump(unit),
+                dead_letter=lambda unit=unit: dump(unit),  # made only if it fails
                 user=users[i],
             )
         )

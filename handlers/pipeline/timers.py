@@ -54,9 +54,11 @@ def keep_timers(state: Any) -> float | None:
     return timer_rules.keep_until(timer_rules.split(state)[1])
 
 
-def target_of(key: ConversationKey) -> str:
-    """Which of our functions fires a timer of ``key``'s conversation."""
-    return "slack" if key.platform == "slack" else "messenger"
+def target_of(key: ConversationKey, function: str | None = None) -> str:
+    """Which of our functions fires a timer of ``key``'s conversation: the one whose edge set
+    it (``function``: its :attr:`Platform.function <handlers.pipeline.core.Platform>`), else
+    the platform's own name."""
+    return function or key.platform
 
 
 def template(origin: Delivery, entry: Mapping[str, Any]) -> Delivery:
@@ -97,8 +99,13 @@ def template(origin: Delivery, entry: Mapping[str, Any]) -> Delivery:
     )
 
 
-def schedule_of(origin: Delivery, stored: ConversationKey, entry: Mapping[str, Any]) -> Schedule:
-    """The schedule of a timer kept in ``stored``'s item."""
+def schedule_of(
+    origin: Delivery,
+    stored: ConversationKey,
+    entry: Mapping[str, Any],
+    function: str | None = None,
+) -> Schedule:
+    """The schedule of a timer kept in ``stored``'s item, fired in ``function``."""
     return Schedule(
         name=schedule_name(
             stored.platform, stored.workspace, stored.pk, stored.sk, str(entry["id"])
@@ -113,7 +120,7 @@ def schedule_of(origin: Delivery, stored: ConversationKey, entry: Mapping[str, A
         },
         cron=entry.get("cron"),
         tz=str(entry.get("tz") or "UTC"),
-        target=target_of(origin.key),
+        target=target_of(origin.key, function),
     )
 
 
@@ -122,9 +129,11 @@ def apply(
     origin: Delivery,
     stored: ConversationKey,
     changes: Sequence[Mapping[str, Any]],
+    function: str | None = None,
 ) -> None:
     """Bring the scheduler in line with a committed turn's timer changes (cancellations
-    first: a name set again in the same turn is a new timer with a new id). Idempotent.
+    first: a name set again in the same turn is a new timer with a new id), the timers fired
+    in ``function`` (the edge's). Idempotent.
 
     Raises:
         Exception: the scheduler failed; whatever was done stays done (retry the rest).
@@ -132,7 +141,7 @@ def apply(
     cancel(scheduler, stored, [str(c["id"]) for c in changes if c.get("kind") == "timer_cancel"])
     for change in changes:
         if change.get("kind") == "timer_set":
-            scheduler.create(schedule_of(origin, stored, change["timer"]))
+            scheduler.create(schedule_of(origin, stored, change["timer"], function))
 
 
 def cancel(scheduler: Scheduler, stored: ConversationKey, ids: Sequence[str]) -> None:
@@ -169,14 +178,7 @@ def scheduler_from_settings(settings: Settings) -> Scheduler | None:
 
         if not settings.timer_role_arn:
             raise ConfigError("SESSIONS_TIMER_GROUP needs SESSIONS_TIMER_ROLE_ARN")
-        targets = {
-            name: arn
-            for name, arn in (
-                ("slack", settings.timer_slack_arn),
-                ("messenger", settings.timer_messenger_arn),
-            )
-            if arn
-        }
+        targets = dict(settings.timer_targets)
         return EventBridgeScheduler(
             settings.timer_group,
             targets=targets,

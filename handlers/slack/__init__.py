@@ -1,7 +1,9 @@
-"""Slack: the platform's folder. Its edge (``edge``: signed requests into deliveries, a turn's
-replies out, Slack's answer), payload parsing (``parse``) and rendering (``render``), the sender
-(``send``), and its tenants: OAuth (``oauth``), workspace tokens (``tokens``), the installation
-store (``installs``); ``bolt`` is for a Bolt app of your own.
+"""Slack: the platform's folder. Its edge (``edge``: signed requests into deliveries;
+``answer``: the acks, a turn's replies rendered and sent), payload parsing (``parse``) and
+rendering (``render``), the sender (``send``), and its tenants: OAuth (``oauth``), workspace
+tokens (``tokens``), the installation store (``installs``), many workspaces' events and
+clients (``workspaces``); threads and assistant threads (``threads``), a streamed answer
+(``stream``); ``bolt`` is for a Bolt app of your own.
 
 The package is the Lambda entry point, ``handlers/slack.handler``: importing it imports the
 edge (what the first event needs). It never imports another platform's folder.
@@ -11,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers.slack.edge import APOLOGY, SlackEdge, build, handler, reset
+from handlers.slack.answer import APOLOGY
+from handlers.slack.edge import SlackEdge, build, handler, reset
 
 
 def __getattr__(name: str) -> Any:

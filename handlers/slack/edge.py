@@ -43,27 +43,27 @@ Who retries what:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import hmac
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
 
-from bot.replies import AnyReply, FormErrors, Modal
+from bot.replies import AnyReply
 from handlers.entry import Entry, build_edge, spec_of
 from handlers.http import BadRequest, HttpRequest, from_lambda, response
 from handlers.pipeline import Answer, Deadline, Pipeline, hot
 from handlers.pipeline.deferral import DEFERRED_KEY, Deferrer, default_deferrer
-from handlers.pipeline.delivery import Delivery, EraseJob, SlackRoute, private_exchange
+from handlers.pipeline.delivery import Delivery, SlackRoute
 from handlers.pipeline.serial import Serialiser, default_serialiser
 from handlers.settings import Settings
+from handlers.slack import answer as answers
 from handlers.slack import parse as payloads
-from handlers.slack import render, threads
-from sessions import ConversationKey, InvalidKeyError, SessionError, Sessions
+from handlers.slack import threads, workspaces
+from sessions import InvalidKeyError, SessionError, Sessions
 
 if TYPE_CHECKING:
     from slack_sdk import WebClient
@@ -72,11 +72,10 @@ if TYPE_CHECKING:
     from handlers.slack.send import SlackSender
     from handlers.telemetry import Telemetry
 
-from sessions.privacy import fingerprint, private
+from sessions.privacy import private
 
 log = private(logging.getLogger("handlers.slack"))
 
-APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment."
 #: The install routes (``handlers.slack.oauth``), answered 404 without ``SLACK_CLIENT_ID``.
 OAUTH_PATHS = ("/slack/install", "/slack/oauth_redirect")
 #: Seconds an inline turn may spend retrying lost races: Slack gives up after 3 s, and the
@@ -105,6 +104,7 @@ class SlackEdge:
     telemetry: Telemetry | None = None
     #: Seconds a follow-up turn may spend retrying lost races within a request.
     turn_budget = TURN_BUDGET
+    function = "slack"
 
     def __init__(
         self,
@@ -189,7 +189,7 @@ class SlackEdge:
             log.warning("rejected Slack request: bad, stale or missing signature")
             return response(401, "invalid signature")
         try:
-            kind, body = _parse(request)
+            kind, body = answers.parse(request)
         except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, not an object
             log.warning("rejected signed request with a malformed body: %s", type(exc).__name__)
             return response(400, "malformed body")
@@ -206,34 +206,34 @@ class SlackEdge:
         if kind == "command":
             return self._on_command(body, request, deadline)
         if kind == "ssl_check":
-            return _ack()
+            return answers.ack()
         if body.get("type") == "url_verification":
-            return _ack({"challenge": body.get("challenge")})
+            return answers.ack({"challenge": body.get("challenge")})
         if body.get("type") == "event_callback":
             event_body = body.get("event")
             if not isinstance(event_body, Mapping):
-                return _bad("malformed event")
+                return answers.bad("malformed event")
             if event_body.get("type") == "message":
                 return self._on_message(body, event_body, request, deadline)
             if event_body.get("type") in ("app_mention", *threads.ASSISTANT_EVENTS):
                 return self._on_thread_event(body, event_body, request, deadline)
             if event_body.get("type") in ("app_uninstalled", "tokens_revoked"):
-                return self._on_install_event(body, event_body)
+                return workspaces.install_event(self.oauth, self.pipeline, body, event_body)
             log.info("ignored Slack event type %s", str(event_body.get("type"))[:40])
-            return _ack()  # a 404 would count as a failed delivery
+            return answers.ack()  # a 404 would count as a failed delivery
         if body.get("type") == "block_actions":
             actions = body.get("actions")
             if not isinstance(actions, list) or not actions or not isinstance(actions[0], Mapping):
-                return _bad("malformed actions")
+                return answers.bad("malformed actions")
             return self._on_action(body, actions[0], request, deadline)
         if body.get("type") == "view_submission":
             if not isinstance(body.get("view"), Mapping):
-                return _bad("malformed view")
+                return answers.bad("malformed view")
             return self._on_view(body, body["view"], request, deadline)
         if isinstance(body.get("type"), str):
             log.info("ignored Slack payload type %s", str(body["type"])[:40])
-            return _ack()
-        return _bad("payload of an unknown shape")
+            return answers.ack()
+        return answers.bad("payload of an unknown shape")
 
     def run_deferred(self, job: Any) -> None:
         """Run a handed-off job (or replay a dead letter: ``job["retry_failed"]``); raises
@@ -276,17 +276,17 @@ class SlackEdge:
         if not isinstance(command, str) or not self.spec.handles_command(command):
             log.warning("slash command %r is not one the bot declares", str(command)[:40])
             text = f"Sorry, I don't know {str(command)[:40]}."
-            return _ack({"text": text, "response_type": "ephemeral"})
+            return answers.ack({"text": text, "response_type": "ephemeral"})
         trigger_id = body.get("trigger_id")
         if not trigger_id or not isinstance(trigger_id, str):
             log.warning("slash command without trigger_id")
-            return _bad("missing trigger_id")
+            return answers.bad("missing trigger_id")
         try:
             key = payloads.command_key(body)
             key.event_sk(f"trigger:{trigger_id}")  # an over-long id is bad input
         except InvalidKeyError as exc:
             log.warning("slash command with an invalid key: %s", type(exc).__name__)
-            return _bad("invalid team, channel, user or trigger id")
+            return answers.bad("invalid team, channel, user or trigger id")
         when = payloads.event_time(body, request.headers)
         route = SlackRoute("command", str(body.get("response_url") or ""), trigger_id)
         message = payloads.command_message(body, key, when)
@@ -304,14 +304,14 @@ class SlackEdge:
         if not isinstance(action_id, str) or not self.spec.handles_action(action_id):
             # Link buttons, and actions of messages the bot no longer declares: nothing to do.
             log.info("action %r is not one the bot declares; acked", str(action_id)[:40])
-            return _ack()
+            return answers.ack()
         try:
             key = payloads.action_key(body, secret=self._signing_secret)
             idempotency_key = payloads.action_idempotency_key(body, action)
             key.event_sk(idempotency_key)
         except InvalidKeyError as exc:
             log.warning("action with an invalid key: %s", type(exc).__name__)
-            return _bad("invalid team, channel, user or action id")
+            return answers.bad("invalid team, channel, user or action id")
         when = payloads.event_time(body, request.headers)
         trigger = body.get("trigger_id") if isinstance(body.get("trigger_id"), str) else None
         route = SlackRoute("action", str(body.get("response_url") or ""), trigger or None)
@@ -332,14 +332,14 @@ class SlackEdge:
         callback_id = view.get("callback_id")
         if not isinstance(callback_id, str) or not self.spec.handles_action(callback_id):
             log.info("modal %r is not one the bot declares; closed", str(callback_id)[:40])
-            return _ack()
+            return answers.ack()
         try:
             key = payloads.view_key(body, secret=self._signing_secret)
         except InvalidKeyError as exc:
             log.warning(
                 "modal submission refused: unsigned or another user's (%s)", type(exc).__name__
             )
-            return _bad("invalid team, user or modal channel")
+            return answers.bad("invalid team, user or modal channel")
         when = payloads.event_time(body, request.headers)
         try:
             message = payloads.view_message(body, key, when)
@@ -347,7 +347,7 @@ class SlackEdge:
             key.event_sk(idempotency_key)
         except InvalidKeyError as exc:
             log.warning("modal submission with an unreadable form: %s", type(exc).__name__)
-            return _bad("unreadable form")
+            return answers.bad("unreadable form")
         # Slack closes the modal on an empty 200 (the replies go to the modal's conversation);
         # a FormErrors reply keeps it open with the bot's message under each field.
         delivery = Delivery(key, idempotency_key, message, when, SlackRoute("submission"))
@@ -358,18 +358,18 @@ class SlackEdge:
         them, so an error of ours is a 200 with an apology (and a dead letter when it would
         recur)."""
         answer = Answer()
-        if not self._installed(delivery):
-            return _ack()
+        if not workspaces.installed(self.oauth, self.pipeline, delivery):
+            return answers.ack()
         if self.spec.is_slow(delivery.message):
             if not self.pipeline.defer(delivery.later()):
                 self.apologise(delivery, answer, deadline)
-            return _ack(answer.body)
+            return answers.ack(answer.body)
         try:
             self.pipeline.run(delivery, deadline=deadline, answer=answer)
         except SessionError:
             self.pipeline.report(delivery, f"{delivery.kind} turn failed")
             self.apologise(delivery, answer, deadline)
-        return _ack(answer.body)
+        return answers.ack(answer.body)
 
     def _on_message(
         self,
@@ -381,7 +381,7 @@ class SlackEdge:
         reason = payloads.ignored_message(body, event)
         if reason:
             log.info("ignored Slack event: %s", reason)
-            return _ack()
+            return answers.ack()
         event_id = body.get("event_id")
         try:
             key = payloads.event_key(body)
@@ -390,7 +390,7 @@ class SlackEdge:
             key.event_sk(f"event:{event_id}")  # an over-long id is bad input, not our error
         except InvalidKeyError as exc:
             log.warning("event with an invalid key: %s", type(exc).__name__)
-            return _bad("invalid event")
+            return answers.bad("invalid event")
         when = payloads.event_time(body, request.headers)
         message = payloads.event_message(body, key, when)
         delivery = Delivery(key, f"event:{event_id}", message, when, SlackRoute("event"))
@@ -410,7 +410,7 @@ class SlackEdge:
             reason = threads.ignored_mention(body, event)
             if reason:
                 log.info("ignored Slack event: %s", reason)
-                return _ack()
+                return answers.ack()
         try:
             if event.get("type") == "app_mention":
                 delivery = threads.mention_delivery(body, event)
@@ -418,19 +418,19 @@ class SlackEdge:
                 delivery = threads.assistant_delivery(body, event)
         except InvalidKeyError as exc:
             log.warning("event with an invalid key: %s", type(exc).__name__)
-            return _bad("invalid event")
+            return answers.bad("invalid event")
         when = payloads.event_time(body, request.headers)
         return self._event(dataclasses.replace(delivery, event_time=when), deadline)
 
     def _event(self, delivery: Delivery, deadline: Deadline) -> dict[str, Any]:
         """Run an Events API delivery: an error that can heal is a 5xx (Slack redelivers)."""
         message = delivery.message
-        if not self._installed(delivery):
-            return _ack()
+        if not workspaces.installed(self.oauth, self.pipeline, delivery):
+            return answers.ack()
         if self.spec.is_slow(message):
             if not self.pipeline.defer(delivery):
                 return response(503, "busy")  # Slack redelivers; event_id dedups
-            return _ack()
+            return answers.ack()
         try:
             # A dead letter is answered inside (apology once) and acked: a redelivery would
             # fail the same way.
@@ -439,32 +439,9 @@ class SlackEdge:
             # Nothing was committed and it may heal: 5xx, Slack redelivers (event_id dedups).
             self.pipeline.report(delivery, "event turn failed before the commit")
             return response(503, "retry later")
-        return _ack()
+        return answers.ack()
 
     # -- many workspaces --------------------------------------------------------------------
-
-    def _installed(self, delivery: Delivery) -> bool:
-        """Whether the delivery's workspace has a bot token to answer with (always, with one
-        workspace). A workspace with none (never installed, uninstalled) is acked and dropped:
-        nothing of it is run or stored, and Slack's retry could not change that."""
-        if self.oauth is None:
-            return True
-        from handlers.slack.oauth import TokenExpired
-
-        key = delivery.key
-        try:
-            if self.oauth.token(key.enterprise, key.workspace, inline=True) is not None:
-                return True
-        except TokenExpired:
-            # Its refresh is never on the ack path: the turn waits for it, deferred.
-            if not self.pipeline.defer(delivery.later()):
-                log.error("a turn waiting for its token's refresh could not be deferred")
-            return False
-        log.warning(
-            "event from a workspace with no installation; dropped",
-            extra={"team": fingerprint(key.workspace)},
-        )
-        return False
 
     # The Web API client and the sender are built on first use, not with the edge: slack_sdk's
     # clients (its package imports asyncio, urllib.request, ssl, email: 160 modules, about a
@@ -491,8 +468,8 @@ class SlackEdge:
             return SlackSender(
                 self.web,
                 self._signing_secret,
-                web_for=self._web_for,
-                on_revoked=self._token_refused,
+                web_for=functools.partial(workspaces.web_for, self.oauth),
+                on_revoked=functools.partial(workspaces.token_refused, self.oauth),
             )
         return SlackSender(self.web, self._signing_secret)
 
@@ -503,46 +480,6 @@ class SlackEdge:
         route = delivery.route
         assert isinstance(route, SlackRoute)
         return SlackStream(self.sender.web_for(delivery.key), delivery.message, route)
-
-    def _web_for(self, key: ConversationKey) -> WebClient:
-        assert self.oauth is not None
-        token = self.oauth.token(key.enterprise, key.workspace)
-        if token is None:  # uninstalled between the turn and its send
-            raise ConnectionError("no bot token for this workspace any more")
-        return self.oauth.client(token)
-
-    def _on_install_event(
-        self, body: Mapping[str, Any], event: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        """``app_uninstalled``: the workspace (or the org-wide install) is closed, its
-        installation goes and its erase runs after the ack, then once more when turns in
-        flight can no longer commit; ``tokens_revoked``: the named tokens go. Whose, as Bolt
-        reads it: ``authorizations[0]`` (its ``is_enterprise_install``), else the body's ids."""
-        if self.oauth is None:
-            return _ack()
-        enterprise, team, org = payloads.installation_of_event(body)
-        if event.get("type") == "app_uninstalled":
-            if not self.oauth.uninstalled(enterprise, team, org=org, erase=self._erase):
-                return response(503, "retry later")  # Slack retries: the erase must happen
-        else:
-            tokens = event.get("tokens")
-            named = tokens if isinstance(tokens, Mapping) else {}
-            users = [u for u in named.get("oauth") or [] if isinstance(u, str)]
-            bots = [b for b in named.get("bot") or [] if isinstance(b, str)]
-            self.oauth.revoked(enterprise, team, users, bots, org=org)
-        return _ack()
-
-    def _erase(self, job: EraseJob) -> bool:
-        """Hand off an uninstall's erase, and set its settle pass."""
-        assert self.oauth is not None
-        if not self.pipeline.defer(job):
-            return False
-        self.oauth.settle_later(job)
-        return True
-
-    def _token_refused(self, key: ConversationKey) -> None:
-        assert self.oauth is not None
-        self.oauth.revoked_by_slack(key.enterprise, key.workspace)
 
     def _report(self, message: str) -> None:
         log.exception(message)
@@ -556,102 +493,12 @@ class SlackEdge:
         answer: Answer | None,
         deadline: Deadline,
     ) -> None:
-        """Render once: a submission's form errors into the ack; modals opened first (one
-        that cannot open stays in place as its fallback text); then the messages in order, a
-        slash command's only message in the ack's body."""
-        route = delivery.route
-        assert isinstance(route, SlackRoute)
-        if route.kind == "submission" and answer is not None:
-            errors = render.form_errors(replies)
-            if errors:
-                answer.body = {"response_action": "errors", "errors": errors}
-            replies = [r for r in replies if not isinstance(r, FormErrors)]
-        plain: list[AnyReply] = []
-        for reply in replies:
-            if not (
-                isinstance(reply, Modal) and self.sender.open_modal(route, delivery.key, reply)
-            ):
-                plain.append(reply)  # a modal that did not open renders as its fallback
-        visibility = _default_visibility(route, delivery.key)
-        messages = threads.messages(route, plain, visibility=visibility)
-        if route.kind == "command" and answer is not None and len(messages) == 1:
-            only = messages[0][0]
-            if isinstance(only, dict):
-                answer.body = _ack_body(only)
-                return
-        for message, thread in messages:
-            if isinstance(message, dict):
-                self.sender.post(route, delivery.key, message)
-            elif threads.is_assistant(message):
-                threads.set_assistant(self.sender, delivery.key, thread, message)  # type: ignore[arg-type]
+        """Render once and send (``handlers.slack.answer.deliver``)."""
+        answers.deliver(lambda: self.sender, delivery, replies, answer)
 
     def apologise(self, delivery: Delivery, answer: Answer | None, deadline: Deadline) -> None:
-        """Tell the user once that their event failed on our side: in a slash command's ack,
-        else where its replies would have gone."""
-        route = delivery.route
-        assert isinstance(route, SlackRoute)
-        if route.kind == "command" and answer is not None:
-            answer.body = {"text": APOLOGY, "response_type": "ephemeral"}
-            return
-        try:
-            visibility = _default_visibility(route, delivery.key)
-            self.sender.post(route, delivery.key, {"text": APOLOGY, "visibility": visibility})
-        except Exception:
-            log.exception("could not send the apology either")
-
-
-def _default_visibility(route: SlackRoute, key: ConversationKey) -> str | None:
-    """Slash commands and buttons answer privately, and so do the later answers (a timer's)
-    of such an exchange; DMs (and modals opened from one) normally."""
-    return "ephemeral" if private_exchange(route, key) else None
-
-
-def _parse(request: HttpRequest) -> tuple[str, dict[str, Any]]:
-    """The body as Slack sends it: a slash command or ``ssl_check`` as form fields, an
-    interactivity payload as JSON in the ``payload`` field, the Events API as JSON.
-
-    Raises:
-        ValueError: not UTF-8, malformed JSON, or not an object where one is expected.
-    """
-    text = request.body.decode("utf-8")
-    content_type = (request.header("content-type") or "").lower()
-    if content_type.startswith("application/json") or text.lstrip().startswith("{"):
-        kind, data = "json", json.loads(text)
-    else:
-        form = {k: v[0] for k, v in parse_qs(text, keep_blank_values=True).items()}
-        if "payload" in form:
-            kind, data = "interactive", json.loads(form["payload"])
-        elif form.get("ssl_check") == "1":
-            return "ssl_check", form
-        elif "command" in form:
-            return "command", form
-        else:
-            raise ValueError("form without payload, command or ssl_check")
-    if not isinstance(data, dict):
-        raise ValueError(f"payload is {type(data).__name__}, not an object")
-    return kind, data
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _ack(body: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """200, with a JSON body when there is one (Slack reads it as the answer)."""
-    if not body:
-        return response(200)
-    return response(200, json.dumps(body), content_type="application/json")
-
-
-def _ack_body(message: dict[str, Any]) -> dict[str, Any]:
-    visibility = message.pop("visibility", None)
-    message.pop("replace", None)  # an ack answers a command: there is no message to replace
-    return {"response_type": visibility or "ephemeral", **message}
-
-
-def _bad(reason: str) -> dict[str, Any]:
-    log.warning("rejected signed request: %s", reason)
-    return response(400, reason)
+        """Tell the user once that their event failed on our side (``answer.apologise``)."""
+        answers.apologise(lambda: self.sender, delivery, answer)
 
 
 def build(settings: Settings | None = None, **overrides: Any) -> SlackEdge:

@@ -9,8 +9,8 @@
     python -m handlers.tools.admin dead-letters slack#T0001#C0001#channel
     python -m handlers.tools.admin create-table [--table sessions]
     python -m handlers.tools.admin erase-workspace slack#T0001 [--yes]
-    python -m handlers.tools.admin add-page 100200300 [--instagram] < token.txt
-    python -m handlers.tools.admin remove-page 100200300 [--instagram]
+    python -m handlers.tools.admin add-page 100200300 [--instagram | --whatsapp] < token.txt
+    python -m handlers.tools.admin remove-page 100200300 [--instagram | --whatsapp]
 
 The store is the one the environment selects (``SESSIONS_TABLE`` + ``AWS_ENDPOINT_URL_DYNAMODB``
 for DynamoDB, else ``SESSIONS_DB``); ``--table``/``--db`` override it. A user is named by their
@@ -101,9 +101,16 @@ def _parser() -> argparse.ArgumentParser:
     for name, what in (("add-page", "keep a page's access token (read from standard input)"),
                        ("remove-page", "forget a page's access token")):  # fmt: skip
         page = sub.add_parser(name, help=what)
-        page.add_argument("page", help="the Facebook Page id (or the Instagram account id)")
         page.add_argument(
+            "page",
+            help="the Facebook Page id (the Instagram account id, the WhatsApp phone number id)",
+        )
+        which = page.add_mutually_exclusive_group()
+        which.add_argument(
             "--instagram", action="store_true", help="an Instagram professional account's token"
+        )
+        which.add_argument(
+            "--whatsapp", action="store_true", help="a WhatsApp business phone number's token"
         )
     return parser
 
@@ -237,6 +244,12 @@ def _run(args: Any, sessions: Sessions, user: Partition, stdin: TextIO) -> int:
             file=sys.stderr,
         )
         return 1
+    if user.platform == "whatsapp":
+        # WhatsApp redelivers for up to 7 days: the tombstone outlives its last redelivery
+        # (as the adapter's event records do), or a late one would bring the user back.
+        from handlers.whatsapp.config import RECORD_TTL
+
+        sessions.tombstone_ttl = max(sessions.tombstone_ttl, RECORD_TTL + 3600)
     deleted = sessions.delete_user(user, settle=settle)
     print(f"deleted {deleted} items for {user.pk} (a tombstone blocks late redeliveries)")
     return 0
@@ -247,9 +260,10 @@ def _page(args: Any, sessions: Sessions, stdin: TextIO) -> int:
     stored value. The token is read from standard input, never from the command line (which
     shell histories and process lists keep)."""
     from handlers.messenger.tokens import KINDS
+    from handlers.whatsapp.tokens import KIND as WHATSAPP_KIND
 
-    platform = "instagram" if args.instagram else "messenger"
-    kind = KINDS[platform]
+    platform = "instagram" if args.instagram else "whatsapp" if args.whatsapp else "messenger"
+    kind = WHATSAPP_KIND if args.whatsapp else KINDS[platform]
     if args.command == "remove-page":
         removed = sessions.installations.delete(kind, args.page)
         print(f"{platform} {args.page}: token {'removed' if removed else 'not found'}")

@@ -42,7 +42,9 @@ from handlers.tools.fakes import slack_buttons
 from handlers.tools.local import CONFIG, fakes_base, read_config
 from handlers.tools.silence import ChatError, entry_of, unreachable, why_silent
 
-PLATFORMS = ("slack-dm", "slack-command", "messenger")
+PLATFORMS = ("slack-dm", "slack-command", "messenger", "whatsapp")
+#: make chat's WhatsApp business number (its phone number id) and user (a phone number).
+WHATSAPP_NUMBER, WHATSAPP_USER = "100000000000002", "15550000001"
 
 
 class ChatClient:
@@ -72,6 +74,8 @@ class ChatClient:
         default_channel = (
             "1000000001" if messenger else ("D0LOCAL" if platform == "slack-dm" else "C0LOCAL")
         )
+        if platform == "whatsapp":  # the channel is the business number's id
+            self.user, default_channel = user or WHATSAPP_USER, WHATSAPP_NUMBER
         self.channel = channel or default_channel
         self.team = team
         env = {**read_config(CONFIG), **{k: v for k, v in os.environ.items() if v}}
@@ -181,6 +185,8 @@ class ChatClient:
             return self._answered(
                 self._post("/slack/events", body, self._slack_headers(body, "application/json"))
             )
+        if self.platform == "whatsapp":
+            return self._whatsapp_post(self._whatsapp("text", {"body": text}))
         return self._messenger_post(self._messenger({"text": text}))
 
     def press(self, number: int) -> list[str]:
@@ -208,6 +214,10 @@ class ChatClient:
                 response_url=self._response_url(),
             )  # fmt: skip
             return self._interact(payload)
+        if self.platform == "whatsapp":
+            kind = button.get("type") or "button_reply"
+            tapped = {"type": kind, kind: {"id": button["payload"], "title": button["label"]}}
+            return self._whatsapp_post(self._whatsapp("interactive", tapped))
         if button.get("type") == "postback":
             postback = {"mid": f"m_{uuid.uuid4().hex}", "title": button["label"],
                         "payload": button["payload"]}  # fmt: skip
@@ -275,6 +285,39 @@ class ChatClient:
             "x-hub-signature-256": "sha256=" + digest.hexdigest(),
         }
         return self._answered(self._post("/messenger/webhook", body, headers))
+
+    def _whatsapp_post(self, data: dict[str, Any]) -> list[str]:
+        return self._answered(self._whatsapp_post_raw(data))
+
+    def _whatsapp_post_raw(self, data: dict[str, Any]) -> requests.Response:
+        """A webhook, signed with the app secret as Meta signs it."""
+        body = json.dumps(data).encode()
+        digest = hmac.new(self._secret("WHATSAPP_APP_SECRET").encode(), body, hashlib.sha256)
+        headers = {
+            "content-type": "application/json",
+            "x-hub-signature-256": "sha256=" + digest.hexdigest(),
+        }
+        return self._post("/whatsapp/webhook", body, headers)
+
+    def _whatsapp(self, kind: str, content: dict[str, Any]) -> dict[str, Any]:
+        """A Cloud API webhook with one message, as Meta sends it."""
+        message = {"from": self.user, "id": f"wamid.{uuid.uuid4().hex.upper()}",
+                   "timestamp": str(int(time.time())), "type": kind, kind: content}  # fmt: skip
+        value = {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550000000", "phone_number_id": self.channel},
+            "contacts": [{"profile": {"name": "You"}, "wa_id": self.user}],
+            "messages": [message],
+        }
+        return {"object": "whatsapp_business_account",
+                "entry": [{"id": "100000000000001",
+                           "changes": [{"field": "messages", "value": value}]}]}  # fmt: skip
+
+    def _where(self) -> tuple[str, str]:
+        """The platform and workspace the server keys this conversation under."""
+        if self.platform in ("messenger", "whatsapp"):
+            return self.platform, self.channel
+        return "slack", self.team
 
     def _interaction(self, kind: str, **fields: Any) -> dict[str, Any]:
         return {
@@ -429,9 +472,9 @@ class ChatClient:
         """The server's record of the request sent last (:func:`~handlers.tools.silence.
         entry_of`), from its delivery journal (``GET /_inspector/deliveries``; a server
         without that route: the inspector's view); ``False`` when the server keeps none."""
-        team = self.channel if self.platform == "messenger" else self.team
-        params = {"platform": "messenger" if self.platform == "messenger" else "slack",
-                  "team": team, "channel": self.channel, "user": self.user}  # fmt: skip
+        platform, team = self._where()
+        params = {"platform": platform, "team": team, "channel": self.channel,
+                  "user": self.user}  # fmt: skip
         try:
             answer = self._tool(self.url, "/_inspector/deliveries", params)
             if answer.status_code == 404:
@@ -442,10 +485,8 @@ class ChatClient:
         return entry_of(found, user=self.user, since=self._sent_at - 0.5)
 
     def _silence(self, entry: dict[str, Any] | bool | None) -> str:
-        messenger = self.platform == "messenger"
-        pk = f"{'messenger' if messenger else 'slack'}#"
-        pk += f"{self.channel if messenger else self.team}#{self.user}"
-        return why_silent(entry, partition=pk)
+        platform, workspace = self._where()
+        return why_silent(entry, partition=f"{platform}#{workspace}#{self.user}")
 
     def more(self, timeout: float | None = None) -> list[str]:
         """Replies that arrive later (a deferred turn's, an effect's follow-up), if any."""
@@ -488,9 +529,9 @@ class ChatClient:
     def state(self) -> Any:
         """What the running server's store holds for this conversation (asked of the server,
         so it is the store the server uses, whatever this process's environment says)."""
-        params = {"platform": "messenger" if self.platform == "messenger" else "slack",
-                  "workspace": self.channel if self.platform == "messenger" else self.team,
-                  "channel": self.channel, "user": self.user}  # fmt: skip
+        platform, workspace = self._where()
+        params = {"platform": platform, "workspace": workspace, "channel": self.channel,
+                  "user": self.user}  # fmt: skip
         answer = self._tool(self.url, "/_fake/state", params)
         if answer.status_code == 404:
             return {"error": "this server does not show state (make run does)"}

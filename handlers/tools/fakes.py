@@ -151,6 +151,13 @@ class FakeApis:
                 "slack", where, who, data.get("text"), slack_buttons(data), raw=_slack_raw(data)
             )
             return 200, {"content-type": "text/plain"}, b"ok"
+        if path.startswith("/_fake/whatsapp/"):
+            to = data.get("to")
+            text, buttons = whatsapp_shown(data)
+            self._record("whatsapp", None, to, text, buttons, raw=dict(data))
+            return _json(200, {"messaging_product": "whatsapp",
+                               "contacts": [{"input": to, "wa_id": to}],
+                               "messages": [{"id": "wamid.local"}]})  # fmt: skip
         if path.startswith("/_fake/graph/"):
             message = data.get("message") or {}
             psid = (data.get("recipient") or {}).get("id")
@@ -392,6 +399,33 @@ def slack_buttons(data: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "about": about,
                 })  # fmt: skip
     return found
+
+
+def whatsapp_shown(message: Mapping[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
+    """What a user sees of a Cloud API message: its text (a template's name and parameters,
+    a media message's link and caption) and its reply buttons or list rows (label and id)."""
+    kind = message.get("type")
+    body = message.get(kind) if isinstance(kind, str) else None
+    body = body if isinstance(body, Mapping) else {}
+    if kind == "text":
+        return str(body.get("body") or ""), []
+    if kind == "interactive":
+        action = body.get("action") or {}
+        if body.get("type") == "list":
+            rows = [r for s in action.get("sections") or () for r in s.get("rows") or ()]
+            found = [{"label": r.get("title"), "payload": r.get("id"), "type": "list_reply"}
+                     for r in rows]  # fmt: skip
+        else:
+            replies = [b.get("reply") or {} for b in action.get("buttons") or ()]
+            found = [{"label": r.get("title"), "payload": r.get("id"), "type": "button_reply"}
+                     for r in replies]  # fmt: skip
+        return str((body.get("body") or {}).get("text") or ""), found
+    if kind == "template":
+        params = [p.get("text") for c in body.get("components") or ()
+                  for p in c.get("parameters") or ()]  # fmt: skip
+        return f"[template {body.get('name')}] {' · '.join(map(str, params))}".strip(), []
+    caption = body.get("caption")
+    return f"[{kind}] {body.get('link') or ''}" + (f"\n{caption}" if caption else ""), []
 
 
 def messenger_shown(message: Mapping[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:

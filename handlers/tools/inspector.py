@@ -158,13 +158,18 @@ class Inspector:
 
     def _who(self, query: Mapping[str, Any]) -> tuple[str, str, str, str]:
         platform = str(query.get("platform") or "slack")
-        if platform not in ("slack", "messenger"):
+        if platform not in ("slack", "messenger", "whatsapp"):
             raise ValueError(f"unknown platform {platform!r}")
         default = ("T0LOCAL", "D0LOCAL", "U0LOCAL")
         if platform == "messenger":
             default = ("1000000001", "1000000001", "2000000001")
+        elif platform == "whatsapp":  # the business number's id, a user's phone number
+            from handlers.tools.chat import WHATSAPP_NUMBER, WHATSAPP_USER
+
+            default = (WHATSAPP_NUMBER, WHATSAPP_NUMBER, WHATSAPP_USER)
         team = str(query.get("team") or default[0])
-        channel = team if platform == "messenger" else str(query.get("channel") or default[1])
+        one_to_one = platform in ("messenger", "whatsapp")
+        channel = team if one_to_one else str(query.get("channel") or default[1])
         return platform, team, channel, str(query.get("user") or default[2])
 
     def view(self, query: Mapping[str, Any]) -> dict[str, Any]:
@@ -177,9 +182,7 @@ class Inspector:
                 {"platform": platform, "workspace": team, "channel": channel, "user": user}
             )[2]
         )
-        journal = self.journal.of(
-            platform, team, channel, user if platform == "messenger" else None
-        )
+        journal = self.journal.of(platform, team, channel, user if platform != "slack" else None)
         return {
             "seq": len(self.app.outbox.items),
             "messages": messages,
@@ -209,9 +212,10 @@ class Inspector:
         from sessions import ConversationKey, codec
         from sessions.keys import partition_from_pk
 
-        edge = self.app.messenger if platform == "messenger" else self.app.slack
+        edges: dict[str, Any] = {"messenger": self.app.messenger, "whatsapp": self.app.whatsapp}
+        edge = edges.get(platform, self.app.slack)
         users = [user]
-        if platform != "messenger":
+        if platform == "slack":
             for entry in self.journal.of(platform, team, channel, None):
                 if entry["user"] and entry["user"] not in users:
                     users.append(entry["user"])
@@ -219,6 +223,8 @@ class Inspector:
         for someone in users:
             if platform == "messenger":
                 key = ConversationKey.messenger(page=team, psid=someone)
+            elif platform == "whatsapp":
+                key = ConversationKey("whatsapp", team, team, someone)
             else:
                 key = ConversationKey.slack(team=team, channel=channel, user=someone)
             for item in edge.pipeline.stored(key):
@@ -255,7 +261,7 @@ class Inspector:
         platform, team, channel, user = self._who(data)
         client = ChatClient(
             self.url,
-            platform="messenger" if platform == "messenger" else "slack-dm",
+            platform=platform if platform != "slack" else "slack-dm",
             user=user,
             channel=channel,
             team=team,
@@ -268,6 +274,8 @@ class Inspector:
         kind = str(data.get("kind") or "text")
         if platform == "messenger":
             return self._messenger(client, kind, data)
+        if platform == "whatsapp":
+            return self._whatsapp(client, kind, data)
         return self._slack(client, kind, data)
 
     def _slack(self, client: Any, kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -397,6 +405,21 @@ class Inspector:
         answer = client._post("/messenger/webhook", body, headers)
         return {"status": answer.status_code}
 
+    def _whatsapp(self, client: Any, kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
+        if kind == "text":
+            text = str(data.get("text") or "")
+            self.app.fakes.say(None, client.user, text, platform="whatsapp")
+            event = client._whatsapp("text", {"body": text})
+        elif kind in ("button_reply", "list_reply"):
+            label = str(data.get("label") or "")
+            self.app.fakes.say(None, client.user, f"[{label}]", platform="whatsapp")
+            tapped = {"id": str(data.get("payload") or ""), "title": label}
+            event = client._whatsapp("interactive", {"type": kind, kind: tapped})
+        else:
+            raise ValueError(f"unknown WhatsApp action {kind!r}")
+        answer = client._whatsapp_post_raw(event)
+        return {"status": answer.status_code}
+
     # -- dead letters, transcripts ----------------------------------------------------------
 
     def retry(self, pk: str, sk: str) -> dict[str, Any]:
@@ -409,7 +432,8 @@ class Inspector:
         if letter is None or letter.payload is None:
             return {"ok": False, "error": "no such dead letter (or no replay payload)"}
         job = dict(codec.decode(letter.payload), retry_failed=True)
-        edge: Any = self.app.slack if partition.platform == "slack" else self.app.messenger
+        edges: dict[str, Any] = {"slack": self.app.slack, "whatsapp": self.app.whatsapp}
+        edge = edges.get(partition.platform, self.app.messenger)
         edge.handle({"sessions_deferred": job}, None)
         again = dict(self.app.sessions.dead_letters(partition)).get(sk)
         if again is not None:
@@ -422,9 +446,7 @@ class Inspector:
 
         name = self.app.slack.spec.name
         platform, team, channel, user = self._who(query)
-        entries = self.journal.of(
-            platform, team, channel, user if platform == "messenger" else None
-        )
+        entries = self.journal.of(platform, team, channel, user if platform != "slack" else None)
         turns = [
             Turn(
                 user=e["user"],

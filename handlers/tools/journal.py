@@ -202,6 +202,14 @@ def who(path: str, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
                      "user": str((event.get("sender") or {}).get("id") or ""),
                      "kind": "text" if "text" in message else "postback",
                      "text": message.get("text")}  # fmt: skip
+        elif path.startswith("/whatsapp/"):
+            data = json.loads(body)
+            value = data["entry"][0]["changes"][0]["value"]
+            number = str(value["metadata"]["phone_number_id"])
+            message = (value.get("messages") or [{}])[0]
+            found = {"platform": "whatsapp", "workspace": number, "channel": number,
+                     "user": str(message.get("from") or ""), "kind": message.get("type"),
+                     "text": (message.get("text") or {}).get("body")}  # fmt: skip
         elif path.startswith("/slack/") and "json" in ctype:
             data = json.loads(body)
             event = data.get("event") or {}
@@ -228,7 +236,8 @@ def who(path: str, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
     except (ValueError, KeyError, IndexError, TypeError, AttributeError, UnicodeDecodeError):
         pass
     if not found:
-        found = {"platform": "messenger" if path.startswith("/messenger/") else "slack"}
+        platform = path.strip("/").split("/", 1)[0]
+        found = {"platform": platform if platform in ("messenger", "whatsapp") else "slack"}
     return found
 
 

@@ -18,6 +18,7 @@ from sessions import (
     InvalidKeyError,
     StateTooLargeError,
     TurnError,
+    codec,
 )
 from sessions.store import Store
 from tests.contract.sealing import Sessions
@@ -143,6 +144,32 @@ def test_turn_that_raises_writes_no_state_and_is_dead_lettered_once(store: Store
     assert not replayed.duplicate and replayed.state == {"n": 2}
     assert sessions.dead_letters(KEY.user_key) == []
     assert sessions.run(KEY, "Ev2", count, None, retry_failed=True).duplicate
+
+
+def test_a_replay_payload_is_made_only_when_the_turn_fails(store: Store) -> None:
+    """The edges hand the runner a function that serialises their event: a turn that
+    commits never calls it; a failed one keeps what it made."""
+    sessions = Sessions(store)
+    made: list[str] = []
+
+    def payload(name: str) -> Any:
+        def make() -> dict[str, str]:
+            made.append(name)
+            return {"replay": name}
+
+        return make
+
+    sessions.run(KEY, "fine", count, None, dead_letter=payload("fine"))
+    assert made == []
+
+    def broken(state: Any, event: Any) -> Any:
+        raise RuntimeError("bot bug")
+
+    with pytest.raises(TurnError):
+        sessions.run(KEY, "bad", broken, None, dead_letter=payload("bad"))
+    assert made == ["bad"]
+    [(_sk, letter)] = sessions.dead_letters(KEY.user_key)
+    assert letter.payload is not None and codec.decode(letter.payload) == {"replay": "bad"}
 
 
 def test_expired_conversation_reads_as_new(store: Store) -> None:

@@ -30,9 +30,10 @@ SERVERLESS = ROOT / "node_modules" / ".bin" / "serverless"
 SECRETS = {
     "slack": {"SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN"},
     "messenger": {"MESSENGER_APP_SECRET", "MESSENGER_VERIFY_TOKEN", "MESSENGER_PAGE_TOKEN"},
+    "whatsapp": {"WHATSAPP_APP_SECRET", "WHATSAPP_VERIFY_TOKEN", "WHATSAPP_TOKEN"},
 }
-#: The serial queue's consumer runs both platforms' turns.
-SECRETS["serial"] = SECRETS["slack"] | SECRETS["messenger"]
+#: The serial queue's consumer runs every platform's turns.
+SECRETS["serial"] = SECRETS["slack"] | SECRETS["messenger"] | SECRETS["whatsapp"]
 NOT_SECRETS = {
     "SESSIONS_TABLE",
     "SESSIONS_KMS_KEY_ID",
@@ -45,6 +46,7 @@ NOT_SECRETS = {
     "SESSIONS_TIMER_DLQ_ARN",
     "SESSIONS_TIMER_SLACK_ARN",
     "SESSIONS_TIMER_MESSENGER_ARN",
+    "SESSIONS_TIMER_WHATSAPP_ARN",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "BOT",
@@ -55,6 +57,8 @@ ROUTES = {
     "GET /slack/oauth_redirect": "slack",
     "GET /messenger/webhook": "messenger",
     "POST /messenger/webhook": "messenger",
+    "GET /whatsapp/webhook": "whatsapp",
+    "POST /whatsapp/webhook": "whatsapp",
 }
 #: The item actions the Lambda code performs on the table (checked against a real run below).
 TABLE_ACTIONS = {
@@ -169,9 +173,10 @@ def test_production_keeps_the_table(packaged: dict[str, Path]) -> None:
 def test_http_routes_reach_the_right_function(packaged: dict[str, Path]) -> None:
     t = template(packaged, "dev")
     fns = functions(t)
-    assert set(fns) == {"slack", "messenger", "serial"}
+    assert set(fns) == {"slack", "messenger", "whatsapp", "serial"}
     assert fns["slack"]["Properties"]["Handler"] == "handlers/slack.handler"
     assert fns["messenger"]["Properties"]["Handler"] == "handlers/messenger.handler"
+    assert fns["whatsapp"]["Properties"]["Handler"] == "handlers/whatsapp.handler"
     for fn in fns.values():
         assert fn["Properties"]["Runtime"] == "python3.12"
         assert fn["Properties"]["Architectures"] == ["arm64"]
@@ -195,7 +200,7 @@ def test_secrets_are_ssm_references_never_values(packaged: dict[str, Path], stag
         env = fn["Properties"]["Environment"]["Variables"]
         plain = {k: v for k, v in env.items() if k in NOT_SECRETS}
         timers = {k: plain.pop(k) for k in list(plain) if k.startswith("SESSIONS_TIMER_")}
-        assert len(timers) == 5  # the timers' (test_timers_are_schedules_of_a_group_...)
+        assert len(timers) == 6  # the timers' (test_timers_are_schedules_of_a_group_...)
         assert plain == {
             "SESSIONS_TABLE": {"Ref": "SessionsTable"},
             "SESSIONS_KMS_KEY_ID": {"Fn::GetAtt": ["SessionsKey", "Arn"]},  # on by default
@@ -315,6 +320,7 @@ def test_timers_are_schedules_of_a_group_per_stage_invoking_only_our_functions(
     assert [r["Fn::Join"][1][-1] for r in invoke["Resource"]] == [
         "chat-sessions-prod-slack",
         "chat-sessions-prod-messenger",
+        "chat-sessions-prod-whatsapp",
     ]
     assert dead_letter == {
         "Effect": "Allow",
@@ -357,6 +363,7 @@ def test_outputs_name_the_urls_to_paste(packaged: dict[str, Path]) -> None:
     outputs = template(packaged, "prod")["Outputs"]
     assert outputs["SlackEventsUrl"]["Value"]["Fn::Join"][1][1] == "/slack/events"
     assert outputs["MessengerWebhookUrl"]["Value"]["Fn::Join"][1][1] == "/messenger/webhook"
+    assert outputs["WhatsAppWebhookUrl"]["Value"]["Fn::Join"][1][1] == "/whatsapp/webhook"
 
 
 def test_the_zip_passes_the_package_check(packaged: dict[str, Path]) -> None:
@@ -661,7 +668,11 @@ def test_snapstart_is_off_unless_asked_for(packaged: dict[str, Path]) -> None:
     assert not resources(t, "AWS::Lambda::Alias")
     for fn in functions(t).values():
         assert "SnapStart" not in fn["Properties"]
-    assert _timer_arns(t) == ["chat-sessions-dev-slack", "chat-sessions-dev-messenger"]
+    assert _timer_arns(t) == [
+        "chat-sessions-dev-slack",
+        "chat-sessions-dev-messenger",
+        "chat-sessions-dev-whatsapp",
+    ]
 
 
 def test_snapstart_on_publishes_versions_and_routes_and_timers_use_the_alias(
@@ -669,10 +680,14 @@ def test_snapstart_on_publishes_versions_and_routes_and_timers_use_the_alias(
 ) -> None:
     t = snapstart["template"]
     fns = functions(t)
-    for name in ("slack", "messenger"):
+    for name in ("slack", "messenger", "whatsapp"):
         assert fns[name]["Properties"]["SnapStart"] == {"ApplyOn": "PublishedVersions"}
         env = fns[name]["Properties"]["Environment"]["Variables"]
-        for var in ("SESSIONS_TIMER_SLACK_ARN", "SESSIONS_TIMER_MESSENGER_ARN"):
+        for var in (
+            "SESSIONS_TIMER_SLACK_ARN",
+            "SESSIONS_TIMER_MESSENGER_ARN",
+            "SESSIONS_TIMER_WHATSAPP_ARN",
+        ):
             assert env[var]["Fn::Join"][1][-1].endswith(":snapstart")
     # The serial consumer runs no snapshot hooks (not on an ack's path): no SnapStart.
     assert "SnapStart" not in fns["serial"]["Properties"]
@@ -681,6 +696,7 @@ def test_snapstart_on_publishes_versions_and_routes_and_timers_use_the_alias(
     assert {a["Properties"]["FunctionName"]["Ref"] for a in aliases.values()} == {
         fns["slack"]["id"],
         fns["messenger"]["id"],
+        fns["whatsapp"]["id"],
     }
     for integration in resources(t, "AWS::ApiGatewayV2::Integration").values():
         uri = integration["Properties"]["IntegrationUri"]
@@ -691,6 +707,7 @@ def test_snapstart_on_publishes_versions_and_routes_and_timers_use_the_alias(
     assert _timer_arns(t) == [
         "chat-sessions-dev-slack:snapstart",
         "chat-sessions-dev-messenger:snapstart",
+        "chat-sessions-dev-whatsapp:snapstart",
     ]
 
 

@@ -188,6 +188,29 @@ def test_the_inspector_draws_messenger_quick_replies(tmp_path: Path, page: Page)
         server.stop()
 
 
+def test_the_inspector_has_a_whatsapp_pane(tmp_path: Path, page: Page) -> None:
+    """The WhatsApp pane: a message through the signed webhook, the reply buttons the fake
+    Cloud API kept, one pressed (a ``button_reply``), the state of
+    ``whatsapp#<number>#<user>``."""
+    server = Server(tmp_path, free_port())  # the todo bot
+    server.start()
+    try:
+        page.goto(server.url + "/")
+        page.eval("document.getElementById('platform').value = 'whatsapp'")
+        page.eval("document.getElementById('platform').dispatchEvent(new Event('change'))")
+        page.wait_for("document.getElementById('team-label').innerText === 'number'", "WhatsApp")
+        say(page, "add water the plants")
+        wait_message(page, "Added “water the plants”")
+        say(page, "list")
+        page.click("button.quick-reply[data-kind='button_reply'][data-label='Done 1']")
+        wait_message(page, "Done: “water the plants”. 0 left.")
+        page.wait(lambda: (stored(page, "conversation") or {}).get("items") == [], "the state")  # type: ignore[union-attr]
+        state = server.client("whatsapp").state()  # the store the server uses
+        assert state["key"].startswith("whatsapp#100000000000002#15550000001 / ")
+    finally:
+        server.stop()
+
+
 def test_the_inspector_picks_from_a_block_kit_select(tmp_path: Path, page: Page) -> None:
     server = Server(tmp_path, free_port(), bot="tests.bots.picker:bot")
     server.start()

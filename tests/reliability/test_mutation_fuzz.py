@@ -5,6 +5,9 @@ attachment batch), one field of it replaced by a wrong type, text from every Uni
 (lone surrogates, combining marks, non-ASCII digits, bidi marks, NUL), a huge or empty value or
 deep nesting, or a key duplicated in the raw JSON; then signed and delivered twice.
 
+WhatsApp: text (a phone number's and a BSUID user's), button and list replies, media with a
+location, a batch of two senders with a failed status.
+
 Invariants: no exception escapes; no 5xx while the store is healthy; nothing is stored for a
 4xx; the same request twice gets the same status.
 """
@@ -25,9 +28,10 @@ from hypothesis import strategies as st
 
 from bot import Field, Modal
 from handlers.slack import render as slack_render
-from sessions import ConversationKey
+from sessions import ConversationKey, Sessions
 from tests import messenger_requests as mr
 from tests import slack_requests as sr
+from tests import whatsapp_requests as wr
 from tests.reliability.test_fuzz import FUZZ, World
 
 EXAMPLES = int(os.environ.get("MUTATION_EXAMPLES", "1000"))
@@ -212,3 +216,47 @@ def test_the_mutations_reach_the_bot_sometimes(world: World) -> None:
         world.reset()
         assert world.messenger.handle(mr.post(_dumps(make(), None)))["statusCode"] == 200
         assert world.bot.turns, kind
+
+
+# -- WhatsApp ----------------------------------------------------------------------------------
+
+WHATSAPP_KINDS: dict[str, Callable[[], dict[str, Any]]] = {
+    "text": lambda: wr.single(wr.text("add milk")),
+    "bsuid": lambda: wr.single(wr.text("add milk", user=wr.BSUID)),
+    "button-reply": lambda: wr.single(
+        wr.button_reply('{"action":"todo_done","value":"1"}', "Done 1")
+    ),
+    "list-reply": lambda: wr.single(wr.list_reply('{"action":"todo_done","value":"1"}', "Done 1")),
+    "media-and-location": lambda: wr.single(wr.image("add a photo"), wr.location()),
+    "batch-and-status": lambda: wr.webhook(
+        wr.value(wr.text("add tea"), wr.text("add jam", user="16505550002")),
+        wr.value(statuses=(wr.status(wr.wamid(), "failed", code=131047),)),
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def whatsapp_edge(world: World) -> Any:
+    import handlers.whatsapp
+    from handlers.whatsapp.config import WhatsAppSettings
+    from tests.reliability.conftest import settings_for
+
+    config = WhatsAppSettings(app_secret=wr.APP_SECRET, verify_token=wr.VERIFY_TOKEN,
+                              token=wr.TOKEN, api_url=world.fake.graph_url)  # fmt: skip
+    return handlers.whatsapp.build(
+        settings_for(world.fake), sessions=Sessions(world.store), bot=world.bot,
+        whatsapp=config, workers=1,
+    )  # fmt: skip
+
+
+@settings(FUZZ, max_examples=EXAMPLES)
+@given(data=st.data(), kind=st.sampled_from(sorted(WHATSAPP_KINDS)))
+def test_whatsapp_mutated_and_signed(
+    world: World, whatsapp_edge: Any, data: st.DataObject, kind: str
+) -> None:
+    payload = WHATSAPP_KINDS[kind]()
+    path = data.draw(st.sampled_from(list(_paths(payload))), label="path")
+    mutated = _replace(payload, path, data.draw(hostile_value, label="value"))
+    duplicate = data.draw(st.none() | st.tuples(st.sampled_from(list(payload)), hostile_value))
+    raw = _dumps(mutated, duplicate)
+    _twice(world, lambda: whatsapp_edge.handle(wr.post(raw)))

@@ -144,3 +144,14 @@ def test_the_chat_opens_an_assistant_thread_taps_a_prompt_and_leaves_the_thread(
     top = out.split("(top level)")[1]
     assert "] 1 notes in this thread" in top and "bot> [thread " in top, out
     assert "(status:" not in top  # no thread to show a status in
+
+
+def test_make_chat_on_whatsapp_adds_lists_and_presses_a_reply_button(bot_server: Server) -> None:
+    """``make chat ARGS="--platform whatsapp"`` against ``make run``: the message goes to
+    ``/whatsapp/webhook`` signed with the development config's app secret, the replies come
+    back from the fake Cloud API, and ``#1`` presses a reply button."""
+    out = chat(bot_server, "add\nbuy milk\nlist\n#1\n", "--platform", "whatsapp")
+    assert "bot> Your list:\n     1. buy milk\n       #1 [Done 1]\n" in out, out
+    assert "bot> Done: “buy milk”. 0 left.\n" in out, out
+    state = bot_server.client("whatsapp").state()
+    assert state["key"].startswith("whatsapp#100000000000002#15550000001 / "), state
