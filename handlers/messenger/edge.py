@@ -179,7 +179,7 @@ class MessengerEdge:
             return response(400, "malformed batch")
         for reason, digest in rejected:  # the rest of the batch goes on
             log.warning("message refused: %s", reason, extra={"message_hash": digest})
-        deadline = Deadline.webhook(TURN_BUDGET, ACK_BUDGET)
+        deadline = Deadline.webhook(self.turn_budget, ACK_BUDGET)
         by_sender: dict[ConversationKey, list[Delivery]] = defaultdict(list)
         for incoming in batch:  # in timestamp order
             by_sender[incoming.key].append(delivery_of(incoming))

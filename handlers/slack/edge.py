@@ -202,7 +202,7 @@ class SlackEdge:
             return response(500, "internal error")
 
     def _route(self, kind: str, body: dict[str, Any], request: HttpRequest) -> dict[str, Any]:
-        deadline = Deadline.webhook(TURN_BUDGET, ACK_BUDGET)
+        deadline = Deadline.webhook(self.turn_budget, ACK_BUDGET)
         if kind == "command":
             return self._on_command(body, request, deadline)
         if kind == "ssl_check":

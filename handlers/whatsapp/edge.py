@@ -181,7 +181,7 @@ class WhatsAppEdge:
         for reason, digest in rejected:  # the rest goes on
             log.warning("item refused: %s", reason, extra={"item_hash": digest})
         self._statuses(batch.statuses)
-        deadline = Deadline.webhook(TURN_BUDGET, ACK_BUDGET)
+        deadline = Deadline.webhook(self.turn_budget, ACK_BUDGET)
         by_sender: dict[ConversationKey, list[Delivery]] = defaultdict(list)
         for incoming in batch.messages:  # in timestamp order
             by_sender[incoming.key].append(delivery_of(incoming))

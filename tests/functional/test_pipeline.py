@@ -260,11 +260,9 @@ def test_an_effect_starts_after_the_turn_and_its_follow_up_reports_on_its_own(
         assert first.write_units > 0 and follow.write_units and follow.write_units > 0
 
 
-def test_an_effect_past_the_webhooks_budget_is_handed_off(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(handlers.slack, "TURN_BUDGET", 0.0)  # the budget is spent at once
+def test_an_effect_past_the_webhooks_budget_is_handed_off(world: World) -> None:
     slack = world.slack(Pinger())
+    slack.turn_budget = 0.0  # the budget is spent at once
     ok(slack.handle(json_event(dm_body("go"))))
     assert [p.body["text"] for p in world.fake.posts()] == ["ping"]
     [job] = world.deferrer.jobs
