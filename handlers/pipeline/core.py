@@ -103,8 +103,8 @@ class Platform(Protocol):
     #: Seconds a follow-up turn of a webhook may spend retrying lost races.
     turn_budget: float
     #: The name of the function that serves this edge (``handlers.platforms``): a timer set
-    #: in one of its turns fires there.
-    function: str
+    #: in one of its turns fires there. Optional: without it, the function named as the
+    #: platform.
 
     def deliver(
         self,
@@ -161,6 +161,12 @@ class Pipeline:
         self.journal: Callable[[Delivery, str, TurnResult | None], None] | None = None
         #: How streamed effects are buffered and checked for a cancel.
         self.streaming = streams.StreamSettings()
+
+    @property
+    def _function(self) -> str | None:
+        """Where this platform's timers fire (``None``: the function named as the platform,
+        for a platform that does not say)."""
+        return getattr(self.platform, "function", None)
 
     def _tell(self, delivery: Delivery, outcome: str, result: TurnResult | None) -> None:
         if self.journal is None:
@@ -430,7 +436,7 @@ class Pipeline:
             for change in ordered:
                 if webhook and (done >= INLINE_SCHEDULES or deadline.passed()):
                     break
-                scheduling.apply(scheduler, delivery, stored, [change], self.platform.function)
+                scheduling.apply(scheduler, delivery, stored, [change], self._function)
                 done += 1
         except Exception:
             log.warning("timers could not be scheduled; handing them off", exc_info=True)
@@ -523,7 +529,7 @@ class Pipeline:
                 for c in changes
                 if c.get("kind") != "timer_set" or str(c["timer"]["id"]) in pending
             ]
-        scheduling.apply(scheduler, job.origin, job.stored, changes, self.platform.function)
+        scheduling.apply(scheduler, job.origin, job.stored, changes, self._function)
 
     def report(self, delivery: Delivery, message: str) -> None:
         """Log a failure of ``delivery`` with its conversation's hash (never its ids)."""
