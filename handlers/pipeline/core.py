@@ -198,7 +198,7 @@ class Pipeline:
         key, scopes = self.keys(delivery)
         if self.spec.cancels and delivery.message.kind == "text" and not delivery.replay:
             streams.note_message(self, delivery)  # it stops a streamed answer of the thread
-        if deadline.turns is not None and not scopes and self._serialiser is not None:
+        if deadline.turns is not None and hot.eligible(self, key, scopes):
             # A hot item's turn (or one while another of this container is on the item) goes
             # behind its other turns, in a batch (``handlers.pipeline.hot``); else it runs,
             # seen busy.
@@ -314,7 +314,7 @@ class Pipeline:
         marked: float | None,
     ) -> TurnResult:
         turns = deadline.turns
-        if turns is not None and not scopes and self._serialiser is not None:
+        if turns is not None and hot.eligible(self, key, scopes):
             # One optimistic try: a lost race hands the turn to the serialised path (its
             # item is hot: retrying would race the others again, and each loss is billed).
             turns = time.monotonic()

@@ -2,7 +2,9 @@
 batches on the serialised path.
 
 Optimistic turns are right for a quiet conversation and wrong for a hot one: each lost race
-re-reads and re-writes. So a container remembers, for :data:`HOT_FOR` seconds, the items on
+re-reads and re-writes. So, on a shared item (a Slack channel's or thread's state; a user's own
+conversation is written by one user, and retries as before: :func:`eligible`), a webhook's turn
+gets one optimistic try, and a container remembers, for :data:`HOT_FOR` seconds, the items on
 which one of its turns lost a race (:class:`HotItems`); a webhook's turn on such an item is not
 tried at all: it goes straight to the serialised path, behind the item's other turns, and is
 acked. The serialised path takes the item's turns in order, up to ten at a time (an SQS FIFO
@@ -106,6 +108,16 @@ class HotItems:
             self._until[group] = self.clock() + HOT_FOR
             while len(self._until) > MAX_HOT:
                 del self._until[next(iter(self._until))]
+
+
+def eligible(pipeline: Pipeline, key: ConversationKey, scopes: Sequence[ConversationKey]) -> bool:
+    """Whether a webhook's turn on ``key`` takes the hot item's rules (one optimistic try,
+    straight to the serialised path when the item is hot): a turn of one scope on a shared
+    item (a Slack channel's or thread's state, written by everyone in it), when there is a
+    serialised path. A user's own conversation is written by one user: its lost races are
+    mostly a delivery racing its own duplicate, which the next read finds at once, so it
+    retries as before."""
+    return not scopes and key.shared and pipeline._serialiser is not None
 
 
 def items_of(pipeline: Pipeline) -> HotItems:
@@ -384,4 +396,13 @@ def key_for(pipeline: Pipeline, unit: Delivery) -> ConversationKey:
     return pipeline.keys(unit)[0]
 
 
-__all__ = ["CLAIMED", "HOT_FOR", "HotItems", "enter", "lost_race", "mark_all", "run_jobs"]
+__all__ = [
+    "CLAIMED",
+    "HOT_FOR",
+    "HotItems",
+    "eligible",
+    "enter",
+    "lost_race",
+    "mark_all",
+    "run_jobs",
+]
