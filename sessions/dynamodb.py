@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from sessions import dynamodb_batch
 from sessions import dynamodb_layout as layout
+from sessions.batches import BatchRead, BatchWrite
 from sessions.codec import ITEM_LIMIT
 from sessions.dynamodb_client import (  # create_table, make_client: re-exported
     WORKSPACE_INDEX,
@@ -871,6 +874,25 @@ class DynamoDBStore:
 
     def close(self) -> None:
         self._client = None
+
+    # -- group commits (``sessions.batches``; the requests in ``sessions.dynamodb_batch``) --
+
+    def load_batch(
+        self,
+        key: ConversationKey,
+        events: Sequence[tuple[str, float | None]],
+        users: Sequence[str] = (),
+    ) -> BatchRead:
+        return dynamodb_batch.load_batch(self, key, events, users)
+
+    def commit_batch(self, write: BatchWrite) -> None:
+        dynamodb_batch.commit_batch(self, write)
+
+    def put_events(self, records: Sequence[tuple[str, str, EventRecord]]) -> None:
+        dynamodb_batch.put_events(self, records)
+
+    def tombstones(self, pks: Sequence[str]) -> dict[str, Tombstone]:
+        return dynamodb_batch.tombstones(self, pks)
 
 
 def _conflicted(exc: Exception) -> bool:

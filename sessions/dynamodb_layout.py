@@ -525,6 +525,7 @@ def place(
     key: int,
     now: int,
     new_chain: str,
+    move: bool = True,
 ) -> Placement:
     """The writes of a commit: the conversation item with the event's record inline (in an
     item of its own when it carries more than dedup needs: a dead letter's payload, an outbox,
@@ -532,7 +533,9 @@ def place(
     that does not fit beside a grown state goes inline all the same, that once: the next write
     finds the item full. ``new_chain`` (hex) names a page chain if one starts here (the
     caller's random name). ``state`` ``None``: a dead letter (the state stays as it is, the
-    record goes to its own item). Pure: the same arguments always give the same writes."""
+    record goes to its own item). ``move=False``: never move records out (the later records
+    of a group commit, placed on an item the read did not see: what moves out must be a
+    function of the item as read). Pure: the same arguments always give the same writes."""
     d = digest(event_sk)
     own = conversation.own if conversation.own and conversation.own.expires > now else None
     chain, paged = conversation.chain or new_chain, conversation.paged
@@ -541,7 +544,7 @@ def place(
     entries = [e for e in conversation.entries if e.expires > now and e.digest != d]
     responses = [r for r in conversation.responses if r.until > now and r.digest != d]
     moved: list[Item] = []
-    if conversation.exists and conversation.entries and conversation.full():
+    if move and conversation.exists and conversation.entries and conversation.full():
         moved, page_mark, own_mark = _move_out(conversation, pk, sk, chain)
         own = _join(own, own_mark)
         if page_mark is not None:

@@ -73,7 +73,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Literal
 
-from sessions import codec
+from sessions import codec, group_commit
 from sessions.blobs import BlobStore
 from sessions.encryption import Envelope
 from sessions.errors import (
@@ -86,6 +86,7 @@ from sessions.errors import (
     StoreError,
     TurnError,
 )
+from sessions.group_commit import Batched
 from sessions.installations import Installations
 from sessions.keys import ConversationKey
 from sessions.outcomes import NOTHING, Observer, Timed, TurnReport, TurnResult, report_of
@@ -822,6 +823,19 @@ class Sessions(Views):
                     return LATE
                 stone = snap.tombstone
         raise BusyError(f"could not claim {token!r}", attempts=self.max_attempts)
+
+    def run_batch(
+        self,
+        key: ConversationKey,
+        items: Sequence[Batched],
+        *,
+        initial: Callable[[], Any] | None = None,
+        keep: Callable[[Any], float | None] | None = None,
+    ) -> list[TurnResult]:
+        """Run several events of one item, in order, as group commits (one read and one write
+        for up to ten turns; ``sessions.group_commit``): one result per item, as
+        :meth:`run` would give it."""
+        return group_commit.run_batch(self, key, items, initial=initial, keep=keep)
 
     def claimed(self, key: ConversationKey, record: EventRecord) -> Any:
         """The payload kept with a claim (``None``: none), as a user's items list it.

@@ -13,11 +13,12 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from sessions.batches import BatchRead, BatchWrite
 from sessions.errors import ConflictError, DuplicateEventError, StoreError, StoreUnavailableError
 from sessions.keys import TOMBSTONE_SK, ConversationKey, Partition
 from sessions.store import (
@@ -456,3 +457,89 @@ class SQLiteStore:
                 conn.close()
             self._all.clear()
         self._local = threading.local()
+
+    # -- group commits (``sessions.batches``) -----------------------------------------------
+
+    def load_batch(
+        self,
+        key: ConversationKey,
+        events: Sequence[tuple[str, float | None]],
+        users: Sequence[str] = (),
+    ) -> BatchRead:
+        sks = [key.sk, TOMBSTONE_SK, *dict.fromkeys(sk for sk, _ in events)]
+        try:
+            found = self._rows(key.pk, sks)  # one statement: one consistent snapshot
+        except sqlite3.Error as exc:
+            raise self._convert(exc) from exc
+        state, stone = found.get(key.sk), found.get(TOMBSTONE_SK)
+        records = tuple(found.get(sk) for sk, _ in events)
+        return BatchRead(
+            Snapshot(
+                state=state if isinstance(state, StoredState) else None,
+                event=None,
+                tombstone=stone if isinstance(stone, Tombstone) else None,
+            ),
+            tuple(r if isinstance(r, EventRecord) else None for r in records),
+            self.tombstones(users),
+        )
+
+    def commit_batch(self, write: BatchWrite) -> None:
+        key, now, state = write.key, write.now, write.state
+        with self._write() as conn:
+            sks = [e.event_sk for e in write.events]
+            found = self._rows(key.pk, [key.sk, TOMBSTONE_SK, *sks])
+            for sk in sks:
+                seen = found.get(sk)
+                if isinstance(seen, EventRecord) and seen.expires_at > now and not seen.failed:
+                    raise DuplicateEventError("an event of the batch is committed", record=seen)
+            if not _same_tombstone(found.get(TOMBSTONE_SK), write.tombstone):
+                raise ConflictError("the user was deleted since the batch's read")
+            current = found.get(key.sk)
+            current = current if isinstance(current, StoredState) else None
+            if _identity(current) != _identity(write.expected):
+                raise ConflictError("stored state moved", current=current)
+            if current is None or current.expires_at <= now:
+                self._check_stones(conn, key, write.first_time, now)
+                _check_creation(found.get(TOMBSTONE_SK), write.first_time, now)
+            conn.execute(
+                _INSERT,
+                (key.pk, key.sk, "state", state.version, state.expires_at, state.updated_at,
+                 state.blob, None, 0, None, None, state.enterprise, None, None, None,
+                 state.generation, None),
+            )  # fmt: skip
+            for one in write.events:
+                event = one.event
+                conn.execute(
+                    _INSERT,
+                    (key.pk, one.event_sk, "event", event.version, event.expires_at,
+                     event.committed_at, None, event.response, event.response_expires_at,
+                     event.outbox, event.sent_at, None, event.status, event.error,
+                     event.payload, event.generation, event.claimed_at),
+                )  # fmt: skip
+
+    def put_events(self, records: Sequence[tuple[str, str, EventRecord]]) -> None:
+        if not records:
+            return
+        with self._write() as conn:
+            for pk, sk, event in records:
+                conn.execute(
+                    _INSERT,
+                    (pk, sk, "event", event.version, event.expires_at, event.committed_at,
+                     None, event.response, event.response_expires_at, event.outbox,
+                     event.sent_at, None, event.status, event.error, event.payload,
+                     event.generation, event.claimed_at),
+                )  # fmt: skip
+
+    def tombstones(self, pks: Sequence[str]) -> dict[str, Tombstone]:
+        if not pks:
+            return {}
+        marks = ",".join("?" * len(pks))
+        sql = (
+            f"SELECT pk, expires_at, generation FROM items WHERE sk = ? AND kind = 'tombstone' "
+            f"AND pk IN ({marks})"
+        )
+        try:
+            rows = self._conn().execute(sql, (TOMBSTONE_SK, *pks)).fetchall()
+        except sqlite3.Error as exc:
+            raise self._convert(exc) from exc
+        return {pk: Tombstone(generation=gen, expires_at=exp) for pk, exp, gen in rows}

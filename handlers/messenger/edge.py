@@ -38,7 +38,7 @@ from handlers.messenger import parse as payloads
 from handlers.messenger import render
 from handlers.messenger.send import MIN_SEND_TIMEOUT, SendAPI, SendError
 from handlers.messenger.tokens import PageTokens
-from handlers.pipeline import Answer, Deadline, Pipeline
+from handlers.pipeline import Answer, Deadline, Pipeline, hot
 from handlers.pipeline.deferral import DEFERRED_KEY, Deferrer, default_deferrer
 from handlers.pipeline.delivery import Delivery, MessengerRoute
 from handlers.pipeline.serial import Serialiser, default_serialiser
@@ -109,7 +109,9 @@ class MessengerEdge:
         )
         self.tokens = PageTokens(sessions.installations, settings.messenger_page_token)
         self.deferrer = deferrer or default_deferrer(settings, self.run_deferred)
-        self.serialiser = serialiser or default_serialiser(settings, self.run_deferred)
+        self.serialiser = serialiser or default_serialiser(
+            settings, self.run_deferred, self.run_batch
+        )
         self.pipeline = Pipeline(
             sessions=sessions,
             spec=self.spec,
@@ -138,6 +140,10 @@ class MessengerEdge:
         """Run a handed-off job (or replay a dead letter: ``job["retry_failed"]``); raises
         what can heal, so that whoever runs it retries."""
         self.pipeline.run_job(job)
+
+    def run_batch(self, jobs: list[Any]) -> None:
+        """Run one busy item's serialised jobs, in order: its turns as group commits."""
+        hot.run_jobs(self.pipeline, jobs, self.run_deferred)
 
     # -- requests -> deliveries ------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """The delivery pipeline every platform shares, and what it needs: deliveries and their one
 wire format (``delivery``), the pipeline itself (``core``), the bot's turn as the session core
 runs it (``turn``), the deferral of slow work (``deferral``), the serial queue of busy items
-(``serial``), timers (``timers``) and the membership of shared channel states
-(``membership``).
+(``serial``) and their group commits (``hot``), timers (``timers``) and the membership of
+shared channel states (``membership``).
 
 Nothing here imports a platform (``handlers.slack``, ``handlers.messenger``), not even lazily:
 a platform is an adapter the pipeline is handed (:class:`Platform`). The pipeline's public

@@ -21,10 +21,12 @@ would recur (recorded as a dead letter, apology sent once, never raised).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,7 +34,7 @@ from bot import timers as timer_rules
 from bot.base import Effect
 from bot.replies import AnyReply
 from bot.spec import MAX_FOLLOW_UPS, BotSpec, run_effect
-from handlers.pipeline import membership, streams
+from handlers.pipeline import hot, membership, streams
 from handlers.pipeline import timers as scheduling
 from handlers.pipeline.deferral import Deferrer
 from handlers.pipeline.delivery import (
@@ -46,7 +48,7 @@ from handlers.pipeline.delivery import (
     dump,
     load,
 )
-from handlers.pipeline.serial import Serialiser, group_of
+from handlers.pipeline.serial import NotConfigured, Serialiser, group_of
 from handlers.pipeline.turn import REMARK, TIMER_GONE, bot_turn, new_conversation, replies_of
 from sessions import (
     BusyError,
@@ -193,54 +195,78 @@ class Pipeline:
             SessionError: nothing was committed and it can heal (store unavailable, busy at
                 the deadline): answer 5xx or retry. ``InvalidKeyError`` for a bad id.
         """
+        key, scopes = self.keys(delivery)
+        if self.spec.cancels and delivery.message.kind == "text" and not delivery.replay:
+            streams.note_message(self, delivery)  # it stops a streamed answer of the thread
+        if deadline.turns is not None and hot.eligible(self, key, scopes):
+            # A hot item's turn (or one while another of this container is on the item) goes
+            # behind its other turns, in a batch (``handlers.pipeline.hot``); else it runs,
+            # seen busy.
+            flight = hot.enter(self, delivery, key)
+            if flight is None:
+                return None
+            return self._run(delivery, key, scopes, deadline, answer, flight)
+        return self._run(delivery, key, scopes, deadline, answer, contextlib.nullcontext())
+
+    def _run(
+        self,
+        delivery: Delivery,
+        key: ConversationKey,
+        scopes: tuple[ConversationKey, ...],
+        deadline: Deadline,
+        answer: Answer | None,
+        flight: AbstractContextManager[None],
+    ) -> TurnResult | None:
+        """:meth:`run` after the hot item's check: the turn in ``flight`` (other webhooks of
+        this container see the item busy meanwhile), its effects after it."""
 
         def send(_key: Any, items: Sequence[Any]) -> None:
             self.platform.deliver(delivery, replies_of(items), answer, deadline)
 
-        key, scopes = self.keys(delivery)
-        if self.spec.cancels and delivery.message.kind == "text" and not delivery.replay:
-            streams.note_message(self, delivery)  # it stops a streamed answer of the thread
-        # The user's mark first: a user delete finds the channel by it (a timer's fire is no
-        # user's action: its setter was marked when they set it).
-        stored = (key, *scopes)
-        shared = []
-        if delivery.message.kind != "timer":
-            shared = [stored[i] for i in membership.shared_scopes(self.spec, delivery.key)]
-        marked = self._mark(shared, delivery)
-        try:
-            if marked == LATE:
-                result = self._late(delivery, key)
-            else:
-                result = self._session_run(delivery, key, scopes, send, deadline, marked)
-            if result.ignored and result.response == REMARK:
-                # The user was deleted since this container saw their mark: the delete took
-                # the mark with it. Written again, then the turn runs (once more), unless the
-                # delete is as recent as the event (then it is ignored, as in their partition).
-                for item in shared:
-                    self.membership.unknown(item)
-                if self._mark(shared, delivery) == LATE:
+        with flight:
+            # The user's mark first: a user delete finds the channel by it (a timer's fire is no
+            # user's action: its setter was marked when they set it).
+            stored = (key, *scopes)
+            shared = []
+            if delivery.message.kind != "timer":
+                shared = [stored[i] for i in membership.shared_scopes(self.spec, delivery.key)]
+            marked = self._mark(shared, delivery)
+            try:
+                if marked == LATE:
                     result = self._late(delivery, key)
                 else:
-                    result = self._session_run(delivery, key, scopes, send, deadline, None)
-        except PermanentError as exc:
-            self._tell(delivery, "dead letter", None)
-            if exc.recorded and not delivery.replay:
-                self.platform.apologise(delivery, answer, deadline)
-            return None
-        except BusyError:
-            # Lost every race until the webhook's deadline (many writers on one shared item:
-            # a poll everyone votes in at once). Nothing was committed: the delivery goes
-            # behind the other busy turns of its item, which run one at a time without the
-            # webhook's deadline (and are retried), so the event still counts once; Slack
-            # would never redeliver an interaction.
-            if deadline.turns is None or not self.serialise(delivery.later(), key):
-                raise
-            log.info(
-                "busy at the webhook's deadline; serialised",
-                extra={"conversation": conversation_hash(key.pk, key.sk)},
-            )
-            self._tell(delivery, "serialised", None)
-            return None
+                    result = self._session_run(delivery, key, scopes, send, deadline, marked)
+                if result.ignored and result.response == REMARK:
+                    # The user was deleted since this container saw their mark: the delete took
+                    # the mark with it. Written again, then the turn runs (once more), unless the
+                    # delete is as recent as the event (then it is ignored, as in their partition).
+                    for item in shared:
+                        self.membership.unknown(item)
+                    if self._mark(shared, delivery) == LATE:
+                        result = self._late(delivery, key)
+                    else:
+                        result = self._session_run(delivery, key, scopes, send, deadline, None)
+            except PermanentError as exc:
+                self._tell(delivery, "dead letter", None)
+                if exc.recorded and not delivery.replay:
+                    self.platform.apologise(delivery, answer, deadline)
+                return None
+            except BusyError:
+                # Lost every race until the webhook's deadline (many writers on one shared item:
+                # a poll everyone votes in at once). Nothing was committed: the delivery goes
+                # behind the other busy turns of its item, which run one at a time without the
+                # webhook's deadline (and are retried), so the event still counts once; Slack
+                # would never redeliver an interaction.
+                hot.lost_race(self, key)
+                if deadline.turns is None or not self.serialise(delivery.later(), key):
+                    raise
+                hot.handed_off(self, delivery, key)
+                log.info(
+                    "busy at the webhook's deadline; serialised",
+                    extra={"conversation": conversation_hash(key.pk, key.sk)},
+                )
+                self._tell(delivery, "serialised", None)
+                return None
         if result.ignored and result.response == TIMER_GONE:
             self.unschedule(delivery, key)
         outcome = "applied"
@@ -262,8 +288,7 @@ class Pipeline:
         a mark (``None``: each was written or found just now). :data:`~sessions.runner.LATE`:
         the user's tombstone refused a mark (the user was deleted at or after the event)."""
         seen = []
-        for item in shared:
-            found = self.membership.mark(item, delivery.event_time)
+        for found in hot.mark_all(self, [(item, delivery.event_time) for item in shared]):
             if found == LATE:
                 return LATE
             seen.append(found)
@@ -288,6 +313,11 @@ class Pipeline:
         deadline: Deadline,
         marked: float | None,
     ) -> TurnResult:
+        turns = deadline.turns
+        if turns is not None and hot.eligible(self, key, scopes):
+            # One optimistic try: a lost race hands the turn to the serialised path (its
+            # item is hot: retrying would race the others again, and each loss is billed).
+            turns = time.monotonic()
         return self.sessions.run(
             key,
             delivery.idempotency_key,
@@ -302,7 +332,7 @@ class Pipeline:
             sender=send,
             dead_letter=lambda: dump(dataclasses.replace(delivery, replay=False)),
             retry_failed=delivery.replay,
-            deadline=deadline.turns,
+            deadline=turns,
             initial=new_conversation,
             hold_mark=True,  # sent-mark mode: marked once the effects started
             scopes=scopes,
@@ -336,11 +366,14 @@ class Pipeline:
         (logged) when it could not be queued."""
         if self._serialiser is None:
             return self.defer(delivery)
+        serialiser = self._serialiser()
         try:
-            self._serialiser().submit(dump(delivery), group_of(key.pk, key.sk))
+            serialiser.submit(dump(delivery), group_of(key.pk, key.sk))
+        except NotConfigured:
+            return self.defer(delivery)
         except Exception:
-            log.exception("could not queue a busy turn")
-            return False
+            log.exception("could not queue a busy turn; handing it to the deferral")
+            return self.defer(delivery)
         return True
 
     def defer(self, job: Job) -> bool:

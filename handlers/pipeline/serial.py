@@ -14,6 +14,11 @@ in order, one at a time, so they no longer race each other; different items run 
                   the batch) is reported back, retried, then kept in the queue's DLQ
           locally: a thread per busy group, its jobs in order
 
+A consumer takes up to :data:`BATCH` jobs of a group at once and applies the item's plain turns
+among them as one group commit (``handlers.pipeline.hot``): one read, one write. A turn on an
+item its container knows is hot comes here at once, without racing first. Inside Lambda with no
+queue configured, a busy turn goes to the deferral (:class:`ViaDeferral`), never dropped.
+
 This module is the queue only: it imports boto3 (lazily, for the queue) and no platform. The
 queue's Lambda consumer, which hands each job to its platform's edge, is ``handlers.serial``.
 """
@@ -36,6 +41,9 @@ if TYPE_CHECKING:
     from handlers.settings import Settings
 
 log = private(logging.getLogger("handlers.serial"))
+
+#: The most jobs of one group run as one group commit (what SQS FIFO hands a consumer).
+BATCH = 10
 
 
 class Serialiser(Protocol):
@@ -74,12 +82,35 @@ class FifoQueue:
         )
 
 
-class GroupThreads:
-    """Outside the deploy: each group's jobs in order, one at a time, on a small pool (jobs
-    live in this process only, as the thread deferral's do)."""
+class NotConfigured(RuntimeError):
+    """No serialised path here: the busy turn goes to the deferral instead."""
 
-    def __init__(self, run: Callable[[Job], None], *, workers: int = 4, attempts: int = 4) -> None:
+
+class ViaDeferral:
+    """Inside Lambda with no serial queue configured: threads would die with the invocation,
+    so a busy turn is handed to the deferral (an async invoke, which Lambda retries), never
+    dropped. Its turns race optimistically again there, without the webhook's deadline."""
+
+    def submit(self, job: Job, group: str) -> None:
+        raise NotConfigured("no serial queue configured (SESSIONS_SERIAL_QUEUE_URL)")
+
+
+class GroupThreads:
+    """Outside the deploy: each group's jobs in order, on a small pool (jobs live in this
+    process only, as the thread deferral's do). With ``run_many``, a group's waiting jobs
+    are taken up to :data:`BATCH` at a time (a group commit, ``handlers.pipeline.hot``), as
+    the SQS consumer receives them."""
+
+    def __init__(
+        self,
+        run: Callable[[Job], None],
+        *,
+        run_many: Callable[[list[Job]], None] | None = None,
+        workers: int = 4,
+        attempts: int = 4,
+    ) -> None:
         self.run = run
+        self.run_many = run_many
         self.attempts = attempts
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="serial")
         self._queues: dict[str, deque[Job]] = {}
@@ -103,11 +134,19 @@ class GroupThreads:
                     del self._queues[group]
                     self._idle.notify_all()
                     return
-                job = queue.popleft()
+                take = BATCH if self.run_many is not None else 1
+                jobs = [queue.popleft() for _ in range(min(take, len(queue)))]
             try:
-                run_with_retries(self.run, job, attempts=self.attempts)
+                if self.run_many is not None and len(jobs) > 1:
+                    run_with_retries(self._many, {"jobs": jobs}, attempts=self.attempts)
+                else:
+                    run_with_retries(self.run, jobs[0], attempts=self.attempts)
             except Exception:
                 log.exception("serialised turn failed after %d attempts; dropped", self.attempts)
+
+    def _many(self, batch: Job) -> None:
+        assert self.run_many is not None
+        self.run_many(batch["jobs"])
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every group is done; True when none is left."""
@@ -118,8 +157,15 @@ class GroupThreads:
         self._pool.shutdown(wait=True)
 
 
-def default_serialiser(settings: Settings, run: Callable[[Job], None]) -> Serialiser:
-    """The deploy's FIFO queue when configured, else a thread per busy group."""
+def default_serialiser(
+    settings: Settings,
+    run: Callable[[Job], None],
+    run_many: Callable[[list[Job]], None] | None = None,
+) -> Serialiser:
+    """The deploy's FIFO queue when configured; inside Lambda without one, the deferral
+    (:class:`ViaDeferral`); outside Lambda, a thread per busy group."""
     if settings.serial_queue_url:
         return FifoQueue(settings.serial_queue_url)
-    return GroupThreads(run)
+    if settings.lambda_function_name:
+        return ViaDeferral()
+    return GroupThreads(run, run_many=run_many)

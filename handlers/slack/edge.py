@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 from bot.replies import AnyReply
 from handlers.entry import Entry, build_edge, spec_of
 from handlers.http import BadRequest, HttpRequest, from_lambda, response
-from handlers.pipeline import Answer, Deadline, Pipeline
+from handlers.pipeline import Answer, Deadline, Pipeline, hot
 from handlers.pipeline.deferral import DEFERRED_KEY, Deferrer, default_deferrer
 from handlers.pipeline.delivery import Delivery, SlackRoute
 from handlers.pipeline.serial import Serialiser, default_serialiser
@@ -148,7 +148,9 @@ class SlackEdge:
                 ),
             )
         self.deferrer = deferrer or default_deferrer(settings, self.run_deferred)
-        self.serialiser = serialiser or default_serialiser(settings, self.run_deferred)
+        self.serialiser = serialiser or default_serialiser(
+            settings, self.run_deferred, self.run_batch
+        )
         if self.oauth is not None:  # rotation timers, erase settle passes, refreshes
             self.oauth.scheduler = sessions.scheduler
             self.oauth.defer = self._submit
@@ -239,6 +241,10 @@ class SlackEdge:
         if self.oauth is not None and self.oauth.run_job(job, self.sessions):
             return  # a token's refresh, or an uninstall's settle pass
         self.pipeline.run_job(job)
+
+    def run_batch(self, jobs: list[Any]) -> None:
+        """Run one busy item's serialised jobs, in order: its turns as group commits."""
+        hot.run_jobs(self.pipeline, jobs, self.run_deferred)
 
     def _submit(self, job: dict[str, Any]) -> bool:
         try:

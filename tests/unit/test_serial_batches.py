@@ -1,0 +1,93 @@
+"""The serialised path in batches: the consumer hands each run of one group's messages to the
+edge at once (a group commit), and reports the whole run and the rest of its group when it
+fails; locally, a group's jobs that waited behind a running one are taken together, at most
+:data:`~handlers.pipeline.serial.BATCH` at a time, still in order."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from handlers.pipeline.serial import BATCH, GroupThreads
+from handlers.serial import consume
+
+
+def record(message_id: str, group: str, body: Any) -> dict[str, Any]:
+    text = body if isinstance(body, str) else json.dumps(body)
+    return {"messageId": message_id, "body": text, "attributes": {"MessageGroupId": group}}
+
+
+def test_a_groups_consecutive_messages_go_to_the_edge_together() -> None:
+    runs: list[list[str]] = []
+
+    def run_many(jobs: list[dict[str, Any]]) -> None:
+        runs.append([job["id"] for job in jobs])
+
+    batch = {
+        "Records": [
+            record("1", "A", {"id": "a1"}),
+            record("2", "A", {"id": "a2"}),
+            record("3", "B", {"id": "b1"}),
+            record("4", "A", {"id": "a3"}),
+            record("5", "B", "not json"),  # unreadable: dropped, never retried
+            record("6", "B", {"id": "b2"}),
+        ]
+    }
+    assert consume(batch, lambda job: None, run_many) == {"batchItemFailures": []}
+    assert runs == [["a1", "a2"], ["b1"], ["a3"], ["b2"]]
+
+
+def test_a_failed_run_is_reported_whole_with_the_rest_of_its_group() -> None:
+    runs: list[list[str]] = []
+
+    def run_many(jobs: list[dict[str, Any]]) -> None:
+        ids = [job["id"] for job in jobs]
+        if "a2" in ids:
+            raise RuntimeError("store unavailable")
+        runs.append(ids)
+
+    batch = {
+        "Records": [
+            record("1", "A", {"id": "a1"}),
+            record("2", "A", {"id": "a2"}),
+            record("3", "B", {"id": "b1"}),
+            record("4", "A", {"id": "a3"}),  # behind the failed run: not run now
+        ]
+    }
+    answer = consume(batch, lambda job: None, run_many)
+    assert runs == [["b1"]]
+    # Both of the failed run (a1 may have committed: a duplicate on the retry), and a3.
+    assert answer == {
+        "batchItemFailures": [
+            {"itemIdentifier": "1"},
+            {"itemIdentifier": "2"},
+            {"itemIdentifier": "4"},
+        ]
+    }
+
+
+def test_jobs_waiting_behind_a_running_one_are_taken_together_in_order() -> None:
+    started = threading.Event()
+    release = threading.Event()
+    singles: list[int] = []
+    batches: list[list[int]] = []
+
+    def run(job: dict[str, Any]) -> None:
+        singles.append(job["n"])
+        started.set()
+        release.wait(30)
+
+    def run_many(jobs: list[dict[str, Any]]) -> None:
+        batches.append([job["n"] for job in jobs])
+
+    threads = GroupThreads(run, run_many=run_many, workers=2)
+    threads.submit({"n": 0}, "g")
+    assert started.wait(30)
+    for n in range(1, BATCH + 3):  # queued while the first runs
+        threads.submit({"n": n}, "g")
+    release.set()
+    assert threads.drain(timeout=30)
+    threads.shutdown()
+    assert singles == [0]
+    assert batches == [list(range(1, BATCH + 1)), [BATCH + 1, BATCH + 2]]
