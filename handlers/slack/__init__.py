@@ -21,7 +21,7 @@ def __getattr__(name: str) -> Any:
     """``NotSentRetryHandler`` from ``handlers.slack.send``, loaded when asked for (it loads
     slack_sdk)."""
     if name == "NotSentRetryHandler":
-        from handlers.slack.send import NotSentRetryHandler
+        from handlers.slack.retry import NotSentRetryHandler
 
         return NotSentRetryHandler
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
