@@ -70,6 +70,7 @@ if TYPE_CHECKING:
 
     from handlers.slack.oauth import SlackOAuth
     from handlers.slack.send import SlackSender
+    from handlers.slack.webapi import WebAPI
     from handlers.telemetry import Telemetry
 
 from sessions.privacy import private
@@ -114,7 +115,7 @@ class SlackEdge:
         bot: Any,
         deferrer: Deferrer | None = None,
         serialiser: Serialiser | None = None,
-        web: WebClient | None = None,
+        web: WebClient | WebAPI | None = None,
     ) -> None:
         # Inside Lambda the bot token too: a missing one fails the cold start by name, not
         # the first reply.
@@ -443,21 +444,21 @@ class SlackEdge:
 
     # -- many workspaces --------------------------------------------------------------------
 
-    # The Web API client and the sender are built on first use, not with the edge: slack_sdk's
-    # clients (its package imports asyncio, urllib.request, ssl, email: 160 modules, about a
-    # third of the edge's import) are not needed by a slash command's first event, whose
-    # answer rides in the ack. Two threads building at once build two equal clients: harmless.
+    # The Web API client and the sender are built on first use, not with the edge: a slash
+    # command's first event needs neither (its answer rides in the ack). The client is
+    # ``WebAPI``: a turn's replies go out without slack_sdk (its package imports asyncio,
+    # urllib.request, ssl and email: 70 modules a cold DM would load for its one reply), and
+    # any other method through slack_sdk's ``WebClient``, built when first asked. Two threads
+    # building at once build two equal clients: harmless.
     @cached_property
-    def web(self) -> WebClient:
-        from slack_sdk import WebClient
+    def web(self) -> WebClient | WebAPI:
+        from handlers.slack.send import SLACK_TIMEOUT
+        from handlers.slack.webapi import WebAPI
 
-        from handlers.slack.send import SLACK_TIMEOUT, NotSentRetryHandler
-
-        return WebClient(
+        return WebAPI(
             token=self.settings.slack_bot_token,
             base_url=self.settings.slack_api_url,
             timeout=SLACK_TIMEOUT,
-            retry_handlers=[NotSentRetryHandler()],
         )
 
     @cached_property
@@ -508,7 +509,9 @@ def build(settings: Settings | None = None, **overrides: Any) -> SlackEdge:
 
 #: Lambda entry point: ``handlers/slack.handler`` (exposed by the package, ``handlers.slack``).
 #: Before a SnapStart snapshot, the first event's imports (handlers.snapstart).
-handler = Entry(build, warm=("boto3", "botocore.client", "slack_sdk.web.client"))
+handler = Entry(
+    build, warm=("boto3", "botocore.client", "handlers.slack.webapi", "slack_sdk.web.client")
+)
 reset = handler.reset
 
 

@@ -9,22 +9,21 @@ refuses fall back to the message's text (Slack refused the whole request: nothin
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Callable
-from typing import Any
-
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry import RetryHandler, RetryState
-from slack_sdk.http_retry import request as retry_request
-from slack_sdk.http_retry import response as retry_response
-from slack_sdk.webhook import WebhookClient
+from typing import TYPE_CHECKING, Any
 
 from bot.replies import Modal
 from handlers.pipeline.delivery import SlackRoute
 from handlers.slack import render
 from sessions import ConversationKey
 from sessions.privacy import private
+
+if TYPE_CHECKING:
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+    from slack_sdk.webhook import WebhookClient
+
+    from handlers.slack.webapi import WebAPI
 
 log = private(logging.getLogger("handlers.slack"))
 
@@ -33,23 +32,22 @@ class InvalidBlocks(ValueError):
     """Slack refused a message's blocks; nothing was posted."""
 
 
-class NotSentRetryHandler(RetryHandler):
-    """Retry a Slack call only when it certainly never reached Slack (connection refused,
-    name not resolved). slack_sdk's default also retries a reset connection, which may follow
-    a message Slack already posted: a repeat, where our promise is a reply at most once."""
+def __getattr__(name: str) -> Any:
+    """``NotSentRetryHandler`` (``handlers.slack.retry``), loaded when asked for: it loads
+    slack_sdk, which a turn's replies do not need (``handlers.slack.webapi``)."""
+    if name == "NotSentRetryHandler":
+        from handlers.slack.retry import NotSentRetryHandler
 
-    def _can_retry(
-        self,
-        *,
-        state: RetryState,
-        request: retry_request.HttpRequest,
-        response: retry_response.HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
-        if response is not None or error is None:
-            return False
-        reason = getattr(error, "reason", error)
-        return isinstance(reason, ConnectionRefusedError | socket.gaierror)
+        return NotSentRetryHandler
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _api_error() -> type[SlackApiError]:
+    """slack_sdk's ``SlackApiError``, imported when an ``except`` clause matches one: after
+    a call failed, never on a reply that went out."""
+    from slack_sdk.errors import SlackApiError as api_error
+
+    return api_error
 
 
 #: Web API errors that mean the workspace's token is gone.
@@ -61,6 +59,10 @@ SLACK_TIMEOUT = 2
 
 
 def _webhook(url: str) -> WebhookClient:
+    from slack_sdk.webhook import WebhookClient
+
+    from handlers.slack.retry import NotSentRetryHandler
+
     return WebhookClient(url, timeout=SLACK_TIMEOUT, retry_handlers=[NotSentRetryHandler()])
 
 
@@ -70,10 +72,10 @@ class SlackSender:
 
     def __init__(
         self,
-        web: WebClient,
+        web: WebClient | WebAPI,
         signing_secret: str,
         *,
-        web_for: Callable[[ConversationKey], WebClient] | None = None,
+        web_for: Callable[[ConversationKey], WebClient | WebAPI] | None = None,
         on_revoked: Callable[[ConversationKey], None] | None = None,
     ) -> None:
         self.web = web
@@ -94,7 +96,7 @@ class SlackSender:
                 view=render.modal_view(modal, key=key, secret=self.signing_secret),
             )
         except Exception as exc:
-            if isinstance(exc, SlackApiError):
+            if isinstance(exc, _api_error()):
                 self.refused(key, exc)
             log.warning("views.open failed; sending the modal's fallback", exc_info=True)
             return False
@@ -134,7 +136,7 @@ class SlackSender:
                 self.web_for(key).chat_postEphemeral(channel=key.channel, user=key.user, **message)
             else:
                 self.web_for(key).chat_postMessage(channel=key.channel, **message)
-        except SlackApiError as exc:
+        except _api_error() as exc:
             if exc.response.get("error") in ("invalid_blocks", "invalid_blocks_format"):
                 raise InvalidBlocks(str(exc.response.get("error"))) from exc
             self.refused(key, exc)

@@ -8,14 +8,17 @@ as one ``chat.postMessage`` at the end instead.
 
 from __future__ import annotations
 
-from typing import Any
-
-from slack_sdk import WebClient
+from typing import TYPE_CHECKING, Any
 
 from bot.messages import Message
 from bot.replies import Reply
 from handlers.pipeline.delivery import SlackRoute
 from handlers.slack import render
+
+if TYPE_CHECKING:
+    from slack_sdk import WebClient
+
+    from handlers.slack.webapi import WebAPI
 
 
 def thread_of(route: SlackRoute) -> str | None:
@@ -28,7 +31,7 @@ def thread_of(route: SlackRoute) -> str | None:
 class SlackStream:
     """One Slack answer, streamed (:class:`handlers.pipeline.streams.StreamTarget`)."""
 
-    def __init__(self, web: WebClient, message: Message, route: SlackRoute) -> None:
+    def __init__(self, web: WebClient | WebAPI, message: Message, route: SlackRoute) -> None:
         self.web = web
         self.channel = message.conversation
         self.thread = thread_of(route)

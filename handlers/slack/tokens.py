@@ -279,7 +279,7 @@ class WorkspaceTokens:
 
     def client(self, token: str) -> WebClient:
         """A Web API client with ``token`` (one per token per container)."""
-        from handlers.slack.send import NotSentRetryHandler
+        from handlers.slack.retry import NotSentRetryHandler
 
         with self._lock:
             found = self._clients.get(token)
