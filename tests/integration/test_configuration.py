@@ -103,6 +103,11 @@ def test_healthz_checks_that_the_table_exists(
     with fake_slack() as fake:
         for name, value in fake.edge_env().items():
             monkeypatch.setenv(name, value)
+        # The local server builds every edge (WhatsApp's too): its secrets as make run's.
+        from tests.whatsapp_requests import APP_SECRET, VERIFY_TOKEN
+
+        monkeypatch.setenv("WHATSAPP_APP_SECRET", APP_SECRET)
+        monkeypatch.setenv("WHATSAPP_VERIFY_TOKEN", VERIFY_TOKEN)
         monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
         monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint)
         monkeypatch.setenv("SESSIONS_TABLE", local_table if table_exists else "no-such-table")
