@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.spec import BotSpec
 from handlers.http import HttpRequest, response
@@ -20,6 +22,9 @@ from handlers.pipeline import Deadline, Pipeline
 from handlers.pipeline.delivery import Delivery
 from sessions import ConversationKey, SessionError
 from sessions.privacy import private
+
+if TYPE_CHECKING:
+    from sessions.installations import Installations
 
 log = private(logging.getLogger("handlers.meta"))
 
@@ -117,3 +122,51 @@ def never_sent(exc: Exception) -> bool:
     reason = exc.args[0] if exc.args else None
     reason = getattr(reason, "reason", reason)  # MaxRetryError wraps the cause
     return isinstance(reason, u3.NewConnectionError | u3.ConnectTimeoutError)
+
+
+class AccountTokens:
+    """Access tokens of Meta accounts (Pages, Instagram accounts, WhatsApp numbers), each from
+    its sealed record in the sessions table (``make admin ARGS="add-page ..."``), cached per
+    container for ``ttl`` seconds: a warm turn of a known account costs no request, and a token
+    added or removed is seen by every container within ``ttl``. The platforms' token classes
+    say which record kind and when ``default`` (the single-account token) stands in."""
+
+    def __init__(
+        self,
+        records: Installations,
+        default: str | None,
+        *,
+        ttl: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.records = records
+        self.default = default
+        self.ttl = ttl
+        self.clock = clock
+        self._cache: dict[tuple[str, str], tuple[str | None, float]] = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, kind: str, account: str, *, fallback: bool) -> str | None:
+        """The token of ``account``'s record of ``kind``; without one, ``default`` when
+        ``fallback``, else ``None``.
+
+        Raises:
+            SessionError: the store failed (it may heal: the webhook answers 5xx).
+        """
+        now = self.clock()
+        with self._lock:
+            cached = self._cache.get((kind, account))
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        value = self.records.get(kind, account)
+        found = value.get("token") if isinstance(value, dict) else None
+        token = found if isinstance(found, str) and found else None
+        if token is None and fallback:
+            token = self.default
+        with self._lock:
+            self._cache[(kind, account)] = (token, now + self.ttl)
+        return token
+
+    def forget(self) -> None:
+        with self._lock:
+            self._cache.clear()

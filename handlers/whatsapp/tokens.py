@@ -10,52 +10,20 @@ so a warm turn costs no request; a removed token is refused by every container w
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
-
-from sessions.installations import Installations
+from handlers.meta import AccountTokens
 
 #: The record kind of a phone number's token.
 KIND = "whatsapp-number"
 
 
-class NumberTokens:
+class NumberTokens(AccountTokens):
     """Tokens by phone number id, cached per container."""
 
-    def __init__(
-        self,
-        records: Installations,
-        default: str | None,
-        *,
-        ttl: float = 300.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.records = records
-        self.default = default
-        self.ttl = ttl
-        self.clock = clock
-        self._cache: dict[str, tuple[str | None, float]] = {}
-        self._lock = threading.Lock()
-
     def token(self, number: str) -> str | None:
-        """The token to answer from ``number`` with, ``None`` when there is none.
+        """The token to answer from ``number`` with (``WHATSAPP_TOKEN`` for a number without
+        one of its own), ``None`` when there is none.
 
         Raises:
             SessionError: the store failed (it may heal: the webhook answers 5xx).
         """
-        now = self.clock()
-        with self._lock:
-            cached = self._cache.get(number)
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        value = self.records.get(KIND, number)
-        found = value.get("token") if isinstance(value, dict) else None
-        token = found if isinstance(found, str) and found else self.default
-        with self._lock:
-            self._cache[number] = (token, now + self.ttl)
-        return token
-
-    def forget(self) -> None:
-        with self._lock:
-            self._cache.clear()
+        return self.lookup(KIND, number, fallback=True)
