@@ -197,24 +197,33 @@ class DynamoDBStore:
             f"DynamoDB left {what} unprocessed after {UNPROCESSED_RETRIES} retries"
         )
 
-    def _page(self, key: ConversationKey, chain: str, event_key: int) -> Item | None:
-        """The one page of the chain that may hold ``event_key``: the first whose highest key
-        is at or above it (one ``Query``, ``Limit=1``)."""
+    def _pages(self, key: ConversationKey, chain: str, event_key: int) -> list[Item]:
+        """The pages of the chain that may hold ``event_key`` (``layout.pages_for``): one
+        ``Query`` from it on, of two pages (the one that holds it, in a quiet conversation);
+        more only while they are within ``layout.PAGE_WINDOW`` of it (a hot item's)."""
         low, high = layout.page_range(key.sk, chain, event_key)
-        out = self._call(
-            "query",
-            TableName=self.table,
-            KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
-            ExpressionAttributeValues={
-                ":pk": {"S": key.pk},
-                ":low": {"S": low},
-                ":high": {"S": high},
-            },
-            ConsistentRead=True,
-            Limit=1,
-        )
-        items: list[Item] = out.get("Items", [])
-        return items[0] if items else None
+        pages: list[Item] = []
+        start: dict[str, Any] | None = None
+        while layout.read_on(event_key, pages):
+            request: dict[str, Any] = {
+                "TableName": self.table,
+                "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
+                "ExpressionAttributeValues": {
+                    ":pk": {"S": key.pk},
+                    ":low": {"S": low},
+                    ":high": {"S": high},
+                },
+                "ConsistentRead": True,
+                "Limit": 2 if start is None else 8,
+            }
+            if start is not None:
+                request["ExclusiveStartKey"] = start
+            out = self._call("query", **request)
+            pages += out.get("Items", [])
+            start = out.get("LastEvaluatedKey")
+            if start is None:
+                break
+        return layout.pages_for(event_key, pages)
 
     def load(
         self,
@@ -226,7 +235,7 @@ class DynamoDBStore:
     ) -> Snapshot:
         """One consistent ``GetItem`` of the conversation item, which holds the state and the
         conversation's recent event records inline. More reads only when the item says they
-        are needed (``Conversation.lookup``): a ``Query`` of the one page that may hold the
+        are needed (``Conversation.lookup``): a ``Query`` of the pages that may hold the
         event's record, and one ``BatchGetItem`` of the record items that may hold it (its
         own: a dead letter, an outbox; or a record moved out late) and of the tombstone when
         the event happened before the item was created and a delete may lie in between.
@@ -261,11 +270,11 @@ class DynamoDBStore:
             if where.page:
                 # Even past an own record: one that expired (a delivery after the event TTL
                 # was applied again) must not hide the later commit's record in a page.
-                page = self._page(key, conversation.chain, key_ms)
-                paged = layout.page_record(page, d, conversation.generation) if page else None
-                if paged is not None and (event is None or paged.expires_at > event.expires_at):
-                    event = paged
-                    conversation = replace(conversation, sibling=False)
+                for page in self._pages(key, conversation.chain, key_ms):
+                    paged = layout.page_record(page, d, conversation.generation)
+                    if paged is not None and (event is None or paged.expires_at > event.expires_at):
+                        event = paged
+                        conversation = replace(conversation, sibling=False)
         stone = layout.parse(found[TOMBSTONE_SK]) if TOMBSTONE_SK in found else None
         return Snapshot(
             state=conversation.state,

@@ -3,9 +3,10 @@
 A batch's read is the turn's read: one consistent ``GetItem`` of the conversation item, which
 holds the recent records inline; more only where ``Conversation.lookup`` says a record may lie
 outside the item (a page, an item of its own: one ``BatchGetItem`` for all of the batch's, and
-one ``Query`` per page). A batch's write is the turn's write: one ``PutItem`` conditioned on
-the item as read, with every record of the batch inline (a ``TransactWriteItems`` only when the
-batch creates the item or a record needs an item of its own). Records move out (when the item
+one ``Query`` of the pages that may hold them). A batch's write is the turn's write: one
+``PutItem`` conditioned on the item as read, with every record of the batch inline (a
+``TransactWriteItems`` only when the batch creates the item or a record needs an item of its
+own). Records move out (when the item
 as read is full) before the write, decided by the item as read alone, exactly as for one turn;
 the batch's own records are always placed inline on top (ten of them add 160 bytes), so that
 no page ever holds a record of a batch whose write then failed.
@@ -85,9 +86,8 @@ def load_batch(
                 records[index] = record
                 break
         key_ms = layout.event_key(event_time)
-        if key_ms in pages:
-            page = paged.get(key_ms)
-            record = layout.page_record(page, d, conversation.generation) if page else None
+        for page in paged.get(key_ms, []):
+            record = layout.page_record(page, d, conversation.generation)
             current = records[index]
             if record is not None and (current is None or record.expires_at > current.expires_at):
                 records[index] = record
@@ -103,16 +103,15 @@ def load_batch(
 
 def _pages(
     store: DynamoDBStore, key: ConversationKey, chain: str, keys: list[int]
-) -> dict[int, Item | None]:
-    """The page of the chain that may hold each key: the first whose highest key is at or
-    above it. The batch's keys are close together (events of the same seconds), so one
-    ``Query`` from the lowest key on, a few pages a time, usually finds them all."""
+) -> dict[int, list[Item]]:
+    """The pages of the chain that may hold each key (``layout.pages_for``). The batch's keys
+    are close together (events of the same seconds), so one ``Query`` from the lowest key on,
+    a few pages a time, usually finds them all."""
     wanted = sorted(set(keys))
-    found: dict[int, Item | None] = {}
     low, high = layout.page_range(key.sk, chain, wanted[0])
     start: dict[str, Any] | None = None
-    left = list(wanted)
-    while left:
+    read: list[Item] = []
+    while layout.read_on(wanted[-1], read):
         request: dict[str, Any] = {
             "TableName": store.table,
             "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
@@ -127,16 +126,11 @@ def _pages(
         if start is not None:
             request["ExclusiveStartKey"] = start
         out = store._call("query", **request)
-        for page in out.get("Items", []):
-            hi = int(page["sk"]["S"].rsplit(".", 1)[1])
-            while left and left[0] <= hi:
-                found[left.pop(0)] = page
+        read += out.get("Items", [])
         start = out.get("LastEvaluatedKey")
         if start is None:
             break
-    for rest in left:
-        found[rest] = None  # above every page: not paged
-    return found
+    return {k: layout.pages_for(k, [p for p in read if layout.page_hi(p) >= k]) for k in wanted}
 
 
 def commit_batch(store: DynamoDBStore, write: BatchWrite) -> None:

@@ -22,15 +22,19 @@ out compared as newer than the move: its redelivery was applied again.)
 When the inline records no longer fit beside the state, *all* of them move out at once:
 
 - into a **page**: one item (``sk = <channel>#evt#p.<chain>.<hi>``) holding every record whose
-  key is above the conversation's page mark ``pm``; ``hi`` is the page's highest key, and it
-  becomes the new ``pm``. So the pages of a chain partition the keys: page *i* holds the keys in
-  ``(hi[i-1], hi[i]]``, and the one page that can hold a key ``k`` is the first page of the chain
-  whose ``hi >= k``: one ``Query`` with ``Limit=1`` finds it. Many records in one plain write:
-  a busy conversation pays about one more write unit per page, not a transaction per event.
-- into a record item of its own (``<channel>#evt#<digest>``) for each *late* record: one whose
-  key is at or below ``pm`` (an event that arrived after newer ones had been paged) or unknown.
-  The own-record mark ``om`` covers them, as it covers the records that never go inline (a dead
-  letter, a sent-mark outbox, a large response: ``<channel>#evt#<event hash>``).
+  key is above the conversation's page mark ``pm``, and the *late* ones (at or below ``pm``:
+  events applied after newer ones had been paged, as a hot item's turns are, in the order the
+  serialised path received them) within :data:`PAGE_WINDOW` of ``hi``. ``hi`` is the page's
+  highest key, or ``pm + 1`` when every record in it is late, and it becomes the new ``pm``:
+  page names grow strictly along a chain. So page *i* holds the keys in ``(hi[i-1], hi[i]]``
+  and late keys down to ``hi[i] - PAGE_WINDOW``; the pages that can hold a key ``k`` are those
+  whose ``hi`` is in ``[k, k + PAGE_WINDOW]``, or, if there is none, the first page whose
+  ``hi >= k`` (:func:`pages_for`): one ``Query`` from ``k`` on finds them. Many records in one
+  plain write: a busy conversation pays about one more write unit per page, not one per event.
+- into a record item of its own (``<channel>#evt#<digest>``) for each record later than that,
+  or of unknown time. The own-record mark ``om`` covers them, as it covers the records that
+  never go inline (a dead letter, a sent-mark outbox, a large response:
+  ``<channel>#evt#<event hash>``).
 
 Pages and moved records are written *before* the conversation item, as plain writes, and the
 conversation item's conditional write is what makes them count. That is safe without a
@@ -98,6 +102,11 @@ MAX_KEY = UNKNOWN
 UNIT = 64
 #: Sort-key infix of a page (digests are hex, so no record item's name starts with it).
 PAGE = "p."
+#: How far below its page's highest key a late record may still be paged with it, in keys
+#: (ms): a lookup then reads the pages whose highest key is within this of the event's. Ten
+#: seconds covers the order in which a burst's events reach the serialised path; an event
+#: later than that (a retry after a failure) goes to an item of its own, as before.
+PAGE_WINDOW = 10_000
 #: Attributes of the conversation item besides the state (``kind`` only on old items).
 CONVERSATION_KINDS = (None, "state")
 
@@ -177,8 +186,28 @@ def page_sk(channel_sk: str, chain: str, hi: int) -> str:
 
 
 def page_range(channel_sk: str, chain: str, key: int) -> tuple[str, str]:
-    """The sort keys between which the first page is the one that may hold ``key``."""
+    """The sort keys between which, in order from the first, lie the pages that may hold
+    ``key`` (:func:`pages_for` says which)."""
     return page_sk(channel_sk, chain, key), f"{channel_sk}{EVENT_MARK}{PAGE}{chain}.~"
+
+
+def page_hi(page: Item) -> int:
+    """A page's highest key, from its name."""
+    return int(page["sk"]["S"].rsplit(".", 1)[1])
+
+
+def pages_for(key: int, pages: list[Item]) -> list[Item]:
+    """Of the pages of a chain from ``key`` on (in order, as :func:`page_range` lists them; the
+    first few are enough: see :func:`read_on`), those that may hold ``key``: every one whose
+    highest key is within :data:`PAGE_WINDOW` of it, or else the first."""
+    near = [p for p in pages if key <= page_hi(p) <= key + PAGE_WINDOW]
+    return near or pages[:1]
+
+
+def read_on(key: int, pages: list[Item]) -> bool:
+    """Whether a lookup of ``key`` that read ``pages`` (in order from ``key`` on) must read
+    further: none yet, or the last is still within the window."""
+    return not pages or page_hi(pages[-1]) <= key + PAGE_WINDOW
 
 
 def n(value: int) -> dict[str, str]:
@@ -484,19 +513,23 @@ def cheaper_blob(blob: bytes, base: int) -> bytes:
 def _move_out(
     conversation: Conversation, pk: str, sk: str, chain: str
 ) -> tuple[list[Item], Mark | None, Mark | None]:
-    """Every record of the item as read moves out: those above the page mark to one page of
-    ``chain``, the late ones (at or below it, or of unknown time) to items of their own.
-    Returns the items to write, the page mark and the own-record mark they add."""
+    """Every record of the item as read moves out: those above the page mark, and the late
+    ones (at or below it) within :data:`PAGE_WINDOW` of the page's name, to one page of
+    ``chain``; the later ones and those of unknown time to items of their own. Returns the
+    items to write, the page mark and the own-record mark they add."""
     entries, responses = conversation.entries, conversation.responses
     generation = num(conversation.item or {}, "gen")
     floor = conversation.paged
-    fresh = [e for e in entries if e.key > floor]
-    late = [e for e in entries if e.key <= floor]
+    known = [e for e in entries if e.key]
+    # The page's name: its highest key, above the page mark (strictly: no two pages of a
+    # chain share a name, even when every record in one is late).
+    hi = max([floor + 1] + [e.key for e in known])
+    fresh = [e for e in known if e.key > floor or hi - e.key <= PAGE_WINDOW]
+    late = [e for e in entries if e not in fresh]
     items: list[Item] = []
     page_mark = own_mark = None
     if fresh:
         fresh.sort(key=lambda e: (e.key, e.digest))
-        hi = fresh[-1].key
         digests = {e.digest for e in fresh}
         page = key_of(pk, page_sk(sk, chain, hi)) | {"kind": {"S": "page"}}
         page |= _pack(fresh, [r for r in responses if r.digest in digests])

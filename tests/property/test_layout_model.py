@@ -59,12 +59,11 @@ class Table:
     def put(self, item: layout.Item) -> None:
         self.items[item["sk"]["S"]] = item
 
-    def first_in(self, low: str, high: str) -> layout.Item | None:
+    def between(self, low: str, high: str) -> list[layout.Item]:
+        """A ``Query`` of the sort keys from ``low`` to ``high``, in order."""
         keys = sorted(self.items)
         at = bisect.bisect_left(keys, low)
-        if at < len(keys) and keys[at] <= high:
-            return self.items[keys[at]]
-        return None
+        return [self.items[k] for k in keys[at:] if k <= high]
 
     def sweep(self, now: int, rng: random.Random) -> None:
         """TTL: some expired items go (DynamoDB removes them late and in no order)."""
@@ -120,14 +119,22 @@ class LayoutMachine(RuleBasedStateMachine):
                         event("found in an item of its own")
                         break
             if where.page:  # the store reads the page past an own record too (a stale one)
-                page = self.table.first_in(*layout.page_range(KEY.sk, conversation.chain, key))
-                paged = layout.page_record(page, d, conversation.generation) if page else None
-                if paged is not None and (record is None or paged.expires_at > record.expires_at):
-                    record = paged
-                    conversation = dataclasses.replace(conversation, sibling=False)
-                    event("found in a page")
-                elif record is None:
-                    event("not in the page")
+                listed = self.table.between(*layout.page_range(KEY.sk, conversation.chain, key))
+                read = []  # as the store reads them: until past the window
+                for page in listed:
+                    if not layout.read_on(key, read):
+                        break
+                    read.append(page)
+                for page in layout.pages_for(key, read):
+                    paged = layout.page_record(page, d, conversation.generation)
+                    if paged is not None and (
+                        record is None or paged.expires_at > record.expires_at
+                    ):
+                        record = paged
+                        conversation = dataclasses.replace(conversation, sibling=False)
+                        event("found in a page")
+                if record is None:
+                    event("not in a page")
         return conversation, record
 
     def deliver(self, name: str, response: int) -> None:

@@ -3,6 +3,7 @@ the cases of records that move out (pages, late records, unknown times, the prev
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -136,6 +137,37 @@ def test_late_and_timeless_records_move_out_on_their_own(moto: Counted) -> None:
     assert sessions.run(KEY, "e5", count, "e5", event_time=None).duplicate
     assert sessions.run(KEY, "e40", count, "e40", event_time=START + 40 - 3_000).duplicate
     assert not sessions.run(KEY, "fresh", count, "fresh", event_time=START + 1).duplicate
+
+
+@pytest.mark.parametrize("spread", [2.0, 9.9], ids=["a burst of 2 s", "just inside the window"])
+def test_events_applied_out_of_their_order_are_paged_together(moto: Counted, spread: float) -> None:
+    """A hot item's turns are applied in the order the serialised path received them, not
+    in their events' order: after the first page, most records are at or below its mark.
+    Within ``PAGE_WINDOW`` of the page's name they go to the next page with the others (one
+    write), not to items of their own (one write each); each is found again, and a new event
+    of the same seconds is not taken for one of them."""
+    rng = random.Random(38)
+    clock = Clock()
+    sessions = Sessions(DynamoDBStore("sessions", client=moto), clock=clock)  # type: ignore[arg-type]
+    times = {f"e{i}": START + rng.random() * spread for i in range(60)}
+
+    def padded(state: dict[str, Any], event: Any) -> tuple[dict[str, Any], list[str], None]:
+        # 800 B of state: the item fills every few records.
+        return {"n": state.get("n", 0) + 1, "pad": "x" * 800}, [], None
+
+    for name in times:  # dict order: not the events' order
+        clock.now = START + spread + 1
+        sessions.run(KEY, name, padded, name, event_time=round(times[name], 6))
+    items = moto.client.scan(TableName="sessions")["Items"]
+    kinds = Counter(item.get("kind", {}).get("S", "conversation") for item in items)
+    assert kinds["page"] >= 3 and kinds["event"] == 0, kinds
+    clock.now += 60
+    for name in times:
+        assert sessions.run(KEY, name, padded, name, event_time=round(times[name], 6)).duplicate
+    fresh = sessions.run(KEY, "fresh", padded, "fresh", event_time=START + spread / 2)
+    assert not fresh.duplicate
+    conversation = sessions.get(KEY)
+    assert conversation is not None and conversation.state["n"] == len(times) + 1
 
 
 def test_the_layout_is_a_function_of_the_item_read() -> None:
