@@ -104,7 +104,7 @@ class Consumer:
             return
         platform = _edge_of(jobs[0])
         run_batch = getattr(self._edge(platform), "run_batch", None)
-        if len(jobs) == 1 or run_batch is None or any(_edge_of(j) != platform for j in jobs):
+        if run_batch is None or any(_edge_of(j) != platform for j in jobs):
             for job in jobs:
                 self.run(job)
             return

@@ -258,9 +258,8 @@ class Pipeline:
                 # webhook's deadline (and are retried), so the event still counts once; Slack
                 # would never redeliver an interaction.
                 hot.lost_race(self, key)
-                if deadline.turns is None or not self.serialise(delivery.later(), key):
+                if deadline.turns is None or not hot.hand_off(self, delivery, key):
                     raise
-                hot.handed_off(self, delivery, key)
                 log.info(
                     "busy at the webhook's deadline; serialised",
                     extra={"conversation": conversation_hash(key.pk, key.sk)},

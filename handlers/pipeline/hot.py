@@ -80,16 +80,25 @@ class HotItems:
                 else:
                     del self._flying[group]
 
-    def handed(self, event: str) -> bool:
+    def _hand(self, event: str) -> None:
+        self._handed[event] = self.clock() + HOT_FOR
+        while len(self._handed) > MAX_HOT:
+            del self._handed[next(iter(self._handed))]
+
+    def claim(self, event: str) -> bool:
+        """Take the hand-off of ``event`` for this delivery: ``False`` when a copy of it was
+        handed off (or is being handed off) already, so that it is queued once per container,
+        however many copies arrive at once. :meth:`release` if it could not be queued."""
         with self._lock:
             until = self._handed.get(event)
-            return until is not None and until > self.clock()
+            if until is not None and until > self.clock():
+                return False
+            self._hand(event)
+            return True
 
-    def hand(self, event: str) -> None:
+    def release(self, event: str) -> None:
         with self._lock:
-            self._handed[event] = self.clock() + HOT_FOR
-            while len(self._handed) > MAX_HOT:
-                del self._handed[next(iter(self._handed))]
+            self._handed.pop(event, None)
 
     def hot(self, group: str) -> bool:
         with self._lock:
@@ -144,12 +153,7 @@ def enter(
         if contended or items.hot(group):
             if contended:
                 items.lost(group)
-            event = key.event_sk(delivery.idempotency_key)
-            if items.handed(event):
-                pipeline._tell(delivery, "serialised", None)
-                return None  # handed off already by this container: its queue holds it
-            if pipeline.serialise(delivery.later(), key):
-                items.hand(event)
+            if hand_off(pipeline, delivery, key):
                 log.info(
                     "hot item: handed to the serialised path",
                     extra={"conversation": conversation_hash(key.pk, key.sk)},
@@ -159,13 +163,23 @@ def enter(
     return items.flying(group)
 
 
+def hand_off(pipeline: Pipeline, delivery: Delivery, key: ConversationKey) -> bool:
+    """Queue ``delivery`` behind its item's other turns, once per container: ``True`` when it
+    is queued, now or by a copy of it (a delivery of the same event that arrived at the same
+    time: its queue holds it, and the copy that queued it runs it itself if the queue refuses);
+    ``False`` when it could not be queued."""
+    items = items_of(pipeline)
+    event = key.event_sk(delivery.idempotency_key)
+    if not items.claim(event):
+        return True
+    if pipeline.serialise(delivery.later(), key):
+        return True
+    items.release(event)
+    return False
+
+
 def lost_race(pipeline: Pipeline, key: ConversationKey) -> None:
     items_of(pipeline).lost(group_of(key.pk, key.sk))
-
-
-def handed_off(pipeline: Pipeline, delivery: Delivery, key: ConversationKey) -> None:
-    """``delivery`` was handed off (busy at the deadline): its duplicates need not be."""
-    items_of(pipeline).hand(key.event_sk(delivery.idempotency_key))
 
 
 # -- membership marks, several at once -----------------------------------------------------
@@ -310,15 +324,18 @@ def _same_item(pipeline: Pipeline, a: Delivery, b: Delivery) -> bool:
 def _batch(pipeline: Pipeline, units: Sequence[Delivery]) -> None:
     if not units:
         return
-    if len(units) == 1:
+    key = pipeline.keys(units[0])[0]
+    store: Any = pipeline.sessions.store
+    grouped = key.shared and hasattr(store, "put_events") and not pipeline.sessions.sent_mark
+    if len(units) == 1 and not grouped:
         pipeline.run(units[0])
         return
+    # One turn on a shared item is a group commit of one as well: its mark written, then its
+    # user's tombstone read with the item (one request less than a turn and its mark).
     from handlers.pipeline.core import NO_DEADLINE
 
-    key = pipeline.keys(units[0])[0]
     marked: list[float | None] = [None] * len(units)
     users: list[str | None] = [None] * len(units)
-    store: Any = pipeline.sessions.store
     if key.shared and hasattr(store, "put_events"):
         # Marks first (one plain write), then the users' tombstones with the item's read.
         picked = [i for i, u in enumerate(units) if u.message.kind != "timer"]

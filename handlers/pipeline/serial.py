@@ -98,8 +98,8 @@ class ViaDeferral:
 class GroupThreads:
     """Outside the deploy: each group's jobs in order, on a small pool (jobs live in this
     process only, as the thread deferral's do). With ``run_many``, a group's waiting jobs
-    are taken up to :data:`BATCH` at a time (a group commit, ``handlers.pipeline.hot``), as
-    the SQS consumer receives them."""
+    are taken up to :data:`BATCH` at a time, however few (a group commit,
+    ``handlers.pipeline.hot``), as the SQS consumer receives them."""
 
     def __init__(
         self,
@@ -137,7 +137,7 @@ class GroupThreads:
                 take = BATCH if self.run_many is not None else 1
                 jobs = [queue.popleft() for _ in range(min(take, len(queue)))]
             try:
-                if self.run_many is not None and len(jobs) > 1:
+                if self.run_many is not None:
                     run_with_retries(self._many, {"jobs": jobs}, attempts=self.attempts)
                 else:
                     run_with_retries(self.run, jobs[0], attempts=self.attempts)

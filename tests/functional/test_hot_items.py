@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,8 @@ class Counting(StoreWrapper):
     def __init__(self, inner: Any) -> None:
         super().__init__(inner)
         self.calls: list[str] = []
+        #: Runs once, at the next commit, before it is made.
+        self.before_commit: Callable[[], None] | None = None
 
     def load(self, *args: Any, **kwargs: Any) -> Any:
         self.calls.append("load")
@@ -56,6 +58,9 @@ class Counting(StoreWrapper):
 
     def commit(self, *args: Any, **kwargs: Any) -> Any:
         self.calls.append("commit")
+        hook, self.before_commit = self.before_commit, None
+        if hook is not None:
+            hook()
         return self.inner.commit(*args, **kwargs)
 
     def load_batch(self, *args: Any, **kwargs: Any) -> Any:
@@ -169,6 +174,81 @@ def test_handed_off_votes_are_one_group_commit_and_each_voter_is_told_once(
     assert world.votes() == {user: n % 2 for n, user in enumerate(voters)}
     assert world.sessions.get(POLL).version == version + len(voters)  # type: ignore[union-attr]
     assert [world.told(user) for user in voters] == [1] * len(voters)
+
+
+class During(Held):
+    """The serial queue, held, that runs ``during`` inside the first ``submit`` (before the
+    job is queued): another delivery arriving while the first is being handed off."""
+
+    def __init__(self, during: Callable[[], None]) -> None:
+        super().__init__()
+        self.during: Callable[[], None] | None = during
+
+    def submit(self, job: dict[str, Any], group: str) -> None:
+        during, self.during = self.during, None
+        if during is not None:
+            during()
+        super().submit(job, group)
+
+
+def test_copies_of_a_vote_arriving_at_once_are_handed_off_once(world: World) -> None:
+    """A copy that arrives while the first is still being queued is acked, not queued again
+    (each SQS ``SendMessage`` is paid for, and FIFO would drop it anyway)."""
+    request = vote(world, "U0BOB", 1)
+    answers: list[dict[str, Any]] = []
+    held = During(lambda: answers.append(ok(slack.handle(request))))
+    slack = world.slack(serialiser=held)
+    open_poll(slack)
+    hot.lost_race(slack.pipeline, POLL)
+    ok(slack.handle(request))
+    assert len(answers) == 1  # the copy was answered while the first was being queued
+    assert len(held.jobs) == 1
+    slack.run_batch(held.jobs)
+    assert world.votes() == {"U0BOB": 1}
+    assert world.told("U0BOB") == 1
+
+
+def test_a_vote_that_loses_its_race_after_its_copy_was_handed_off_is_not_handed_again(
+    world: World,
+) -> None:
+    """The first delivery of a vote runs (the poll is not known to be hot); a copy arrives
+    meanwhile and is handed off at once (the item is busy in this container); then the first
+    loses its race to another writer: the copy's job holds the vote, so it is not queued a
+    second time."""
+    held = Held()
+    slack = world.slack(serialiser=held)
+    open_poll(slack)
+    request = vote(world, "U0BOB", 1)
+
+    def meanwhile() -> None:
+        ok(slack.handle(request))  # the copy: handed off
+        assert len(held.jobs) == 1
+        # Another writer commits first (a vote through a second container).
+        second = world.slack(serialiser=Held())
+        ok(second.handle(vote(world, "U0CAROL", 0)))
+
+    world.store.before_commit = meanwhile
+    ok(slack.handle(request))
+    assert world.store.before_commit is None  # the first did reach its commit
+    assert len(held.jobs) == 1
+    slack.run_batch(held.jobs)
+    assert world.votes() == {"U0BOB": 1, "U0CAROL": 0}
+    assert world.told("U0BOB") == 1
+
+
+def test_a_lone_handed_off_vote_is_a_group_commit_of_one(world: World) -> None:
+    """Its membership mark written, then its user's tombstone read with the poll (one read),
+    one write: one request less than the turn with its mark."""
+    held = Held()
+    slack = world.slack(serialiser=held)
+    open_poll(slack)
+    hot.lost_race(slack.pipeline, POLL)
+    ok(slack.handle(vote(world, "U0BOB", 1)))
+    world.store.calls.clear()
+    slack.run_batch(held.jobs)
+    assert world.store.calls == ["load_batch", "commit_batch"]
+    assert world.votes() == {"U0BOB": 1}
+    assert world.told("U0BOB") == 1
 
 
 def test_inside_lambda_without_a_serial_queue_a_busy_vote_goes_to_the_deferral(
