@@ -52,6 +52,9 @@ log = private(logging.getLogger("handlers.pipeline.hot"))
 HOT_FOR = 30.0
 #: The most items a container remembers as hot (the oldest are forgotten first).
 MAX_HOT = 1024
+#: The longest a batch of the serialised path waits for its container's webhook turn in
+#: flight on the item (one optimistic try: well under a second).
+SETTLE_FOR = 2.0
 
 
 class HotItems:
@@ -65,6 +68,7 @@ class HotItems:
         self._handed: dict[str, float] = {}
         self._flying: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._landed = threading.Condition(self._lock)
 
     @contextmanager
     def flying(self, group: str) -> Iterator[None]:
@@ -79,6 +83,16 @@ class HotItems:
                     self._flying[group] = left
                 else:
                     del self._flying[group]
+                    self._landed.notify_all()
+
+    def settle(self, group: str, *, timeout: float = SETTLE_FOR) -> None:
+        """Wait (at most ``timeout`` s) until no turn of this container is on the item: a
+        batch of the serialised path goes behind a webhook's try already in flight there
+        (locally, where both run in one process), instead of racing it and costing it a
+        refused write and a second hand-off. In the deploy the consumer runs in a function of
+        its own, where no webhook's turn flies: it never waits."""
+        with self._landed:
+            self._landed.wait_for(lambda: group not in self._flying, timeout=timeout)
 
     def _hand(self, event: str) -> None:
         self._handed[event] = self.clock() + HOT_FOR
@@ -325,6 +339,7 @@ def _batch(pipeline: Pipeline, units: Sequence[Delivery]) -> None:
     if not units:
         return
     key = pipeline.keys(units[0])[0]
+    items_of(pipeline).settle(group_of(key.pk, key.sk))
     store: Any = pipeline.sessions.store
     grouped = key.shared and hasattr(store, "put_events") and not pipeline.sessions.sent_mark
     if len(units) == 1 and not grouped:

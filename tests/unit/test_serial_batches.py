@@ -9,6 +9,7 @@ import json
 import threading
 from typing import Any
 
+from handlers.pipeline.hot import HotItems
 from handlers.pipeline.serial import BATCH, GroupThreads
 from handlers.serial import consume
 
@@ -94,3 +95,32 @@ def test_jobs_waiting_behind_a_running_one_are_taken_together_in_order() -> None
     threads.shutdown()
     assert singles == []
     assert batches == [[0], list(range(1, BATCH + 1)), [BATCH + 1, BATCH + 2]]
+
+
+def test_a_batch_waits_for_its_containers_turn_in_flight_on_the_item() -> None:
+    """Locally the serialised path runs in the webhook's process: a batch goes behind the
+    webhook's try in flight on the item (it would race it, and the try would lose: a refused
+    write, a second hand-off), and only that item's."""
+    items = HotItems()
+    entered, release, settled = threading.Event(), threading.Event(), threading.Event()
+
+    def webhook() -> None:
+        with items.flying("item"):
+            entered.set()
+            release.wait(30)
+
+    def batch() -> None:
+        items.settle("item", timeout=30)
+        settled.set()
+
+    flying = threading.Thread(target=webhook)
+    flying.start()
+    assert entered.wait(30)
+    items.settle("another item", timeout=30)  # returns at once: nothing flies there
+    waiting = threading.Thread(target=batch)
+    waiting.start()
+    assert not settled.wait(0.3)  # still behind the turn in flight
+    release.set()
+    assert settled.wait(30)
+    flying.join()
+    waiting.join()
