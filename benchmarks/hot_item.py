@@ -391,17 +391,18 @@ def table(results: dict[str, Any]) -> list[str]:
         )
     lines += [
         "",
-        "| voters at once, serialised | write units / vote, by item (batch sizes) |",
+        "| voters at once, serialised | write units / vote, by item; batches (how many of each "
+        "size) |",
         "|---|---|",
     ]
     for r in results["votes"]:
         if r["hand_off"] and "wcu_by_item" in r:
             parts = ", ".join(
-                f"{kind} {v['wcu_per_vote']:g} ({v['items']} items)"
+                f"{kind} {v['wcu_per_vote']:g} ({v['items']} item{'s' * (v['items'] != 1)})"
                 for kind, v in r["wcu_by_item"].items()
             )
-            sizes = ", ".join(f"{n}x{size}" for size, n in r.get("batch_sizes", []))
-            lines.append(f"| {r['voters']} | {parts} ({sizes}) |")
+            sizes = ", ".join(f"{n} of {size}" for size, n in r.get("batch_sizes", []))
+            lines.append(f"| {r['voters']} | {parts}; batches: {sizes} |")
     lines += [
         "",
         "| turn | requests | RCU | WCU | ms / turn |",
