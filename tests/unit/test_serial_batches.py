@@ -11,7 +11,7 @@ from typing import Any
 
 from handlers.pipeline.hot import HotItems
 from handlers.pipeline.serial import BATCH, GroupThreads
-from handlers.serial import consume
+from handlers.serial import Consumer, consume
 
 
 def record(message_id: str, group: str, body: Any) -> dict[str, Any]:
@@ -124,3 +124,22 @@ def test_a_batch_waits_for_its_containers_turn_in_flight_on_the_item() -> None:
     assert settled.wait(30)
     flying.join()
     waiting.join()
+
+
+def test_the_consumer_hands_a_lone_job_to_the_edges_batch_runner() -> None:
+    """A group's lone message is a batch of one for the edge (which runs a plain turn on a
+    shared item as a group commit of one, and anything else alone)."""
+    calls: list[tuple[str, list[int]]] = []
+
+    class Edge:
+        def run_deferred(self, job: dict[str, Any]) -> None:
+            calls.append(("alone", [job["n"]]))
+
+        def run_batch(self, jobs: list[dict[str, Any]]) -> None:
+            calls.append(("batch", [job["n"] for job in jobs]))
+
+    consumer = Consumer()
+    consumer._edges["slack"] = Edge()  # the edge the consumer would build on first use
+    consumer.run_many([{"platform": "slack", "n": 1}])
+    consumer.run_many([{"platform": "slack", "n": 2}, {"platform": "slack", "n": 3}])
+    assert calls == [("batch", [1]), ("batch", [2, 3])]
