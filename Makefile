@@ -83,7 +83,7 @@ replay: $(STAMP)
 	@$(BIN)/python -m handlers.tools.replay $(FILE)
 
 # The model tests with 2,000 examples each: the record layout's (make test runs 150) and the
-# whole product's, on SQLite and on DynamoDB Local (make test runs 200 per store); 5,000
+# whole product's, on SQLite and on DynamoDB Local (make test runs 200 on SQLite, 50 on DynamoDB Local); 5,000
 # installing users of one workspace on DynamoDB Local (make test runs 1,000).
 test-long: $(STAMP) java
 	LAYOUT_EXAMPLES=2000 $(BIN)/python -m pytest -q \
