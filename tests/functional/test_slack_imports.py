@@ -1,6 +1,7 @@
 """What a cold Slack function imports before answering: none of slack_sdk (whose package
 imports asyncio, urllib.request, ssl and email: a third of the edge's cold import). A slash
-command's answer rides in the ack; a DM's reply goes out through ``handlers.slack.webapi``."""
+command's answer rides in the ack; a DM's reply goes out through ``handlers.slack.webapi``.
+Nor zoneinfo (and sysconfig), which only a timer's time zone needs (``bot.cron.zone``)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ import json, sys
 import handlers.slack
 answer = handlers.slack.handler(json.loads(sys.argv[1]), None)
 assert answer["statusCode"] == 200, answer
-print(json.dumps(sorted({n.split(".")[0] for n in sys.modules} & {"slack_sdk", "slack_bolt"})))
+print(json.dumps(sorted({n.split(".")[0] for n in sys.modules}
+                        & {"slack_sdk", "slack_bolt", "zoneinfo"})))
 """
 
 
