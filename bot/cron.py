@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
@@ -81,7 +84,11 @@ def _field(text: str, field: str, low: int, high: int, names: tuple[str, ...]) -
 
 
 def zone(name: str) -> ZoneInfo:
-    """The IANA time zone ``name`` (``"UTC"``, ``"Europe/Berlin"``)."""
+    """The IANA time zone ``name`` (``"UTC"``, ``"Europe/Berlin"``). zoneinfo is imported
+    here, by the first timer that needs a zone: with sysconfig, which it reads its search
+    path from, it is a few ms of every cold start that runs no timer."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:

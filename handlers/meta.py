@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json as _json
 import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from bot.spec import BotSpec
 from handlers.http import HttpRequest, response
@@ -109,19 +111,106 @@ def run_in_order(
 
 
 def never_sent(exc: Exception) -> bool:
-    """A Graph request (``requests``) that never reached Meta: no connection (refused,
-    unresolvable, connect timeout), so it is safe to send again. A read timeout or a
-    connection reset mid-answer is not that: the message may have been delivered."""
-    import requests
+    """A Graph request that never reached Meta: no connection (refused, unresolvable, connect
+    timeout), so it is safe to send again. A read timeout or a connection reset mid-answer is
+    not that: the message may have been delivered. Both clients' failures: urllib3's own
+    (:class:`GraphHTTP`), and ``requests``' (which carry urllib3's as their cause)."""
     import urllib3.exceptions as u3
 
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    if not isinstance(exc, requests.ConnectionError) or isinstance(exc, requests.ReadTimeout):
+    reason: Any = exc
+    for _ in range(3):  # requests' ConnectionError(MaxRetryError(reason=NewConnectionError))
+        if isinstance(reason, u3.ReadTimeoutError):
+            return False
+        if isinstance(reason, u3.NewConnectionError | u3.ConnectTimeoutError):
+            return True
+        reason = getattr(reason, "reason", None) or (reason.args[0] if reason.args else None)
+        if not isinstance(reason, BaseException):
+            return False
+    return False
+
+
+class GraphAnswer:
+    """What :class:`GraphHTTP` answers: ``requests.Response``'s ``status_code``, ``text`` and
+    ``json()``, which the senders read."""
+
+    def __init__(self, status_code: int, content: bytes) -> None:
+        self.status_code = status_code
+        self.content = content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return _json.loads(self.content)
+
+
+class GraphHTTP:
+    """``post(url, params=, json=, timeout=(connect, read))`` as ``requests.Session`` sends
+    it (query string, JSON body, keep-alive across warm turns), over urllib3 alone.
+
+    Why not requests: its import (charset_normalizer with the CJK codecs, idna, cookie jars,
+    about 100 modules) costs a cold Messenger turn more than its reply's request, and urllib3,
+    which requests sends through, is loaded by botocore anyway. Nothing is retried here
+    (``retries=False``): a failure is urllib3's own, classified by :func:`never_sent`.
+    Certificates are certifi's, as requests verifies them. When the environment names a proxy
+    for the URL (``HTTPS_PROXY``, not bypassed by ``NO_PROXY``) the call goes through
+    ``requests`` instead, which honours it as before."""
+
+    def __init__(self) -> None:
+        import urllib3
+
+        self._pool = urllib3.PoolManager(ca_certs=_ca_certs())
+        self._proxied: Any = None
+
+    def post(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        timeout: tuple[float, float],
+    ) -> Any:
+        import urllib3
+
+        if _proxy_for(url):
+            if self._proxied is None:
+                import requests
+
+                self._proxied = requests.Session()
+            return self._proxied.post(url, params=params, json=json, timeout=timeout)
+        if params:
+            url += ("&" if "?" in url else "?") + urlencode(params)
+        answer = self._pool.request(
+            "POST",
+            url,
+            body=_json.dumps(json, allow_nan=False).encode(),
+            headers={"Content-Type": "application/json"},
+            timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]),
+            retries=False,
+            redirect=False,
+        )
+        return GraphAnswer(answer.status, answer.data)
+
+
+def _ca_certs() -> str | None:
+    try:
+        import certifi
+    except ImportError:  # urllib3's default: the system's certificates
+        return None
+    return str(certifi.where())
+
+
+def _proxy_for(url: str) -> bool:
+    """Whether the environment sends ``url`` through a proxy (as requests reads it)."""
+    from urllib.request import getproxies, proxy_bypass
+
+    scheme, _, rest = url.partition("://")
+    proxies = getproxies()
+    if not (proxies.get(scheme.lower()) or proxies.get("all")):
         return False
-    reason = exc.args[0] if exc.args else None
-    reason = getattr(reason, "reason", reason)  # MaxRetryError wraps the cause
-    return isinstance(reason, u3.NewConnectionError | u3.ConnectTimeoutError)
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    return not proxy_bypass(host)
 
 
 class AccountTokens:

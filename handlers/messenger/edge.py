@@ -1,5 +1,6 @@
 """Messenger on Lambda: the webhook (``GET``/``POST /messenger/webhook``) through the session
-core, replies through the Send API with ``requests``. This path never imports slack_bolt.
+core, replies through the Send API (over urllib3, as ``requests`` would send them). This path
+never imports slack_bolt, nor requests.
 
 Who retries what: Meta wants 200 within 5 s and disables a webhook that keeps failing for an
 hour. Fast turns run inline, and the batch is answered 200 once every message in it is
@@ -267,7 +268,7 @@ def build(settings: Settings | None = None, **overrides: Any) -> MessengerEdge:
 
 #: Lambda entry point: ``handlers/messenger.handler``.
 #: Before a SnapStart snapshot, the first event's imports (handlers.snapstart).
-handler = Entry(build, warm=("boto3", "botocore.client", "requests"))
+handler = Entry(build, warm=("boto3", "botocore.client", "urllib3"))
 reset = handler.reset
 
 __all__ = ["MIN_SEND_TIMEOUT", "MessengerEdge", "SendAPI", "SendError", "build", "handler"]

@@ -1,4 +1,5 @@
-"""The Messenger Send API client: ``POST {MESSENGER_API_URL}/me/messages`` with ``requests``.
+"""The Messenger Send API client: ``POST {MESSENGER_API_URL}/me/messages`` over urllib3
+(``handlers.meta.GraphHTTP``: requests' calls without its import on a cold start).
 
 The Send API has no idempotency key, so a message is retried only when it certainly did not
 arrive: the connection was refused, Meta answered 429, or a 5xx whose Graph error says it is
@@ -13,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import requests
+from urllib3.exceptions import HTTPError
 
 from handlers import meta
 
@@ -36,7 +37,7 @@ class SendAPI:
         base_url: str,
         page_token: str | None,
         *,
-        session: requests.Session | None = None,
+        session: Any = None,
         attempts: int = 3,
         backoff: float = 0.3,
         timeout: tuple[float, float] = (3.05, 5.0),
@@ -44,7 +45,9 @@ class SendAPI:
     ) -> None:
         self.url = base_url.rstrip("/") + "/me/messages"
         self.page_token = page_token
-        self.http = session or requests.Session()
+        #: ``requests.Session``'s ``post`` (``params=``, ``json=``, ``timeout=``): a
+        #: ``requests.Session`` or, by default, :class:`handlers.meta.GraphHTTP`.
+        self.http = session or meta.GraphHTTP()
         self.attempts = attempts
         self.backoff = backoff
         self.timeout = timeout
@@ -90,7 +93,7 @@ class SendAPI:
                     json=body,
                     timeout=timeout,
                 )
-            except requests.RequestException as exc:
+            except (OSError, HTTPError) as exc:  # requests' failures are OSErrors, urllib3's not
                 if not meta.never_sent(exc):
                     raise SendError(
                         f"Send API call failed after the request went out ({type(exc).__name__});"
@@ -111,7 +114,7 @@ class SendAPI:
         raise SendError(f"Send API failed {self.attempts} times, last: {problem}")
 
 
-def _not_processed(answer: requests.Response) -> bool:
+def _not_processed(answer: Any) -> bool:
     """429 (rate limited: nothing was done), or a 5xx whose Graph error says it is transient
     (``is_transient``, or codes 1 and 2: "unknown"/"service" errors Meta says to retry)."""
     if answer.status_code == 429:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-import requests
+from urllib3.exceptions import HTTPError
 
 from bot.replies import Reply
 from handlers.messenger import render
@@ -35,7 +35,7 @@ class MessengerStream:
                 json={"recipient": {"id": self.psid}, "sender_action": "typing_on"},
                 timeout=self.send_api.timeout,
             )
-        except requests.RequestException:
+        except (OSError, HTTPError):
             log.info("the typing indicator was not sent")
         return ""
 

@@ -24,7 +24,7 @@ import socket
 import time
 import urllib.request
 from collections.abc import Callable
-from functools import cached_property
+from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.error import HTTPError
 from urllib.parse import urljoin
@@ -54,7 +54,8 @@ class WebAPI:
         token: the bot token (``Authorization: Bearer``).
         base_url: the Web API's URL (``https://slack.com/api/``), joined as slack_sdk joins it.
         timeout: seconds per attempt.
-        urlopen: opens a ``urllib.request.Request`` with a timeout (tests pass a fake).
+        urlopen: opens a ``urllib.request.Request`` with a timeout (tests pass a fake;
+            default urllib's, without TLS for an ``http://`` URL: :func:`_open`).
         sleep: waits before a retry (tests pass a fake).
     """
 
@@ -64,13 +65,13 @@ class WebAPI:
         token: str | None,
         base_url: str,
         timeout: float,
-        urlopen: Callable[..., Any] = urllib.request.urlopen,
+        urlopen: Callable[..., Any] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.token = token
         self.base_url = base_url
         self.timeout = timeout
-        self._urlopen = urlopen
+        self._urlopen = urlopen or _open
         self._sleep = sleep
 
     def chat_postMessage(self, **kwargs: Any) -> dict[str, Any]:
@@ -139,6 +140,35 @@ class WebAPI:
         if status == 200 and isinstance(data, dict) and data.get("ok"):
             return data
         raise _refused(self, url, arguments, data, answer_headers, status)
+
+
+def _open(request: urllib.request.Request, *, timeout: float) -> Any:
+    """``urllib.request.urlopen``, without building TLS for a plain-HTTP URL.
+
+    urlopen's opener makes its TLS context when it is built, whatever the scheme: the system's
+    CA certificates read and parsed, tens of milliseconds of a cold DM that a local or proxied
+    ``http://`` Web API (``SLACK_API_URL``) never uses. An ``https://`` URL gets urllib's own
+    default opener, as before."""
+    return _opener(request.type).open(request, timeout=timeout)
+
+
+@cache
+def _opener(scheme: str) -> urllib.request.OpenerDirector:
+    """One opener per scheme and process (as urlopen keeps one): urllib's default handlers,
+    less the HTTPS one for ``http``."""
+    if scheme != "http":
+        return urllib.request.build_opener()
+    opener = urllib.request.OpenerDirector()
+    for handler in (
+        urllib.request.ProxyHandler(),
+        urllib.request.UnknownHandler(),
+        urllib.request.HTTPHandler(),
+        urllib.request.HTTPDefaultErrorHandler(),
+        urllib.request.HTTPRedirectHandler(),
+        urllib.request.HTTPErrorProcessor(),
+    ):
+        opener.add_handler(handler)
+    return opener
 
 
 def _text(answer: Any) -> str:
