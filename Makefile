@@ -83,8 +83,10 @@ replay: $(STAMP)
 	@$(BIN)/python -m handlers.tools.replay $(FILE)
 
 # The model tests with 2,000 examples each: the record layout's (make test runs 150) and the
-# whole product's, on SQLite and on DynamoDB Local (make test runs 200 on SQLite, 50 on DynamoDB Local); 5,000
-# installing users of one workspace on DynamoDB Local (make test runs 1,000).
+# whole product's, on SQLite and on DynamoDB Local (make test runs 200 on SQLite, 50 on
+# DynamoDB Local); 5,000
+# installing users of one workspace on DynamoDB Local (make test runs 1,000); 2,000 signed
+# mutations of each platform's requests (make test runs 400).
 test-long: $(STAMP) java
 	LAYOUT_EXAMPLES=2000 $(BIN)/python -m pytest -q \
 		tests/property/test_layout_model.py --hypothesis-show-statistics
@@ -92,6 +94,7 @@ test-long: $(STAMP) java
 		-k five_thousand
 	PRODUCT_MODEL_EXAMPLES=2000 $(BIN)/python -m pytest -q \
 		tests/property/test_product_model.py --hypothesis-show-statistics
+	MUTATION_EXAMPLES=2000 $(BIN)/python -m pytest -q tests/reliability/test_mutation_fuzz.py
 
 # The cold start as deployed is measured on the zip of the code as it is: packaged first.
 bench: $(STAMP) dynamodb-local package

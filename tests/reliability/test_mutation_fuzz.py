@@ -34,7 +34,8 @@ from tests import slack_requests as sr
 from tests import whatsapp_requests as wr
 from tests.reliability.test_fuzz import FUZZ, World
 
-EXAMPLES = int(os.environ.get("MUTATION_EXAMPLES", "1000"))
+#: Examples per edge: ``make test`` runs 400, ``make test-long`` 2,000.
+EXAMPLES = int(os.environ.get("MUTATION_EXAMPLES", "400"))
 
 #: Text from the categories that break naive code.
 hostile_text = st.one_of(
