@@ -15,11 +15,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-if TYPE_CHECKING:
-    from handlers.tools.local import LocalApp
+from handlers.tools import chat_wire as wire
+from handlers.tools.chat_wire import FORM, JSON
 
-JSON = "application/json"
-FORM = "application/x-www-form-urlencoded"
+if TYPE_CHECKING:
+    from handlers.tools.chat_client import ChatClient
+    from handlers.tools.local import LocalApp
 
 
 def act(
@@ -50,7 +51,7 @@ def act(
     return _slack(app, client, kind, data)
 
 
-def _slack(app: LocalApp, client: Any, kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
+def _slack(app: LocalApp, client: ChatClient, kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
     if kind == "assistant":  # open an assistant thread, as Slack's assistant pane does
         viewing = data.get("viewing")
         client.start_assistant(viewing if isinstance(viewing, str) and viewing else None)
@@ -95,41 +96,16 @@ def _slack(app: LocalApp, client: Any, kind: str, data: Mapping[str, Any]) -> di
     if kind == "submit":
         view = dict(data["view"])
         values = {str(k): str(v) for k, v in dict(data.get("values") or {}).items()}
-        client.modal = view
-        state: dict[str, Any] = {}
-        for block in view.get("blocks") or []:
-            element = block.get("element") or {}
-            name = block.get("block_id")
-            if block.get("type") != "input" or name not in values:
-                continue
-            entry: dict[str, Any] = {"type": element.get("type")}
-            if element.get("type") == "static_select":
-                entry["selected_option"] = {
-                    "text": {"type": "plain_text", "text": values[name]},
-                    "value": values[name],
-                }
-            else:
-                entry["value"] = values[name]
-            state[name] = {element.get("action_id", "value"): entry}
-        submitted = {**view, "id": "V0LOCAL", "hash": uuid.uuid4().hex[:12],
-                     "state": {"values": state}}  # fmt: skip
+        submitted = wire.submitted_view(view, values)
         payload = client._interaction("view_submission", view=submitted)
         return _interact(client, payload)
     raise ValueError(f"unknown Slack action {kind!r}")
 
 
-def _slash(app: LocalApp, client: Any, command: str, text: str) -> dict[str, Any]:
+def _slash(app: LocalApp, client: ChatClient, command: str, text: str) -> dict[str, Any]:
     app.fakes.say(client.channel, client.user, f"{command} {text}".strip())
-    fields = {
-        "command": command,
-        "text": text,
-        "team_id": client.team,
-        "channel_id": client.channel,
-        "user_id": client.user,
-        "user_name": "you",
-        "trigger_id": client._trigger_id(),
-        "response_url": client._response_url(),
-    }
+    fields = wire.slash_command(command, text, team=client.team, channel=client.channel,
+                                user=client.user, response_url=client._response_url())  # fmt: skip
     body = urlencode(fields).encode()
     answer = client._post("/slack/events", body, client._slack_headers(body, FORM))
     ack = _body(answer)
@@ -139,7 +115,7 @@ def _slash(app: LocalApp, client: Any, command: str, text: str) -> dict[str, Any
     return {"status": answer.status_code, "ack": ack}
 
 
-def _interact(client: Any, payload: dict[str, Any]) -> dict[str, Any]:
+def _interact(client: ChatClient, payload: dict[str, Any]) -> dict[str, Any]:
     body = urlencode({"payload": json.dumps(payload)}).encode()
     answer = client._post("/slack/events", body, client._slack_headers(body, FORM))
     ack = _body(answer)
@@ -149,7 +125,9 @@ def _interact(client: Any, payload: dict[str, Any]) -> dict[str, Any]:
     return {"status": answer.status_code, "ack": ack, "errors": errors}
 
 
-def _messenger(app: LocalApp, client: Any, kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
+def _messenger(
+    app: LocalApp, client: ChatClient, kind: str, data: Mapping[str, Any]
+) -> dict[str, Any]:
     if kind == "text":
         text = str(data.get("text") or "")
         app.fakes.say(None, client.user, text, platform="messenger")
@@ -169,19 +147,14 @@ def _messenger(app: LocalApp, client: Any, kind: str, data: Mapping[str, Any]) -
     else:
         raise ValueError(f"unknown Messenger action {kind!r}")
     body = json.dumps(event).encode()
-    import hashlib
-    import hmac
-
-    secret = client._secret("MESSENGER_APP_SECRET").encode()
-    headers = {
-        "content-type": JSON,
-        "x-hub-signature-256": "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest(),
-    }
+    headers = wire.meta_headers(body, secret=client._secret("MESSENGER_APP_SECRET"))
     answer = client._post("/messenger/webhook", body, headers)
     return {"status": answer.status_code}
 
 
-def _whatsapp(app: LocalApp, client: Any, kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
+def _whatsapp(
+    app: LocalApp, client: ChatClient, kind: str, data: Mapping[str, Any]
+) -> dict[str, Any]:
     if kind == "text":
         text = str(data.get("text") or "")
         app.fakes.say(None, client.user, text, platform="whatsapp")
