@@ -26,7 +26,7 @@ from sessions.batches import BatchRead, BatchWrite
 from sessions.errors import ConflictError, DuplicateEventError, StoreError, StoreUnavailableError
 from sessions.keys import TOMBSTONE_SK, ConversationKey, Partition
 from sessions.sqlite_conditions import check_creation, check_stones, identity, same_tombstone
-from sessions.sqlite_schema import COLUMNS, INSERT, STONE, item_of, stone_of
+from sessions.sqlite_schema import COLUMNS, INSERT, STONE, event_row, item_of, state_row, stone_of
 from sessions.store import (
     EventRecord,
     EventWrite,
@@ -177,19 +177,8 @@ class SQLiteStore:
                     check_creation(rows.get(TOMBSTONE_SK), event_time, now)
                 writes.append((side.key, side.state))
             for where, value in writes:
-                conn.execute(
-                    INSERT,
-                    (where.pk, where.sk, "state", value.version, value.expires_at,
-                     value.updated_at, value.blob, None, 0, None, None, value.enterprise, None,
-                     None, None, value.generation, None),
-                )  # fmt: skip
-            conn.execute(
-                INSERT,
-                (key.pk, event_sk, "event", event.version, event.expires_at, event.committed_at,
-                 None, event.response, event.response_expires_at, event.outbox, event.sent_at,
-                 None, event.status, event.error, event.payload, event.generation,
-                 event.claimed_at),
-            )  # fmt: skip
+                conn.execute(INSERT, state_row(where.pk, where.sk, value))
+            conn.execute(INSERT, event_row(key.pk, event_sk, event))
 
     def claim_outbox(self, key: ConversationKey, event_sk: str, *, now: int, stale: int) -> bool:
         try:

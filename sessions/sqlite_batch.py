@@ -17,7 +17,7 @@ from sessions.batches import BatchRead, BatchWrite
 from sessions.errors import ConflictError, DuplicateEventError
 from sessions.keys import TOMBSTONE_SK, ConversationKey
 from sessions.sqlite_conditions import check_creation, check_stones, identity, same_tombstone
-from sessions.sqlite_schema import INSERT
+from sessions.sqlite_schema import INSERT, event_row, state_row
 from sessions.store import EventRecord, Snapshot, StoredState, Tombstone
 
 if TYPE_CHECKING:
@@ -66,21 +66,9 @@ def commit_batch(store: SQLiteStore, write: BatchWrite) -> None:
         if current is None or current.expires_at <= now:
             check_stones(conn, key, write.first_time, now)
             check_creation(found.get(TOMBSTONE_SK), write.first_time, now)
-        conn.execute(
-            INSERT,
-            (key.pk, key.sk, "state", state.version, state.expires_at, state.updated_at,
-             state.blob, None, 0, None, None, state.enterprise, None, None, None,
-             state.generation, None),
-        )  # fmt: skip
+        conn.execute(INSERT, state_row(key.pk, key.sk, state))
         for one in write.events:
-            event = one.event
-            conn.execute(
-                INSERT,
-                (key.pk, one.event_sk, "event", event.version, event.expires_at,
-                 event.committed_at, None, event.response, event.response_expires_at,
-                 event.outbox, event.sent_at, None, event.status, event.error,
-                 event.payload, event.generation, event.claimed_at),
-            )  # fmt: skip
+            conn.execute(INSERT, event_row(key.pk, one.event_sk, one.event))
 
 
 def put_events(store: SQLiteStore, records: Sequence[tuple[str, str, EventRecord]]) -> None:
@@ -88,13 +76,7 @@ def put_events(store: SQLiteStore, records: Sequence[tuple[str, str, EventRecord
         return
     with store._write() as conn:
         for pk, sk, event in records:
-            conn.execute(
-                INSERT,
-                (pk, sk, "event", event.version, event.expires_at, event.committed_at,
-                 None, event.response, event.response_expires_at, event.outbox,
-                 event.sent_at, None, event.status, event.error, event.payload,
-                 event.generation, event.claimed_at),
-            )  # fmt: skip
+            conn.execute(INSERT, event_row(pk, sk, event))
 
 
 def tombstones(store: SQLiteStore, pks: Sequence[str]) -> dict[str, Tombstone]:

@@ -107,6 +107,21 @@ def item_of(row: Row) -> StoredItem:
     return Tombstone(generation=generation, expires_at=expires_at)
 
 
+def state_row(pk: str, sk: str, state: StoredState) -> Row:
+    """The row of ``items`` holding ``state``, for :data:`INSERT` (:func:`item_of` inverts it)."""
+    return (pk, sk, "state", state.version, state.expires_at, state.updated_at, state.blob,
+            None, 0, None, None, state.enterprise, None, None, None, state.generation,
+            None)  # fmt: skip
+
+
+def event_row(pk: str, sk: str, event: EventRecord) -> Row:
+    """The row of ``items`` holding ``event``, for :data:`INSERT` (:func:`item_of` inverts it)."""
+    return (pk, sk, "event", event.version, event.expires_at, event.committed_at, None,
+            event.response, event.response_expires_at, event.outbox, event.sent_at, None,
+            event.status, event.error, event.payload, event.generation,
+            event.claimed_at)  # fmt: skip
+
+
 def stone_of(row: Any) -> WorkspaceStone | None:
     """A workspace's stone from its row of ``records`` (JSON: its generation, closed)."""
     if row is None:
