@@ -5,6 +5,10 @@ so readers never block the writer. A commit runs in ``BEGIN IMMEDIATE``, which t
 file's write lock before it checks the version and the event record, so the check and the
 write are one atomic step across every process using the file: the same guarantee DynamoDB's
 conditional transaction gives.
+
+Its parts: :mod:`sessions.sqlite_schema` (the tables, their migrations, rows into items),
+:mod:`sessions.sqlite_conditions` (what a write checks inside its transaction) and
+:mod:`sessions.sqlite_batch` (group commits).
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
+from sessions import sqlite_batch, sqlite_schema
 from sessions.batches import BatchRead, BatchWrite
 from sessions.errors import ConflictError, DuplicateEventError, StoreError, StoreUnavailableError
 from sessions.keys import TOMBSTONE_SK, ConversationKey, Partition
+from sessions.sqlite_conditions import check_creation, check_stones, identity, same_tombstone
+from sessions.sqlite_schema import COLUMNS, INSERT, STONE, event_row, item_of, state_row, stone_of
 from sessions.store import (
     EventRecord,
     EventWrite,
@@ -29,126 +35,7 @@ from sessions.store import (
     StoredState,
     Tombstone,
     WorkspaceStone,
-    stones_of,
 )
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS items (
-    pk TEXT NOT NULL,
-    sk TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('state', 'event', 'tombstone')),
-    version INTEGER NOT NULL DEFAULT 0,
-    expires_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    data BLOB,
-    response BLOB,
-    response_expires_at INTEGER NOT NULL DEFAULT 0,
-    outbox BLOB,
-    sent_at INTEGER,
-    enterprise TEXT,
-    status TEXT,
-    error TEXT,
-    payload BLOB,
-    generation INTEGER NOT NULL DEFAULT 0,
-    claimed_at INTEGER,
-    PRIMARY KEY (pk, sk)
-) WITHOUT ROWID
-"""
-#: Records outside any conversation (``sessions.installations``): a table of their own.
-_RECORDS = """
-CREATE TABLE IF NOT EXISTS records (
-    pk TEXT NOT NULL,
-    sk TEXT NOT NULL,
-    data BLOB NOT NULL,
-    expires_at INTEGER NOT NULL,
-    PRIMARY KEY (pk, sk)
-) WITHOUT ROWID
-"""
-#: Columns added after the first release: ``ALTER TABLE`` brings an older file up to date
-#: (under the write lock: several processes may open the same old file at once).
-#: ``generation`` is the tombstone generation an item was written in (for a tombstone, its own).
-_ADDED = {
-    "status": "TEXT",
-    "error": "TEXT",
-    "payload": "BLOB",
-    "generation": "INTEGER NOT NULL DEFAULT 0",
-    "claimed_at": "INTEGER",
-}
-_COLUMNS = (
-    "sk, kind, version, expires_at, updated_at, data, response, response_expires_at, "
-    "outbox, sent_at, enterprise, status, error, payload, generation, claimed_at"
-)
-_INSERT = (
-    f"INSERT OR REPLACE INTO items (pk, {_COLUMNS}) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_Row = tuple[Any, ...]
-
-
-def _item(row: _Row) -> StoredItem:
-    (_sk, kind, version, expires_at, updated_at, data, response, resp_exp, outbox, sent_at, ent,
-     status, error, payload, generation, claimed_at) = row  # fmt: skip
-    if kind == "state":
-        return StoredState(
-            version=version,
-            blob=bytes(data or b""),
-            expires_at=expires_at,
-            updated_at=updated_at,
-            enterprise=ent,
-            generation=generation,
-        )
-    if kind == "event":
-        return EventRecord(
-            version=version,
-            committed_at=updated_at,
-            expires_at=expires_at,
-            response=None if response is None else bytes(response),
-            response_expires_at=resp_exp,
-            outbox=None if outbox is None else bytes(outbox),
-            sent_at=sent_at,
-            status=status or "done",
-            error=error,
-            payload=None if payload is None else bytes(payload),
-            generation=generation,
-            claimed_at=claimed_at,
-        )
-    return Tombstone(generation=generation, expires_at=expires_at)
-
-
-def _identity(state: StoredState | None) -> tuple[int, int, int] | None:
-    """What tells one stored state item from another (see ``Store.commit``)."""
-    return None if state is None else (state.version, state.generation, state.updated_at)
-
-
-def _check_creation(found: StoredItem | None, event_time: float | None, now: int) -> None:
-    """Refuse creating an item in a partition whose live tombstone is as recent as the event
-    (the event may have happened before the delete): DynamoDB's condition on the user's
-    record when a commit creates an item there (``gen < `` the event's milliseconds), so a
-    multi-scope turn writes nothing in a deleted partition on either store.
-
-    Raises:
-        ConflictError: with the tombstone (the runner learns it, and ignores the event).
-    """
-    event_ms = round(event_time * 1000) if event_time is not None else now * 1000
-    if isinstance(found, Tombstone) and found.expires_at > now and found.generation >= event_ms:
-        raise ConflictError("the user was deleted at or after the event", tombstone=found)
-
-
-def _same_tombstone(found: StoredItem | None, seen: Tombstone | None) -> bool:
-    if seen is None:
-        return found is None
-    return isinstance(found, Tombstone) and found.generation == seen.generation
-
-
-_STONE = "SELECT data, expires_at FROM records WHERE pk = ? AND sk = ?"
-
-
-def _stone(row: Any) -> WorkspaceStone | None:
-    """A workspace's stone from its row of ``records`` (JSON: its generation, closed)."""
-    if row is None:
-        return None
-    data = json.loads(bytes(row[0]))
-    return WorkspaceStone(int(data["gen"]), bool(data["closed"]), int(row[1]))
 
 
 class SQLiteStore:
@@ -167,12 +54,7 @@ class SQLiteStore:
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         with self._write() as conn:
-            conn.execute(_SCHEMA)
-            conn.execute(_RECORDS)
-            have = {row[1] for row in conn.execute("PRAGMA table_info(items)")}
-            for column, kind in _ADDED.items():
-                if column not in have:
-                    conn.execute(f"ALTER TABLE items ADD COLUMN {column} {kind}")
+            sqlite_schema.create(conn)
 
     # One connection per thread and process: sqlite3 connections must not cross a fork, and
     # sharing one between threads would serialise them on Python's side for nothing.
@@ -221,8 +103,8 @@ class SQLiteStore:
 
     def _rows(self, pk: str, sks: list[str]) -> dict[str, StoredItem]:
         marks = ",".join("?" * len(sks))
-        sql = f"SELECT {_COLUMNS} FROM items WHERE pk = ? AND sk IN ({marks})"
-        return {row[0]: _item(row) for row in self._conn().execute(sql, (pk, *sks))}
+        sql = f"SELECT {COLUMNS} FROM items WHERE pk = ? AND sk IN ({marks})"
+        return {row[0]: item_of(row) for row in self._conn().execute(sql, (pk, *sks))}
 
     def load(
         self,
@@ -266,50 +148,37 @@ class SQLiteStore:
             seen = found.get(event_sk)
             if isinstance(seen, EventRecord) and seen.expires_at > now and not seen.failed:
                 raise DuplicateEventError("event already committed", record=seen)
-            if not _same_tombstone(found.get(TOMBSTONE_SK), write.tombstone):
+            if not same_tombstone(found.get(TOMBSTONE_SK), write.tombstone):
                 raise ConflictError("the user was deleted since the turn's read")
             current = found.get(key.sk)
             current = current if isinstance(current, StoredState) else None
             expected = write.expected
-            if state is not None and _identity(current) != _identity(expected):
+            if state is not None and identity(current) != identity(expected):
                 raise ConflictError(
-                    f"stored state is {_identity(current)}, expected {_identity(expected)}",
+                    f"stored state is {identity(current)}, expected {identity(expected)}",
                     current=current,
                 )
             writes = [(key, state)] if state is not None else []
             if state is not None and (current is None or current.expires_at <= now):
                 # Creating the conversation: refused in a closed (uninstalled) workspace, or
                 # after a delete as recent as the event.
-                self._check_stones(conn, key, event_time, now)
-                _check_creation(found.get(TOMBSTONE_SK), event_time, now)
+                check_stones(conn, key, event_time, now)
+                check_creation(found.get(TOMBSTONE_SK), event_time, now)
             for side in write.also:
                 rows = self._rows(side.key.pk, [side.key.sk, TOMBSTONE_SK])
                 seen_stone = side.loaded.tombstone if side.loaded is not None else None
-                if side.key.pk != key.pk and not _same_tombstone(
-                    rows.get(TOMBSTONE_SK), seen_stone
-                ):
+                if side.key.pk != key.pk and not same_tombstone(rows.get(TOMBSTONE_SK), seen_stone):
                     raise ConflictError("the user was deleted since the turn's read")
                 current = rows.get(side.key.sk)
                 current = current if isinstance(current, StoredState) else None
-                if _identity(current) != _identity(side.expected):
+                if identity(current) != identity(side.expected):
                     raise ConflictError("another scope's state moved", current=None)
                 if current is None or current.expires_at <= now:
-                    _check_creation(rows.get(TOMBSTONE_SK), event_time, now)
+                    check_creation(rows.get(TOMBSTONE_SK), event_time, now)
                 writes.append((side.key, side.state))
             for where, value in writes:
-                conn.execute(
-                    _INSERT,
-                    (where.pk, where.sk, "state", value.version, value.expires_at,
-                     value.updated_at, value.blob, None, 0, None, None, value.enterprise, None,
-                     None, None, value.generation, None),
-                )  # fmt: skip
-            conn.execute(
-                _INSERT,
-                (key.pk, event_sk, "event", event.version, event.expires_at, event.committed_at,
-                 None, event.response, event.response_expires_at, event.outbox, event.sent_at,
-                 None, event.status, event.error, event.payload, event.generation,
-                 event.claimed_at),
-            )  # fmt: skip
+                conn.execute(INSERT, state_row(where.pk, where.sk, value))
+            conn.execute(INSERT, event_row(key.pk, event_sk, event))
 
     def claim_outbox(self, key: ConversationKey, event_sk: str, *, now: int, stale: int) -> bool:
         try:
@@ -332,9 +201,9 @@ class SQLiteStore:
             raise self._convert(exc) from exc
 
     def user_items(self, user: Partition) -> list[tuple[str, StoredItem]]:
-        sql = f"SELECT {_COLUMNS} FROM items WHERE pk = ? ORDER BY sk"
+        sql = f"SELECT {COLUMNS} FROM items WHERE pk = ? ORDER BY sk"
         try:
-            return [(row[0], _item(row)) for row in self._conn().execute(sql, (user.pk,))]
+            return [(row[0], item_of(row)) for row in self._conn().execute(sql, (user.pk,))]
         except sqlite3.Error as exc:
             raise self._convert(exc) from exc
 
@@ -403,15 +272,6 @@ class SQLiteStore:
             conn.execute("DELETE FROM records WHERE pk = ? AND sk = ?", (pk, sk))
             return bytes(row[0]), int(row[1])
 
-    def _check_stones(
-        self, conn: sqlite3.Connection, key: ConversationKey, event_time: float | None, now: int
-    ) -> None:
-        event_ms = round(event_time * 1000) if event_time is not None else now * 1000
-        for pk in stones_of(key):
-            stone = _stone(conn.execute(_STONE, (pk, TOMBSTONE_SK)).fetchone())
-            if stone is not None and stone.blocks(event_ms, now):
-                raise ConflictError("the workspace was uninstalled", tombstone=stone.as_tombstone())
-
     def close_workspace(self, pk: str, *, generation: int, expires_at: int) -> None:
         data = json.dumps({"gen": generation, "closed": True}).encode()
         with self._write() as conn:
@@ -422,7 +282,7 @@ class SQLiteStore:
 
     def reopen_workspace(self, pk: str, *, expires_at: int) -> None:
         with self._write() as conn:
-            stone = _stone(conn.execute(_STONE, (pk, TOMBSTONE_SK)).fetchone())
+            stone = stone_of(conn.execute(STONE, (pk, TOMBSTONE_SK)).fetchone())
             if stone is None:
                 return
             data = json.dumps({"gen": stone.generation, "closed": False}).encode()
@@ -433,7 +293,7 @@ class SQLiteStore:
 
     def workspace_stone(self, pk: str) -> WorkspaceStone | None:
         try:
-            return _stone(self._conn().execute(_STONE, (pk, TOMBSTONE_SK)).fetchone())
+            return stone_of(self._conn().execute(STONE, (pk, TOMBSTONE_SK)).fetchone())
         except sqlite3.Error as exc:
             raise self._convert(exc) from exc
 
@@ -458,7 +318,7 @@ class SQLiteStore:
             self._all.clear()
         self._local = threading.local()
 
-    # -- group commits (``sessions.batches``) -----------------------------------------------
+    # -- group commits (``sessions.batches``; the statements in ``sessions.sqlite_batch``) --
 
     def load_batch(
         self,
@@ -466,80 +326,13 @@ class SQLiteStore:
         events: Sequence[tuple[str, float | None]],
         users: Sequence[str] = (),
     ) -> BatchRead:
-        sks = [key.sk, TOMBSTONE_SK, *dict.fromkeys(sk for sk, _ in events)]
-        try:
-            found = self._rows(key.pk, sks)  # one statement: one consistent snapshot
-        except sqlite3.Error as exc:
-            raise self._convert(exc) from exc
-        state, stone = found.get(key.sk), found.get(TOMBSTONE_SK)
-        records = tuple(found.get(sk) for sk, _ in events)
-        return BatchRead(
-            Snapshot(
-                state=state if isinstance(state, StoredState) else None,
-                event=None,
-                tombstone=stone if isinstance(stone, Tombstone) else None,
-            ),
-            tuple(r if isinstance(r, EventRecord) else None for r in records),
-            self.tombstones(users),
-        )
+        return sqlite_batch.load_batch(self, key, events, users)
 
     def commit_batch(self, write: BatchWrite) -> None:
-        key, now, state = write.key, write.now, write.state
-        with self._write() as conn:
-            sks = [e.event_sk for e in write.events]
-            found = self._rows(key.pk, [key.sk, TOMBSTONE_SK, *sks])
-            for sk in sks:
-                seen = found.get(sk)
-                if isinstance(seen, EventRecord) and seen.expires_at > now and not seen.failed:
-                    raise DuplicateEventError("an event of the batch is committed", record=seen)
-            if not _same_tombstone(found.get(TOMBSTONE_SK), write.tombstone):
-                raise ConflictError("the user was deleted since the batch's read")
-            current = found.get(key.sk)
-            current = current if isinstance(current, StoredState) else None
-            if _identity(current) != _identity(write.expected):
-                raise ConflictError("stored state moved", current=current)
-            if current is None or current.expires_at <= now:
-                self._check_stones(conn, key, write.first_time, now)
-                _check_creation(found.get(TOMBSTONE_SK), write.first_time, now)
-            conn.execute(
-                _INSERT,
-                (key.pk, key.sk, "state", state.version, state.expires_at, state.updated_at,
-                 state.blob, None, 0, None, None, state.enterprise, None, None, None,
-                 state.generation, None),
-            )  # fmt: skip
-            for one in write.events:
-                event = one.event
-                conn.execute(
-                    _INSERT,
-                    (key.pk, one.event_sk, "event", event.version, event.expires_at,
-                     event.committed_at, None, event.response, event.response_expires_at,
-                     event.outbox, event.sent_at, None, event.status, event.error,
-                     event.payload, event.generation, event.claimed_at),
-                )  # fmt: skip
+        sqlite_batch.commit_batch(self, write)
 
     def put_events(self, records: Sequence[tuple[str, str, EventRecord]]) -> None:
-        if not records:
-            return
-        with self._write() as conn:
-            for pk, sk, event in records:
-                conn.execute(
-                    _INSERT,
-                    (pk, sk, "event", event.version, event.expires_at, event.committed_at,
-                     None, event.response, event.response_expires_at, event.outbox,
-                     event.sent_at, None, event.status, event.error, event.payload,
-                     event.generation, event.claimed_at),
-                )  # fmt: skip
+        sqlite_batch.put_events(self, records)
 
     def tombstones(self, pks: Sequence[str]) -> dict[str, Tombstone]:
-        if not pks:
-            return {}
-        marks = ",".join("?" * len(pks))
-        sql = (
-            f"SELECT pk, expires_at, generation FROM items WHERE sk = ? AND kind = 'tombstone' "
-            f"AND pk IN ({marks})"
-        )
-        try:
-            rows = self._conn().execute(sql, (TOMBSTONE_SK, *pks)).fetchall()
-        except sqlite3.Error as exc:
-            raise self._convert(exc) from exc
-        return {pk: Tombstone(generation=gen, expires_at=exp) for pk, exp, gen in rows}
+        return sqlite_batch.tombstones(self, pks)

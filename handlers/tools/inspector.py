@@ -35,15 +35,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
+from handlers.tools import inspector_actions, inspector_transcripts
+from handlers.tools.inspector_transcripts import TRANSCRIPT_ID, TRANSCRIPTS
 from handlers.tools.journal import KEEP, Capture, Journal, bot_part, who
 from handlers.tools.journal_file import keep_on_disk
 
@@ -51,11 +50,6 @@ if TYPE_CHECKING:
     from handlers.tools.local import LocalApp
 
 PAGE = Path(__file__).with_name("inspector.html")
-#: Where ``POST /_inspector/replay`` finds a transcript by id (git-ignored, beside the
-#: development config).
-TRANSCRIPTS = Path(".data/transcripts")
-#: A transcript's id: a file name of the folder, never a path (no ``/``, no ``..``).
-TRANSCRIPT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}(\.[A-Za-z0-9_-]{1,20})?")
 #: Where the page's per-run secret goes (``guard.SECRET_HEADER`` comes back with it).
 SECRET_SLOT = b"__INSPECTOR_SECRET__"
 #: The page carries the secret: never framed by another site, never cached.
@@ -164,7 +158,7 @@ class Inspector:
         if platform == "messenger":
             default = ("1000000001", "1000000001", "2000000001")
         elif platform == "whatsapp":  # the business number's id, a user's phone number
-            from handlers.tools.chat import WHATSAPP_NUMBER, WHATSAPP_USER
+            from handlers.tools.chat_client import WHATSAPP_NUMBER, WHATSAPP_USER
 
             default = (WHATSAPP_NUMBER, WHATSAPP_NUMBER, WHATSAPP_USER)
         team = str(query.get("team") or default[0])
@@ -254,173 +248,11 @@ class Inspector:
     # -- doing what a user does --------------------------------------------------------------
 
     def act(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        """Sign and send one user action to the server's own edge; the answer's status and
-        body (a slash command's or a form's ack)."""
-        from handlers.tools.chat import ChatClient
+        """Sign and send one user action to the server's own edge
+        (:mod:`handlers.tools.inspector_actions`)."""
+        return inspector_actions.act(self.app, self.url, self._who(data), data)
 
-        platform, team, channel, user = self._who(data)
-        client = ChatClient(
-            self.url,
-            platform=platform if platform != "slack" else "slack-dm",
-            user=user,
-            channel=channel,
-            team=team,
-            secrets=self.app.secrets(),
-            timeout=0,
-        )
-        client.fakes = self.url + self.app.guard.fake_prefix()  # response URLs of this run
-        thread = data.get("thread")
-        client.thread = thread if isinstance(thread, str) and thread else None  # Slack's
-        kind = str(data.get("kind") or "text")
-        if platform == "messenger":
-            return self._messenger(client, kind, data)
-        if platform == "whatsapp":
-            return self._whatsapp(client, kind, data)
-        return self._slack(client, kind, data)
-
-    def _slack(self, client: Any, kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
-        if kind == "assistant":  # open an assistant thread, as Slack's assistant pane does
-            viewing = data.get("viewing")
-            client.start_assistant(viewing if isinstance(viewing, str) and viewing else None)
-            return {"status": 200, "thread": client.thread}
-        if kind == "text":
-            text = str(data.get("text") or "")
-            word, _, rest = text.partition(" ")
-            if word.startswith("/"):
-                return self._slash(client, word, rest)
-            if not client.channel.startswith("D"):
-                return {"status": 0, "note": "in a channel the bot hears slash commands and "
-                        "buttons (Slack sends it DMs and commands): type /command ..."}  # fmt: skip
-            self.app.fakes.say(client.channel, client.user, text, thread=client.thread)
-            body = json.dumps(client._dm(text)).encode()
-            answer = client._post("/slack/events", body, client._slack_headers(body, JSON))
-            return {"status": answer.status_code}
-        if kind in ("press", "pick"):
-            element: dict[str, Any] = {
-                "type": "button" if kind == "press" else "static_select",
-                "action_id": str(data["action"]),
-                "block_id": str(data.get("block") or "b0"),
-                "action_ts": f"{time.time():.6f}",
-            }
-            if kind == "press":
-                element["value"] = str(data.get("value") or "")
-            else:
-                value = str(data.get("value") or "")
-                element["selected_option"] = {
-                    "text": {"type": "plain_text", "text": str(data.get("label") or value)},
-                    "value": value,
-                }
-            self.app.fakes.say(client.channel, client.user, f"[{data.get('label') or kind}]")
-            payload = client._interaction(
-                "block_actions",
-                actions=[element],
-                container={"type": "message", "channel_id": client.channel,
-                           "message_ts": f"{time.time():.6f}"},
-                channel={"id": client.channel},
-                response_url=client._response_url(),
-            )  # fmt: skip
-            return self._interact(client, payload)
-        if kind == "submit":
-            view = dict(data["view"])
-            values = {str(k): str(v) for k, v in dict(data.get("values") or {}).items()}
-            client.modal = view
-            state: dict[str, Any] = {}
-            for block in view.get("blocks") or []:
-                element = block.get("element") or {}
-                name = block.get("block_id")
-                if block.get("type") != "input" or name not in values:
-                    continue
-                entry: dict[str, Any] = {"type": element.get("type")}
-                if element.get("type") == "static_select":
-                    entry["selected_option"] = {
-                        "text": {"type": "plain_text", "text": values[name]},
-                        "value": values[name],
-                    }
-                else:
-                    entry["value"] = values[name]
-                state[name] = {element.get("action_id", "value"): entry}
-            submitted = {**view, "id": "V0LOCAL", "hash": uuid.uuid4().hex[:12],
-                         "state": {"values": state}}  # fmt: skip
-            payload = client._interaction("view_submission", view=submitted)
-            return self._interact(client, payload)
-        raise ValueError(f"unknown Slack action {kind!r}")
-
-    def _slash(self, client: Any, command: str, text: str) -> dict[str, Any]:
-        self.app.fakes.say(client.channel, client.user, f"{command} {text}".strip())
-        fields = {
-            "command": command,
-            "text": text,
-            "team_id": client.team,
-            "channel_id": client.channel,
-            "user_id": client.user,
-            "user_name": "you",
-            "trigger_id": client._trigger_id(),
-            "response_url": client._response_url(),
-        }
-        body = urlencode(fields).encode()
-        answer = client._post("/slack/events", body, client._slack_headers(body, FORM))
-        ack = _body(answer)
-        if isinstance(ack, dict) and (ack.get("text") or ack.get("blocks")):
-            # What Slack shows for a command's ack: its message, to whoever ran it.
-            self.app.fakes.slack_message(client.channel, client.user, ack)
-        return {"status": answer.status_code, "ack": ack}
-
-    def _interact(self, client: Any, payload: dict[str, Any]) -> dict[str, Any]:
-        body = urlencode({"payload": json.dumps(payload)}).encode()
-        answer = client._post("/slack/events", body, client._slack_headers(body, FORM))
-        ack = _body(answer)
-        errors = {}
-        if isinstance(ack, dict) and ack.get("response_action") == "errors":
-            errors = {str(k): str(v) for k, v in (ack.get("errors") or {}).items()}
-        return {"status": answer.status_code, "ack": ack, "errors": errors}
-
-    def _messenger(self, client: Any, kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
-        if kind == "text":
-            text = str(data.get("text") or "")
-            self.app.fakes.say(None, client.user, text, platform="messenger")
-            event = client._messenger({"text": text})
-        elif kind == "quick_reply":
-            label = str(data.get("label") or "")
-            self.app.fakes.say(None, client.user, label, platform="messenger")
-            event = client._messenger(
-                {"text": label, "quick_reply": {"payload": str(data.get("payload") or "")}}
-            )
-        elif kind == "postback":
-            label = str(data.get("label") or "")
-            self.app.fakes.say(None, client.user, f"[{label}]", platform="messenger")
-            postback = {"mid": f"m_{uuid.uuid4().hex}", "title": label,
-                        "payload": str(data.get("payload") or "")}  # fmt: skip
-            event = client._messenger(None, postback=postback)
-        else:
-            raise ValueError(f"unknown Messenger action {kind!r}")
-        body = json.dumps(event).encode()
-        import hashlib
-        import hmac
-
-        secret = client._secret("MESSENGER_APP_SECRET").encode()
-        headers = {
-            "content-type": JSON,
-            "x-hub-signature-256": "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest(),
-        }
-        answer = client._post("/messenger/webhook", body, headers)
-        return {"status": answer.status_code}
-
-    def _whatsapp(self, client: Any, kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
-        if kind == "text":
-            text = str(data.get("text") or "")
-            self.app.fakes.say(None, client.user, text, platform="whatsapp")
-            event = client._whatsapp("text", {"body": text})
-        elif kind in ("button_reply", "list_reply"):
-            label = str(data.get("label") or "")
-            self.app.fakes.say(None, client.user, f"[{label}]", platform="whatsapp")
-            tapped = {"id": str(data.get("payload") or ""), "title": label}
-            event = client._whatsapp("interactive", {"type": kind, kind: tapped})
-        else:
-            raise ValueError(f"unknown WhatsApp action {kind!r}")
-        answer = client._whatsapp_post_raw(event)
-        return {"status": answer.status_code}
-
-    # -- dead letters, transcripts ----------------------------------------------------------
+    # -- dead letters ----------------------------------------------------------
 
     def retry(self, pk: str, sk: str) -> dict[str, Any]:
         """Replay one dead letter through its platform's edge (the Lambda entry of a job)."""
@@ -441,62 +273,13 @@ class Inspector:
         return {"ok": True}
 
     def transcript(self, query: Mapping[str, Any]) -> Any:
-        from bot.spec import DEFAULT_BOT
-        from bot.transcripts import Transcript, Turn
-
         name = self.app.slack.spec.name
-        platform, team, channel, user = self._who(query)
-        entries = self.journal.of(platform, team, channel, user if platform != "slack" else None)
-        turns = [
-            Turn(
-                user=e["user"],
-                conversation=e["message"]["conversation"] or e["channel"],
-                idempotency_key=e["idempotency_key"],
-                message=e["message"],
-                replies=e["replies"],
-                state=e["state"],
-            )
-            for e in entries
-            if e["outcome"] == "applied" and e.get("bot", name) == name
-        ]
-        # The bot's class, and where it was loaded from: make replay runs that one.
-        return Transcript(name, platform, team, turns, os.environ.get("BOT") or DEFAULT_BOT)
+        return inspector_transcripts.transcript(self.journal, self._who(query), name=name)
 
     def replay(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        """Replay a transcript: the JSON object, or ``{"id": name}`` of the transcripts
-        folder (a name, never a path: ``../x`` and ``/etc/x`` are refused)."""
-        from bot.testing import replay
-        from bot.transcripts import load
-
-        source: Mapping[str, Any] | Path = data
-        if set(data) == {"id"}:
-            name = str(data["id"])
-            if not TRANSCRIPT_ID.fullmatch(name):
-                folder = self.transcripts
-                raise ValueError(f"a transcript id is a file name of {folder}/, not a path")
-            found = self.transcripts / (name if name.endswith(".json") else f"{name}.json")
-            if not found.is_file():
-                raise ValueError(f"no transcript {name!r} in {self.transcripts}/")
-            source = found
-        transcript = load(source)
-        differences = replay(self.app.slack.spec.bot, transcript)
-        return {
-            "turns": len(transcript.turns),
-            "differences": [
-                {
-                    "turn": d.turn,
-                    "what": d.what,
-                    "said": d.said,
-                    "expected": d.expected,
-                    "got": d.got,
-                }
-                for d in differences
-            ],
-        }
-
-
-JSON = "application/json"
-FORM = "application/x-www-form-urlencoded"
+        """Replay a transcript (:mod:`handlers.tools.inspector_transcripts`)."""
+        bot = self.app.slack.spec.bot
+        return inspector_transcripts.replay(data, folder=self.transcripts, bot=bot)
 
 
 def _owner(job: Any) -> dict[str, Any]:
@@ -516,14 +299,5 @@ def _owner(job: Any) -> dict[str, Any]:
     return {}
 
 
-def _body(answer: Any) -> Any:
-    text = answer.text.strip()
-    if not text:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-__all__ = ["Inspector", "Journal", "bot_part"]  # the journal's, kept importable from here
+#: The journal's and the transcripts' names, kept importable from here.
+__all__ = ["TRANSCRIPTS", "TRANSCRIPT_ID", "Inspector", "Journal", "bot_part"]
