@@ -32,8 +32,9 @@ The promises (each a ``check_*`` function, named in the failure):
   letter, or a logged 200 that drops it).
 
 Each example uses a few kinds of steps (swarm testing: ``start(features=...)``), so they cross
-more often. ``PRODUCT_MODEL_EXAMPLES`` sets the number of examples per store (``make test`` runs 200 on
-SQLite and the first 50 of them on DynamoDB Local, ``make test-long`` 2,000 on each); ``PRODUCT_MODEL_CHECKS`` (comma-separated check names)
+more often. ``PRODUCT_MODEL_EXAMPLES`` sets the number of examples per store (``make test``
+runs 200 on SQLite and the first 50 of them on DynamoDB Local, ``make test-long`` 2,000 on
+each); ``PRODUCT_MODEL_CHECKS`` (comma-separated check names)
 runs only those checks, to find each one's shortest counterexample.
 """
 
