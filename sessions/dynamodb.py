@@ -197,24 +197,34 @@ class DynamoDBStore:
             f"DynamoDB left {what} unprocessed after {UNPROCESSED_RETRIES} retries"
         )
 
-    def _page(self, key: ConversationKey, chain: str, event_key: int) -> Item | None:
-        """The one page of the chain that may hold ``event_key``: the first whose highest key
-        is at or above it (one ``Query``, ``Limit=1``)."""
-        low, high = layout.page_range(key.sk, chain, event_key)
-        out = self._call(
-            "query",
-            TableName=self.table,
-            KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
-            ExpressionAttributeValues={
-                ":pk": {"S": key.pk},
-                ":low": {"S": low},
-                ":high": {"S": high},
-            },
-            ConsistentRead=True,
-            Limit=1,
-        )
-        items: list[Item] = out.get("Items", [])
-        return items[0] if items else None
+    def _pages(self, key: ConversationKey, chain: str, low: int, high: int) -> list[Item]:
+        """The pages of the chain that may hold a record of a key from ``low`` to ``high``
+        (``layout.pages_holding``): one ``Query`` from the first that may hold ``low``,
+        :data:`~sessions.dynamodb_layout.PAGE_READ` pages a time (the second says whether an
+        overflow page of the same mark follows); another only past them."""
+        first, last = layout.page_range(key.sk, chain, low)
+        read: list[Item] = []
+        start: dict[str, Any] | None = None
+        while True:
+            request: dict[str, Any] = {
+                "TableName": self.table,
+                "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
+                "ExpressionAttributeValues": {
+                    ":pk": {"S": key.pk},
+                    ":low": {"S": first},
+                    ":high": {"S": last},
+                },
+                "ConsistentRead": True,
+                "Limit": layout.PAGE_READ,
+            }
+            if start is not None:
+                request["ExclusiveStartKey"] = start
+            out = self._call("query", **request)
+            read += out.get("Items", [])
+            pages, done = layout.pages_holding(read, low, high)
+            start = out.get("LastEvaluatedKey")
+            if done or start is None:
+                return pages
 
     def load(
         self,
@@ -226,13 +236,14 @@ class DynamoDBStore:
     ) -> Snapshot:
         """One consistent ``GetItem`` of the conversation item, which holds the state and the
         conversation's recent event records inline. More reads only when the item says they
-        are needed (``Conversation.lookup``): a ``Query`` of the one page that may hold the
-        event's record, and one ``BatchGetItem`` of the record items that may hold it (its
-        own: a dead letter, an outbox; or a record moved out late) and of the tombstone when
-        the event happened before the item was created and a delete may lie in between.
+        are needed (``Conversation.lookup``): a ``Query`` of the page that may hold the
+        event's record (with the overflow pages of its mark), and one ``BatchGetItem`` of
+        the record items that may hold it (its own: a dead letter, an outbox; or a record
+        moved out late) and of the tombstone when the event happened before the item was
+        created and a delete may lie in between.
         ``exact``: state, record and tombstone in one ``BatchGetItem``, always (then the page
         too when the item says so)."""
-        key_ms = layout.event_key(event_time)
+        key_ms, second = layout.event_key(event_time), layout.second_key(event_time)
         if exact:
             sks = [key.sk, TOMBSTONE_SK] + ([event_sk] if event_sk else [])
             found = self._batch_get(key.pk, sks)
@@ -244,7 +255,7 @@ class DynamoDBStore:
         own_sks = [event_sk, layout.record_sk(key.sk, d)] if event_sk else []
         event = conversation.record(d) if event_sk else None
         if event_sk and event is None:
-            where = conversation.lookup(key_ms)
+            where = conversation.lookup(key_ms, second)
             more = []
             if where.own:
                 more += [sk for sk in own_sks if sk not in found]
@@ -261,8 +272,8 @@ class DynamoDBStore:
             if where.page:
                 # Even past an own record: one that expired (a delivery after the event TTL
                 # was applied again) must not hide the later commit's record in a page.
-                page = self._page(key, conversation.chain, key_ms)
-                paged = layout.page_record(page, d, conversation.generation) if page else None
+                pages = self._pages(key, conversation.chain, where.low, key_ms)
+                paged = layout.paged_record(pages, d, conversation.generation)
                 if paged is not None and (event is None or paged.expires_at > event.expires_at):
                     event = paged
                     conversation = replace(conversation, sibling=False)

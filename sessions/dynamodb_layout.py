@@ -27,8 +27,15 @@ When the inline records no longer fit beside the state, *all* of them move out a
   ``(hi[i-1], hi[i]]``, and the one page that can hold a key ``k`` is the first page of the chain
   whose ``hi >= k``: one ``Query`` with ``Limit=1`` finds it. Many records in one plain write:
   a busy conversation pays about one more write unit per page, not a transaction per event.
-- into a record item of its own (``<channel>#evt#<digest>``) for each *late* record: one whose
-  key is at or below ``pm`` (an event that arrived after newer ones had been paged) or unknown.
+- into an *overflow page* of the mark (``sk = <channel>#evt#p.<chain>.<pm>.<digest>``, named
+  by the first digest it holds), for the late records whose key *is* ``pm``: events of the
+  mark's own millisecond, which arrived after it was paged (several events in one second of a
+  platform that sends whole seconds: a burst of slash commands). The overflow pages of a mark
+  sort right after its page, so the lookup of a key reads the first page whose ``hi`` is at or
+  above it *and the pages of the same* ``hi`` after it: still one ``Query`` (``Limit=2``), and
+  one write for all of them, never a record item each.
+- into a record item of its own (``<channel>#evt#<digest>``) for each other *late* record: one
+  whose key is below ``pm`` (an event that arrived after newer ones had been paged) or unknown.
   The own-record mark ``om`` covers them, as it covers the records that never go inline (a dead
   letter, a sent-mark outbox, a large response: ``<channel>#evt#<event hash>``).
 
@@ -46,9 +53,21 @@ which is right. Every record in any page is a committed event: a page can only m
 already done if it was.
 
 Marks (``om``/``omx``: own records and their expiry; ``pc``/``pm``: the page chain and its
-mark) are in keys, ms. Items of older layouts still deduplicate: 16-byte ``ids`` entries and the
-``sp``/``spx`` spill mark carry our commit time, not the event's, so they are read with a
-margin of :data:`MAX_SKEW` for the platform's clock.
+mark; ``cm``/``cmx``: the coarse mark, below) are in keys, ms. Items of older layouts still
+deduplicate: 16-byte ``ids`` entries and the ``sp``/``spx`` spill mark carry our commit time, not
+the event's, so they are read with a margin of :data:`MAX_SKEW` for the platform's clock.
+
+Finer times over records filed by whole seconds. Slack's Events API was filed by its envelope's
+``event_time`` (whole seconds) until the edge took the event's ``event_ts`` (microseconds), so
+that the events of one second get keys of their own. A redelivery of an event filed before that
+carries a key up to a second above the one its record was filed under, and a page or own-record
+lookup by the new key alone could miss it. So a conversation item written before (no ``cm``
+attribute) is read with a *coarse mark*: the highest key any of its records can have (inline,
+paged, own), until they all expire; every item this layout writes carries ``cm`` (``0``: no
+coarse record left). An event whose second's key (:func:`second_key`) is at or below the coarse
+mark looks from that key up (``Lookup.low``): the pages between the two keys, own records by
+its digest as always. Events after the mark's second are not affected: a deploy costs a few
+more lookups for a day, and nothing for a conversation that starts after it.
 """
 
 from __future__ import annotations
@@ -98,6 +117,9 @@ MAX_KEY = UNKNOWN
 UNIT = 64
 #: Sort-key infix of a page (digests are hex, so no record item's name starts with it).
 PAGE = "p."
+#: A page lookup reads this many pages a request: the one that may hold the key and the next,
+#: to see whether it is an overflow page of the same mark (then more are read).
+PAGE_READ = 2
 #: Attributes of the conversation item besides the state (``kind`` only on old items).
 CONVERSATION_KINDS = (None, "state")
 
@@ -144,10 +166,13 @@ class Mark(NamedTuple):
 
 
 class Lookup(NamedTuple):
-    """Where a redelivery not found inline must look: its own record items, a page."""
+    """Where a redelivery not found inline must look: its own record items, the pages; and
+    the lowest key its record may be filed under (its own key, or its second's key where the
+    coarse mark covers that: :func:`pages_holding` reads the pages from there up to its key)."""
 
     own: bool
     page: bool
+    low: int = 0
 
 
 def event_key(event_time: float | None) -> int:
@@ -158,6 +183,16 @@ def event_key(event_time: float | None) -> int:
         return 0
     key = math.ceil(event_time * 1000)
     return key if key < MAX_KEY else 0
+
+
+def second_key(event_time: float | None) -> int:
+    """The key of the whole second the event happened in: what an earlier layout filed an
+    event of that second under when it knew only whole seconds (Slack's ``event_time``). 0
+    when the time is unknown."""
+    if event_key(event_time) == 0:
+        return 0
+    assert event_time is not None
+    return math.floor(event_time) * 1000
 
 
 def digest(event_sk: str) -> bytes:
@@ -176,9 +211,40 @@ def page_sk(channel_sk: str, chain: str, hi: int) -> str:
     return f"{channel_sk}{EVENT_MARK}{PAGE}{chain}.{hi:016d}"
 
 
+def overflow_sk(channel_sk: str, chain: str, hi: int, first: bytes) -> str:
+    """The sort key of an overflow page of the mark ``hi``: right after the mark's own page
+    (a longer name with the same start), before the next page of the chain."""
+    return f"{page_sk(channel_sk, chain, hi)}.{first.hex()}"
+
+
 def page_range(channel_sk: str, chain: str, key: int) -> tuple[str, str]:
-    """The sort keys between which the first page is the one that may hold ``key``."""
+    """The sort keys between which the pages from the first that may hold ``key`` on lie."""
     return page_sk(channel_sk, chain, key), f"{channel_sk}{EVENT_MARK}{PAGE}{chain}.~"
+
+
+def page_hi(page: Item) -> int:
+    """A page's highest key (the third part of its name: ``p.<chain>.<hi>[.<digest>]``)."""
+    return int(page["sk"]["S"].rsplit(EVENT_MARK, 1)[1].split(".")[2])
+
+
+def pages_holding(pages: list[Item], low: int, high: int) -> tuple[list[Item], bool]:
+    """Of a chain's pages in ascending order (a ``Query`` from :func:`page_range` of ``low``),
+    those that may hold a record of a key from ``low`` to ``high``: from the first whose ``hi``
+    is at or above ``low`` to the first whose ``hi`` is at or above ``high``, with the overflow
+    pages of that ``hi``. And whether they are all there: a page past them was read (else the
+    caller reads on, unless the chain ended)."""
+    found: list[Item] = []
+    last: int | None = None  # the hi of the first page at or above ``high``
+    for page in pages:
+        hi = page_hi(page)
+        if hi < low:
+            continue
+        if last is not None and hi > last:
+            return found, True
+        found.append(page)
+        if last is None and hi >= high:
+            last = hi
+    return found, False
 
 
 def n(value: int) -> dict[str, str]:
@@ -323,6 +389,9 @@ class Conversation:
     #: The event's record was read from an item of its own (a dead letter being replayed):
     #: the commit replaces it there.
     sibling: bool = False
+    #: Records at or below this key may be filed under their event's whole second (written
+    #: before Slack's finer times: see the module docstring), until it expires.
+    coarse: Mark | None = None
 
     @classmethod
     def of(cls, item: Item | None) -> Conversation:
@@ -337,14 +406,22 @@ class Conversation:
             own = Mark((num(item, "sp") + MAX_SKEW) * 1000, num(item, "spx"))
         if "om" in item:
             own = _join(own, Mark(num(item, "om"), num(item, "omx")))
+        entries = _entries(item)
+        if "cm" in item:
+            coarse = Mark(num(item, "cm"), num(item, "cmx")) if num(item, "cm") else None
+        else:
+            # Written before finer times: any of its records may be filed by whole seconds.
+            keys = [e.key for e in entries] + [num(item, "pm"), num(item, "om")]
+            coarse = Mark(max(keys), num(item, "expires_at")) if max(keys) else None
         return cls(
             item=item,
             state=state if isinstance(state, StoredState) else None,
-            entries=_entries(item),
+            entries=entries,
             responses=_responses(item),
             own=own,
             chain=bytes(item["pc"]["B"]).hex() if "pc" in item else "",
             paged=num(item, "pm"),
+            coarse=coarse,
         )
 
     @property
@@ -359,12 +436,16 @@ class Conversation:
         """The inline record of the event with this digest, if any."""
         return _record(self.entries, self.responses, d, self.generation)
 
-    def lookup(self, key: int) -> Lookup:
+    def lookup(self, key: int, second: int = 0) -> Lookup:
         """Must an event of this key, not recorded inline, look outside the item? Its own
-        record items if it may have been filed there; the chain's page if it may be paged."""
-        own = self.own is not None and (key == 0 or key <= self.own.key)
-        page = key != 0 and key <= self.paged
-        return Lookup(own=own, page=page)
+        record items if it may have been filed there; the chain's pages if it may be paged.
+        ``second``: the key of its whole second (:func:`second_key`), under which an earlier
+        layout may have filed it, if the coarse mark covers it."""
+        coarse = self.coarse is not None and 0 < second < key and second <= self.coarse.key
+        low = second if coarse else key
+        own = self.own is not None and (key == 0 or low <= self.own.key)
+        page = key != 0 and low <= self.paged
+        return Lookup(own=own, page=page, low=low)
 
     def needs_tombstone(self, event_time: float | None) -> bool:
         """Whether a tombstone could postdate the event: only if the event happened before
@@ -386,7 +467,7 @@ class Conversation:
 
 #: What a conversation item holds besides its state: records and marks.
 _RECORDS = ("ev", "ids", "rs")
-_MARKS = ("om", "omx", "pc", "pm", "sp", "spx")
+_MARKS = ("om", "omx", "pc", "pm", "sp", "spx", "cm", "cmx")
 
 
 def _target(item: Item) -> int:
@@ -404,6 +485,13 @@ def _join(a: Mark | None, b: Mark | None) -> Mark | None:
 def page_record(page: Item, d: bytes, generation: int) -> EventRecord | None:
     """The record of the event with this digest in a page, if any."""
     return _record(_entries(page), _responses(page), d, generation)
+
+
+def paged_record(pages: list[Item], d: bytes, generation: int) -> EventRecord | None:
+    """The record of the event with this digest in any of ``pages`` (the latest to expire:
+    an event applied again after its record expired has a later one)."""
+    found = [r for page in pages if (r := page_record(page, d, generation)) is not None]
+    return max(found, key=lambda r: r.expires_at, default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,37 +569,51 @@ def cheaper_blob(blob: bytes, base: int) -> bytes:
     return raw
 
 
+def _page_item(
+    pk: str, name: str, entries: list[Entry], responses: tuple[Response, ...], generation: int
+) -> Item:
+    digests = {e.digest for e in entries}
+    page = key_of(pk, name) | {"kind": {"S": "page"}}
+    page |= _pack(entries, [r for r in responses if r.digest in digests])
+    page["expires_at"] = n(max(e.expires for e in entries))
+    if generation:
+        page["gen"] = n(generation)
+    return page
+
+
 def _move_out(
     conversation: Conversation, pk: str, sk: str, chain: str
-) -> tuple[list[Item], Mark | None, Mark | None]:
+) -> tuple[list[Item], Mark | None, Mark | None, int]:
     """Every record of the item as read moves out: those above the page mark to one page of
-    ``chain``, the late ones (at or below it, or of unknown time) to items of their own.
-    Returns the items to write, the page mark and the own-record mark they add."""
+    ``chain``, the late ones of the mark's own key to an overflow page of the mark, the other
+    late ones (below it, or of unknown time) to items of their own. Returns the items to
+    write, the page mark and the own-record mark they add, and until when the overflow page's
+    records live (0: none)."""
     entries, responses = conversation.entries, conversation.responses
     generation = num(conversation.item or {}, "gen")
     floor = conversation.paged
-    fresh = [e for e in entries if e.key > floor]
-    late = [e for e in entries if e.key <= floor]
+    fresh = sorted((e for e in entries if e.key > floor), key=lambda e: (e.key, e.digest))
+    same = sorted((e for e in entries if floor and e.key == floor), key=lambda e: e.digest)
+    late = [e for e in entries if e.key < floor or not e.key]
     items: list[Item] = []
     page_mark = own_mark = None
+    overflow = 0
     if fresh:
-        fresh.sort(key=lambda e: (e.key, e.digest))
         hi = fresh[-1].key
-        digests = {e.digest for e in fresh}
-        page = key_of(pk, page_sk(sk, chain, hi)) | {"kind": {"S": "page"}}
-        page |= _pack(fresh, [r for r in responses if r.digest in digests])
-        expires = max(e.expires for e in fresh)
-        page["expires_at"] = n(expires)
-        if generation:
-            page["gen"] = n(generation)
+        page = _page_item(pk, page_sk(sk, chain, hi), fresh, responses, generation)
         items.append(page)
-        page_mark = Mark(hi, expires)
+        page_mark = Mark(hi, num(page, "expires_at"))
+    if same:
+        name = overflow_sk(sk, chain, floor, same[0].digest)
+        page = _page_item(pk, name, same, responses, generation)
+        items.append(page)
+        overflow = num(page, "expires_at")
     for entry in sorted(late):
         record = _record((entry,), responses, entry.digest, generation)
         assert record is not None
         items.append(event_item(pk, record_sk(sk, entry.digest), record))
         own_mark = _join(own_mark, Mark(_late_mark(entry), entry.expires))
-    return items, page_mark, own_mark
+    return items, page_mark, own_mark, overflow
 
 
 def place(
@@ -538,6 +640,8 @@ def place(
     function of the item as read). Pure: the same arguments always give the same writes."""
     d = digest(event_sk)
     own = conversation.own if conversation.own and conversation.own.expires > now else None
+    coarse = conversation.coarse
+    coarse = coarse if coarse is not None and coarse.expires > now else None
     chain, paged = conversation.chain or new_chain, conversation.paged
     # The item lives as long as its pages' records (its chain goes with it).
     ttl = num(conversation.item, "expires_at") if conversation.paged and conversation.item else 0
@@ -545,10 +649,11 @@ def place(
     responses = [r for r in conversation.responses if r.until > now and r.digest != d]
     moved: list[Item] = []
     if move and conversation.exists and conversation.entries and conversation.full():
-        moved, page_mark, own_mark = _move_out(conversation, pk, sk, chain)
+        moved, page_mark, own_mark, overflow = _move_out(conversation, pk, sk, chain)
         own = _join(own, own_mark)
         if page_mark is not None:
             paged, ttl = page_mark.key, max(ttl, page_mark.expires)
+        ttl = max(ttl, overflow)
         entries, responses = [], []
     records: list[tuple[str, EventRecord]] = []
     item = conversation.item
@@ -596,6 +701,9 @@ def place(
         new["om"], new["omx"] = n(own.key), n(own.expires)
     if paged:
         new["pc"], new["pm"] = {"B": bytes.fromhex(chain)}, n(paged)
+    new["cm"] = n(coarse.key if coarse else 0)  # also says: written by this layout
+    if coarse:
+        new["cmx"] = n(coarse.expires)
     ttl = max([ttl, num(new, "idle_at"), own.expires if own else 0] + [e.expires for e in entries])
     new["expires_at"] = n(ttl)
     if num(new, "idle_at") == ttl or "state" not in new:
