@@ -19,7 +19,10 @@ the one its record was filed under. (The first layout compared event times with 
 clock floored to seconds, and a Messenger event committed in the same second as a record moved
 out compared as newer than the move: its redelivery was applied again.)
 
-When the inline records no longer fit beside the state, *all* of them move out at once:
+When the inline records no longer fit beside the state, they move out at once, all but the
+records of the highest key when there are lower keys to page and those records are at most
+half of the item's (they stay inline: more events of that key, several in one whole second,
+then find the page mark below them and need no lookup):
 
 - into a **page**: one item (``sk = <channel>#evt#p.<chain>.<hi>``) holding every record whose
   key is above the conversation's page mark ``pm``; ``hi`` is the page's highest key, and it
@@ -42,11 +45,12 @@ When the inline records no longer fit beside the state, *all* of them move out a
 Pages and moved records are written *before* the conversation item, as plain writes, and the
 conversation item's conditional write is what makes them count. That is safe without a
 transaction because what moves out is a function of the item the turn read alone: whether it
-moves (the item is full), and what (every record, split by the page mark). Every writer that
-read the same item writes the same page under the same name; a page whose conversation write
-then failed is either rewritten identically by the writer that succeeds, or belongs to an item
-that nobody will write again. A chain lives as long as its conversation item (whose TTL
-never falls below its pages'); a new item starts a chain under a fresh random name from the
+moves (the item is full), and what (its records, split by the page mark and the highest key).
+Every writer that read the same item writes the same page under the same name; a page whose
+conversation write then failed is either rewritten identically by the writer that succeeds, or
+belongs to an item that nobody will write again. A chain lives as long as its conversation
+item (whose TTL never falls below its pages'); a new item starts a chain under a fresh random
+name from the
 caller, so the pages of an item that expired or was deleted are never read again. A page that
 TTL removed held only expired records: the next page of the chain then answers "not there",
 which is right. Every record in any page is a committed event: a page can only make an event look
@@ -581,18 +585,31 @@ def _page_item(
     return page
 
 
-def _move_out(
-    conversation: Conversation, pk: str, sk: str, chain: str
-) -> tuple[list[Item], Mark | None, Mark | None, int]:
-    """Every record of the item as read moves out: those above the page mark to one page of
+class MovedOut(NamedTuple):
+    items: list[Item]
+    page: Mark | None
+    own: Mark | None
+    #: Until when the overflow page's records live (0: none).
+    overflow: int
+    #: The digests of the records that stay inline.
+    stay: frozenset[bytes]
+
+
+def _move_out(conversation: Conversation, pk: str, sk: str, chain: str) -> MovedOut:
+    """The records of the item as read move out: those above the page mark to one page of
     ``chain``, the late ones of the mark's own key to an overflow page of the mark, the other
-    late ones (below it, or of unknown time) to items of their own. Returns the items to
-    write, the page mark and the own-record mark they add, and until when the overflow page's
-    records live (0: none)."""
+    late ones (below it, or of unknown time) to items of their own. Except the records of the
+    highest key, when there are lower ones to page and they are at most half of the item's:
+    they stay inline, so that more events of that key (whole seconds: a burst of slash
+    commands in one second) find the page mark below them and need no lookup."""
     entries, responses = conversation.entries, conversation.responses
     generation = num(conversation.item or {}, "gen")
     floor = conversation.paged
     fresh = sorted((e for e in entries if e.key > floor), key=lambda e: (e.key, e.digest))
+    top = [e for e in fresh if e.key == fresh[-1].key] if fresh else []
+    stay = frozenset[bytes]()
+    if len(top) < len(fresh) and 2 * len(top) <= len(entries):
+        stay, fresh = frozenset(e.digest for e in top), fresh[: len(fresh) - len(top)]
     same = sorted((e for e in entries if floor and e.key == floor), key=lambda e: e.digest)
     late = [e for e in entries if e.key < floor or not e.key]
     items: list[Item] = []
@@ -613,7 +630,7 @@ def _move_out(
         assert record is not None
         items.append(event_item(pk, record_sk(sk, entry.digest), record))
         own_mark = _join(own_mark, Mark(_late_mark(entry), entry.expires))
-    return items, page_mark, own_mark, overflow
+    return MovedOut(items, page_mark, own_mark, overflow, stay)
 
 
 def place(
@@ -649,12 +666,13 @@ def place(
     responses = [r for r in conversation.responses if r.until > now and r.digest != d]
     moved: list[Item] = []
     if move and conversation.exists and conversation.entries and conversation.full():
-        moved, page_mark, own_mark, overflow = _move_out(conversation, pk, sk, chain)
-        own = _join(own, own_mark)
-        if page_mark is not None:
-            paged, ttl = page_mark.key, max(ttl, page_mark.expires)
-        ttl = max(ttl, overflow)
-        entries, responses = [], []
+        out = _move_out(conversation, pk, sk, chain)
+        moved, own = out.items, _join(own, out.own)
+        if out.page is not None:
+            paged, ttl = out.page.key, max(ttl, out.page.expires)
+        ttl = max(ttl, out.overflow)
+        entries = [e for e in entries if e.digest in out.stay]
+        responses = [r for r in responses if r.digest in out.stay]
     records: list[tuple[str, EventRecord]] = []
     item = conversation.item
     if state is None:

@@ -34,13 +34,13 @@ def metered(
     meter.billing.close()
 
 
-def page_out(sessions: Sessions, meter: Meter, clock: Clock, count: Any) -> None:
-    """Events a second apart until the conversation's records move out to a page."""
+def page_out(sessions: Sessions, meter: Meter, clock: Clock, count: Any) -> int:
+    """Events a second apart until the conversation's records move out to a page; how many."""
     for i in range(200):
         clock.now += 1
         sessions.run(KEY, f"Ev-early-{i}", count, None, event_time=clock.now - 0.5)
         if "BatchWriteItem" in meter.take()[0]:
-            return
+            return i + 1
     raise AssertionError("the item never filled")
 
 
@@ -76,6 +76,31 @@ def test_a_burst_of_slack_events_in_one_second_costs_what_any_new_event_costs(
     again = sessions.run(KEY, "Ev-burst-7", count, None, event_time=second + 0.000123 + 7 * 0.0371)
     assert again.duplicate and meter.take()[0] == {"GetItem": 1}
     assert sessions.get(KEY).state["n"] == before + 20  # type: ignore[union-attr]
+
+
+def test_a_burst_of_one_key_crossing_a_move_out_keeps_its_records_inline(
+    metered: tuple[Sessions, Meter, Clock],
+) -> None:
+    """Twenty slash commands in one whole second on a paged conversation, the item filling
+    midway: the records of their key stay inline when the older ones move out (they are at
+    most half), so the page mark stays below their key and none of them needs a lookup."""
+    sessions, meter, clock = metered
+    count = counter(SMALL, respond=False)
+    room = page_out(sessions, meter, clock, count)
+    for i in range(room // 2 + 2):  # the item half full of earlier events
+        clock.now += 1
+        sessions.run(KEY, f"Ev-more-{i}", count, None, event_time=clock.now - 0.5)
+    meter.take()
+    second = float(int(clock.now) + 1)
+    calls: Counter[str] = Counter()
+    for i in range(20):
+        clock.now = second + 0.05 * i
+        sessions.run(KEY, f"cmd-{i}", count, None, event_time=second)
+        calls += meter.take()[0]
+    assert calls == {"GetItem": 20, "PutItem": 20, "BatchWriteItem": 1}, calls
+    clock.now += 60
+    for i in range(20):
+        assert sessions.run(KEY, f"cmd-{i}", count, None, event_time=second).duplicate
 
 
 def test_events_of_one_key_past_the_page_mark_cost_one_query_and_no_record_of_their_own(
