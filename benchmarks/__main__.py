@@ -19,6 +19,7 @@ for _name, _value in {
 
 from benchmarks import (  # noqa: E402
     ack_latency,
+    burst,
     cold_packaged,
     cold_start,
     hot_item,
@@ -88,6 +89,11 @@ def main() -> int:
         _section(
             "Many writers on one item (a poll voted on at once), and a turn over two scopes",
             hot_item.table(results["hot_item"]),
+        )
+        results["burst"] = burst.run(server.endpoint)
+        _section(
+            "A burst on one conversation: 20 events of one second, records already paged",
+            burst.table(results["burst"]),
         )
         results["installs"] = installs.run(server.endpoint)
         _section(

@@ -14,6 +14,7 @@ from typing import Any
 
 from benchmarks import (
     ack_latency,
+    burst,
     cold_packaged,
     cold_start,
     hot_item,
@@ -37,6 +38,7 @@ TABLES: dict[str, tuple[str, Callable[[Any], list[str]]]] = {
     "pipeline": ("pipeline", pipeline.table),
     "throughput": ("throughput", throughput.table),
     "hot-item": ("hot_item", hot_item.table),
+    "burst": ("burst", burst.table),
     "installs": ("installs", installs.table),
     "timers": ("timers", timers.table),
     "stream": ("stream", stream.table),

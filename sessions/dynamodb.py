@@ -197,21 +197,22 @@ class DynamoDBStore:
             f"DynamoDB left {what} unprocessed after {UNPROCESSED_RETRIES} retries"
         )
 
-    def _pages(self, key: ConversationKey, chain: str, event_key: int) -> list[Item]:
-        """The pages of the chain that may hold ``event_key`` (``layout.pages_for``): one
-        ``Query`` from it on, of two pages (the one that holds it, in a quiet conversation);
-        more only while they are within ``layout.PAGE_WINDOW`` of it (a hot item's)."""
-        low, high = layout.page_range(key.sk, chain, event_key)
-        pages: list[Item] = []
+    def _pages(self, key: ConversationKey, chain: str, low: int, high: int) -> list[Item]:
+        """The pages of the chain that may hold a record of a key from ``low`` to ``high``
+        (``layout.pages_for``): one ``Query`` from ``low`` on, of two pages (the one that holds
+        it, in a quiet conversation); more only while they are within ``layout.PAGE_WINDOW``
+        of ``high`` (a hot item's)."""
+        first, last = layout.page_range(key.sk, chain, low)
+        read: list[Item] = []
         start: dict[str, Any] | None = None
-        while layout.read_on(event_key, pages):
+        while layout.read_on(high, read):
             request: dict[str, Any] = {
                 "TableName": self.table,
                 "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
                 "ExpressionAttributeValues": {
                     ":pk": {"S": key.pk},
-                    ":low": {"S": low},
-                    ":high": {"S": high},
+                    ":low": {"S": first},
+                    ":high": {"S": last},
                 },
                 "ConsistentRead": True,
                 "Limit": 2 if start is None else 8,
@@ -219,11 +220,11 @@ class DynamoDBStore:
             if start is not None:
                 request["ExclusiveStartKey"] = start
             out = self._call("query", **request)
-            pages += out.get("Items", [])
+            read += out.get("Items", [])
             start = out.get("LastEvaluatedKey")
             if start is None:
                 break
-        return layout.pages_for(event_key, pages)
+        return layout.pages_for(low, high, read)
 
     def load(
         self,
@@ -241,7 +242,7 @@ class DynamoDBStore:
         the event happened before the item was created and a delete may lie in between.
         ``exact``: state, record and tombstone in one ``BatchGetItem``, always (then the page
         too when the item says so)."""
-        key_ms = layout.event_key(event_time)
+        key_ms, second = layout.event_key(event_time), layout.second_key(event_time)
         if exact:
             sks = [key.sk, TOMBSTONE_SK] + ([event_sk] if event_sk else [])
             found = self._batch_get(key.pk, sks)
@@ -253,7 +254,7 @@ class DynamoDBStore:
         own_sks = [event_sk, layout.record_sk(key.sk, d)] if event_sk else []
         event = conversation.record(d) if event_sk else None
         if event_sk and event is None:
-            where = conversation.lookup(key_ms)
+            where = conversation.lookup(key_ms, second)
             more = []
             if where.own:
                 more += [sk for sk in own_sks if sk not in found]
@@ -270,11 +271,11 @@ class DynamoDBStore:
             if where.page:
                 # Even past an own record: one that expired (a delivery after the event TTL
                 # was applied again) must not hide the later commit's record in a page.
-                for page in self._pages(key, conversation.chain, key_ms):
-                    paged = layout.page_record(page, d, conversation.generation)
-                    if paged is not None and (event is None or paged.expires_at > event.expires_at):
-                        event = paged
-                        conversation = replace(conversation, sibling=False)
+                pages = self._pages(key, conversation.chain, where.low, key_ms)
+                paged = layout.paged_record(pages, d, conversation.generation)
+                if paged is not None and (event is None or paged.expires_at > event.expires_at):
+                    event = paged
+                    conversation = replace(conversation, sibling=False)
         stone = layout.parse(found[TOMBSTONE_SK]) if TOMBSTONE_SK in found else None
         return Snapshot(
             state=conversation.state,

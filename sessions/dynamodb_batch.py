@@ -2,14 +2,14 @@
 
 A batch's read is the turn's read: one consistent ``GetItem`` of the conversation item, which
 holds the recent records inline; more only where ``Conversation.lookup`` says a record may lie
-outside the item (a page, an item of its own: one ``BatchGetItem`` for all of the batch's, and
-one ``Query`` of the pages that may hold them). A batch's write is the turn's write: one
+outside the item (pages, items of their own: one ``BatchGetItem`` for all of the batch's, and
+one ``Query`` of the pages from the lowest key on). A batch's write is the turn's write: one
 ``PutItem`` conditioned on the item as read, with every record of the batch inline (a
 ``TransactWriteItems`` only when the batch creates the item or a record needs an item of its
-own). Records move out (when the item
-as read is full) before the write, decided by the item as read alone, exactly as for one turn;
-the batch's own records are always placed inline on top (ten of them add 160 bytes), so that
-no page ever holds a record of a batch whose write then failed.
+own). Records move out (when the item as read is full) before the write, decided by the item
+as read alone, exactly as for one turn; the batch's own records are always placed inline on
+top (ten of them add 160 bytes), so that no page ever holds a record of a batch whose write
+then failed.
 """
 
 from __future__ import annotations
@@ -57,26 +57,31 @@ def load_batch(
         conversation = Conversation.of(store._get(key))
     records: list[EventRecord | None] = []
     more: list[str] = []
-    pages: list[int] = []
-    for event_sk, event_time in events:
+    pages: dict[int, tuple[int, int]] = {}  # event index -> the keys its pages span
+    for index, (event_sk, event_time) in enumerate(events):
         d = layout.digest(event_sk)
         inline = conversation.record(d)
         records.append(inline)
         if inline is not None:
             continue
-        where = conversation.lookup(layout.event_key(event_time))
+        key_ms = layout.event_key(event_time)
+        where = conversation.lookup(key_ms, layout.second_key(event_time))
         if where.own:
             more += [event_sk, layout.record_sk(key.sk, d)]
         if where.page:
-            pages.append(layout.event_key(event_time))
+            pages[index] = (where.low, key_ms)
         if conversation.needs_tombstone(event_time):
             more.append(TOMBSTONE_SK)
     found: dict[str, Item] = {}
     wanted = list(dict.fromkeys(more))
     for start in range(0, len(wanted), 100):
         found |= store._batch_get(key.pk, wanted[start : start + 100])
-    paged = _pages(store, key, conversation.chain, pages) if pages else {}
-    for index, (event_sk, event_time) in enumerate(events):
+    read: list[Item] = []
+    if pages:  # the batch's keys are close together: one Query from the lowest usually
+        spans = pages.values()
+        low, high = min(lo for lo, _ in spans), max(hi for _, hi in spans)
+        read = _pages(store, key, conversation.chain, low, high)
+    for index, (event_sk, _) in enumerate(events):
         if records[index] is not None:
             continue
         d = layout.digest(event_sk)
@@ -85,9 +90,9 @@ def load_batch(
             if isinstance(record, EventRecord):
                 records[index] = record
                 break
-        key_ms = layout.event_key(event_time)
-        for page in paged.get(key_ms, []):
-            record = layout.page_record(page, d, conversation.generation)
+        if index in pages:
+            mine = layout.pages_for(*pages[index], read)
+            record = layout.paged_record(mine, d, conversation.generation)
             current = records[index]
             if record is not None and (current is None or record.expires_at > current.expires_at):
                 records[index] = record
@@ -102,23 +107,23 @@ def load_batch(
 
 
 def _pages(
-    store: DynamoDBStore, key: ConversationKey, chain: str, keys: list[int]
-) -> dict[int, list[Item]]:
-    """The pages of the chain that may hold each key (``layout.pages_for``). The batch's keys
-    are close together (events of the same seconds), so one ``Query`` from the lowest key on,
-    a few pages a time, usually finds them all."""
-    wanted = sorted(set(keys))
-    low, high = layout.page_range(key.sk, chain, wanted[0])
+    store: DynamoDBStore, key: ConversationKey, chain: str, low: int, high: int
+) -> list[Item]:
+    """The pages of the chain from ``low`` on that may hold a record of the batch's keys, up
+    to ``high`` (``layout.read_on``). The batch's keys are close together (events of the same
+    seconds), so one ``Query`` from the lowest key on, a few pages a time, usually finds them
+    all; each event then takes its own (``layout.pages_for``)."""
+    first, last = layout.page_range(key.sk, chain, low)
     start: dict[str, Any] | None = None
     read: list[Item] = []
-    while layout.read_on(wanted[-1], read):
+    while layout.read_on(high, read):
         request: dict[str, Any] = {
             "TableName": store.table,
             "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
             "ExpressionAttributeValues": {
                 ":pk": {"S": key.pk},
-                ":low": {"S": low},
-                ":high": {"S": high},
+                ":low": {"S": first},
+                ":high": {"S": last},
             },
             "ConsistentRead": True,
             "Limit": 4,
@@ -130,7 +135,7 @@ def _pages(
         start = out.get("LastEvaluatedKey")
         if start is None:
             break
-    return {k: layout.pages_for(k, [p for p in read if layout.page_hi(p) >= k]) for k in wanted}
+    return read
 
 
 def commit_batch(store: DynamoDBStore, write: BatchWrite) -> None:

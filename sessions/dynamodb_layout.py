@@ -19,18 +19,23 @@ the one its record was filed under. (The first layout compared event times with 
 clock floored to seconds, and a Messenger event committed in the same second as a record moved
 out compared as newer than the move: its redelivery was applied again.)
 
-When the inline records no longer fit beside the state, *all* of them move out at once:
+When the inline records no longer fit beside the state, they move out at once, all but the
+records of the highest key when there are lower keys to page and those records are at most
+half of the item's (they stay inline: more events of that key, several in one whole second,
+then find the page mark below them and need no lookup):
 
 - into a **page**: one item (``sk = <channel>#evt#p.<chain>.<hi>``) holding every record whose
   key is above the conversation's page mark ``pm``, and the *late* ones (at or below ``pm``:
   events applied after newer ones had been paged, as a hot item's turns are, in the order the
-  serialised path received them) within :data:`PAGE_WINDOW` of ``hi``. ``hi`` is the page's
-  highest key, or ``pm + 1`` when every record in it is late, and it becomes the new ``pm``:
-  page names grow strictly along a chain. So page *i* holds the keys in ``(hi[i-1], hi[i]]``
-  and late keys down to ``hi[i] - PAGE_WINDOW``; the pages that can hold a key ``k`` are those
-  whose ``hi`` is in ``[k, k + PAGE_WINDOW]``, or, if there is none, the first page whose
-  ``hi >= k`` (:func:`pages_for`): one ``Query`` from ``k`` on finds them. Many records in one
-  plain write: a busy conversation pays about one more write unit per page, not one per event.
+  serialised path received them; or events of the mark's own key, several in one whole second
+  of a platform that sends whole seconds: a burst of slash commands) within
+  :data:`PAGE_WINDOW` of ``hi``. ``hi`` is the page's highest key, or ``pm + 1`` when every
+  record in it is late, and it becomes the new ``pm``: page names grow strictly along a chain.
+  So page *i* holds the keys in ``(hi[i-1], hi[i]]`` and late keys down to
+  ``hi[i] - PAGE_WINDOW``; the pages that can hold a key ``k`` are those whose ``hi`` is in
+  ``[k, k + PAGE_WINDOW]``, or, if there is none, the first page whose ``hi >= k``
+  (:func:`pages_for`): one ``Query`` from ``k`` on finds them. Many records in one plain
+  write: a busy conversation pays about one more write unit per page, not one per event.
 - into a record item of its own (``<channel>#evt#<digest>``) for each record later than that,
   or of unknown time. The own-record mark ``om`` covers them, as it covers the records that
   never go inline (a dead letter, a sent-mark outbox, a large response:
@@ -39,20 +44,33 @@ When the inline records no longer fit beside the state, *all* of them move out a
 Pages and moved records are written *before* the conversation item, as plain writes, and the
 conversation item's conditional write is what makes them count. That is safe without a
 transaction because what moves out is a function of the item the turn read alone: whether it
-moves (the item is full), and what (every record, split by the page mark). Every writer that
-read the same item writes the same page under the same name; a page whose conversation write
-then failed is either rewritten identically by the writer that succeeds, or belongs to an item
-that nobody will write again. A chain lives as long as its conversation item (whose TTL
-never falls below its pages'); a new item starts a chain under a fresh random name from the
+moves (the item is full), and what (its records, split by the page mark and the highest key).
+Every writer that read the same item writes the same page under the same name; a page whose
+conversation write then failed is either rewritten identically by the writer that succeeds, or
+belongs to an item that nobody will write again. A chain lives as long as its conversation
+item (whose TTL never falls below its pages'); a new item starts a chain under a fresh random
+name from the
 caller, so the pages of an item that expired or was deleted are never read again. A page that
 TTL removed held only expired records: the next page of the chain then answers "not there",
 which is right. Every record in any page is a committed event: a page can only make an event look
 already done if it was.
 
 Marks (``om``/``omx``: own records and their expiry; ``pc``/``pm``: the page chain and its
-mark) are in keys, ms. Items of older layouts still deduplicate: 16-byte ``ids`` entries and the
-``sp``/``spx`` spill mark carry our commit time, not the event's, so they are read with a
-margin of :data:`MAX_SKEW` for the platform's clock.
+mark; ``cm``/``cmx``: the coarse mark, below) are in keys, ms. Items of older layouts still
+deduplicate: 16-byte ``ids`` entries and the ``sp``/``spx`` spill mark carry our commit time, not
+the event's, so they are read with a margin of :data:`MAX_SKEW` for the platform's clock.
+
+Finer times over records filed by whole seconds. Slack's Events API was filed by its envelope's
+``event_time`` (whole seconds) until the edge took the event's ``event_ts`` (microseconds), so
+that the events of one second get keys of their own. A redelivery of an event filed before that
+carries a key up to a second above the one its record was filed under, and a page or own-record
+lookup by the new key alone could miss it. So a conversation item written before (no ``cm``
+attribute) is read with a *coarse mark*: the highest key any of its records can have (inline,
+paged, own), until they all expire; every item this layout writes carries ``cm`` (``0``: no
+coarse record left). An event whose second's key (:func:`second_key`) is at or below the coarse
+mark looks from that key up (``Lookup.low``): the pages between the two keys, own records by
+its digest as always. Events after the mark's second are not affected: a deploy costs a few
+more lookups for a day, and nothing for a conversation that starts after it.
 """
 
 from __future__ import annotations
@@ -104,7 +122,8 @@ UNIT = 64
 PAGE = "p."
 #: How far below its page's highest key a late record may still be paged with it, in keys
 #: (ms): a lookup then reads the pages whose highest key is within this of the event's. Ten
-#: seconds covers the order in which a burst's events reach the serialised path; an event
+#: seconds covers the order in which a burst's events reach the serialised path, and the
+#: events of a page mark's own key (a burst of slash commands in one whole second); an event
 #: later than that (a retry after a failure) goes to an item of its own, as before.
 PAGE_WINDOW = 10_000
 #: Attributes of the conversation item besides the state (``kind`` only on old items).
@@ -153,10 +172,13 @@ class Mark(NamedTuple):
 
 
 class Lookup(NamedTuple):
-    """Where a redelivery not found inline must look: its own record items, a page."""
+    """Where a redelivery not found inline must look: its own record items, the pages; and
+    the lowest key its record may be filed under (its own key, or its second's key where the
+    coarse mark covers that: :func:`pages_for` reads the pages from there up to its key)."""
 
     own: bool
     page: bool
+    low: int = 0
 
 
 def event_key(event_time: float | None) -> int:
@@ -167,6 +189,16 @@ def event_key(event_time: float | None) -> int:
         return 0
     key = math.ceil(event_time * 1000)
     return key if key < MAX_KEY else 0
+
+
+def second_key(event_time: float | None) -> int:
+    """The key of the whole second the event happened in: what an earlier layout filed an
+    event of that second under when it knew only whole seconds (Slack's ``event_time``). 0
+    when the time is unknown."""
+    if event_key(event_time) == 0:
+        return 0
+    assert event_time is not None
+    return math.floor(event_time) * 1000
 
 
 def digest(event_sk: str) -> bytes:
@@ -186,8 +218,8 @@ def page_sk(channel_sk: str, chain: str, hi: int) -> str:
 
 
 def page_range(channel_sk: str, chain: str, key: int) -> tuple[str, str]:
-    """The sort keys between which, in order from the first, lie the pages that may hold
-    ``key`` (:func:`pages_for` says which)."""
+    """The sort keys between which, in order from the first, lie the pages that may hold a
+    key from ``key`` on (:func:`pages_for` says which)."""
     return page_sk(channel_sk, chain, key), f"{channel_sk}{EVENT_MARK}{PAGE}{chain}.~"
 
 
@@ -196,18 +228,22 @@ def page_hi(page: Item) -> int:
     return int(page["sk"]["S"].rsplit(".", 1)[1])
 
 
-def pages_for(key: int, pages: list[Item]) -> list[Item]:
-    """Of the pages of a chain from ``key`` on (in order, as :func:`page_range` lists them; the
-    first few are enough: see :func:`read_on`), those that may hold ``key``: every one whose
-    highest key is within :data:`PAGE_WINDOW` of it, or else the first."""
-    near = [p for p in pages if key <= page_hi(p) <= key + PAGE_WINDOW]
-    return near or pages[:1]
+def pages_for(low: int, high: int, pages: list[Item]) -> list[Item]:
+    """Of the pages of a chain from ``low`` on (in order, as :func:`page_range` lists them;
+    the first few are enough: see :func:`read_on`), those that may hold a record of a key
+    from ``low`` to ``high``: every one whose highest key is within :data:`PAGE_WINDOW` above
+    the range, and the first past that if a key of the range may be there (no page within
+    the window above it: then its record, if paged, is in the first page above it)."""
+    near = [p for p in pages if low <= page_hi(p) <= high + PAGE_WINDOW]
+    if near and low == high:
+        return near
+    return near + [p for p in pages if page_hi(p) > high + PAGE_WINDOW][:1]
 
 
-def read_on(key: int, pages: list[Item]) -> bool:
-    """Whether a lookup of ``key`` that read ``pages`` (in order from ``key`` on) must read
-    further: none yet, or the last is still within the window."""
-    return not pages or page_hi(pages[-1]) <= key + PAGE_WINDOW
+def read_on(high: int, pages: list[Item]) -> bool:
+    """Whether a lookup up to the key ``high`` that read ``pages`` (in order from its lowest
+    key on) must read further: none yet, or the last is still within the window."""
+    return not pages or page_hi(pages[-1]) <= high + PAGE_WINDOW
 
 
 def n(value: int) -> dict[str, str]:
@@ -352,6 +388,9 @@ class Conversation:
     #: The event's record was read from an item of its own (a dead letter being replayed):
     #: the commit replaces it there.
     sibling: bool = False
+    #: Records at or below this key may be filed under their event's whole second (written
+    #: before Slack's finer times: see the module docstring), until it expires.
+    coarse: Mark | None = None
 
     @classmethod
     def of(cls, item: Item | None) -> Conversation:
@@ -366,14 +405,22 @@ class Conversation:
             own = Mark((num(item, "sp") + MAX_SKEW) * 1000, num(item, "spx"))
         if "om" in item:
             own = _join(own, Mark(num(item, "om"), num(item, "omx")))
+        entries = _entries(item)
+        if "cm" in item:
+            coarse = Mark(num(item, "cm"), num(item, "cmx")) if num(item, "cm") else None
+        else:
+            # Written before finer times: any of its records may be filed by whole seconds.
+            keys = [e.key for e in entries] + [num(item, "pm"), num(item, "om")]
+            coarse = Mark(max(keys), num(item, "expires_at")) if max(keys) else None
         return cls(
             item=item,
             state=state if isinstance(state, StoredState) else None,
-            entries=_entries(item),
+            entries=entries,
             responses=_responses(item),
             own=own,
             chain=bytes(item["pc"]["B"]).hex() if "pc" in item else "",
             paged=num(item, "pm"),
+            coarse=coarse,
         )
 
     @property
@@ -388,12 +435,16 @@ class Conversation:
         """The inline record of the event with this digest, if any."""
         return _record(self.entries, self.responses, d, self.generation)
 
-    def lookup(self, key: int) -> Lookup:
+    def lookup(self, key: int, second: int = 0) -> Lookup:
         """Must an event of this key, not recorded inline, look outside the item? Its own
-        record items if it may have been filed there; the chain's page if it may be paged."""
-        own = self.own is not None and (key == 0 or key <= self.own.key)
-        page = key != 0 and key <= self.paged
-        return Lookup(own=own, page=page)
+        record items if it may have been filed there; the chain's pages if it may be paged.
+        ``second``: the key of its whole second (:func:`second_key`), under which an earlier
+        layout may have filed it, if the coarse mark covers it."""
+        coarse = self.coarse is not None and 0 < second < key and second <= self.coarse.key
+        low = second if coarse else key
+        own = self.own is not None and (key == 0 or low <= self.own.key)
+        page = key != 0 and low <= self.paged
+        return Lookup(own=own, page=page, low=low)
 
     def needs_tombstone(self, event_time: float | None) -> bool:
         """Whether a tombstone could postdate the event: only if the event happened before
@@ -415,7 +466,7 @@ class Conversation:
 
 #: What a conversation item holds besides its state: records and marks.
 _RECORDS = ("ev", "ids", "rs")
-_MARKS = ("om", "omx", "pc", "pm", "sp", "spx")
+_MARKS = ("om", "omx", "pc", "pm", "sp", "spx", "cm", "cmx")
 
 
 def _target(item: Item) -> int:
@@ -433,6 +484,13 @@ def _join(a: Mark | None, b: Mark | None) -> Mark | None:
 def page_record(page: Item, d: bytes, generation: int) -> EventRecord | None:
     """The record of the event with this digest in a page, if any."""
     return _record(_entries(page), _responses(page), d, generation)
+
+
+def paged_record(pages: list[Item], d: bytes, generation: int) -> EventRecord | None:
+    """The record of the event with this digest in any of ``pages`` (the latest to expire:
+    an event applied again after its record expired has a later one)."""
+    found = [r for page in pages if (r := page_record(page, d, generation)) is not None]
+    return max(found, key=lambda r: r.expires_at, default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -510,41 +568,62 @@ def cheaper_blob(blob: bytes, base: int) -> bytes:
     return raw
 
 
-def _move_out(
-    conversation: Conversation, pk: str, sk: str, chain: str
-) -> tuple[list[Item], Mark | None, Mark | None]:
-    """Every record of the item as read moves out: those above the page mark, and the late
+def _page_item(
+    pk: str, name: str, entries: list[Entry], responses: tuple[Response, ...], generation: int
+) -> Item:
+    digests = {e.digest for e in entries}
+    page = key_of(pk, name) | {"kind": {"S": "page"}}
+    page |= _pack(entries, [r for r in responses if r.digest in digests])
+    page["expires_at"] = n(max(e.expires for e in entries))
+    if generation:
+        page["gen"] = n(generation)
+    return page
+
+
+class MovedOut(NamedTuple):
+    items: list[Item]
+    page: Mark | None
+    own: Mark | None
+    #: The digests of the records that stay inline.
+    stay: frozenset[bytes]
+
+
+def _move_out(conversation: Conversation, pk: str, sk: str, chain: str) -> MovedOut:
+    """The records of the item as read move out: those above the page mark, and the late
     ones (at or below it) within :data:`PAGE_WINDOW` of the page's name, to one page of
-    ``chain``; the later ones and those of unknown time to items of their own. Returns the
-    items to write, the page mark and the own-record mark they add."""
+    ``chain``; the later ones and those of unknown time to items of their own. Except the
+    records of the highest key, when there are lower ones above the mark to page and they
+    are at most half of the item's: they stay inline, so that more events of that key (whole
+    seconds: a burst of slash commands in one second) find the page mark below them and
+    need no lookup."""
     entries, responses = conversation.entries, conversation.responses
     generation = num(conversation.item or {}, "gen")
     floor = conversation.paged
     known = [e for e in entries if e.key]
+    above = sorted((e for e in known if e.key > floor), key=lambda e: (e.key, e.digest))
+    top = [e for e in above if e.key == above[-1].key] if above else []
+    stay = frozenset[bytes]()
+    if len(top) < len(above) and 2 * len(top) <= len(entries):
+        stay = frozenset(e.digest for e in top)
+        known = [e for e in known if e.digest not in stay]
     # The page's name: its highest key, above the page mark (strictly: no two pages of a
     # chain share a name, even when every record in one is late).
     hi = max([floor + 1] + [e.key for e in known])
     fresh = [e for e in known if e.key > floor or hi - e.key <= PAGE_WINDOW]
-    late = [e for e in entries if e not in fresh]
+    late = [e for e in entries if e not in fresh and e.digest not in stay]
     items: list[Item] = []
     page_mark = own_mark = None
     if fresh:
         fresh.sort(key=lambda e: (e.key, e.digest))
-        digests = {e.digest for e in fresh}
-        page = key_of(pk, page_sk(sk, chain, hi)) | {"kind": {"S": "page"}}
-        page |= _pack(fresh, [r for r in responses if r.digest in digests])
-        expires = max(e.expires for e in fresh)
-        page["expires_at"] = n(expires)
-        if generation:
-            page["gen"] = n(generation)
+        page = _page_item(pk, page_sk(sk, chain, hi), fresh, responses, generation)
         items.append(page)
-        page_mark = Mark(hi, expires)
+        page_mark = Mark(hi, num(page, "expires_at"))
     for entry in sorted(late):
         record = _record((entry,), responses, entry.digest, generation)
         assert record is not None
         items.append(event_item(pk, record_sk(sk, entry.digest), record))
         own_mark = _join(own_mark, Mark(_late_mark(entry), entry.expires))
-    return items, page_mark, own_mark
+    return MovedOut(items, page_mark, own_mark, stay)
 
 
 def place(
@@ -571,6 +650,8 @@ def place(
     function of the item as read). Pure: the same arguments always give the same writes."""
     d = digest(event_sk)
     own = conversation.own if conversation.own and conversation.own.expires > now else None
+    coarse = conversation.coarse
+    coarse = coarse if coarse is not None and coarse.expires > now else None
     chain, paged = conversation.chain or new_chain, conversation.paged
     # The item lives as long as its pages' records (its chain goes with it).
     ttl = num(conversation.item, "expires_at") if conversation.paged and conversation.item else 0
@@ -578,11 +659,12 @@ def place(
     responses = [r for r in conversation.responses if r.until > now and r.digest != d]
     moved: list[Item] = []
     if move and conversation.exists and conversation.entries and conversation.full():
-        moved, page_mark, own_mark = _move_out(conversation, pk, sk, chain)
-        own = _join(own, own_mark)
-        if page_mark is not None:
-            paged, ttl = page_mark.key, max(ttl, page_mark.expires)
-        entries, responses = [], []
+        out = _move_out(conversation, pk, sk, chain)
+        moved, own = out.items, _join(own, out.own)
+        if out.page is not None:
+            paged, ttl = out.page.key, max(ttl, out.page.expires)
+        entries = [e for e in entries if e.digest in out.stay]
+        responses = [r for r in responses if r.digest in out.stay]
     records: list[tuple[str, EventRecord]] = []
     item = conversation.item
     if state is None:
@@ -629,6 +711,9 @@ def place(
         new["om"], new["omx"] = n(own.key), n(own.expires)
     if paged:
         new["pc"], new["pm"] = {"B": bytes.fromhex(chain)}, n(paged)
+    new["cm"] = n(coarse.key if coarse else 0)  # also says: written by this layout
+    if coarse:
+        new["cmx"] = n(coarse.expires)
     ttl = max([ttl, num(new, "idle_at"), own.expires if own else 0] + [e.expires for e in entries])
     new["expires_at"] = n(ttl)
     if num(new, "idle_at") == ttl or "state" not in new:

@@ -27,8 +27,9 @@ Who retries what:
 - Slash commands and interactivity: Slack never redelivers them. A fast turn answers in the
   ack's body (commands) or through ``response_url`` (actions); an error of ours is a 200 with
   a short apology and a log line (and a dead letter when it would recur).
-- Every path carries the event's time (``event_time``, an action's ``action_ts``, or the
-  signed request timestamp), so a user delete is never undone by a late or deferred turn.
+- Every path carries the event's time (an event's ``event_ts`` within its ``event_time``,
+  an action's ``action_ts``, or the signed request timestamp), so a user delete is never
+  undone by a late or deferred turn, and the events of one second are filed apart.
 - Replies are sent at most once: the Slack clients retry a call only when it certainly never
   reached Slack (connection refused, name resolution), never after a reset or a timeout.
 - A turn the bot declares slow (from the message alone, before the ack) is acked at once and

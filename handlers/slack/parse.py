@@ -108,10 +108,25 @@ def request_time(headers: Mapping[str, Any]) -> float | None:
 
 
 def event_time(body: Mapping[str, Any], headers: Mapping[str, Any]) -> float | None:
-    """When the event happened, as the user delete's tombstone compares it: ``event_time``
-    for the Events API, the action's ``action_ts`` for block actions, and the request's
-    signed timestamp for slash commands and anything else."""
+    """When the event happened, at the finest resolution Slack gives, as the user delete's
+    tombstone compares it and the store files the event's record by it.
+
+    - Events API: the event's ``event_ts`` (microseconds, "1355517523.000005") when it lies
+      in the second of the envelope's ``event_time`` (whole seconds), which it refines; else
+      ``event_time``. Both are Slack's clock truncated (never later than the event), so the
+      finer one stays on the safe side of a delete, and a redelivery carries both again.
+    - Block actions: the action's ``action_ts`` (microseconds).
+    - Slash commands, view submissions and anything else: the request's signed timestamp,
+      whole seconds. A slash command carries no time of its own (its ``trigger_id`` is opaque,
+      and our clock's arrival time would be later than the command, on the unsafe side of a
+      delete), so several in one second share a time; the store keeps their lookups to one
+      read (``sessions.dynamodb_layout``).
+    """
     when = _seconds(body.get("event_time"))
+    event = body.get("event")
+    fine = _seconds(event.get("event_ts")) if isinstance(event, Mapping) else None
+    if when is not None and fine is not None and math.floor(fine) == math.floor(when):
+        when = fine
     if when is None:
         actions = body.get("actions")
         if isinstance(actions, list) and actions and isinstance(actions[0], Mapping):

@@ -2,8 +2,8 @@
 DynamoDB Local: a vote on a poll its container knows is hot is handed to the serialised path at
 once (acked, nothing written, a duplicate delivery not handed twice), the serialised path
 applies the handed-off votes as one group commit (one read, one write) with each voter told
-once, and inside Lambda with no serial queue a busy vote goes to the deferral instead of being
-dropped."""
+once, and inside Lambda with no serial queue a busy vote (on an item known hot, or one that
+really loses its race) goes to the deferral instead of being apologised for and dropped."""
 
 from __future__ import annotations
 
@@ -266,3 +266,47 @@ def test_inside_lambda_without_a_serial_queue_a_busy_vote_goes_to_the_deferral(
     world.deferrer.drain(slack.run_deferred)
     assert world.votes() == {"U0BOB": 0}
     assert world.told("U0BOB") == 1
+
+
+class Racing(StoreWrapper):
+    """A real store on which, once armed, the next commit of the poll's item loses its race
+    for real: another container's vote is committed on the item first."""
+
+    def __init__(self, inner: Any, rival: Any) -> None:
+        super().__init__(inner)
+        self.rival = rival
+        self.armed = False
+
+    def commit(self, write: Any) -> Any:
+        if self.armed and write.key.scope == "channel" and write.key.channel == CHANNEL:
+            self.armed = False
+            self.rival()
+        return self.inner.commit(write)
+
+
+def test_inside_lambda_without_a_serial_queue_a_vote_that_loses_its_race_is_deferred(
+    world: World,
+) -> None:
+    """No queue configured, inside Lambda, on an item no container knows is hot: a vote that
+    really loses its race (another container's vote commits between its read and its write)
+    is handed to the deferral (a vote is an interaction: Slack never sends it again), never
+    apologised for and dropped; the deferral applies it once and tells the voter once."""
+    settings = dataclasses.replace(
+        from_env(), lambda_function_name="poll-slack", serial_queue_url=None
+    )
+    other = world.slack(settings)  # another container, on the same store
+    open_poll(other)
+    racing = Racing(world.store, lambda: ok(other.handle(vote(world, "U0CAROL", 1))))
+    slack = handlers.slack.build(
+        settings, sessions=Sessions(racing), bot=PollBot(), deferrer=world.deferrer
+    )
+    assert isinstance(slack.serialiser, ViaDeferral)
+    racing.armed = True
+    ok(slack.handle(vote(world, "U0BOB", 0)))
+    assert not racing.armed  # the race happened
+    assert world.votes() == {"U0CAROL": 1}
+    assert len(world.deferrer.jobs) == 1  # handed off
+    assert not [c for c in world.fake.responses() if c.path == "/response/vote-U0BOB"]
+    world.deferrer.drain(slack.run_deferred)
+    assert world.votes() == {"U0CAROL": 1, "U0BOB": 0}
+    assert world.told("U0BOB") == 1 and world.told("U0CAROL") == 1

@@ -181,12 +181,17 @@ def test_a_busy_conversation_pages_its_records_and_still_deduplicates_them(
     deliver("next")
     # A new event after the page: newer than anything paged, so no second read.
     assert meter.take()[0] == {"GetItem": 1, "PutItem": 1}
-    for event in ("Ev0", f"Ev{paged_at - 1}"):  # the oldest and the newest paged record
+    for event in ("Ev0", f"Ev{paged_at - 2}"):  # the oldest and the newest paged record
         clock.now += 60
         again = sessions.run(KEY, event, count, None, event_time=times[event])
         assert again.duplicate
         calls, rcu, wcu = meter.take()
         assert calls == {"GetItem": 1, "Query": 1} and rcu == 2.0 and wcu == 0.0
+    # The record of the highest key stayed inline when the others moved out.
+    assert sessions.run(
+        KEY, f"Ev{paged_at - 1}", count, None, event_time=times[f"Ev{paged_at - 1}"]
+    ).duplicate
+    assert meter.take()[0] == {"GetItem": 1}
     assert sessions.get(KEY).state["n"] == paged_at + 2  # type: ignore[union-attr]
 
 

@@ -290,3 +290,26 @@ def test_an_expired_own_record_does_not_hide_a_later_paged_one(moto: Counted) ->
     assert third.duplicate
     conversation = sessions.get(KEY)
     assert conversation is not None and "e0 third" not in conversation.state["seen"]
+
+
+def test_a_lookup_over_a_range_of_keys_reads_every_page_a_key_of_it_may_be_in() -> None:
+    """A Slack redelivery over an item written before ``event_ts`` looks from its second's key
+    up to its own (the coarse mark). Its record, filed under any key of the range, is in a page
+    named within the window above that key, or else in the first page above it: the pages
+    read must include both, even where the window above the range's top holds none of them."""
+    sk, chain = "D1", "ab"
+
+    def pages(*names: int) -> list[layout.Item]:
+        return [{"sk": {"S": layout.page_sk(sk, chain, hi)}} for hi in names]
+
+    def names(found: list[layout.Item]) -> list[int]:
+        return [layout.page_hi(p) for p in found]
+
+    # The second's key's own page, below the event's key.
+    assert {1_000, 5_000} <= set(names(layout.pages_for(1_000, 1_500, pages(1_000, 5_000, 30_000))))
+    # A key of the range with no page within the window above it: the first page past it.
+    wide = 1_000 + layout.PAGE_WINDOW + 9_000
+    assert names(layout.pages_for(1_000, 3_000, pages(1_000, wide))) == [1_000, wide]
+    # One key: the pages within the window, or else the first (the first past is not needed).
+    assert names(layout.pages_for(1_000, 1_000, pages(1_000, wide))) == [1_000]
+    assert names(layout.pages_for(1_000, 1_000, pages(wide))) == [wide]
