@@ -86,7 +86,8 @@ replay: $(STAMP)
 # whole product's, on SQLite and on DynamoDB Local (make test runs 200 on SQLite, 50 on
 # DynamoDB Local); 5,000
 # installing users of one workspace on DynamoDB Local (make test runs 1,000); 2,000 signed
-# mutations of each platform's requests (make test runs 400).
+# mutations of each platform's requests (make test runs 400); 1,000 interleavings on DynamoDB
+# Local (make test runs 120).
 test-long: $(STAMP) java
 	LAYOUT_EXAMPLES=2000 $(BIN)/python -m pytest -q \
 		tests/property/test_layout_model.py --hypothesis-show-statistics
@@ -95,6 +96,7 @@ test-long: $(STAMP) java
 	PRODUCT_MODEL_EXAMPLES=2000 $(BIN)/python -m pytest -q \
 		tests/property/test_product_model.py --hypothesis-show-statistics
 	MUTATION_EXAMPLES=2000 $(BIN)/python -m pytest -q tests/reliability/test_mutation_fuzz.py
+	INTERLEAVING_EXAMPLES=1000 $(BIN)/python -m pytest -q tests/property/test_interleavings_dynamodb.py
 
 # The cold start as deployed is measured on the zip of the code as it is: packaged first.
 bench: $(STAMP) dynamodb-local package

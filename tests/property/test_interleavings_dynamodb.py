@@ -16,6 +16,7 @@ those of real requests, at DynamoDB's own unit of atomicity.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from collections import Counter
@@ -170,7 +171,11 @@ def append_both(state: tuple[Any, Any], event: str) -> tuple[tuple[Any, Any], li
     return (channel, mine), [f"reply:{event}"], None
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+#: Interleavings per run: ``make test`` runs 120, ``make test-long`` 1,000.
+EXAMPLES = int(os.environ.get("INTERLEAVING_EXAMPLES") or 120)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(scenario=scenarios(), data=st.data())
 def test_every_interleaving_keeps_the_guarantees(
     scenario: dict[str, Any], data: st.DataObject, local_client: Any, local_table: str
